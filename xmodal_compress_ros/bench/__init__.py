@@ -1,0 +1,1 @@
+"""Benchmarks: metrics, baseline codecs and the rosbag replay benchmark."""

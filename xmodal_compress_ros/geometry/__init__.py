@@ -1,0 +1,1 @@
+"""Camera/LiDAR geometry: calibration and the projection that builds the conditioning input."""

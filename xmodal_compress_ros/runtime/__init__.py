@@ -1,0 +1,1 @@
+"""Inference backends (PyTorch, ONNX Runtime, TensorRT) and ONNX export."""

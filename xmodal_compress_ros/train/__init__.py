@@ -1,0 +1,1 @@
+"""Training: losses, crops and the training loop."""

@@ -31,3 +31,7 @@ class ModelFileError(XmodalError, ValueError):
 
 class DatasetError(XmodalError, ValueError):
     """A dataset or rosbag is missing files, topics, or has unsupported content."""
+
+
+class ParameterError(XmodalError, ValueError):
+    """A node parameter has a wrong type or a value outside its range."""

@@ -395,7 +395,8 @@ def _calibration():
 def test_camera_info_from_calibration(family):
     calib = _calibration()
     header = conv.make_header(99, 'camera', family.Header)
-    msg = family.roundtrip(conv.camera_info_from_calibration(calib, header=header, msg_type=family.CameraInfo))
+    msg = family.roundtrip(
+        conv.camera_info_from_calibration(calib, header=header, msg_type=family.CameraInfo))
     assert (msg.width, msg.height, msg.distortion_model) == (1242, 375, 'plumb_bob')
     assert msg.header.frame_id == 'camera' and conv.stamp_to_ns(msg.header.stamp) == 99
     np.testing.assert_array_equal(np.asarray(msg.k).reshape(3, 3), calib.K)

@@ -1,0 +1,136 @@
+"""LiDAR points -> sparse depth map -> the uint8 conditioning image of the codec (NumPy reference).
+
+The steps, each defined exactly so that :mod:`projection_torch` reproduces them bit for bit:
+
+1. ``[a, b, w] = M @ [x, y, z, 1]`` with ``M = calib.lidar_to_pixel``, each row evaluated in float64
+   as ``((x*M[r,0] + y*M[r,1]) + z*M[r,2]) + M[r,3]`` (no matmul: its summation order is
+   library-specific). ``w`` is the depth in metres.
+2. Keep finite points with ``w > MIN_DEPTH_M`` whose pixel ``u = floor(a/w)``, ``v = floor(b/w)``
+   lies inside the image; the nearest point wins each pixel (z-buffer); 0 marks empty pixels.
+3. :func:`equalize_depth`: ``d' = clip(round((d - d_min) * scale), 0, 255)`` over non-empty pixels,
+   then integer histogram equalisation of ``d'`` onto 1..255 (empty pixels stay 0).
+
+See ``docs/projection.md`` for the reasons behind each choice.
+"""
+from __future__ import annotations
+
+from typing import Tuple
+
+import numpy as np
+
+from xmodal_compress_ros.errors import ImageFormatError, PointCloudError
+from xmodal_compress_ros.geometry.calibration import Calibration
+
+# 1/3 m steps over an 85 m span: covers KITTI's in-image depths (about 2-80 m) in 255 levels.
+DEFAULT_DEPTH_SCALE = 3.0
+# Points nearer than this are on the vehicle or behind the image plane.
+MIN_DEPTH_M = 0.1
+LEVELS = 256
+
+
+def project_points(points: np.ndarray, calib: Calibration) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pixels of the points that land in the image, before the z-buffer.
+
+    ``points`` is ``(N, >=3)`` numeric (x, y, z first, in the LiDAR frame); other columns are ignored.
+    Returns ``(u, v, depth)``: int64 column and row, float32 depth in metres, one entry per point that
+    is finite, at least ``MIN_DEPTH_M`` in front of the camera and inside the image, in input order.
+    """
+    points = check_points(points)
+    m = calib.lidar_to_pixel
+    # One transposing copy is 3x faster than converting three strided columns.
+    x, y, z = points[:, :3].T.astype(np.float64, order='C')
+    # NaN/inf coordinates are expected in real scans; they are dropped below, silently.
+    with np.errstate(invalid='ignore', over='ignore'):
+        w = x * m[2, 0] + y * m[2, 1] + z * m[2, 2] + m[2, 3]
+    # NaN fails both comparisons; an inf coordinate makes w inf or NaN, so this also drops non-finite points.
+    front = (w > MIN_DEPTH_M) & (w < np.inf)
+    x, y, z, w = x[front], y[front], z[front], w[front]
+    with np.errstate(invalid='ignore', over='ignore'):
+        u = np.floor((x * m[0, 0] + y * m[0, 1] + z * m[0, 2] + m[0, 3]) / w)
+        v = np.floor((x * m[1, 0] + y * m[1, 1] + z * m[1, 2] + m[1, 3]) / w)
+    inside = (u >= 0) & (u < calib.width) & (v >= 0) & (v < calib.height)
+    return u[inside].astype(np.int64), v[inside].astype(np.int64), w[inside].astype(np.float32)
+
+
+def project_to_depth(points: np.ndarray, calib: Calibration) -> np.ndarray:
+    """Sparse depth map, float32 ``(height, width)`` in metres, 0 where no point lands.
+
+    The nearest point wins each pixel; see :func:`project_points` for which points count.
+    """
+    u, v, depth = project_points(points, calib)
+    flat = np.full(calib.height * calib.width, np.inf, dtype=np.float32)
+    # minimum.at is order-independent: the nearest point wins whatever the input order.
+    np.minimum.at(flat, v * calib.width + u, depth)
+    flat[flat == np.inf] = 0.0
+    return flat.reshape(calib.height, calib.width)
+
+
+def equalize_depth(depth: np.ndarray, scale: float = DEFAULT_DEPTH_SCALE) -> np.ndarray:
+    """The conditioning image: uint8 ``(H, W)``, 0 where empty, 1..255 (equalised depth rank) elsewhere."""
+    depth = check_depth(depth)
+    scale = check_scale(scale)
+    out = np.zeros(depth.shape, dtype=np.uint8)
+    mask = depth > 0
+    values = depth[mask].astype(np.float64)
+    if values.size == 0:
+        return out
+    levels = np.clip(np.rint((values - values.min()) * scale), 0, LEVELS - 1).astype(np.int64)
+    cdf = np.cumsum(np.bincount(levels, minlength=LEVELS))
+    out[mask] = equalization_lut(cdf)[levels]
+    return out
+
+
+def depth_condition(points: np.ndarray, calib: Calibration, scale: float = DEFAULT_DEPTH_SCALE) -> np.ndarray:
+    """:func:`project_to_depth` then :func:`equalize_depth`: the codec's LiDAR input, uint8 ``(H, W)``."""
+    return equalize_depth(project_to_depth(points, calib), scale)
+
+
+def equalization_lut(cdf: np.ndarray) -> np.ndarray:
+    """uint8 table level -> 1..255 from the integer cdf of the 256 levels (shared by both implementations).
+
+    ``lut = 1 + round_half_up(254 * (cdf - cdf[0]) / (n - cdf[0]))`` in integer arithmetic, with
+    ``n = cdf[-1]``; ``cdf[0] > 0`` since the nearest pixel has level 0. If all pixels share one
+    level the denominator is 0 and every pixel maps to 1.
+    """
+    cdf = np.asarray(cdf, dtype=np.int64)
+    span = max(int(cdf[-1] - cdf[0]), 1)
+    return (1 + (2 * (LEVELS - 2) * (cdf - cdf[0]) + span) // (2 * span)).astype(np.uint8)
+
+
+def check_points(points: np.ndarray) -> np.ndarray:
+    """``points`` as an ndarray of shape ``(N, >=3)`` with a real numeric dtype, else PointCloudError."""
+    array = np.asarray(points)
+    if array.dtype.kind not in 'fiu':
+        raise PointCloudError(f'points must be a numeric (float or int) array, got dtype {array.dtype}')
+    check_points_shape(tuple(array.shape))
+    return array
+
+
+def check_points_shape(shape: Tuple[int, ...]) -> None:
+    """PointCloudError unless ``shape`` is ``(N, >=3)``."""
+    if len(shape) != 2 or shape[1] < 3:
+        raise PointCloudError(
+            f'points must have shape (N, >=3) with x, y, z first, got {shape}: pass one row per point')
+
+
+def check_depth(depth: np.ndarray) -> np.ndarray:
+    """``depth`` as a 2-D float array of finite values >= 0, else ImageFormatError."""
+    array = np.asarray(depth)
+    if array.ndim != 2 or array.dtype.kind != 'f':
+        raise ImageFormatError(
+            f'depth map must be a 2-D float array (H, W) in metres, got shape {array.shape} dtype {array.dtype}')
+    if array.size and not (np.isfinite(array).all() and array.min() >= 0):
+        raise ImageFormatError('depth map must hold finite depths >= 0 (0 = no point); it has NaN, inf or < 0')
+    return array
+
+
+def check_scale(scale: float) -> float:
+    """The depth normalisation scale (levels per metre) as a finite float > 0, else ImageFormatError."""
+    try:
+        value = float(scale)
+    except (TypeError, ValueError):
+        raise ImageFormatError(f'depth scale must be a number of levels per metre, got {scale!r}') from None
+    if not np.isfinite(value) or value <= 0:
+        raise ImageFormatError(
+            f'depth scale must be finite and > 0 (levels per metre, default {DEFAULT_DEPTH_SCALE}), got {scale!r}')
+    return value

@@ -1,0 +1,287 @@
+"""Node parameters, declared once as fields of frozen config dataclasses.
+
+Each field of :class:`EncoderNodeConfig` and :class:`DecoderNodeConfig` is one ROS parameter with
+the same name; its metadata (made by :func:`param`) carries the description, the numeric range or
+the allowed strings, and whether it is read-only. :func:`declare_config` turns that into
+``ParameterDescriptor`` declarations and reads the values back into the dataclass;
+:func:`validate_value` is the one validation rule used at start-up and for run-time changes.
+
+The module imports rclpy only inside :func:`declare_config` and :func:`watch_config`, so the
+configs and their validation are usable (and tested) without ROS.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple, Type, TypeVar
+
+from xmodal_compress_ros.errors import ParameterError
+
+BACKENDS = ('torch', 'onnxruntime', 'tensorrt')
+DEVICES = ('cpu', 'cuda')
+PRECISIONS = ('fp32', 'fp16')
+INPUT_QOS = ('sensor_data', 'reliable')
+OUTPUT_QOS = ('reliable', 'best_effort')
+OUTPUT_ENCODINGS = ('rgb8', 'bgr8')
+MAX_QUALITY = 15
+
+Config = TypeVar('Config')
+
+
+def param(default: Any, description: str, *, bounds: Optional[Tuple[float, float]] = None,
+          choices: Optional[Sequence[str]] = None, read_only: bool = False, length: Optional[int] = None):
+    """A dataclass field that is also a ROS parameter.
+
+    Args:
+        default: the default value; its type is the parameter's type (a tuple means a double array).
+        description: one sentence for ``ros2 param describe``.
+        bounds: inclusive ``(low, high)`` for int and float parameters.
+        choices: the allowed values of a string parameter.
+        read_only: fixed once the node runs (models, backend, topics, QoS).
+        length: the required length of an array parameter (an empty array always means "not set").
+    """
+    meta = {'description': description, 'bounds': bounds, 'choices': tuple(choices) if choices else None,
+            'read_only': read_only, 'length': length}
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class EncoderNodeConfig:
+    """Everything the encoder node is configured with (one field per ROS parameter)."""
+
+    image_topic: str = param('/camera/image_raw', 'Camera image input (sensor_msgs/Image).', read_only=True)
+    lidar_topic: str = param('/lidar/points', 'LiDAR input (sensor_msgs/PointCloud2).', read_only=True)
+    camera_info_topic: str = param(
+        '', 'CameraInfo input; used for calibration when calibration_file is empty (then T_cam_lidar is '
+        'required). Empty: do not subscribe.', read_only=True)
+    packet_topic: str = param(
+        '', 'Output topic of the packets (sensor_msgs/CompressedImage). Empty: <image_topic>/xmodal.',
+        read_only=True)
+    calibration_file: str = param(
+        '', 'Calibration: project YAML, KITTI object calib .txt or KITTI raw date folder. Empty: build it '
+        'from CameraInfo and T_cam_lidar.', read_only=True)
+    T_cam_lidar: Tuple[float, ...] = param(
+        (), 'LiDAR-to-camera transform, 16 doubles row-major (used with CameraInfo).',
+        read_only=True, length=16)
+    model: str = param('models/xmodal-lidar', 'Stem of the LiDAR-conditioned model (.safetensors + .json).',
+                       read_only=True)
+    fallback_model: str = param('models/xmodal-hyperprior',
+                                'Stem of the image-only twin used when no scan is available.', read_only=True)
+    backend: str = param('torch', 'Inference backend.', choices=BACKENDS, read_only=True)
+    device: str = param('cpu', 'Inference device.', choices=DEVICES, read_only=True)
+    precision: str = param('fp32', 'Inference precision.', choices=PRECISIONS, read_only=True)
+    quality: int = param(3, 'Quality level (higher: more bits, better image); the fixed level when '
+                         'target_kbps is 0, the start level otherwise. Changeable at run time.',
+                         bounds=(0, MAX_QUALITY))
+    target_kbps: float = param(0.0, 'Link budget in kbit/s for images plus LiDAR; the quality is chosen '
+                               'per frame to stay under it. 0 disables rate control.', bounds=(0.0, 1e6))
+    input_qos: str = param('sensor_data', 'QoS of the image, LiDAR and CameraInfo subscriptions.',
+                           choices=INPUT_QOS, read_only=True)
+    output_qos: str = param('reliable', 'Reliability of the packet publisher.', choices=OUTPUT_QOS,
+                            read_only=True)
+    output_depth: int = param(10, 'History depth of the packet publisher.', bounds=(1, 1000), read_only=True)
+    max_time_delta: float = param(0.05, 'Largest |image stamp - scan stamp| in seconds for a pair.',
+                                  bounds=(0.0, 10.0))
+    lidar_timeout: float = param(1.0, 'Seconds without scans after which images are encoded image-only.',
+                                 bounds=(0.01, 3600.0))
+    scan_buffer: int = param(10, 'Decoded scans kept for pairing (newest first out when full: oldest dropped).',
+                             bounds=(1, 100), read_only=True)
+    lidar_quantization_bits: int = param(11, 'Draco position quantisation bits of the LiDAR packets.',
+                                         bounds=(1, 30), read_only=True)
+    frustum_only: bool = param(False, 'Send only the points inside the camera frustum in LiDAR packets.',
+                               read_only=True)
+    diagnostics_period: float = param(1.0, 'Seconds between /diagnostics messages.', bounds=(0.05, 60.0),
+                                      read_only=True)
+
+    def resolved_packet_topic(self) -> str:
+        """``packet_topic``, or ``<image_topic>/xmodal`` when it is empty."""
+        return self.packet_topic or self.image_topic.rstrip('/') + '/xmodal'
+
+
+@dataclass(frozen=True)
+class DecoderNodeConfig:
+    """Everything the decoder node is configured with (one field per ROS parameter)."""
+
+    packet_topic: str = param('/camera/image_raw/xmodal', 'Input packets (sensor_msgs/CompressedImage).',
+                              read_only=True)
+    image_topic: str = param('/camera/image_decoded', 'Decoded images (sensor_msgs/Image), camera header.',
+                             read_only=True)
+    lidar_topic: str = param('/lidar/points_decoded', 'Decoded scans (sensor_msgs/PointCloud2), LiDAR header.',
+                             read_only=True)
+    models: Tuple[str, ...] = param(('models/xmodal-lidar', 'models/xmodal-hyperprior'),
+                                    'Stems of every model the decoder can decode (matched by model id).',
+                                    read_only=True)
+    backend: str = param('torch', 'Inference backend.', choices=BACKENDS, read_only=True)
+    device: str = param('cpu', 'Inference device.', choices=DEVICES, read_only=True)
+    precision: str = param('fp32', 'Inference precision.', choices=PRECISIONS, read_only=True)
+    output_encoding: str = param('rgb8', 'Encoding of the decoded images. Changeable at run time.',
+                                 choices=OUTPUT_ENCODINGS)
+    input_qos: str = param('reliable', 'Reliability of the packet subscription (match the encoder).',
+                           choices=OUTPUT_QOS, read_only=True)
+    output_qos: str = param('reliable', 'Reliability of the image and point cloud publishers.',
+                            choices=OUTPUT_QOS, read_only=True)
+    output_depth: int = param(10, 'History depth of the publishers and the packet subscription.',
+                              bounds=(1, 1000), read_only=True)
+    scan_buffer: int = param(10, 'Decoded scans kept by scan id for the image packets that reference them.',
+                             bounds=(1, 100), read_only=True)
+    publish_points: bool = param(True, 'Publish the decoded scans as PointCloud2.', read_only=True)
+    diagnostics_period: float = param(1.0, 'Seconds between /diagnostics messages.', bounds=(0.05, 60.0),
+                                      read_only=True)
+
+
+# ------------------------------------------------------------------------------ validation
+
+def specs(config_cls: Type[Config]) -> Tuple[dataclasses.Field, ...]:
+    """The parameter fields of a config dataclass, in declaration order."""
+    return tuple(f for f in dataclasses.fields(config_cls) if 'description' in f.metadata)
+
+
+def validate_value(spec: dataclasses.Field, value: Any) -> Optional[str]:
+    """``None`` if ``value`` is valid for ``spec``, else the reason (naming the value and the valid range)."""
+    name, meta, default = spec.name, spec.metadata, spec.default
+    if isinstance(default, bool):
+        return None if isinstance(value, bool) else f'{name} must be true or false, got {value!r}'
+    if isinstance(default, tuple):
+        return _validate_array(spec, value)
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            return f'{name} must be an integer, got {value!r}'
+    elif isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return f'{name} must be a finite number, got {value!r}'
+    elif isinstance(default, str) and not isinstance(value, str):
+        return f'{name} must be a string, got {value!r}'
+    if meta['bounds'] is not None:
+        low, high = meta['bounds']
+        if not low <= value <= high:
+            return f'{name} = {value!r} is out of range: use a value in [{low}, {high}]'
+    if meta['choices'] is not None and value not in meta['choices']:
+        return f'{name} = {value!r} is not supported: use one of {", ".join(meta["choices"])}'
+    return None
+
+
+def _validate_array(spec: dataclasses.Field, value: Any) -> Optional[str]:
+    name, length = spec.name, spec.metadata['length']
+    element = str if spec.default and isinstance(spec.default[0], str) else float
+    if not isinstance(value, (list, tuple)):
+        return f'{name} must be a list, got {value!r}'
+    if element is float and not all(isinstance(v, (int, float)) and math.isfinite(v) for v in value):
+        return f'{name} must hold finite numbers, got {list(value)!r}'
+    if element is str and not all(isinstance(v, str) for v in value):
+        return f'{name} must hold strings, got {list(value)!r}'
+    if length is not None and len(value) not in (0, length):
+        return f'{name} must have {length} values (or none), got {len(value)}'
+    return None
+
+
+def config_from_values(config_cls: Type[Config], values: Mapping[str, Any]) -> Config:
+    """Build ``config_cls`` from parameter values, raising :class:`ParameterError` listing every bad one."""
+    by_name = {spec.name: spec for spec in specs(config_cls)}
+    unknown = sorted(set(values) - set(by_name))
+    if unknown:
+        raise ParameterError(f'unknown parameter(s) {", ".join(unknown)}: valid ones are {", ".join(by_name)}')
+    problems = [reason for name, value in values.items()
+                if (reason := validate_value(by_name[name], value)) is not None]
+    if problems:
+        raise ParameterError('; '.join(problems))
+    return config_cls(**{name: _normalise(by_name[name], value) for name, value in values.items()})
+
+
+def _normalise(spec: dataclasses.Field, value: Any) -> Any:
+    """Lists become tuples (the configs are frozen and hashable), ints given for floats become floats."""
+    if isinstance(spec.default, tuple):
+        return tuple(float(v) if not isinstance(v, str) else v for v in value)
+    if isinstance(spec.default, float) and not isinstance(spec.default, bool):
+        return float(value)
+    return value
+
+
+# ----------------------------------------------------------------------------------- rclpy
+
+def declare_config(node: Any, config_cls: Type[Config]) -> Config:
+    """Declare every field of ``config_cls`` as a parameter of ``node`` and return the values.
+
+    Raises:
+        ParameterError: a value given on the command line or in a parameter file is invalid.
+    """
+    from rcl_interfaces.msg import ParameterDescriptor
+
+    values = {}
+    for spec in specs(config_cls):
+        descriptor = ParameterDescriptor(
+            name=spec.name, description=spec.metadata['description'], read_only=spec.metadata['read_only'],
+            additional_constraints=_constraints_text(spec))
+        _set_range(descriptor, spec)
+        parameter = node.declare_parameter(spec.name, _declared_default(spec), descriptor)
+        values[spec.name] = spec.default if parameter.value is None else parameter.value
+    return config_from_values(config_cls, values)
+
+
+def watch_config(node: Any, config_cls: Type[Config], get: Callable[[], Config],
+                 apply: Callable[[Config], None],
+                 extra_check: Optional[Callable[[str, Any], Optional[str]]] = None) -> None:
+    """Validate run-time parameter changes (rejecting bad ones with a reason), then ``apply`` the new config.
+
+    ``extra_check(name, value)`` adds node-specific rules (such as the model's number of qualities).
+    """
+    from rcl_interfaces.msg import SetParametersResult
+
+    by_name = {spec.name: spec for spec in specs(config_cls)}
+
+    def check(parameters: Sequence[Any]) -> Any:
+        for parameter in parameters:
+            spec = by_name.get(parameter.name)
+            if spec is None:
+                continue
+            reason = validate_value(spec, parameter.value)
+            if reason is None and extra_check is not None:
+                reason = extra_check(parameter.name, parameter.value)
+            if reason is not None:
+                return SetParametersResult(successful=False, reason=reason)
+        return SetParametersResult(successful=True)
+
+    def update(parameters: Sequence[Any]) -> None:
+        changes = {p.name: _normalise(by_name[p.name], p.value) for p in parameters if p.name in by_name}
+        if changes:
+            apply(dataclasses.replace(get(), **changes))
+
+    node.add_on_set_parameters_callback(check)
+    node.add_post_set_parameters_callback(update)
+
+
+def _declared_default(spec: dataclasses.Field) -> Any:
+    """The default to declare; an empty array is declared by type (uninitialised), not as ``[]``.
+
+    rclpy would infer BYTE_ARRAY from ``[]`` and then refuse the doubles given on the command line.
+    """
+    from rclpy.parameter import Parameter
+
+    if isinstance(spec.default, tuple):
+        if not spec.default:
+            return Parameter.Type.DOUBLE_ARRAY
+        return list(spec.default)
+    return spec.default
+
+
+def _set_range(descriptor: Any, spec: dataclasses.Field) -> None:
+    from rcl_interfaces.msg import FloatingPointRange, IntegerRange
+
+    bounds = spec.metadata['bounds']
+    if bounds is None:
+        return
+    if isinstance(spec.default, int) and not isinstance(spec.default, bool):
+        descriptor.integer_range = [IntegerRange(from_value=int(bounds[0]), to_value=int(bounds[1]), step=1)]
+    else:
+        descriptor.floating_point_range = [
+            FloatingPointRange(from_value=float(bounds[0]), to_value=float(bounds[1]), step=0.0)]
+
+
+def _constraints_text(spec: dataclasses.Field) -> str:
+    meta = spec.metadata
+    if meta['choices']:
+        return 'one of: ' + ', '.join(meta['choices'])
+    if meta['length']:
+        return f'{meta["length"]} values or empty'
+    return ''
+

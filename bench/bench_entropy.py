@@ -1,0 +1,159 @@
+"""Speed and overhead of the entropy coder at KITTI latent size.
+
+Synthetic but realistic symbols: each y element gets a scale index, its symbol is
+round(N(0, scale)) clamped to the table (what a mean-scale hyperprior produces after
+subtracting the mean); z symbols come from per-channel discretized Laplacians. Two index
+profiles: ``uniform`` (indexes spread evenly over the 64 scales, the hard case: many wide rows)
+and ``skewed`` (index = floor(64 u^3), most elements at small scales, as trained models give).
+
+Prints a table and writes ``bench/results/entropy_<host>.json``.
+
+    python bench/bench_entropy.py [--channels 320 --height 24 --width 80 --repeats 5]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from xmodal_compress_ros.codec.entropy import (
+    ConstrictionAnsCoder, PmfTable, clamp_symbols, default_scale_table, gaussian_table, table_from_pmfs,
+)
+
+
+def y_latent(rng: np.random.Generator, size: int, profile: str, scales: np.ndarray, table: PmfTable):
+    if profile == 'uniform':
+        indexes = rng.integers(0, scales.size, size)
+    else:
+        indexes = np.floor(scales.size * rng.random(size) ** 3).astype(np.int64)
+    symbols = np.round(rng.normal(0.0, scales[indexes])).astype(np.int64)
+    return clamp_symbols(symbols, indexes, table), indexes.astype(np.int32)
+
+
+def z_latent(rng: np.random.Generator, channels: int, per_channel: int, tail: int = 16):
+    """Per-channel discretized Laplacians with spreads 0.3..4 and the matching table."""
+    spread = np.exp(rng.uniform(np.log(0.3), np.log(4.0), channels))
+    values = np.arange(-tail, tail + 1)
+    pmf = np.exp(-np.abs(values)[None, :] / spread[:, None])
+    table = table_from_pmfs(pmf, np.full(channels, -tail))
+    indexes = np.repeat(np.arange(channels), per_channel).astype(np.int32)
+    symbols = np.round(rng.laplace(0.0, spread[indexes])).astype(np.int64)
+    return table, clamp_symbols(symbols, indexes, table), indexes
+
+
+def best_of(repeats: int, function) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def gil_check(words: np.ndarray, model, count: int) -> dict:
+    """Decode the same stream twice serially and in two threads: equal times = GIL held."""
+    import constriction
+
+    def work():
+        constriction.stream.stack.AnsCoder(words).decode(model, count)
+
+    serial = best_of(3, lambda: (work(), work()))
+
+    def threaded():
+        threads = [threading.Thread(target=work) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    parallel = best_of(3, threaded)
+    return {'serial_s': serial, 'two_threads_s': parallel, 'speedup': serial / parallel}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--channels', type=int, default=320, help='y channels (M)')
+    parser.add_argument('--height', type=int, default=24, help='y height (padded 384 / 16)')
+    parser.add_argument('--width', type=int, default=80, help='y width (padded 1280 / 16)')
+    parser.add_argument('--z-channels', type=int, default=192)
+    parser.add_argument('--repeats', type=int, default=5)
+    parser.add_argument('--substreams', type=int, nargs='+', default=[1, 2, 4])
+    parser.add_argument('--out', type=Path, default=Path(__file__).parent / 'results')
+    args = parser.parse_args()
+
+    rng = np.random.default_rng(0)
+    scales = default_scale_table()
+    y_table = gaussian_table(scales)
+    y_size = args.channels * args.height * args.width
+    z_per_channel = (args.height // 4) * (args.width // 4)
+    z_table, z_symbols, z_indexes = z_latent(rng, args.z_channels, z_per_channel)
+    total = y_size + z_symbols.size
+    print(f'{y_size} y symbols ({args.channels}x{args.height}x{args.width}) + {z_symbols.size} z symbols '
+          f'= {total}; best of {args.repeats}; {os.cpu_count()} CPUs')
+    print(f'{"profile":8} {"K":>2} {"enc Msym/s":>10} {"dec Msym/s":>10} {"bytes":>9} {"ideal":>9} {"overhead":>8}')
+    records = []
+    for profile in ('uniform', 'skewed'):
+        y_symbols, y_indexes = y_latent(rng, y_size, profile, scales, y_table)
+        ideal_bits = y_table.ideal_bits(y_symbols, y_indexes) + z_table.ideal_bits(z_symbols, z_indexes)
+        for substreams in args.substreams:
+            coder = ConstrictionAnsCoder(substreams)
+
+            def encode():
+                return coder.encode(y_symbols, y_indexes, y_table), coder.encode(z_symbols, z_indexes, z_table)
+
+            y_bytes, z_bytes = encode()
+
+            def decode():
+                return coder.decode(y_bytes, y_indexes, y_table), coder.decode(z_bytes, z_indexes, z_table)
+
+            y_back, z_back = decode()
+            assert np.array_equal(y_back, y_symbols) and np.array_equal(z_back, z_symbols)
+            encode_s = best_of(args.repeats, encode)
+            decode_s = best_of(args.repeats, decode)
+            size = len(y_bytes) + len(z_bytes)
+            record = {
+                'profile': profile, 'substreams': substreams, 'symbols': total,
+                'encode_s': encode_s, 'decode_s': decode_s,
+                'encode_msym_per_s': total / encode_s / 1e6, 'decode_msym_per_s': total / decode_s / 1e6,
+                'bytes': size, 'ideal_bytes': ideal_bits / 8, 'overhead_pct': 100 * (8 * size / ideal_bits - 1),
+            }
+            records.append(record)
+            print(f'{profile:8} {substreams:>2} {record["encode_msym_per_s"]:>10.1f} '
+                  f'{record["decode_msym_per_s"]:>10.1f} {size:>9} {ideal_bits / 8:>9.0f} '
+                  f'{record["overhead_pct"]:>7.3f}%')
+
+    import constriction
+
+    words = constriction.stream.stack.AnsCoder()
+    model = ConstrictionAnsCoder._model(y_table, 40)
+    row_symbols = np.round(rng.normal(0, scales[40], 200_000)).astype(np.int64)
+    columns = (clamp_symbols(row_symbols, np.full(row_symbols.size, 40), y_table)
+               - y_table.offsets[40]).astype(np.int32)
+    words.encode_reverse(columns, model)
+    gil = gil_check(words.get_compressed(), model, columns.size)
+    print(f'GIL: two decodes serially {gil["serial_s"] * 1e3:.1f} ms, in two threads '
+          f'{gil["two_threads_s"] * 1e3:.1f} ms (speedup {gil["speedup"]:.2f}x)')
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    host = socket.gethostname()
+    result = {
+        'host': host, 'cpus': os.cpu_count(), 'y_shape': [args.channels, args.height, args.width],
+        'z_shape': [args.z_channels, args.height // 4, args.width // 4], 'repeats': args.repeats,
+        'records': records, 'gil': gil,
+        'median_encode_msym_per_s': statistics.median(r['encode_msym_per_s'] for r in records),
+        'median_decode_msym_per_s': statistics.median(r['decode_msym_per_s'] for r in records),
+    }
+    path = args.out / f'entropy_{host}.json'
+    path.write_text(json.dumps(result, indent=2) + '\n')
+    print(f'wrote {path}')
+
+
+if __name__ == '__main__':
+    main()

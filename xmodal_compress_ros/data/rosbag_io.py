@@ -55,6 +55,8 @@ SCAN = 'scan'
 CAMERA_INFO = 'camera_info'
 
 STORAGES = ('mcap', 'sqlite3')
+# rosbag2 metadata format: 9 is what ROS 2 Jazzy and newer write.
+BAG_VERSION = 9
 WRITE_ENCODINGS = ('rgb8', 'bgr8')
 # One period of a 10 Hz LiDAR: an image farther than this from every scan is skipped.
 DEFAULT_MAX_TIME_DELTA_NS = 100_000_000
@@ -135,7 +137,7 @@ def write_sensor_bag(out_path: PathLike, frames: Iterable[SensorFrame], storage:
     if first is None:
         raise DatasetError(f'no frames to write to {out_path}')
     plugin = StoragePlugin.MCAP if storage == 'mcap' else StoragePlugin.SQLITE3
-    writer = Writer(out_path, version=Writer.VERSION_LATEST, storage_plugin=plugin)
+    writer = Writer(out_path, version=BAG_VERSION, storage_plugin=plugin)
     progress = tqdm(chain([first], frames), unit='frame', desc=f'writing {out_path.name}',
                     disable=not sys.stderr.isatty())
     try:

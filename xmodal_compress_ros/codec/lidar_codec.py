@@ -1,0 +1,299 @@
+"""The LiDAR stream: Draco-coded scans that travel with the images and are counted in the rate.
+
+The image decoder conditions on the scan, so the scan must reach it: its bytes are part of every
+rate this project reports. The encoder conditions the image on the *decoded* scan (it decodes its
+own payload), so both ends condition on the same points.
+
+Payload layout (version 1, little-endian; the LiDAR packet around it carries the point count
+and the intensity scaling, see ``docs/lidar_stream.md``)::
+
+    quantized positions (quantization_bits > 0):
+        f32 origin x, y, z | f32 range | Draco point cloud
+    lossless positions (quantization_bits = 0):
+        Draco point cloud
+    no points: empty
+
+With quantized positions, decoded coordinates are snapped back onto the integer grid
+``origin + q * range / (2**bits - 1)`` in float64 by :func:`decode_scan` itself, so they are
+bit-identical on every machine whatever floating-point contraction Draco's build uses.
+Intensity travels as a 1-component unsigned-integer Draco attribute.
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+from xmodal_compress_ros.codec.bitstream import (
+    LIDAR_CODEC_DRACO, MAX_INTENSITY_BITS, MAX_QUANTIZATION_BITS, LidarPacket,
+)
+from xmodal_compress_ros.errors import CalibrationError, PacketError, ParameterError
+from xmodal_compress_ros.geometry.calibration import Calibration
+from xmodal_compress_ros.geometry.projection import MIN_DEPTH_M, check_points
+
+#: Draco attribute id of the intensity channel.
+INTENSITY_ATTRIBUTE = 0
+#: Pixels beyond the image border that ``frustum_only`` still keeps.
+FRUSTUM_MARGIN_PX = 2
+#: Smallest quantization range (metres), so that a single point still gets a valid grid.
+MIN_RANGE_M = 1e-3
+_GRID = struct.Struct('<4f')
+
+# point_cloud_transport's draco plugin (ros-perception/point_cloud_transport_plugins,
+# draco_point_cloud_transport/include/draco_point_cloud_transport/draco_publisher.hpp):
+# encode_speed = decode_speed = 7, encode_method = 0 (auto), deduplicate = true,
+# force_quantization = false, quantization_POSITION = quantization_GENERIC = 14 (used only with
+# force_quantization). DracoPy's compression_level is 10 - speed.
+REFERENCE_SPEED = 7
+REFERENCE_QUANTIZATION_BITS = 14
+
+
+@dataclass(frozen=True)
+class LidarCodecConfig:
+    """How scans are coded.
+
+    Attributes:
+        quantization_bits: Draco position bits over the scan's bounding cube, 1..30, or 0 for
+            lossless float32 positions.
+        compression_level: Draco effort 0..10 (DracoPy's ``compression_level`` = 10 - speed).
+        frustum_only: keep only points that project into the image (+2 px); needs a calibration.
+        keep_intensity: send the intensity channel.
+        intensity_bits: bits of the quantized intensity, 1..16.
+        intensity_max: the intensity mapped to the largest code (KITTI reflectance: 1.0; 8-bit
+            Velodyne drivers: 255). Larger values are clipped, negative ones become 0.
+    """
+
+    quantization_bits: int = 11
+    compression_level: int = 7
+    frustum_only: bool = False
+    keep_intensity: bool = True
+    intensity_bits: int = 8
+    intensity_max: float = 1.0
+
+    def __post_init__(self) -> None:
+        checks = (
+            ('quantization_bits', self.quantization_bits, 0, MAX_QUANTIZATION_BITS),
+            ('compression_level', self.compression_level, 0, 10),
+            ('intensity_bits', self.intensity_bits, 1, MAX_INTENSITY_BITS),
+        )
+        for name, value, low, high in checks:
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise ParameterError(f'LidarCodecConfig.{name} is {value!r}; it must be an int in {low}..{high}')
+        if not (np.isfinite(self.intensity_max) and 0 < self.intensity_max < 3.4e38):
+            raise ParameterError(
+                f'LidarCodecConfig.intensity_max is {self.intensity_max!r}; it must be a positive finite '
+                'number (1.0 for KITTI reflectance, 255 for 8-bit intensities)')
+        # The packet stores float32: use the same value on both ends.
+        object.__setattr__(self, 'intensity_max', float(np.float32(self.intensity_max)))
+
+    @property
+    def stored_intensity_bits(self) -> int:
+        """Bits of intensity in the stream: 0 when the channel is dropped."""
+        return self.intensity_bits if self.keep_intensity else 0
+
+
+@dataclass(frozen=True)
+class EncodedScan:
+    """A coded scan and exactly what the decoder will get back from it.
+
+    Attributes:
+        payload: the codec bytes (see the module docstring).
+        points: (M, 4) float32 x, y, z, intensity: ``decode_scan`` of ``payload``; condition on these.
+        num_points: M (duplicates and non-finite points removed, frustum cut applied).
+        input_points: points given to the encoder.
+        config: the settings used.
+    """
+
+    payload: bytes = field(repr=False)
+    points: np.ndarray = field(repr=False)
+    num_points: int
+    input_points: int
+    config: LidarCodecConfig
+
+    def to_packet(self, scan_id: int, stamp_ns: int, frame_id: str) -> LidarPacket:
+        """The LiDAR packet that carries this scan."""
+        return LidarPacket(
+            scan_id=scan_id, stamp_ns=stamp_ns, frame_id=frame_id, codec_id=LIDAR_CODEC_DRACO,
+            quantization_bits=self.config.quantization_bits, frustum_only=self.config.frustum_only,
+            intensity_bits=self.config.stored_intensity_bits, intensity_max=self.config.intensity_max,
+            num_points=self.num_points, payload=self.payload)
+
+
+def frustum_mask(points: np.ndarray, calib: Calibration, margin: int = FRUSTUM_MARGIN_PX) -> np.ndarray:
+    """Points in front of the camera whose pixel lies inside the image grown by ``margin`` pixels."""
+    m = calib.lidar_to_pixel
+    x, y, z = (points[:, i].astype(np.float64) for i in range(3))
+    with np.errstate(invalid='ignore', divide='ignore', over='ignore'):
+        w = x * m[2, 0] + y * m[2, 1] + z * m[2, 2] + m[2, 3]
+        u = (x * m[0, 0] + y * m[0, 1] + z * m[0, 2] + m[0, 3]) / w
+        v = (x * m[1, 0] + y * m[1, 1] + z * m[1, 2] + m[1, 3]) / w
+        return ((w > MIN_DEPTH_M) & (u >= -margin) & (u < calib.width + margin)
+                & (v >= -margin) & (v < calib.height + margin))
+
+
+def _clean(points: np.ndarray, config: LidarCodecConfig, calib: Optional[Calibration]):
+    """Finite points (after the frustum cut) as float32 xyz and float32 intensity."""
+    points = check_points(points)
+    xyz = points[:, :3].astype(np.float32)
+    intensity = points[:, 3].astype(np.float32) if points.shape[1] > 3 else np.zeros(len(points), np.float32)
+    keep = np.isfinite(xyz).all(axis=1)
+    if config.frustum_only:
+        if calib is None:
+            raise CalibrationError('frustum_only needs the camera calibration: pass calib=, or set frustum_only=False')
+        keep &= frustum_mask(xyz, calib)
+    return xyz[keep], np.nan_to_num(intensity[keep], nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def _quantize_intensity(intensity: np.ndarray, config: LidarCodecConfig) -> np.ndarray:
+    top = (1 << config.intensity_bits) - 1
+    codes = np.rint(np.clip(intensity.astype(np.float64) / config.intensity_max, 0.0, 1.0) * top)
+    return codes.astype(np.uint8 if config.intensity_bits <= 8 else np.uint16)[:, None]
+
+
+def _grid(xyz: np.ndarray):
+    """Origin (float32, 3) and range (float32) of the scan's bounding cube."""
+    origin = xyz.min(axis=0)
+    extent = float((xyz.max(axis=0) - origin).max())
+    return origin, np.float32(max(extent, MIN_RANGE_M))
+
+
+def encode_scan(points: np.ndarray, config: LidarCodecConfig = LidarCodecConfig(),
+                calib: Optional[Calibration] = None) -> EncodedScan:
+    """Code a scan with Draco and decode it again, so the caller conditions on what the receiver gets.
+
+    Args:
+        points: (N, >=3) x, y, z[, intensity] in the LiDAR frame, metres. Rows with a non-finite
+            coordinate are dropped; a non-finite intensity becomes 0.
+        config: coding settings.
+        calib: needed with ``config.frustum_only``.
+    """
+    import DracoPy
+
+    xyz, intensity = _clean(points, config, calib)
+    if len(xyz) == 0:
+        return EncodedScan(b'', np.zeros((0, 4), np.float32), 0, len(points), config)
+    attributes = {INTENSITY_ATTRIBUTE: _quantize_intensity(intensity, config)} if config.keep_intensity else None
+    options = dict(quantization_bits=config.quantization_bits, compression_level=config.compression_level,
+                   generic_attributes=attributes)
+    header = b''
+    if config.quantization_bits:
+        origin, extent = _grid(xyz)
+        options.update(quantization_origin=origin, quantization_range=float(extent))
+        header = _GRID.pack(*origin.tolist(), float(extent))
+    payload = header + DracoPy.encode(xyz, **options)
+    # Draco drops exact duplicates, so the decoded scan can be shorter than the input.
+    decoded = _decode(payload, config)
+    return EncodedScan(payload, decoded, len(decoded), len(points), config)
+
+
+def decode_scan(payload: bytes, num_points: int, config: LidarCodecConfig) -> np.ndarray:
+    """Decode a payload of ``num_points`` points to (num_points, 4) float32 x, y, z, intensity.
+
+    Only ``quantization_bits``, ``keep_intensity``, ``intensity_bits`` and ``intensity_max`` of
+    ``config`` matter (the LiDAR packet carries them). A payload that is corrupted or disagrees
+    with them raises :class:`PacketError`.
+    """
+    if num_points == 0:
+        if payload:
+            raise PacketError(f'LiDAR payload of an empty scan must be empty, got {len(payload)} bytes')
+        return np.zeros((0, 4), np.float32)
+    points = _decode(payload, config)
+    if len(points) != num_points:
+        raise PacketError(f'LiDAR payload decodes to {len(points)} points, the packet declares {num_points}')
+    return points
+
+
+def _decode(payload: bytes, config: LidarCodecConfig) -> np.ndarray:
+    import DracoPy
+
+    start = _GRID.size if config.quantization_bits else 0
+    if len(payload) <= start:
+        raise PacketError(f'LiDAR payload is truncated: {len(payload)} bytes')
+    try:
+        cloud = DracoPy.decode(payload[start:])
+        positions = np.asarray(cloud.points, dtype=np.float32)
+        attribute = cloud.get_attribute_by_unique_id(INTENSITY_ATTRIBUTE) if config.keep_intensity else None
+    except Exception as exc:  # DracoPy raises assorted types (FileTypeException, TypeError, ...)
+        raise PacketError(f'LiDAR payload is not a valid Draco point cloud: {exc}') from None
+    if positions.ndim != 2 or positions.shape[1] != 3:
+        raise PacketError(f'LiDAR payload decodes to positions of shape {positions.shape}, expected (N, 3)')
+    if config.quantization_bits:
+        positions = _snap_to_grid(positions, payload[:start], config.quantization_bits)
+    out = np.zeros((len(positions), 4), np.float32)
+    out[:, :3] = positions
+    if config.keep_intensity:
+        out[:, 3] = _dequantize_intensity(attribute, len(positions), config)
+    return out
+
+
+def _snap_to_grid(positions: np.ndarray, header: bytes, bits: int) -> np.ndarray:
+    """Recompute each coordinate as origin + q * step in float64: the same bits on every machine."""
+    *origin, extent = _GRID.unpack(header)
+    if not (np.all(np.isfinite(origin)) and np.isfinite(extent) and extent > 0):
+        raise PacketError(f'LiDAR payload grid is invalid: origin {origin}, range {extent}')
+    top = (1 << bits) - 1
+    step = np.float64(extent) / top
+    origin = np.array(origin, np.float64)
+    with np.errstate(invalid='ignore', over='ignore'):
+        codes = np.clip(np.rint((positions.astype(np.float64) - origin) / step), 0, top)
+    if not np.all(np.isfinite(codes)):
+        raise PacketError('LiDAR payload decodes to non-finite coordinates')
+    return (origin + codes * step).astype(np.float32)
+
+
+def _dequantize_intensity(attribute, num_points: int, config: LidarCodecConfig) -> np.ndarray:
+    data = None if attribute is None else np.asarray(attribute.get('data'))
+    if data is None or data.shape != (num_points, 1) or data.dtype.kind != 'u':
+        raise PacketError('LiDAR payload lacks the intensity channel its packet declares')
+    top = (1 << config.intensity_bits) - 1
+    if int(data.max()) > top:
+        raise PacketError(f'LiDAR intensity codes exceed {top}, the largest {config.intensity_bits}-bit code')
+    return (data[:, 0].astype(np.float64) * (config.intensity_max / top)).astype(np.float32)
+
+
+def config_from_packet(packet: LidarPacket) -> LidarCodecConfig:
+    """The decoding settings a LiDAR packet declares."""
+    if packet.codec_id != LIDAR_CODEC_DRACO:
+        raise PacketError(f'LiDAR codec id {packet.codec_id} is not Draco ({LIDAR_CODEC_DRACO})')
+    return LidarCodecConfig(
+        quantization_bits=packet.quantization_bits, frustum_only=packet.frustum_only,
+        keep_intensity=packet.intensity_bits > 0, intensity_bits=packet.intensity_bits or 8,
+        intensity_max=packet.intensity_max)
+
+
+def decode_packet(packet: LidarPacket) -> np.ndarray:
+    """The (M, 4) float32 scan a LiDAR packet carries."""
+    return decode_scan(packet.payload, packet.num_points, config_from_packet(packet))
+
+
+def draco_reference_size(points: np.ndarray, force_quantization: bool = False) -> int:
+    """Bytes of this scan under point_cloud_transport's draco plugin defaults, emulated with DracoPy.
+
+    Defaults (``force_quantization = false``): speed 7/7, deduplication, no quantization, so x, y,
+    z and intensity travel as lossless float32. With ``force_quantization``: 14-bit positions and
+    14-bit intensity. The plugin adds x, y, z as three 1-component attributes and intensity as a
+    float32 GENERIC attribute quantized by Draco; DracoPy takes one 3-component position and an
+    integer intensity, so the figures are close emulations (see ``docs/lidar_stream.md``).
+    """
+    import DracoPy
+
+    points = check_points(points)
+    finite = np.isfinite(points[:, :3]).all(axis=1)
+    xyz = points[finite, :3].astype(np.float32)
+    if len(xyz) == 0:
+        return 0
+    if points.shape[1] > 3:
+        intensity = np.nan_to_num(points[finite, 3].astype(np.float32))
+    else:
+        intensity = np.zeros(len(xyz), np.float32)
+    level = 10 - REFERENCE_SPEED
+    if not force_quantization:
+        return len(DracoPy.encode(xyz, quantization_bits=0, compression_level=level,
+                                  generic_attributes={INTENSITY_ATTRIBUTE: intensity[:, None]}))
+    low, high = float(intensity.min()), float(intensity.max())
+    top = (1 << REFERENCE_QUANTIZATION_BITS) - 1
+    codes = np.rint((intensity - low) / max(high - low, 1e-12) * top).astype(np.uint16)
+    return len(DracoPy.encode(xyz, quantization_bits=REFERENCE_QUANTIZATION_BITS, compression_level=level,
+                              generic_attributes={INTENSITY_ATTRIBUTE: codes[:, None]}))

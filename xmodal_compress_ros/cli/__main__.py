@@ -12,6 +12,7 @@ SUBCOMMANDS = {
     'project': 'project',
     'synth': 'synth',
     'kitti2bag': 'kitti2bag',
+    'train': 'train',
 }
 
 

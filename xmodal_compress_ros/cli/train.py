@@ -1,0 +1,60 @@
+"""``xmodal train``: train a codec on camera+LiDAR frames and export a model file."""
+HELP = 'train a learned image codec (image-only twin or LiDAR-conditioned) and export its model file'
+
+
+def add_arguments(parser) -> None:
+    from xmodal_compress_ros.train.loop import TrainConfig
+
+    d = TrainConfig()
+    parser.add_argument('--arch', default=d.arch, help='registered architecture: xmodal-hyperprior | xmodal-lidar')
+    parser.add_argument('--data', action='append', default=[], metavar='KIND:LOCATION', required=True,
+                        help='training source, repeatable: kitti-object:DIR, kitti-raw:DRIVE_DIR,CALIB_DIR, '
+                             'synthetic:DIR, bag:PATH')
+    parser.add_argument('--out', required=True, help='model file stem, e.g. models/xmodal-lidar')
+    parser.add_argument('--steps', type=int, default=d.steps)
+    parser.add_argument('--batch-size', type=int, default=d.batch_size)
+    parser.add_argument('--crop', type=int, default=d.crop, help='square crop size in pixels')
+    parser.add_argument('--lr', type=float, default=d.lr)
+    parser.add_argument('--N', type=int, default=d.N, help='transform channels')
+    parser.add_argument('--M', type=int, default=d.M, help='latent channels')
+    parser.add_argument('--fusion', default=d.fusion, choices=('concat', 'mmfft'))
+    parser.add_argument('--conditioning', default=d.conditioning, choices=('lidar', 'zeros'))
+    parser.add_argument('--no-hyper-refiner', action='store_true', help='do not refine the means with LiDAR')
+    parser.add_argument('--lidar-dropout', type=float, default=d.lidar_dropout)
+    parser.add_argument('--alpha', type=float, default=d.alpha, help='initial P2I loss weight (annealed to 0)')
+    parser.add_argument('--checkpoint-every', type=int, default=d.checkpoint_every)
+    parser.add_argument('--seed', type=int, default=d.seed)
+    parser.add_argument('--threads', type=int, default=d.threads, help='torch CPU threads')
+    parser.add_argument('--max-frames', type=int, default=0, help='use at most this many frames per source')
+    parser.add_argument('--init-from', default=None, help='model file stem: a twin, or the same architecture')
+    parser.add_argument('--resume', action='store_true', help='continue from <out>.ckpt.* if present')
+    parser.add_argument('--no-progress', action='store_true')
+
+
+def main(args) -> int:
+    import itertools
+
+    from xmodal_compress_ros.errors import DatasetError
+    from xmodal_compress_ros.train.crops import FrameBank
+    from xmodal_compress_ros.train.loop import TrainConfig, train
+    from xmodal_compress_ros.train.sources import frames_from_spec
+
+    if args.steps < 1 or args.batch_size < 1 or args.crop < 64 or args.crop % 64:
+        raise DatasetError(f'--steps {args.steps} and --batch-size {args.batch_size} must be >= 1 and --crop '
+                           f'{args.crop} a multiple of 64')
+    config = TrainConfig(
+        arch=args.arch, out=args.out, steps=args.steps, batch_size=args.batch_size, crop=args.crop, lr=args.lr,
+        N=args.N, M=args.M, fusion=args.fusion, conditioning=args.conditioning,
+        hyper_refiner=not args.no_hyper_refiner, lidar_dropout=args.lidar_dropout, alpha=args.alpha,
+        checkpoint_every=args.checkpoint_every, seed=args.seed, threads=args.threads,
+        init_from=args.init_from, resume=args.resume, data=tuple(args.data))
+    frames = []
+    for spec in args.data:
+        source = frames_from_spec(spec)
+        frames.extend(itertools.islice(source, args.max_frames) if args.max_frames else source)
+    bank = FrameBank.from_frames(frames)
+    print(f'xmodal train: {len(bank)} frames from {len(args.data)} source(s), {config.arch} -> {config.out}',
+          flush=True)
+    train(config, bank, progress=not args.no_progress)
+    print(f'xmodal train: wrote {config.out}.safetensors and {config.out}.json')
+    return 0

@@ -1,0 +1,135 @@
+"""Model files: ``<stem>.safetensors`` (tensors only) + ``<stem>.json`` (metadata). Never pickles.
+
+The JSON names the registered architecture and its constructor ``config``, the quality levels with
+their lambdas, how the model was trained, and a ``model_id``: SHA-256 over every tensor (sorted by
+name: name, dtype, shape, raw little-endian bytes). Loading recomputes the id, so a tampered or
+mismatched weight file is refused instead of silently decoding garbage; bitstreams can carry the
+id to prove which model made them.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Dict, Union
+
+import numpy as np
+import torch
+
+from xmodal_compress_ros.errors import ModelFileError
+
+FORMAT_VERSION = 1
+MODEL_ID_HEX_CHARS = 32
+
+PathLike = Union[str, Path]
+
+
+def model_paths(stem_or_path: PathLike) -> tuple:
+    """(``stem.safetensors``, ``stem.json``) for a stem or either file's path."""
+    path = Path(stem_or_path)
+    if path.suffix in ('.safetensors', '.json'):
+        path = path.with_suffix('')
+    return path.with_name(path.name + '.safetensors'), path.with_name(path.name + '.json')
+
+
+def compute_model_id(tensors: Dict[str, torch.Tensor]) -> str:
+    """Hex SHA-256 (first :data:`MODEL_ID_HEX_CHARS` chars) of the tensors, sorted by name."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().cpu().contiguous()
+        digest.update(name.encode('utf-8') + b'\0')
+        digest.update(str(tensor.dtype).encode('ascii') + b'\0')
+        digest.update(json.dumps(list(tensor.shape)).encode('ascii') + b'\0')
+        digest.update(tensor.numpy().astype(tensor.numpy().dtype.newbyteorder('<'), copy=False).tobytes())
+    return digest.hexdigest()[:MODEL_ID_HEX_CHARS]
+
+
+def save_model(model, stem: PathLike, metadata: Dict = None) -> Dict:
+    """Write the model's tensors (incl. its integer tables) and metadata; returns the metadata.
+
+    The model must have been through ``update()`` so the integer tables exist.
+    """
+    from safetensors.torch import save_file
+
+    tensors = model.export_tensors()
+    tensor_path, json_path = model_paths(stem)
+    tensor_path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {
+        'format_version': FORMAT_VERSION,
+        'architecture': model.registry_name,
+        'config': model.config,
+        'model_id': compute_model_id(tensors),
+        'qualities': [{'index': i, 'lambda': lam} for i, lam in enumerate(model.lambdas)],
+        'parameter_count': int(sum(p.numel() for p in model.parameters())),
+        'tensor_bytes': int(sum(t.numel() * t.element_size() for t in tensors.values())),
+    }
+    meta.update(metadata or {})
+    save_file(tensors, str(tensor_path))
+    json_path.write_text(json.dumps(meta, indent=1) + '\n')
+    return meta
+
+
+def read_metadata(stem_or_path: PathLike) -> Dict:
+    """The JSON metadata beside a model file, checked for its version and required keys."""
+    _, json_path = model_paths(stem_or_path)
+    if not json_path.is_file():
+        raise ModelFileError(f'model metadata {json_path} not found: give the stem of a model written by '
+                             '`xmodal train` (both .safetensors and .json)')
+    try:
+        meta = json.loads(json_path.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ModelFileError(f'{json_path} is not valid JSON ({exc}): restore the file') from None
+    if meta.get('format_version') != FORMAT_VERSION:
+        raise ModelFileError(f'{json_path}: format_version {meta.get("format_version")!r} unsupported; '
+                             f'this version reads {FORMAT_VERSION}: re-export the model')
+    for key in ('architecture', 'config', 'model_id'):
+        if key not in meta:
+            raise ModelFileError(f'{json_path} lacks the key {key!r}: re-export the model')
+    return meta
+
+
+def load_model(stem_or_path: PathLike):
+    """Rebuild a model from its files, verifying the id and every tensor's name and shape."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from xmodal_compress_ros.codec.models import get_model_class
+
+    meta = read_metadata(stem_or_path)
+    tensor_path, _ = model_paths(stem_or_path)
+    if not tensor_path.is_file():
+        raise ModelFileError(f'model weights {tensor_path} not found beside its .json')
+    cls = get_model_class(meta['architecture'])
+    try:
+        tensors = load_file(str(tensor_path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelFileError(f'{tensor_path} is not a readable safetensors file ({exc})') from None
+    model_id = compute_model_id(tensors)
+    if model_id != meta['model_id']:
+        raise ModelFileError(f'{tensor_path}: model_id {model_id} does not match {meta["model_id"]} in its '
+                             '.json: the weights were modified or belong to another model')
+    try:
+        model = cls(**meta['config'])
+    except TypeError as exc:
+        raise ModelFileError(f'{meta["architecture"]} config {meta["config"]} invalid: {exc}') from None
+    model.import_tensors(tensors, source=str(tensor_path))
+    model.metadata = meta
+    return model.eval()
+
+
+def check_tensors(expected: Dict[str, tuple], tensors: Dict[str, torch.Tensor], source: str) -> None:
+    """Raise ModelFileError naming missing, unexpected or misshaped tensors."""
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    if missing or unexpected:
+        raise ModelFileError(f'{source}: missing tensors {missing[:5]}{"..." if len(missing) > 5 else ""}, '
+                             f'unexpected tensors {unexpected[:5]}{"..." if len(unexpected) > 5 else ""}: '
+                             'the file does not match its architecture/config')
+    for name, shape in expected.items():
+        if shape is not None and tuple(tensors[name].shape) != tuple(shape):
+            raise ModelFileError(f'{source}: tensor {name} has shape {tuple(tensors[name].shape)}, '
+                                 f'expected {tuple(shape)}')
+
+
+def to_numpy(tensor: torch.Tensor) -> np.ndarray:
+    return tensor.detach().cpu().numpy()

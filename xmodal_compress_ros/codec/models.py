@@ -1,0 +1,545 @@
+"""Registered learned image codecs: the image-only hyperprior twin and the LiDAR-conditioned codec.
+
+Data flow (both models; the LiDAR branch only in :class:`LidarConditionedCodec`)::
+
+    depth ──> P2I ──> prediction ──> context mining ──> c1, c2, c3, c_hyper
+                                                     │        │
+    x ──> g_a(x; c1,c2,c3) ──> y ──> * gain_enc[q] ──> y_g ──> h_a ──> z ──> Q ──> z_hat
+                                                        │                         │
+                                              Q(y_g - mu) <── mu <── h_s_mean(z_hat; c_hyper)
+                                                   │                              │
+                                        GaussianConditional(index) <── h_s_scale (INTEGER)
+                                                   │
+    x_hat <── g_s(y_hat; c3,c2,c1) <── * gain_dec[q] <── y_hat_g = symbols + mu
+
+The scale index that selects each symbol's probability table comes only from ``z_hat`` through the
+integer :mod:`integer_hyper` path, never from the LiDAR or any float network, so the bitstream parses
+identically on every backend and even without the LiDAR scan at the decoder.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from xmodal_compress_ros.codec import entropy
+from xmodal_compress_ros.codec.integer_hyper import (FakeQuantHyperSynthesis, IntegerHyperSynthesis,
+                                                     index_to_scale, scale_table)
+from xmodal_compress_ros.codec.layers import (GDN, AttentionBlock, ConcatFusion, FactorizedDensity, GainUnits,
+                                              MMFFTFusion, ResidualBlock, conv, deconv, gaussian_likelihood,
+                                              ste_round)
+from xmodal_compress_ros.errors import ModelFileError
+
+# Lambdas of the quality levels for loss = lambda * 255^2 * MSE + bpp (about 0.1 .. 1 bpp on KITTI).
+DEFAULT_LAMBDAS = (0.0018, 0.0035, 0.0067, 0.013, 0.025, 0.05)
+# Latents are at 1/16 and hyper-latents at 1/64 of the input size: pad inputs to a multiple of this.
+PAD_MULTIPLE = 64
+
+# Entropy coder of both streams; the y stream is split into this many substreams by default.
+CODER_NAME = 'constriction-ans'
+DEFAULT_Y_SUBSTREAMS = 4
+TABLE_PRECISION = 16
+# Prefixes of the integer tensors stored beside the float weights.
+_Z_TABLE, _Y_TABLE, _INT_HYPER = 'tables.z.', 'tables.y.', 'int_hyper.'
+
+_MODELS: Dict[str, type] = {}
+
+
+def register_model(name: str) -> Callable[[type], type]:
+    """Class decorator registering a codec under a stable name (stored in model files)."""
+    def decorator(cls: type) -> type:
+        _MODELS[name] = cls
+        cls.registry_name = name
+        return cls
+    return decorator
+
+
+def get_model_class(name: str) -> type:
+    """The codec class registered as ``name``; raises ModelFileError listing the valid names."""
+    if name not in _MODELS:
+        raise ModelFileError(f'unknown codec architecture {name!r}; valid: {sorted(_MODELS)}')
+    return _MODELS[name]
+
+
+def model_names() -> List[str]:
+    return sorted(_MODELS)
+
+
+class LidarContext(NamedTuple):
+    """Features the LiDAR branch gives the transforms: c1 (1/1), c2 (1/2), c3 (1/4), c_hyper (1/16)."""
+
+    c1: torch.Tensor
+    c2: torch.Tensor
+    c3: torch.Tensor
+    c_hyper: torch.Tensor
+    prediction: torch.Tensor
+
+
+class AnalysisTransform(nn.Module):
+    """g_a: four stride-2 stages with GDN; optional LiDAR context fused at 1, 1/2 and 1/4 resolution."""
+
+    def __init__(self, N: int, M: int, ctx: Tuple[int, int, int] = (0, 0, 0), fusion: str = 'concat'):
+        super().__init__()
+        base = (3, N, N)
+        self.fusions = nn.ModuleList()
+        in_ch = []
+        for b, c in zip(base, ctx):
+            if c == 0:
+                self.fusions.append(nn.Identity())
+                in_ch.append(b)
+            elif fusion == 'concat':
+                self.fusions.append(ConcatFusion())
+                in_ch.append(b + c)
+            else:
+                self.fusions.append(MMFFTFusion(b, c))
+                in_ch.append(b)
+        self.conv1, self.gdn1 = conv(in_ch[0], N, 5), GDN(N)
+        self.conv2, self.gdn2 = conv(in_ch[1], N, 5), GDN(N)
+        self.conv3, self.gdn3 = conv(in_ch[2], N, 5), GDN(N)
+        self.conv4 = conv(N, M, 5)
+
+    def _fuse(self, i: int, h: torch.Tensor, ctx: Optional[LidarContext]) -> torch.Tensor:
+        return h if ctx is None else self.fusions[i](h, ctx[i])
+
+    def forward(self, x: torch.Tensor, ctx: Optional[LidarContext] = None) -> torch.Tensor:
+        h = self.gdn1(self.conv1(self._fuse(0, x, ctx)))
+        h = self.gdn2(self.conv2(self._fuse(1, h, ctx)))
+        h = self.gdn3(self.conv3(self._fuse(2, h, ctx)))
+        return self.conv4(h)
+
+
+class SynthesisTransform(nn.Module):
+    """g_s: the mirror of g_a with IGDN; LiDAR context fused at 1/4 and 1/2, and a residual refinement
+    from c1 at full resolution (zero-initialised, so an untrained LiDAR model equals its twin)."""
+
+    def __init__(self, N: int, M: int, ctx: Tuple[int, int, int] = (0, 0, 0), fusion: str = 'concat'):
+        super().__init__()
+        self.deconv1, self.igdn1 = deconv(M, N, 5), GDN(N, inverse=True)
+        self.deconv2, self.igdn2 = deconv(N, N, 5), GDN(N, inverse=True)
+        self.fusions = nn.ModuleList()
+        in_ch = []
+        for c in (ctx[2], ctx[1]):
+            if c == 0:
+                self.fusions.append(nn.Identity())
+                in_ch.append(N)
+            elif fusion == 'concat':
+                self.fusions.append(ConcatFusion())
+                in_ch.append(N + c)
+            else:
+                self.fusions.append(MMFFTFusion(N, c))
+                in_ch.append(N)
+        self.deconv3, self.igdn3 = deconv(in_ch[0], N, 5), GDN(N, inverse=True)
+        self.deconv4 = deconv(in_ch[1], 3, 5)
+        self.refine = None
+        if ctx[0]:
+            self.refine = conv(3 + ctx[0], 3, 3, 1)
+            nn.init.zeros_(self.refine.weight)
+            nn.init.zeros_(self.refine.bias)
+
+    def forward(self, y: torch.Tensor, ctx: Optional[LidarContext] = None) -> torch.Tensor:
+        h = self.igdn1(self.deconv1(y))
+        h = self.igdn2(self.deconv2(h))
+        h = self.igdn3(self.deconv3(h if ctx is None else self.fusions[0](h, ctx.c3)))
+        x = self.deconv4(h if ctx is None else self.fusions[1](h, ctx.c2))
+        if ctx is not None and self.refine is not None:
+            x = x + self.refine(torch.cat([x, ctx.c1], dim=1))
+        return x
+
+
+class P2INetwork(nn.Module):
+    """Point-to-image prediction: sparse depth map -> 3-channel structure prediction (full resolution).
+
+    Two stride-2 convolutions densify the sparse map to 1/4 resolution, a residual block and an
+    attention block model the scene, two transposed convolutions return to full resolution. The 1/2
+    and 1/4 features are handed to the context miner too.
+    """
+
+    def __init__(self, ch: int = 32):
+        super().__init__()
+        self.down1 = conv(1, ch, 5)
+        self.down2 = conv(ch, ch, 3)
+        self.trunk = nn.Sequential(ResidualBlock(ch), AttentionBlock(ch))
+        self.up1 = deconv(ch, ch, 3)
+        self.up2 = deconv(ch, 3, 3)
+
+    def forward(self, depth01: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        f_quarter = self.trunk(self.down2(F.leaky_relu(self.down1(depth01), 0.1)))
+        f_half = F.leaky_relu(self.up1(f_quarter), 0.1)
+        return self.up2(f_half), f_half, f_quarter
+
+
+class ContextMining(nn.Module):
+    """Multi-scale context mining: c1, c2, c3 at 1, 1/2, 1/4 and c_hyper at 1/16 resolution from the
+    P2I prediction, the depth map and the P2I features."""
+
+    def __init__(self, p2i_ch: int, ctx: Tuple[int, int, int], hyper_ch: int):
+        super().__init__()
+        self.c1 = conv(4, ctx[0], 3, 1)
+        self.c2_down, self.c2_feat = conv(ctx[0], ctx[1], 3), conv(p2i_ch, ctx[1], 1, 1)
+        self.c3_down, self.c3_feat = conv(ctx[1], ctx[2], 3), conv(p2i_ch, ctx[2], 1, 1)
+        self.hyper = nn.Sequential(conv(ctx[2], hyper_ch, 3), nn.LeakyReLU(0.1), conv(hyper_ch, hyper_ch, 3))
+
+    def forward(self, prediction, depth01, f_half, f_quarter) -> Tuple[torch.Tensor, ...]:
+        c1 = F.leaky_relu(self.c1(torch.cat([prediction, depth01], dim=1)), 0.1)
+        c2 = F.leaky_relu(self.c2_down(c1) + self.c2_feat(f_half), 0.1)
+        c3 = F.leaky_relu(self.c3_down(c2) + self.c3_feat(f_quarter), 0.1)
+        return c1, c2, c3, self.hyper(c3)
+
+
+@dataclass(frozen=True)
+class CompressedImage:
+    """Everything :meth:`HyperpriorCodec.decompress` needs besides the model (and the LiDAR map).
+
+    ``original_size``/``padded_size`` are (H, W); ``y_substreams`` is how many independent rANS
+    substreams the y stream holds (decodable in parallel).
+    """
+
+    z_bytes: bytes
+    y_bytes: bytes
+    y_substreams: int
+    original_size: Tuple[int, int]
+    padded_size: Tuple[int, int]
+    quality: int
+
+    @property
+    def num_bytes(self) -> int:
+        return len(self.z_bytes) + len(self.y_bytes)
+
+
+@dataclass
+class ForwardResult:
+    """What :meth:`HyperpriorCodec.forward` returns (also indexable like a dict)."""
+
+    x_hat: torch.Tensor
+    likelihoods: Dict[str, torch.Tensor]
+    prediction: Optional[torch.Tensor] = None
+
+    def __getitem__(self, key: str):
+        return getattr(self, key)
+
+    def __contains__(self, key: str) -> bool:
+        return key != 'prediction' or self.prediction is not None
+
+
+def pad_to_multiple(x: torch.Tensor, mode: str = 'replicate') -> torch.Tensor:
+    """Pad the bottom and right of (B, C, H, W) to multiples of :data:`PAD_MULTIPLE`."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % PAD_MULTIPLE, (-w) % PAD_MULTIPLE
+    if ph == 0 and pw == 0:
+        return x
+    if mode == 'constant':
+        return F.pad(x, (0, pw, 0, ph))
+    return F.pad(x, (0, pw, 0, ph), mode='replicate')
+
+
+@register_model('xmodal-hyperprior')
+class HyperpriorCodec(nn.Module):
+    """Mean-scale hyperprior (Minnen et al. 2018, no autoregressive context) with gain units for
+    variable rate (Cui et al. 2021) and an integer scale path. The image-only twin of the LiDAR codec.
+
+    Args:
+        N: channels of the hidden transform stages.
+        M: channels of the latent y.
+        Nz: channels of the hyper-latent z.
+        hyper_hidden: hidden channels of the integer h_s_scale.
+        lambdas: one rate-distortion lambda per quality level (loss = lambda*255^2*MSE + bpp).
+    """
+
+    registry_name = 'xmodal-hyperprior'
+    uses_lidar = False
+
+    def __init__(self, N: int = 64, M: int = 128, Nz: int = 64, hyper_hidden: int = 64,
+                 lambdas: Tuple[float, ...] = DEFAULT_LAMBDAS):
+        super().__init__()
+        self.config = dict(N=N, M=M, Nz=Nz, hyper_hidden=hyper_hidden, lambdas=list(lambdas))
+        self.lambdas = tuple(float(v) for v in lambdas)
+        ctx = self._context_channels()
+        fusion = getattr(self, 'fusion', 'concat')
+        self.g_a = AnalysisTransform(N, M, ctx, fusion)
+        self.g_s = SynthesisTransform(N, M, ctx, fusion)
+        self.h_a = nn.Sequential(conv(M, Nz, 3, 1), nn.LeakyReLU(0.1), conv(Nz, Nz, 5), nn.LeakyReLU(0.1),
+                                 conv(Nz, Nz, 5))
+        self.h_s_mean = nn.Sequential(deconv(Nz, N, 5), nn.LeakyReLU(0.1), deconv(N, N, 5), nn.LeakyReLU(0.1),
+                                      conv(N, M, 3, 1))
+        self.h_s_scale = FakeQuantHyperSynthesis(Nz, hyper_hidden, M)
+        self.z_density = FactorizedDensity(Nz)
+        self.gain = GainUnits(M, self.lambdas)
+        # Integer tables and weights from update(); compress()/decompress() need them.
+        self.entropy_tables = None
+
+    def _context_channels(self) -> Tuple[int, int, int]:
+        return (0, 0, 0)
+
+    @property
+    def quality_levels(self) -> int:
+        return len(self.lambdas)
+
+    # -- float networks (replaceable by an external backend) ---------------------------------------
+    def lidar_context(self, depth: Optional[torch.Tensor], like: torch.Tensor) -> Optional[LidarContext]:
+        """LiDAR features for the transforms (``None`` for the image-only twin)."""
+        return None
+
+    def analysis(self, x: torch.Tensor, quality: torch.Tensor,
+                 ctx: Optional[LidarContext] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Padded image -> (y_g, z)."""
+        y_g = self.gain.encode(self.g_a(x, ctx), quality)
+        return y_g, self.h_a(y_g)
+
+    def mean(self, z_hat: torch.Tensor, ctx: Optional[LidarContext] = None) -> torch.Tensor:
+        """Means mu of y_g from the integer hyper-latent (float; never used for parsing)."""
+        return self.h_s_mean(z_hat)
+
+    def synthesis(self, y_hat_g: torch.Tensor, quality: torch.Tensor,
+                  ctx: Optional[LidarContext] = None) -> torch.Tensor:
+        """Quantised gained latent -> padded reconstruction."""
+        return self.g_s(self.gain.decode(y_hat_g, quality), ctx)
+
+    # -- training -----------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor, depth: Optional[torch.Tensor] = None,
+                quality: Optional[torch.Tensor] = None,
+                depth_dec: Optional[torch.Tensor] = None) -> ForwardResult:
+        """Training pass: noise for the rates, straight-through rounding of (y_g - mu) for g_s.
+
+        ``depth_dec`` (LiDAR model) is the map the decoder sees, defaulting to ``depth``; training
+        passes a partly zeroed copy to learn decoding after a lost scan. In eval mode rounding replaces
+        the noise, which gives the reconstruction that compress()/decompress() produce.
+        """
+        h, w = x.shape[-2:]
+        quality = self._check_quality(quality, x.shape[0])
+        xp = pad_to_multiple(x)
+        ctx_enc = self.lidar_context(depth, xp)
+        ctx_dec = ctx_enc if depth_dec is None else self.lidar_context(depth_dec, xp)
+        y_g, z = self.analysis(xp, quality, ctx_enc)
+        z_hat = ste_round(z)
+        noisy = self.training
+        z_lik = self.z_density.likelihood(z + torch.empty_like(z).uniform_(-0.5, 0.5) if noisy else z_hat)
+        scales = index_to_scale(self.h_s_scale(z_hat))
+        mu_enc = self.mean(z_hat, ctx_enc)
+        mu_dec = mu_enc if ctx_dec is ctx_enc else self.mean(z_hat, ctx_dec)
+        residual = y_g - mu_enc
+        y_lik = gaussian_likelihood(residual + torch.empty_like(residual).uniform_(-0.5, 0.5) if noisy
+                                    else torch.round(residual), scales)
+        y_hat_g = ste_round(residual) + mu_dec
+        x_hat = self.synthesis(y_hat_g, quality, ctx_dec)[..., :h, :w]
+        prediction = None if ctx_enc is None else ctx_enc.prediction[..., :h, :w]
+        return ForwardResult(x_hat, {'y': y_lik, 'z': z_lik}, prediction)
+
+    def _check_quality(self, quality, batch: int) -> torch.Tensor:
+        if quality is None:
+            return torch.full((batch,), self.quality_levels - 1, dtype=torch.long)
+        quality = torch.as_tensor(quality, dtype=torch.long).reshape(-1).expand(batch)
+        if int(quality.min()) < 0 or int(quality.max()) >= self.quality_levels:
+            raise ValueError(f'quality {quality.tolist()} out of range 0..{self.quality_levels - 1}')
+        return quality
+
+
+    # -- integer tables and model files -------------------------------------------------------------
+    @torch.no_grad()
+    def update(self) -> None:
+        """Compute the integer parts both ends share: z and y pmf tables, integer h_s_scale weights."""
+        pmf, offsets, lengths = self.z_density.integer_pmf()
+        z_table = entropy.table_from_pmfs(pmf, offsets, lengths, precision=TABLE_PRECISION)
+        y_table = entropy.gaussian_table(scale_table(), precision=TABLE_PRECISION)
+        self.entropy_tables = (z_table, y_table, IntegerHyperSynthesis.from_trained(self.h_s_scale))
+
+    def export_tensors(self) -> Dict[str, torch.Tensor]:
+        """Float weights plus the integer tables, as stored in the model file."""
+        if self.entropy_tables is None:
+            raise ModelFileError('call update() before exporting: the integer tables are not computed')
+        z_table, y_table, int_hyper = self.entropy_tables
+        tensors = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
+        for prefix, table in ((_Z_TABLE, z_table), (_Y_TABLE, y_table)):
+            for name in ('pmfs', 'lengths', 'offsets'):
+                tensors[prefix + name] = torch.from_numpy(np.array(getattr(table, name), dtype=np.int32))
+            tensors[prefix + 'precision'] = torch.tensor([table.precision], dtype=torch.int32)
+        for name, value in int_hyper.tensors().items():
+            tensors[_INT_HYPER + name] = torch.from_numpy(np.ascontiguousarray(value))
+        return tensors
+
+    def import_tensors(self, tensors: Dict[str, torch.Tensor], source: str = 'model file') -> None:
+        """Load what :meth:`export_tensors` wrote; raises ModelFileError on any mismatch."""
+        from xmodal_compress_ros.codec.model_io import check_tensors, to_numpy
+
+        expected = {k: tuple(v.shape) for k, v in self.state_dict().items()}
+        for prefix in (_Z_TABLE, _Y_TABLE):
+            expected.update({prefix + n: None for n in ('pmfs', 'lengths', 'offsets', 'precision')})
+        int_shapes = {'w1': tuple(self.h_s_scale.deconv1.weight.shape), 'b1': (self.h_s_scale.deconv1.out_channels,),
+                      'w2': tuple(self.h_s_scale.deconv2.weight.shape), 'b2': (self.h_s_scale.deconv2.out_channels,),
+                      'w3': tuple(self.h_s_scale.conv3.weight.shape), 'b3': (self.h_s_scale.conv3.out_channels,)}
+        expected.update({_INT_HYPER + k: v for k, v in int_shapes.items()})
+        check_tensors(expected, tensors, source)
+        self.load_state_dict({k: tensors[k] for k in self.state_dict()})
+        tables = []
+        for prefix in (_Z_TABLE, _Y_TABLE):
+            tables.append(entropy.PmfTable(to_numpy(tensors[prefix + 'pmfs']), to_numpy(tensors[prefix + 'lengths']),
+                                           to_numpy(tensors[prefix + 'offsets']),
+                                           int(tensors[prefix + 'precision'][0])))
+        if tables[0].num_rows != self.config['Nz'] or tables[1].num_rows != len(scale_table()):
+            raise ModelFileError(f'{source}: entropy tables have {tables[0].num_rows} z rows and '
+                                 f'{tables[1].num_rows} y rows, expected {self.config["Nz"]} and '
+                                 f'{len(scale_table())}: re-export the model')
+        int_hyper = IntegerHyperSynthesis({k: to_numpy(tensors[_INT_HYPER + k]) for k in int_shapes})
+        self.entropy_tables = (tables[0], tables[1], int_hyper)
+
+    # -- deployment: bytes ----------------------------------------------------------------------------
+    def _tables(self):
+        if self.entropy_tables is None:
+            raise ModelFileError('the integer tables are missing: call update() or load a model file')
+        return self.entropy_tables
+
+    def _prepare(self, x: Optional[torch.Tensor], depth, size: Tuple[int, int]):
+        """(padded image or None, padded-size LiDAR context or None) for compress/decompress."""
+        h, w = size
+        padded = (h + (-h) % PAD_MULTIPLE, w + (-w) % PAD_MULTIPLE)
+        xp = None if x is None else pad_to_multiple(x)
+        like = xp if xp is not None else torch.zeros(1, 3, *padded)
+        if depth is not None:
+            depth = torch.as_tensor(np.asarray(depth) if not isinstance(depth, torch.Tensor) else depth)
+            depth = depth.reshape(1, 1, *depth.shape[-2:]).float()
+            if tuple(depth.shape[-2:]) != (h, w):
+                raise ValueError(f'depth map {tuple(depth.shape[-2:])} must match the image size {(h, w)}')
+        return xp, self.lidar_context(depth, like), padded
+
+    @torch.no_grad()
+    def compress(self, x: torch.Tensor, depth=None, quality: int = 0,
+                 y_substreams: int = DEFAULT_Y_SUBSTREAMS) -> CompressedImage:
+        """Encode one image ``x`` (1, 3, H, W) in [0, 1] at quality index ``quality``.
+
+        ``depth``: the (H, W) or (1, 1, H, W) uint8-valued depth-condition map, or None (LiDAR model:
+        an all-zero map, the same at the decoder). Entropy coding uses only integers: symbols, the
+        integer scale indexes, and the stored tables.
+        """
+        if x.dim() != 4 or x.shape[:2] != (1, 3):
+            raise ValueError(f'x must be (1, 3, H, W), got {tuple(x.shape)}')
+        if not 0 <= int(quality) < self.quality_levels:
+            raise ValueError(f'quality {quality} out of range 0..{self.quality_levels - 1}')
+        z_table, y_table, int_hyper = self._tables()
+        size = (int(x.shape[2]), int(x.shape[3]))
+        xp, ctx, padded = self._prepare(x.float(), depth, size)
+        q = torch.tensor([int(quality)])
+        y_g, z = self.analysis(xp, q, ctx)
+        z_idx = _channel_indexes(z.shape)
+        z_sym = entropy.clamp_symbols(torch.floor(z + 0.5).numpy().astype(np.int64).ravel(), z_idx, z_table)
+        coder = entropy.get_coder(CODER_NAME)
+        z_bytes = coder.encode(z_sym, z_idx, z_table)
+        z_hat = z_sym.reshape(z.shape)
+        y_idx = int_hyper(z_hat).ravel()
+        mu = self.mean(torch.from_numpy(z_hat).float(), ctx)
+        y_sym = torch.floor(y_g - mu + 0.5).numpy().astype(np.int64).ravel()
+        y_sym = entropy.clamp_symbols(y_sym, y_idx, y_table)
+        y_bytes = entropy.get_coder(CODER_NAME, num_substreams=y_substreams).encode(y_sym, y_idx, y_table)
+        return CompressedImage(z_bytes, y_bytes, int(y_substreams), size, padded, int(quality))
+
+    @torch.no_grad()
+    def decompress(self, compressed: CompressedImage, depth=None) -> torch.Tensor:
+        """Reconstruct (1, 3, H, W) in [0, 1]. ``depth`` None on a LiDAR model means the zeros map
+        (lower quality if the encoder had a scan, never a parsing error)."""
+        z_table, y_table, int_hyper = self._tables()
+        ph, pw = compressed.padded_size
+        if ph % PAD_MULTIPLE or pw % PAD_MULTIPLE or not 0 <= compressed.quality < self.quality_levels:
+            raise ValueError(f'padded size {compressed.padded_size} / quality {compressed.quality} invalid for '
+                             f'this model (multiples of {PAD_MULTIPLE}, quality 0..{self.quality_levels - 1})')
+        _, ctx, _ = self._prepare(None, depth, compressed.original_size)
+        z_shape = (1, self.config['Nz'], ph // PAD_MULTIPLE, pw // PAD_MULTIPLE)
+        z_idx = _channel_indexes(z_shape)
+        coder = entropy.get_coder(CODER_NAME)
+        z_hat = coder.decode(compressed.z_bytes, z_idx, z_table).reshape(z_shape)
+        y_idx = int_hyper(z_hat)
+        y_sym = coder.decode(compressed.y_bytes, y_idx.ravel(), y_table).reshape(y_idx.shape)
+        mu = self.mean(torch.from_numpy(z_hat).float(), ctx)
+        y_hat_g = torch.from_numpy(y_sym).float() + mu
+        x_hat = self.synthesis(y_hat_g, torch.tensor([compressed.quality]), ctx)
+        h, w = compressed.original_size
+        return x_hat[..., :h, :w].clamp(0.0, 1.0)
+
+
+def _channel_indexes(shape: Tuple[int, ...]) -> np.ndarray:
+    """Row index of each element of a (1, C, h, w) hyper-latent: its channel, flattened (int32)."""
+    _, c, h, w = shape
+    return np.repeat(np.arange(c, dtype=np.int32), h * w)
+
+
+_DEFAULT_CTX = (4, 16, 16)
+
+
+@register_model('xmodal-lidar')
+class LidarConditionedCodec(HyperpriorCodec):
+    """The hyperprior twin plus a LiDAR branch: P2I prediction and multi-scale context mining whose
+    features join g_a and g_s at matching scales (and, optionally, the means through a Hyper Refiner).
+
+    Args (beyond :class:`HyperpriorCodec`):
+        fusion: ``'concat'`` (multi-scale concatenation) or ``'mmfft'`` (channel-attention fusion).
+        conditioning: ``'lidar'`` or ``'zeros'`` (ablation: the same network fed an all-zero map).
+        hyper_refiner: refine the means mu with c_hyper (never the scales).
+        p2i_ch: channels of the P2I network.
+        ctx_ch: channels of c1, c2, c3.
+    """
+
+    registry_name = 'xmodal-lidar'
+    uses_lidar = True
+
+    def __init__(self, N: int = 64, M: int = 128, Nz: int = 64, hyper_hidden: int = 64,
+                 lambdas: Tuple[float, ...] = DEFAULT_LAMBDAS, fusion: str = 'concat',
+                 conditioning: str = 'lidar', hyper_refiner: bool = True, p2i_ch: int = 32,
+                 ctx_ch: Tuple[int, int, int] = _DEFAULT_CTX):
+        if fusion not in ('concat', 'mmfft'):
+            raise ValueError(f"fusion must be 'concat' or 'mmfft', got {fusion!r}")
+        if conditioning not in ('lidar', 'zeros'):
+            raise ValueError(f"conditioning must be 'lidar' or 'zeros', got {conditioning!r}")
+        self.fusion = fusion
+        self._ctx_ch = tuple(int(c) for c in ctx_ch)
+        super().__init__(N, M, Nz, hyper_hidden, lambdas)
+        self.config.update(fusion=fusion, conditioning=conditioning, hyper_refiner=hyper_refiner,
+                           p2i_ch=p2i_ch, ctx_ch=list(self._ctx_ch))
+        self.conditioning = conditioning
+        self.p2i = P2INetwork(p2i_ch)
+        self.context_mining = ContextMining(p2i_ch, self._ctx_ch, hyper_ch=M // 2)
+        self.hyper_refiner = None
+        if hyper_refiner:
+            self.hyper_refiner = conv(M + M // 2, M, 3, 1)
+            nn.init.zeros_(self.hyper_refiner.weight)
+            nn.init.zeros_(self.hyper_refiner.bias)
+
+    def _context_channels(self) -> Tuple[int, int, int]:
+        return self._ctx_ch
+
+    def lidar_context(self, depth: Optional[torch.Tensor], like: torch.Tensor) -> LidarContext:
+        """``depth``: (B, 1, H, W) uint8-valued (0 = no point) or None (= no scan: zeros map)."""
+        b, _, h, w = like.shape
+        if depth is None or self.conditioning == 'zeros':
+            depth01 = like.new_zeros(b, 1, h, w)
+        else:
+            depth01 = pad_to_multiple(depth.to(like.dtype), 'constant') / 255.0
+            if depth01.shape[-2:] != (h, w) or depth01.shape[0] != b:
+                raise ValueError(f'depth map {tuple(depth.shape)} does not match image {tuple(like.shape)}')
+        prediction, f_half, f_quarter = self.p2i(depth01)
+        c1, c2, c3, c_hyper = self.context_mining(prediction, depth01, f_half, f_quarter)
+        return LidarContext(c1, c2, c3, c_hyper, prediction)
+
+    def mean(self, z_hat: torch.Tensor, ctx: Optional[LidarContext] = None) -> torch.Tensor:
+        mu = self.h_s_mean(z_hat)
+        if self.hyper_refiner is not None and ctx is not None:
+            mu = mu + self.hyper_refiner(torch.cat([mu, ctx.c_hyper], dim=1))
+        return mu
+
+    @torch.no_grad()
+    def init_from_twin(self, twin: HyperpriorCodec) -> None:
+        """Copy the twin's backbone; extra (LiDAR) input channels get zero weights, so the LiDAR
+        model starts computing exactly what the twin computes."""
+        own = self.state_dict()
+        for name, tensor in twin.state_dict().items():
+            if name not in own:
+                raise ModelFileError(f'twin tensor {name} has no counterpart in the LiDAR model: '
+                                     'use a twin of the same N, M, Nz and hyper_hidden')
+            target = own[name]
+            if target.shape == tensor.shape:
+                target.copy_(tensor)
+                continue
+            # Concat fusion widened an input: conv weights (out, in, k, k) or deconv (in, out, k, k).
+            dim = 1 if isinstance(self.get_submodule(name.rsplit('.', 1)[0]), nn.Conv2d) else 0
+            target.zero_()
+            target.narrow(dim, 0, tensor.shape[dim]).copy_(tensor)

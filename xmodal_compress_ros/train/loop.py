@@ -1,0 +1,237 @@
+"""The training loop: random crops, per-sample quality levels, LiDAR dropout, resumable checkpoints.
+
+Checkpoints are ``<out>.ckpt.safetensors`` (model and optimizer tensors, torch RNG) plus
+``<out>.ckpt.json`` (step, config, NumPy RNG state, optimizer hyper-parameters); never pickles. The
+final model is exported with :func:`xmodal_compress_ros.codec.model_io.save_model` after computing
+the integer entropy tables.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Optional, Tuple
+
+import numpy as np
+import torch
+
+from xmodal_compress_ros.codec.models import DEFAULT_LAMBDAS, HyperpriorCodec, get_model_class
+from xmodal_compress_ros.errors import ModelFileError
+from xmodal_compress_ros.train.crops import FrameBank
+from xmodal_compress_ros.train.losses import colour_randomised_target, rd_loss
+
+CHECKPOINT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run (stored in checkpoints and model metadata).
+
+    ``init_from``: a model file stem; a twin initialises a LiDAR model's backbone (extra inputs at
+    zero), a model of the same architecture continues from its weights (fresh optimizer).
+    ``lidar_dropout``: probability that the decoder side of a sample sees the zeros map (half of
+    those samples lose the map at the encoder too). ``alpha``: initial weight of the P2I loss,
+    annealed linearly to 0 over the run. The learning rate drops tenfold for the last 10% of steps.
+    """
+
+    arch: str = 'xmodal-hyperprior'
+    out: str = 'models/xmodal-hyperprior'
+    steps: int = 1000
+    batch_size: int = 8
+    crop: int = 128
+    lr: float = 3e-4
+    N: int = 64
+    M: int = 128
+    Nz: int = 64
+    hyper_hidden: int = 64
+    lambdas: Tuple[float, ...] = DEFAULT_LAMBDAS
+    fusion: str = 'concat'
+    conditioning: str = 'lidar'
+    hyper_refiner: bool = True
+    lidar_dropout: float = 0.1
+    alpha: float = 5.0
+    grad_clip: float = 1.0
+    checkpoint_every: int = 200
+    seed: int = 0
+    threads: int = 2
+    init_from: Optional[str] = None
+    resume: bool = False
+    data: Tuple[str, ...] = ()
+
+    def model_kwargs(self) -> Dict:
+        kwargs = dict(N=self.N, M=self.M, Nz=self.Nz, hyper_hidden=self.hyper_hidden, lambdas=self.lambdas)
+        if get_model_class(self.arch).uses_lidar:
+            kwargs.update(fusion=self.fusion, conditioning=self.conditioning, hyper_refiner=self.hyper_refiner)
+        return kwargs
+
+    def to_json(self) -> Dict:
+        d = dataclasses.asdict(self)
+        d['lambdas'] = list(self.lambdas)
+        d['data'] = list(self.data)
+        return d
+
+
+def build_model(config: TrainConfig) -> HyperpriorCodec:
+    """A fresh model, or one initialised from ``config.init_from``."""
+    model = get_model_class(config.arch)(**config.model_kwargs())
+    if config.init_from:
+        from xmodal_compress_ros.codec.model_io import load_model
+
+        source = load_model(config.init_from)
+        if type(source) is type(model):
+            model.load_state_dict(source.state_dict())
+        elif hasattr(model, 'init_from_twin') and not source.uses_lidar:
+            model.init_from_twin(source)
+        else:
+            raise ModelFileError(f'cannot initialise {config.arch} from {config.init_from} '
+                                 f'({source.registry_name}): give a twin or a model of the same architecture')
+    return model
+
+
+def _lr_at(config: TrainConfig, step: int) -> float:
+    return config.lr * (0.1 if step >= int(0.9 * config.steps) else 1.0)
+
+
+def _alpha_at(config: TrainConfig, step: int) -> float:
+    return config.alpha * max(0.0, 1.0 - step / max(config.steps, 1))
+
+
+def _lidar_dropout(depth: torch.Tensor, p: float, rng: np.random.Generator):
+    """(encoder map, decoder map or None when equal)."""
+    if p <= 0:
+        return depth, None
+    b = depth.shape[0]
+    drop_dec = rng.random(b) < p
+    drop_enc = drop_dec & (rng.random(b) < 0.5)
+    enc = depth * torch.from_numpy(~drop_enc).float()[:, None, None, None]
+    if not drop_dec.any():
+        return enc, None
+    return enc, depth * torch.from_numpy(~drop_dec).float()[:, None, None, None]
+
+
+def train(config: TrainConfig, bank: FrameBank, progress: bool = True,
+          metadata: Optional[Dict] = None) -> HyperpriorCodec:
+    """Train (or resume) and export ``config.out``.safetensors/.json; returns the trained model."""
+    from tqdm import tqdm
+
+    torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    out = Path(config.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    model = build_model(config)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    step = 0
+    if config.resume and _checkpoint_paths(out)[0].exists():
+        step, rng = load_checkpoint(out, model, optimizer)
+    lambdas = torch.tensor(model.lambdas)
+    model.train()
+    bar = tqdm(total=config.steps, initial=step, disable=not progress, unit='step', smoothing=0.05)
+    start = time.time()
+    while step < config.steps:
+        for group in optimizer.param_groups:
+            group['lr'] = _lr_at(config, step)
+        x, depth = bank.sample(config.batch_size, config.crop, rng)
+        quality = torch.from_numpy(rng.integers(model.quality_levels, size=config.batch_size))
+        target = None
+        if model.uses_lidar:
+            depth, depth_dec = _lidar_dropout(depth, config.lidar_dropout, rng)
+            result = model(x, depth, quality, depth_dec=depth_dec)
+            target = colour_randomised_target(x)
+        else:
+            result = model(x, None, quality)
+        terms = rd_loss(x, result, lambdas[quality], _alpha_at(config, step), target)
+        optimizer.zero_grad(set_to_none=True)
+        terms['loss'].backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+        step += 1
+        bar.update(1)
+        bar.set_postfix({k: f'{float(v.detach()):.4g}' for k, v in terms.items()})
+        if step % config.checkpoint_every == 0 or step == config.steps:
+            save_checkpoint(out, model, optimizer, step, rng, config)
+    bar.close()
+    elapsed = time.time() - start
+    export(model, config, bank, step, elapsed, metadata)
+    return model
+
+
+def export(model: HyperpriorCodec, config: TrainConfig, bank: FrameBank, step: int, elapsed_s: float,
+           metadata: Optional[Dict] = None) -> None:
+    """Compute the integer tables and write the model file with its training record."""
+    from xmodal_compress_ros.codec.model_io import save_model
+
+    model.eval()
+    model.update()
+    meta = {
+        'training': {
+            'steps': step,
+            'config': config.to_json(),
+            'frames': list(bank.names),
+            'sources': list(config.data),
+            'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
+            'wall_seconds_last_session': round(elapsed_s, 1),
+        },
+    }
+    meta.update(metadata or {})
+    save_model(model, config.out, meta)
+
+
+def _checkpoint_paths(out: Path) -> Tuple[Path, Path]:
+    return out.with_name(out.name + '.ckpt.safetensors'), out.with_name(out.name + '.ckpt.json')
+
+
+def save_checkpoint(out: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, step: int,
+                    rng: np.random.Generator, config: TrainConfig) -> None:
+    """Write a resumable checkpoint (tensors in safetensors, scalars in JSON), atomically."""
+    from safetensors.torch import save_file
+
+    tensors = {'model.' + k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    opt_state = optimizer.state_dict()
+    for idx, state in opt_state['state'].items():
+        for key, value in state.items():
+            tensors[f'optim.{idx}.{key}'] = torch.as_tensor(value).detach().contiguous()
+    tensors['rng.torch'] = torch.get_rng_state()
+    scalars = {
+        'checkpoint_version': CHECKPOINT_VERSION,
+        'step': step,
+        'arch': config.arch,
+        'config': config.to_json(),
+        'numpy_rng': rng.bit_generator.state,
+        'param_groups': opt_state['param_groups'],
+    }
+    tensor_path, json_path = _checkpoint_paths(out)
+    save_file(tensors, str(tensor_path) + '.tmp')
+    Path(str(tensor_path) + '.tmp').replace(tensor_path)
+    json_path.with_suffix('.tmp').write_text(json.dumps(scalars, indent=1))
+    json_path.with_suffix('.tmp').replace(json_path)
+
+
+def load_checkpoint(out: Path, model: torch.nn.Module,
+                    optimizer: torch.optim.Optimizer) -> Tuple[int, np.random.Generator]:
+    """Restore model, optimizer and RNG states; returns (step, NumPy generator)."""
+    from safetensors.torch import load_file
+
+    tensor_path, json_path = _checkpoint_paths(out)
+    scalars = json.loads(json_path.read_text())
+    if scalars.get('checkpoint_version') != CHECKPOINT_VERSION:
+        raise ModelFileError(f'{json_path}: checkpoint version {scalars.get("checkpoint_version")} '
+                             f'unsupported (expected {CHECKPOINT_VERSION}): start without --resume')
+    if scalars['arch'] != model.registry_name:
+        raise ModelFileError(f'{json_path}: checkpoint of {scalars["arch"]}, training {model.registry_name}: '
+                             'use the same --arch or another --out')
+    tensors = load_file(str(tensor_path))
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith('model.')})
+    state: Dict[int, Dict] = {}
+    for key, value in tensors.items():
+        if key.startswith('optim.'):
+            _, idx, name = key.split('.', 2)
+            state.setdefault(int(idx), {})[name] = value
+    optimizer.load_state_dict({'state': state, 'param_groups': scalars['param_groups']})
+    torch.set_rng_state(tensors['rng.torch'])
+    rng = np.random.default_rng()
+    rng.bit_generator.state = scalars['numpy_rng']
+    return int(scalars['step']), rng

@@ -1,0 +1,50 @@
+"""Training losses: rate-distortion, and the colour-randomised P2I prediction loss."""
+from __future__ import annotations
+
+import math
+from typing import Dict, Optional
+
+import torch
+
+
+def bits_per_pixel(likelihoods: Dict[str, torch.Tensor], num_pixels: int) -> torch.Tensor:
+    """Estimated rate of each sample, in bits per pixel of the original image, (B,)."""
+    total = 0.0
+    for lik in likelihoods.values():
+        total = total + torch.log(lik).flatten(1).sum(dim=1)
+    return total / (-math.log(2) * num_pixels)
+
+
+def colour_randomised_target(x: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """The P2I target: the image under random contrast, brightness and inversion, per sample.
+
+    A LiDAR scan says nothing about colour, so the prediction is asked for structure (edges, object
+    boundaries) that survives any such jitter, not for one particular colouring.
+    """
+    b = x.shape[0]
+    rand = torch.rand(b, 3, 1, 1, generator=generator, dtype=x.dtype)
+    contrast = 0.6 + 0.8 * rand[:, 0:1]
+    brightness = 0.4 * rand[:, 1:2] - 0.2
+    invert = (rand[:, 2:3] < 0.5).to(x.dtype)
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    target = torch.clamp(contrast * (x - mean) + mean + brightness, 0.0, 1.0)
+    return invert * (1.0 - target) + (1.0 - invert) * target
+
+
+def rd_loss(x: torch.Tensor, result, lambdas: torch.Tensor, alpha: float = 0.0,
+            target: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+    """``mean_i(lambda_i * 255^2 * MSE_i + bpp_i) + alpha * MSE(prediction, target)``.
+
+    ``lambdas`` holds each sample's lambda (B,); ``result`` is a model's forward output.
+    """
+    mse = (result['x_hat'] - x).square().flatten(1).mean(dim=1)
+    bpp = bits_per_pixel(result['likelihoods'], x.shape[-2] * x.shape[-1])
+    loss = (lambdas * 255.0 ** 2 * mse + bpp).mean()
+    out = {'mse': mse.mean().detach(), 'bpp': bpp.mean().detach()}
+    if result.prediction is not None and target is not None:
+        pred = (result.prediction - target).square().mean()
+        out['prediction'] = pred.detach()
+        if alpha > 0:
+            loss = loss + alpha * pred
+    out['loss'] = loss  # the only term with a graph
+    return out

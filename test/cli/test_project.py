@@ -107,8 +107,9 @@ def test_unreadable_inputs(scene, capsys):
 @pytest.mark.kitti
 def test_real_kitti_frame(kitti_root, tmp_path, capsys):
     split = kitti_root / 'kitti_object/training'
-    code, out, _ = run(capsys, '--image', split / 'image_2/000000.png', '--points', split / 'velodyne/000000.bin',
-                       '--calib', split / 'calib/000000.txt', '--depth-out', tmp_path / 'depth.png')
+    code, out, _ = run(capsys, '--image', split / 'image_2/000000.png',
+                       '--points', split / 'velodyne/000000.bin', '--calib', split / 'calib/000000.txt',
+                       '--depth-out', tmp_path / 'depth.png')
     report = json.loads(out)
     assert code == 0 and (report['width'], report['height']) == (1224, 370)
     assert 16_000 <= report['pixels_with_depth'] <= report['points_in_image'] <= 21_000

@@ -11,8 +11,10 @@ from xmodal_compress_ros.geometry.calibration import Calibration, load_calibrati
 KITTI_OBJECT_LINES = {
     'P0': '7.070493e+02 0 6.040814e+02 0 0 7.070493e+02 1.805066e+02 0 0 0 1 0',
     'P1': '7.070493e+02 0 6.040814e+02 -3.797842e+02 0 7.070493e+02 1.805066e+02 0 0 0 1 0',
-    'P2': '7.070493e+02 0 6.040814e+02 4.575831e+01 0 7.070493e+02 1.805066e+02 -3.454157e-01 0 0 1 4.981016e-03',
-    'P3': '7.070493e+02 0 6.040814e+02 -3.341081e+02 0 7.070493e+02 1.805066e+02 2.330660e+00 0 0 1 3.201153e-03',
+    'P2': ('7.070493e+02 0 6.040814e+02 4.575831e+01 0 7.070493e+02 1.805066e+02 -3.454157e-01 '
+           '0 0 1 4.981016e-03'),
+    'P3': ('7.070493e+02 0 6.040814e+02 -3.341081e+02 0 7.070493e+02 1.805066e+02 2.330660e+00 '
+           '0 0 1 3.201153e-03'),
     'R0_rect': ('9.999128e-01 1.009263e-02 -8.511932e-03 -1.012729e-02 9.999406e-01 -4.037671e-03 '
                 '8.470675e-03 4.123522e-03 9.999556e-01'),
     'Tr_velo_to_cam': ('6.927964e-03 -9.999722e-01 -2.757829e-03 -2.457729e-02 -1.162982e-03 2.749836e-03 '
@@ -22,7 +24,8 @@ CAM_TO_CAM = {
     'S_rect_02': '1.242000e+03 3.750000e+02',
     'R_rect_00': ('9.999239e-01 9.837760e-03 -7.445048e-03 -9.869795e-03 9.999421e-01 -4.278459e-03 '
                   '7.402527e-03 4.351614e-03 9.999631e-01'),
-    'P_rect_02': '7.215377e+02 0 6.095593e+02 4.485728e+01 0 7.215377e+02 1.728540e+02 2.163791e-01 0 0 1 2.745884e-03',
+    'P_rect_02': ('7.215377e+02 0 6.095593e+02 4.485728e+01 0 7.215377e+02 1.728540e+02 2.163791e-01 '
+                  '0 0 1 2.745884e-03'),
 }
 VELO_TO_CAM = {
     'R': '7.533745e-03 -9.999714e-01 -6.166020e-04 1.480249e-02 7.280733e-04 -9.998902e-01 '
@@ -31,14 +34,18 @@ VELO_TO_CAM = {
 }
 
 
+CALIB_TIME = 'calib_time: 09-Jan-2012 13:57:47\n'
+
+
 def write_kv(path, entries, header=''):
     path.write_text(header + ''.join(f'{key}: {value}\n' for key, value in entries.items()))
     return path
 
 
 def write_kitti_raw(directory, cam=None, velo=None):
-    write_kv(directory / 'calib_cam_to_cam.txt', cam or CAM_TO_CAM, header='calib_time: 09-Jan-2012 13:57:47\n')
-    write_kv(directory / 'calib_velo_to_cam.txt', velo or VELO_TO_CAM, header='calib_time: 15-Mar-2012 11:37:16\n')
+    # Real KITTI raw files start with a non-numeric calib_time line.
+    write_kv(directory / 'calib_cam_to_cam.txt', cam or CAM_TO_CAM, header=CALIB_TIME)
+    write_kv(directory / 'calib_velo_to_cam.txt', velo or VELO_TO_CAM, header=CALIB_TIME)
     return directory
 
 
@@ -52,7 +59,8 @@ def simple_calibration(**overrides):
 # ------------------------------------------------------------------------------ KITTI object
 
 def test_kitti_object_parses_every_matrix(tmp_path):
-    calib = Calibration.from_kitti_object(write_kv(tmp_path / 'c.txt', KITTI_OBJECT_LINES), image_size=(1242, 375))
+    path = write_kv(tmp_path / 'c.txt', KITTI_OBJECT_LINES)
+    calib = Calibration.from_kitti_object(path, image_size=(1242, 375))
     assert (calib.width, calib.height) == (1242, 375)
     assert calib.P[0, 3] == 45.75831 and calib.P[2, 3] == 4.981016e-03
     assert np.array_equal(calib.K, calib.P[:, :3])
@@ -64,7 +72,8 @@ def test_kitti_object_parses_every_matrix(tmp_path):
 def test_kitti_object_selects_camera_and_accepts_r_rect_alias(tmp_path):
     lines = dict(KITTI_OBJECT_LINES)
     lines['R_rect'] = lines.pop('R0_rect')
-    calib = Calibration.from_kitti_object(write_kv(tmp_path / 'c.txt', lines), camera=3, image_size=(1242, 375))
+    path = write_kv(tmp_path / 'c.txt', lines)
+    calib = Calibration.from_kitti_object(path, camera=3, image_size=(1242, 375))
     assert calib.P[0, 3] == -334.1081
 
 
@@ -310,7 +319,8 @@ def test_camera_info_missing_field_and_bad_extrinsic():
 def test_load_calibration_unknown_type_lists_accepted_forms(tmp_path):
     path = tmp_path / 'calib.json'
     path.write_text('{}')
-    with pytest.raises(CalibrationError, match='accepted: a KITTI raw date folder.*KITTI object calib .txt.*yaml'):
+    message = 'accepted: a KITTI raw date folder.*KITTI object calib .txt.*yaml'
+    with pytest.raises(CalibrationError, match=message):
         load_calibration(path)
 
 

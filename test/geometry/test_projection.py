@@ -19,6 +19,15 @@ K = np.array([[100.0, 0.0, 50.0], [0.0, 100.0, 40.0], [0.0, 0.0, 1.0]])
 LIDAR_TO_CAMERA_AXES = np.array([[0.0, -1, 0, 0], [0, 0, -1, 0], [1, 0, 0, 0], [0, 0, 0, 1]])
 
 
+@pytest.fixture(autouse=True, scope='module')
+def one_torch_thread():
+    """Run torch single-threaded here: on a shared 2-core machine intra-op threads only contend."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def camera_frame_calib():
     """100x80 pinhole camera whose LiDAR frame is the camera frame: hand-computable pixels."""
     return Calibration(width=100, height=80, K=K, P=np.hstack([K, np.zeros((3, 1))]), T_cam_lidar=np.eye(4))
@@ -78,7 +87,8 @@ def test_dropped_points():
 def test_extra_columns_and_integer_points_are_accepted():
     calib = camera_frame_calib()
     expected = project_to_depth(np.array([[0.0, 0.0, 10.0]]), calib)
-    assert np.array_equal(project_to_depth(np.array([[0.0, 0.0, 10.0, 0.7, 3.0]], np.float32), calib), expected)
+    wide = np.array([[0.0, 0.0, 10.0, 0.7, 3.0]], np.float32)
+    assert np.array_equal(project_to_depth(wide, calib), expected)
     assert np.array_equal(project_to_depth(np.array([[0, 0, 10]], np.int32), calib), expected)
 
 

@@ -13,20 +13,25 @@ DOT_OFFSETS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument('--image', required=True, type=Path, help='camera image (PNG/JPEG) the scan belongs to')
+    parser.add_argument('--image', required=True, type=Path,
+                        help='camera image (PNG/JPEG) the scan belongs to')
     parser.add_argument('--points', required=True, type=Path,
                         help='LiDAR scan: KITTI .bin (float32 x, y, z, reflectance) or .npy (N x >=3)')
     parser.add_argument('--calib', required=True, type=Path,
-                        help='KITTI object calib .txt, KITTI raw date folder, or project .yaml (docs/calibration.md)')
-    parser.add_argument('--camera', type=int, default=2, help='KITTI camera index for .txt/raw calibs (default 2)')
-    parser.add_argument('-o', '--overlay', type=Path, help='write the image with the points coloured by depth')
+                        help='KITTI object calib .txt, KITTI raw date folder, or project .yaml '
+                             '(docs/calibration.md)')
+    parser.add_argument('--camera', type=int, default=2,
+                        help='KITTI camera index for .txt/raw calibs (default 2)')
+    parser.add_argument('-o', '--overlay', type=Path,
+                        help='write the image with the points coloured by depth')
     parser.add_argument('--depth-out', type=Path,
-                        help='write the sparse depth as a 16-bit PNG in millimetres (0 = no point, clipped at 65535)')
+                        help='write the sparse depth as a 16-bit PNG in millimetres '
+                             '(0 = no point, clipped at 65535)')
     parser.add_argument('--condition-out', type=Path,
                         help='write the codec\'s uint8 conditioning image (equalised depth) as a PNG')
     parser.add_argument('--scale', type=float, default=None,
-                        help='depth levels per metre of the equalised depth (--condition-out, overlay colours); '
-                             'default: DEFAULT_DEPTH_SCALE, see docs/projection.md')
+                        help='depth levels per metre of the equalised depth (--condition-out, '
+                             'overlay colours); default: DEFAULT_DEPTH_SCALE, see docs/projection.md')
 
 
 def main(args: argparse.Namespace) -> int:
@@ -113,7 +118,8 @@ def _check_output(path: Path, png_only: bool) -> None:
     from xmodal_compress_ros.errors import ImageFormatError
 
     if png_only and path.suffix.lower() != '.png':
-        raise ImageFormatError(f'{path}: this output must be a .png (lossless, 16-bit capable), not {path.suffix!r}')
+        raise ImageFormatError(
+            f'{path}: this output must be a .png (lossless, 16-bit capable), not {path.suffix!r}')
     if not path.parent.is_dir():
         raise ImageFormatError(f'cannot write {path}: folder {path.parent} does not exist')
 

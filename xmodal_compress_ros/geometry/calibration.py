@@ -98,7 +98,8 @@ class Calibration:
         if (int(width), int(height)) != (self.width, self.height):
             raise CalibrationError(
                 f'image is {width}x{height} but the calibration is for {self.width}x{self.height}: '
-                'use the calibration of this camera (or pass the image size when loading a KITTI object calib)')
+                'use the calibration of this camera (or pass the image size when loading a KITTI object '
+                'calib)')
 
     # ----------------------------------------------------------------------------- readers
 
@@ -156,7 +157,8 @@ class Calibration:
         except yaml.YAMLError as exc:
             raise CalibrationError(f'{path}: not valid YAML ({exc})') from None
         if not isinstance(data, dict):
-            raise CalibrationError(f'{path}: expected a mapping of calibration keys, got {type(data).__name__}')
+            raise CalibrationError(
+                f'{path}: expected a mapping of calibration keys, got {type(data).__name__}')
         required = ('image_width', 'image_height', 'camera_matrix', 'projection_matrix', 'T_cam_lidar')
         missing = [key for key in required if key not in data]
         if missing:
@@ -315,7 +317,8 @@ def _image_size(image_size: Sequence[int]) -> ImageSize:
 
 def _kitti_camera(camera: int) -> int:
     if camera not in KITTI_CAMERAS:
-        raise CalibrationError(f'KITTI camera must be one of {KITTI_CAMERAS} (2 = left colour), got {camera!r}')
+        raise CalibrationError(
+            f'KITTI camera must be one of {KITTI_CAMERAS} (2 = left colour), got {camera!r}')
     return int(camera)
 
 
@@ -378,7 +381,8 @@ def _kitti_raw_size(values: Dict[str, np.ndarray], path: Path, camera: int,
     key = f'S_rect_0{camera}'
     if key not in values:
         if image_size is None:
-            raise CalibrationError(f'{path}: missing key {key} (the image size): pass image_size=(width, height)')
+            raise CalibrationError(
+                f'{path}: missing key {key} (the image size): pass image_size=(width, height)')
         return _image_size(image_size)
     s_rect = _take(values, path, (key,), 2)
     size = _positive_int(s_rect[0], f'{key} width'), _positive_int(s_rect[1], f'{key} height')
@@ -428,7 +432,8 @@ def _check_no_binning_or_roi(msg: Any) -> None:
     """Binning and ROI change the pixel grid; the projection does not model them."""
     binning = (getattr(msg, 'binning_x', 0) or 0, getattr(msg, 'binning_y', 0) or 0)
     if max(binning) > 1:
-        raise CalibrationError(f'CameraInfo binning {binning} is not supported: publish full-resolution images')
+        raise CalibrationError(
+            f'CameraInfo binning {binning} is not supported: publish full-resolution images')
     roi = getattr(msg, 'roi', None)
     if roi is not None and getattr(roi, 'width', 0) and (roi.width, roi.height) != (msg.width, msg.height):
         raise CalibrationError(

@@ -6,7 +6,7 @@ subtracting the mean); z symbols come from per-channel discretized Laplacians. T
 profiles: ``uniform`` (indexes spread evenly over the 64 scales, the hard case: many wide rows)
 and ``skewed`` (index = floor(64 u^3), most elements at small scales, as trained models give).
 
-Prints a table and writes ``bench/results/entropy_<host>.json``.
+Prints a table and writes ``bench/results/entropy_<tag>.json`` (tag: --tag, default the host name).
 
     python bench/bench_entropy.py [--channels 320 --height 24 --width 80 --repeats 5]
 """
@@ -86,6 +86,7 @@ def main() -> None:
     parser.add_argument('--repeats', type=int, default=5)
     parser.add_argument('--substreams', type=int, nargs='+', default=[1, 2, 4])
     parser.add_argument('--out', type=Path, default=Path(__file__).parent / 'results')
+    parser.add_argument('--tag', default=socket.gethostname(), help='result file suffix, e.g. cpu-2core')
     args = parser.parse_args()
 
     rng = np.random.default_rng(0)
@@ -97,7 +98,8 @@ def main() -> None:
     total = y_size + z_symbols.size
     print(f'{y_size} y symbols ({args.channels}x{args.height}x{args.width}) + {z_symbols.size} z symbols '
           f'= {total}; best of {args.repeats}; {os.cpu_count()} CPUs')
-    print(f'{"profile":8} {"K":>2} {"enc Msym/s":>10} {"dec Msym/s":>10} {"bytes":>9} {"ideal":>9} {"overhead":>8}')
+    print(f'{"profile":8} {"K":>2} {"enc Msym/s":>10} {"dec Msym/s":>10} {"bytes":>9} {"ideal":>9} '
+          f'{"overhead":>8}')
     records = []
     for profile in ('uniform', 'skewed'):
         y_symbols, y_indexes = y_latent(rng, y_size, profile, scales, y_table)
@@ -106,7 +108,8 @@ def main() -> None:
             coder = ConstrictionAnsCoder(substreams)
 
             def encode():
-                return coder.encode(y_symbols, y_indexes, y_table), coder.encode(z_symbols, z_indexes, z_table)
+                y_bytes = coder.encode(y_symbols, y_indexes, y_table)
+                return y_bytes, coder.encode(z_symbols, z_indexes, z_table)
 
             y_bytes, z_bytes = encode()
 
@@ -122,7 +125,8 @@ def main() -> None:
                 'profile': profile, 'substreams': substreams, 'symbols': total,
                 'encode_s': encode_s, 'decode_s': decode_s,
                 'encode_msym_per_s': total / encode_s / 1e6, 'decode_msym_per_s': total / decode_s / 1e6,
-                'bytes': size, 'ideal_bytes': ideal_bits / 8, 'overhead_pct': 100 * (8 * size / ideal_bits - 1),
+                'bytes': size, 'ideal_bytes': ideal_bits / 8,
+                'overhead_pct': 100 * (8 * size / ideal_bits - 1),
             }
             records.append(record)
             print(f'{profile:8} {substreams:>2} {record["encode_msym_per_s"]:>10.1f} '
@@ -142,15 +146,15 @@ def main() -> None:
           f'{gil["two_threads_s"] * 1e3:.1f} ms (speedup {gil["speedup"]:.2f}x)')
 
     args.out.mkdir(parents=True, exist_ok=True)
-    host = socket.gethostname()
     result = {
-        'host': host, 'cpus': os.cpu_count(), 'y_shape': [args.channels, args.height, args.width],
+        'host': socket.gethostname(), 'tag': args.tag, 'cpus': os.cpu_count(),
+        'y_shape': [args.channels, args.height, args.width],
         'z_shape': [args.z_channels, args.height // 4, args.width // 4], 'repeats': args.repeats,
         'records': records, 'gil': gil,
         'median_encode_msym_per_s': statistics.median(r['encode_msym_per_s'] for r in records),
         'median_decode_msym_per_s': statistics.median(r['decode_msym_per_s'] for r in records),
     }
-    path = args.out / f'entropy_{host}.json'
+    path = args.out / f'entropy_{args.tag}.json'
     path.write_text(json.dumps(result, indent=2) + '\n')
     print(f'wrote {path}')
 

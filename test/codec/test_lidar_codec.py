@@ -37,7 +37,8 @@ def test_round_trip_through_a_packet_returns_the_encoders_points():
     points = scan()
     config = LidarCodecConfig()
     encoded = encode_scan(points, config)
-    packet = parse_lidar_packet(pack_lidar_packet(encoded.to_packet(scan_id=7, stamp_ns=123, frame_id='velodyne')))
+    packet = encoded.to_packet(scan_id=7, stamp_ns=123, frame_id='velodyne')
+    packet = parse_lidar_packet(pack_lidar_packet(packet))
     decoded = decode_packet(packet)
     assert decoded.dtype == np.float32 and decoded.shape == (len(points), 4)
     np.testing.assert_array_equal(decoded, encoded.points)
@@ -52,7 +53,8 @@ def test_round_trip_through_a_packet_returns_the_encoders_points():
 
 def test_decoded_coordinates_lie_exactly_on_the_declared_grid():
     encoded = encode_scan(scan(), LidarCodecConfig(quantization_bits=9))
-    origin, extent = np.frombuffer(encoded.payload[:16], '<f4')[:3], np.frombuffer(encoded.payload[:16], '<f4')[3]
+    grid = np.frombuffer(encoded.payload[:16], '<f4')
+    origin, extent = grid[:3], grid[3]
     step = np.float64(extent) / 511
     codes = (encoded.points[:, :3].astype(np.float64) - origin) / step
     np.testing.assert_allclose(codes, np.rint(codes), atol=1e-3)
@@ -121,12 +123,14 @@ def test_frustum_only_keeps_the_points_seen_by_the_camera():
     # At 10 m ahead, u = 50 - 5 y and v = 25 - 5 z: keep u in [-2, 102) and v in [-2, 52).
     edge = np.array([[10.0, 0, 0], [-10.0, 0, 0], [10.0, 10.4, 0], [10.0, 10.5, 0], [10.0, -10.38, 0],
                      [10.0, -10.4, 0], [10.0, 0, 5.5], [10.0, 0, -5.38]])
-    np.testing.assert_array_equal(frustum_mask(edge, calib), [True, False, True, False, True, False, False, True])
+    expected = [True, False, True, False, True, False, False, True]
+    np.testing.assert_array_equal(frustum_mask(edge, calib), expected)
 
 
 @pytest.mark.parametrize('changes', [
     dict(quantization_bits=31), dict(quantization_bits=-1), dict(compression_level=11),
-    dict(intensity_bits=0), dict(intensity_bits=17), dict(intensity_max=0.0), dict(intensity_max=float('inf')),
+    dict(intensity_bits=0), dict(intensity_bits=17), dict(intensity_max=0.0),
+    dict(intensity_max=float('inf')),
     dict(quantization_bits=True),
 ])
 def test_bad_config_is_a_parameter_error(changes):

@@ -161,7 +161,8 @@ def _open(data: bytes, magic: bytes, kind: str, supported: tuple, minimum: int) 
     _require(found == magic, f'not a {kind} packet: magic {found!r}, expected {magic!r}')
     _require(version in supported, f'{kind} packet format version {version} is not supported; '
              f'this build reads versions {", ".join(map(str, supported))}; update the decoder')
-    _require(len(data) >= minimum, f'{kind} packet is truncated: {len(data)} bytes, at least {minimum} needed')
+    _require(len(data) >= minimum,
+             f'{kind} packet is truncated: {len(data)} bytes, at least {minimum} needed')
     body = data[:-_CRC.size]
     (expected,) = _CRC.unpack_from(data, len(body))
     actual = zlib.crc32(body)
@@ -170,7 +171,8 @@ def _open(data: bytes, magic: bytes, kind: str, supported: tuple, minimum: int) 
 
 
 def _read_section(body: bytes, offset: int, cap: int, name: str) -> tuple:
-    _require(offset + _U32.size <= len(body), f'{name} length is missing: packet truncated at {len(body)} bytes')
+    _require(offset + _U32.size <= len(body),
+             f'{name} length is missing: packet truncated at {len(body)} bytes')
     (length,) = _U32.unpack_from(body, offset)
     offset += _U32.size
     _require(length <= cap, f'{name} declares {length} bytes, more than the {cap} its image size allows')
@@ -212,7 +214,8 @@ def parse_image_packet(data: bytes, max_pixels: int = MAX_PIXELS) -> ImagePacket
     cap = section_cap(padded_width, padded_height)
     z_bytes, offset = _read_section(body, _IMAGE_HEADER.size, cap, 'z section')
     y_bytes, offset = _read_section(body, offset, cap, 'y section')
-    _require(offset == len(body), f'image packet has {len(body) - offset} unexpected bytes after its sections')
+    _require(offset == len(body),
+             f'image packet has {len(body) - offset} unexpected bytes after its sections')
     return ImagePacket(
         model_id=model_id, quality=quality, width=width, height=height, padded_width=padded_width,
         padded_height=padded_height, image_stamp_ns=image_stamp_ns,
@@ -270,19 +273,22 @@ class LidarPacket:
                  f'LiDAR codec id {self.codec_id!r} is unknown; known: '
                  + ', '.join(f'{k} ({v})' for k, v in LIDAR_CODECS.items()))
         _check_int('quantization_bits', self.quantization_bits, 0, MAX_QUANTIZATION_BITS)
-        _require(isinstance(self.frustum_only, bool), f'frustum_only must be a bool, got {self.frustum_only!r}')
+        _require(isinstance(self.frustum_only, bool),
+                 f'frustum_only must be a bool, got {self.frustum_only!r}')
         _check_int('intensity_bits', self.intensity_bits, 0, MAX_INTENSITY_BITS)
         _require(isinstance(self.intensity_max, (int, float)) and math.isfinite(self.intensity_max)
                  and 0 < self.intensity_max < 3.4e38,
                  f'intensity_max is {self.intensity_max!r}; it must be a positive finite float32')
         # Stored as float32: keep the value the parser will return, so packets round-trip exactly.
-        object.__setattr__(self, 'intensity_max', struct.unpack('<f', struct.pack('<f', self.intensity_max))[0])
+        (as_float32,) = struct.unpack('<f', struct.pack('<f', self.intensity_max))
+        object.__setattr__(self, 'intensity_max', as_float32)
         _require(self.intensity_max > 0, 'intensity_max is below the smallest positive float32')
         _check_int('num_points', self.num_points, 0, 0xFFFFFFFF)
         _require(isinstance(self.payload, bytes), f'payload must be bytes, got {type(self.payload).__name__}')
         cap = lidar_payload_cap(self.num_points)
         _require(len(self.payload) <= cap,
-                 f'LiDAR payload holds {len(self.payload)} bytes; {self.num_points} points allow at most {cap}')
+                 f'LiDAR payload holds {len(self.payload)} bytes; {self.num_points} points allow '
+                 f'at most {cap}')
 
 
 def pack_lidar_packet(packet: LidarPacket) -> bytes:
@@ -334,7 +340,8 @@ def parse_lidar_packet(data: bytes, max_points: int = MAX_LIDAR_POINTS) -> Lidar
 
 def packet_kind(data: bytes) -> str:
     """``'image'`` or ``'lidar'``, from the magic; anything else raises :class:`PacketError`."""
-    _require(isinstance(data, (bytes, bytearray, memoryview)), f'a packet must be bytes, got {type(data).__name__}')
+    _require(isinstance(data, (bytes, bytearray, memoryview)),
+             f'a packet must be bytes, got {type(data).__name__}')
     magic = bytes(data[:4])
     if magic == IMAGE_MAGIC:
         return 'image'
@@ -349,7 +356,8 @@ def pack_container(packets: List[bytes]) -> bytes:
              f'{len(packets)} packets exceed the container cap of {MAX_CONTAINER_PACKETS}')
     parts = [_CONTAINER_HEADER.pack(CONTAINER_MAGIC, CONTAINER_VERSION, len(packets))]
     for packet in packets:
-        _require(isinstance(packet, bytes) and len(packet) <= 0xFFFFFFFF, 'each packet must be bytes under 4 GiB')
+        _require(isinstance(packet, bytes) and len(packet) <= 0xFFFFFFFF,
+                 'each packet must be bytes under 4 GiB')
         parts += [_U32.pack(len(packet)), packet]
     return b''.join(parts)
 
@@ -361,7 +369,8 @@ def parse_container(data: bytes, max_packets: int = MAX_CONTAINER_PACKETS) -> Li
     data = bytes(data)
     _require(len(data) >= _CONTAINER_HEADER.size, f'container is truncated: {len(data)} bytes')
     magic, version, count = _CONTAINER_HEADER.unpack_from(data)
-    _require(magic == CONTAINER_MAGIC, f'not an .xmc container: magic {magic!r}, expected {CONTAINER_MAGIC!r}')
+    _require(magic == CONTAINER_MAGIC,
+             f'not an .xmc container: magic {magic!r}, expected {CONTAINER_MAGIC!r}')
     _require(version in SUPPORTED_CONTAINER_VERSIONS, f'container format version {version} is not '
              f'supported; this build reads versions {", ".join(map(str, SUPPORTED_CONTAINER_VERSIONS))}')
     # Each packet needs at least its 4-byte length, which bounds count by the data present.

@@ -92,13 +92,15 @@ class PmfTable:
             raise ModelFileError(f'PmfTable.pmfs must be a non-empty (L, S) array, got shape {pmfs.shape}')
         rows, width = pmfs.shape
         if width > MAX_TABLE_LENGTH:
-            raise ModelFileError(f'PmfTable rows have {width} columns; at most {MAX_TABLE_LENGTH} are allowed')
+            raise ModelFileError(
+                f'PmfTable rows have {width} columns; at most {MAX_TABLE_LENGTH} are allowed')
         if lengths.shape != (rows,) or offsets.shape != (rows,):
             raise ModelFileError(
                 f'PmfTable.lengths and .offsets must have shape ({rows},) like the rows of pmfs, '
                 f'got {lengths.shape} and {offsets.shape}')
         if lengths.min() < 1 or lengths.max() > width:
-            raise ModelFileError(f'PmfTable.lengths must be in 1..{width}, got {lengths.min()}..{lengths.max()}')
+            raise ModelFileError(
+                f'PmfTable.lengths must be in 1..{width}, got {lengths.min()}..{lengths.max()}')
         if np.abs(offsets.astype(np.int64)).max() > MAX_ABS_OFFSET:
             raise ModelFileError(f'PmfTable.offsets must be within +-{MAX_ABS_OFFSET}')
         inside = np.arange(width)[None, :] < lengths[:, None]
@@ -157,7 +159,8 @@ def quantize_pmf(pmf: np.ndarray, lengths: np.ndarray, precision: int = DEFAULT_
     if not MIN_PRECISION <= int(precision) <= MAX_PRECISION:
         raise ValueError(f'precision is {precision}; it must be in {MIN_PRECISION}..{MAX_PRECISION}')
     if lengths.shape != (rows,) or lengths.dtype.kind not in 'iu':
-        raise ValueError(f'lengths must be an integer array of shape ({rows},), got {lengths.dtype} {lengths.shape}')
+        raise ValueError(
+            f'lengths must be an integer array of shape ({rows},), got {lengths.dtype} {lengths.shape}')
     if lengths.min() < 1 or lengths.max() > min(width, MAX_TABLE_LENGTH, 1 << precision):
         raise ValueError(
             f'lengths must be in 1..{min(width, MAX_TABLE_LENGTH, 1 << precision)}, '
@@ -209,7 +212,8 @@ def table_from_pmfs(
     pmf = np.asarray(pmf, dtype=np.float64)
     if lengths is None:
         lengths = np.full(pmf.shape[0] if pmf.ndim == 2 else 0, pmf.shape[-1], dtype=np.int64)
-    return PmfTable(quantize_pmf(pmf, lengths, precision), np.asarray(lengths), np.asarray(offsets), precision)
+    counts = quantize_pmf(pmf, lengths, precision)
+    return PmfTable(counts, np.asarray(lengths), np.asarray(offsets), precision)
 
 
 def default_scale_table(levels: int = 64, s_min: float = 0.11, s_max: float = 256.0) -> np.ndarray:
@@ -498,5 +502,6 @@ def get_coder(name: str, **kwargs) -> EntropyCoder:
     try:
         factory = _CODERS[name]
     except KeyError:
-        raise ValueError(f'unknown entropy coder {name!r}; available: {", ".join(available_coders())}') from None
+        raise ValueError(
+            f'unknown entropy coder {name!r}; available: {", ".join(available_coders())}') from None
     return factory(**kwargs)

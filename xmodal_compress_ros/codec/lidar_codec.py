@@ -80,7 +80,8 @@ class LidarCodecConfig:
         )
         for name, value, low, high in checks:
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-                raise ParameterError(f'LidarCodecConfig.{name} is {value!r}; it must be an int in {low}..{high}')
+                raise ParameterError(
+                    f'LidarCodecConfig.{name} is {value!r}; it must be an int in {low}..{high}')
         if not (np.isfinite(self.intensity_max) and 0 < self.intensity_max < 3.4e38):
             raise ParameterError(
                 f'LidarCodecConfig.intensity_max is {self.intensity_max!r}; it must be a positive finite '
@@ -141,7 +142,8 @@ def _clean(points: np.ndarray, config: LidarCodecConfig, calib: Optional[Calibra
     keep = np.isfinite(xyz).all(axis=1)
     if config.frustum_only:
         if calib is None:
-            raise CalibrationError('frustum_only needs the camera calibration: pass calib=, or set frustum_only=False')
+            raise CalibrationError(
+                'frustum_only needs the camera calibration: pass calib=, or set frustum_only=False')
         keep &= frustum_mask(xyz, calib)
     return xyz[keep], np.nan_to_num(intensity[keep], nan=0.0, posinf=0.0, neginf=0.0)
 
@@ -174,7 +176,9 @@ def encode_scan(points: np.ndarray, config: LidarCodecConfig = LidarCodecConfig(
     xyz, intensity = _clean(points, config, calib)
     if len(xyz) == 0:
         return EncodedScan(b'', np.zeros((0, 4), np.float32), 0, len(points), config)
-    attributes = {INTENSITY_ATTRIBUTE: _quantize_intensity(intensity, config)} if config.keep_intensity else None
+    attributes = None
+    if config.keep_intensity:
+        attributes = {INTENSITY_ATTRIBUTE: _quantize_intensity(intensity, config)}
     options = dict(quantization_bits=config.quantization_bits, compression_level=config.compression_level,
                    generic_attributes=attributes)
     header = b''

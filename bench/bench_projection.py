@@ -151,6 +151,8 @@ def main(argv=None):
         'width': calib.width, 'height': calib.height, 'runs': args.runs, 'warmup': args.warmup,
         'host': socket.gethostname(), 'cpu': cpu_model(), 'cpu_count': os.cpu_count(),
         'torch_threads': torch.get_num_threads(),
+        # Other jobs share the machine: the load says how much of the CPU these numbers had.
+        'load_average_1min': os.getloadavg()[0],
         'gpu': torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         'python': platform.python_version(), 'numpy': np.__version__, 'torch': torch.__version__,
         'bit_exact_with_numpy': exact, 'results': results,

@@ -391,15 +391,15 @@ class HyperpriorCodec(nn.Module):
             raise ModelFileError('the integer tables are missing: call update() or load a model file')
         return self.entropy_tables
 
-    def _prepare(self, x: Optional[torch.Tensor], depth, size: Tuple[int, int]):
-        """(padded image or None, padded-size LiDAR context or None) for compress/decompress."""
+    def _prepare(self, x: Optional[torch.Tensor], depth, size: Tuple[int, int], dtype: torch.dtype):
+        """(padded image or None, LiDAR context or None, padded size) for compress/decompress."""
         h, w = size
         padded = (h + (-h) % PAD_MULTIPLE, w + (-w) % PAD_MULTIPLE)
-        xp = None if x is None else pad_to_multiple(x)
-        like = xp if xp is not None else torch.zeros(1, 3, *padded)
+        xp = None if x is None else pad_to_multiple(x.to(dtype))
+        like = xp if xp is not None else torch.zeros(1, 3, *padded, dtype=dtype)
         if depth is not None:
             depth = torch.as_tensor(np.asarray(depth) if not isinstance(depth, torch.Tensor) else depth)
-            depth = depth.reshape(1, 1, *depth.shape[-2:]).float()
+            depth = depth.reshape(1, 1, *depth.shape[-2:]).to(dtype)
             if tuple(depth.shape[-2:]) != (h, w):
                 raise ValueError(f'depth map {tuple(depth.shape[-2:])} must match the image size {(h, w)}')
         return xp, self.lidar_context(depth, like), padded
@@ -419,42 +419,53 @@ class HyperpriorCodec(nn.Module):
             raise ValueError(f'quality {quality} out of range 0..{self.quality_levels - 1}')
         z_table, y_table, int_hyper = self._tables()
         size = (int(x.shape[2]), int(x.shape[3]))
-        xp, ctx, padded = self._prepare(x.float(), depth, size)
+        xp, ctx, padded = self._prepare(x, depth, size, self.g_a.conv1.weight.dtype)
         q = torch.tensor([int(quality)])
         y_g, z = self.analysis(xp, q, ctx)
         z_idx = _channel_indexes(z.shape)
-        z_sym = entropy.clamp_symbols(torch.floor(z + 0.5).numpy().astype(np.int64).ravel(), z_idx, z_table)
+        z_sym = entropy.clamp_symbols(torch.floor(z + 0.5).float().numpy().astype(np.int64).ravel(), z_idx, z_table)
         coder = entropy.get_coder(CODER_NAME)
         z_bytes = coder.encode(z_sym, z_idx, z_table)
         z_hat = z_sym.reshape(z.shape)
         y_idx = int_hyper(z_hat).ravel()
-        mu = self.mean(torch.from_numpy(z_hat).float(), ctx)
-        y_sym = torch.floor(y_g - mu + 0.5).numpy().astype(np.int64).ravel()
+        mu = self.mean(torch.from_numpy(z_hat).to(z.dtype), ctx)
+        y_sym = torch.floor(y_g - mu + 0.5).float().numpy().astype(np.int64).ravel()
         y_sym = entropy.clamp_symbols(y_sym, y_idx, y_table)
         y_bytes = entropy.get_coder(CODER_NAME, num_substreams=y_substreams).encode(y_sym, y_idx, y_table)
         return CompressedImage(z_bytes, y_bytes, int(y_substreams), size, padded, int(quality))
 
-    @torch.no_grad()
-    def decompress(self, compressed: CompressedImage, depth=None) -> torch.Tensor:
-        """Reconstruct (1, 3, H, W) in [0, 1]. ``depth`` None on a LiDAR model means the zeros map
-        (lower quality if the encoder had a scan, never a parsing error)."""
+    def decode_latents(self, compressed: CompressedImage) -> Tuple[np.ndarray, np.ndarray]:
+        """Parse the streams: (z_hat, y symbols), int32, (1, Nz, H/64, W/64) and (1, M, H/16, W/16).
+
+        Integer-only (entropy decoding and the integer scale path): the result is the same on every
+        machine whatever runs the float networks.
+        """
         z_table, y_table, int_hyper = self._tables()
         ph, pw = compressed.padded_size
         if ph % PAD_MULTIPLE or pw % PAD_MULTIPLE or not 0 <= compressed.quality < self.quality_levels:
             raise ValueError(f'padded size {compressed.padded_size} / quality {compressed.quality} invalid for '
                              f'this model (multiples of {PAD_MULTIPLE}, quality 0..{self.quality_levels - 1})')
-        _, ctx, _ = self._prepare(None, depth, compressed.original_size)
         z_shape = (1, self.config['Nz'], ph // PAD_MULTIPLE, pw // PAD_MULTIPLE)
         z_idx = _channel_indexes(z_shape)
         coder = entropy.get_coder(CODER_NAME)
         z_hat = coder.decode(compressed.z_bytes, z_idx, z_table).reshape(z_shape)
         y_idx = int_hyper(z_hat)
         y_sym = coder.decode(compressed.y_bytes, y_idx.ravel(), y_table).reshape(y_idx.shape)
-        mu = self.mean(torch.from_numpy(z_hat).float(), ctx)
-        y_hat_g = torch.from_numpy(y_sym).float() + mu
+        return z_hat, y_sym
+
+    @torch.no_grad()
+    def decompress(self, compressed: CompressedImage, depth=None) -> torch.Tensor:
+        """Reconstruct (1, 3, H, W) in [0, 1]. ``depth`` None on a LiDAR model means the zeros map
+        (lower quality if the encoder had a scan, never a parsing error). The float networks run in
+        the model's dtype (``model.half()`` works)."""
+        z_hat, y_sym = self.decode_latents(compressed)
+        dtype = self.g_s.deconv1.weight.dtype
+        _, ctx, _ = self._prepare(None, depth, compressed.original_size, dtype)
+        mu = self.mean(torch.from_numpy(z_hat).to(dtype), ctx)
+        y_hat_g = torch.from_numpy(y_sym).to(dtype) + mu
         x_hat = self.synthesis(y_hat_g, torch.tensor([compressed.quality]), ctx)
         h, w = compressed.original_size
-        return x_hat[..., :h, :w].clamp(0.0, 1.0)
+        return x_hat[..., :h, :w].float().clamp(0.0, 1.0)
 
 
 def _channel_indexes(shape: Tuple[int, ...]) -> np.ndarray:

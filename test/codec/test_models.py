@@ -1,0 +1,153 @@
+"""Both codecs: forward shapes, likelihoods, round trips through real bytes, robustness to the float path."""
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from xmodal_compress_ros.codec.models import (HyperpriorCodec, LidarConditionedCodec, get_model_class,
+                                              model_names)
+from xmodal_compress_ros.errors import ModelFileError
+
+TINY = dict(N=16, M=24, Nz=8, hyper_hidden=8)
+
+
+def _depth(h, w, seed=0):
+    """Stand-in depth-condition map: sparse uint8 values 1..255, 0 elsewhere."""
+    rng = np.random.default_rng(seed)
+    depth = rng.integers(1, 256, size=(h, w)) * (rng.random((h, w)) < 0.05)
+    return torch.from_numpy(depth.astype(np.uint8))[None, None].float()
+
+
+@pytest.fixture(scope='module')
+def models():
+    torch.manual_seed(0)
+    out = {}
+    for cls in (HyperpriorCodec, LidarConditionedCodec):
+        model = cls(**TINY).eval()
+        model.update()
+        out[cls.registry_name] = model
+    return out
+
+
+def test_registry_lists_valid_names():
+    assert {'xmodal-hyperprior', 'xmodal-lidar'} <= set(model_names())
+    assert get_model_class('xmodal-lidar') is LidarConditionedCodec
+    with pytest.raises(ModelFileError, match='xmodal-hyperprior'):
+        get_model_class('nope')
+
+
+@pytest.mark.parametrize('name', ['xmodal-hyperprior', 'xmodal-lidar'])
+def test_forward_shapes_and_likelihoods(models, name):
+    model = models[name].train()
+    x = torch.rand(2, 3, 45, 70)
+    out = model(x, _depth(45, 70).expand(2, 1, 45, 70), torch.tensor([0, 5]))
+    model.eval()
+    assert out['x_hat'].shape == x.shape
+    # Padded to 64 x 128: y at 1/16, z at 1/64.
+    assert out['likelihoods']['y'].shape == (2, 24, 4, 8)
+    assert out['likelihoods']['z'].shape == (2, 8, 1, 2)
+    for lik in out['likelihoods'].values():
+        assert torch.all(lik > 0) and torch.all(lik <= 1)
+    assert ('prediction' in out) == (name == 'xmodal-lidar')
+    if name == 'xmodal-lidar':
+        assert out['prediction'].shape == x.shape
+
+
+def test_forward_rejects_bad_quality(models):
+    with pytest.raises(ValueError, match='quality'):
+        models['xmodal-hyperprior'](torch.rand(1, 3, 64, 64), quality=torch.tensor([6]))
+
+
+@pytest.mark.parametrize('name', ['xmodal-hyperprior', 'xmodal-lidar'])
+def test_round_trip_equals_rounded_forward(models, name):
+    model = models[name]
+    x, depth = torch.rand(1, 3, 45, 70), _depth(45, 70)
+    compressed = model.compress(x, depth, quality=3)
+    assert compressed.original_size == (45, 70) and compressed.padded_size == (64, 128)
+    assert compressed.num_bytes > 0
+    decoded = model.decompress(compressed, depth)
+    with torch.no_grad():
+        expected = model(x, depth, torch.tensor([3]))['x_hat'].clamp(0, 1)
+    assert decoded.shape == x.shape
+    torch.testing.assert_close(decoded, expected, atol=1e-5, rtol=0)
+
+
+def test_lidar_model_decodes_without_depth(models):
+    model = models['xmodal-lidar']
+    x, depth = torch.rand(1, 3, 70, 45), _depth(70, 45)
+    compressed = model.compress(x, depth, quality=1)
+    z_with, y_with = model.decode_latents(compressed)
+    decoded = model.decompress(compressed, None)
+    assert decoded.shape == x.shape and torch.isfinite(decoded).all()
+    # Parsing never depends on the LiDAR: the same symbols with or without the scan.
+    z_again, y_again = model.decode_latents(compressed)
+    np.testing.assert_array_equal(z_with, z_again)
+    np.testing.assert_array_equal(y_with, y_again)
+
+
+def test_zero_initialised_lidar_model_equals_twin(models):
+    twin = models['xmodal-hyperprior']
+    lidar = LidarConditionedCodec(**TINY).eval()
+    lidar.init_from_twin(twin)
+    x, depth = torch.rand(1, 3, 64, 64), _depth(64, 64)
+    with torch.no_grad():
+        a = twin(x, None, torch.tensor([2]))
+        b = lidar(x, depth, torch.tensor([2]))
+    torch.testing.assert_close(a['x_hat'], b['x_hat'], atol=1e-6, rtol=0)
+    torch.testing.assert_close(a['likelihoods']['y'], b['likelihoods']['y'])
+
+
+def test_mmfft_and_zeros_conditioning_run():
+    for kwargs in (dict(fusion='mmfft'), dict(conditioning='zeros', hyper_refiner=False)):
+        model = LidarConditionedCodec(**TINY, **kwargs).eval()
+        out = model(torch.rand(1, 3, 40, 40), _depth(40, 40), torch.tensor([0]))
+        assert out['x_hat'].shape == (1, 3, 40, 40)
+    with pytest.raises(ValueError, match='fusion'):
+        LidarConditionedCodec(**TINY, fusion='sum')
+
+
+def _onnx_mean(model, z_hat):
+    """h_s_mean through ONNX Runtime (another float backend)."""
+    import io
+
+    import onnxruntime
+
+    buffer = io.BytesIO()
+    torch.onnx.export(model.h_s_mean, (z_hat,), buffer, input_names=['z_hat'], output_names=['mu'],
+                      dynamo=False)
+    session = onnxruntime.InferenceSession(buffer.getvalue(), providers=['CPUExecutionProvider'])
+    return torch.from_numpy(session.run(None, {'z_hat': z_hat.numpy()})[0])
+
+
+@pytest.mark.filterwarnings('ignore::DeprecationWarning')
+def test_parsing_is_identical_across_float_backends(models):
+    """fp32, fp16 and ONNX Runtime float parts: identical integer indexes and symbols."""
+    pytest.importorskip('onnxruntime')
+    model = models['xmodal-hyperprior']
+    x = torch.rand(1, 3, 64, 128)
+    compressed = model.compress(x, quality=4)
+    z_hat, y_sym = model.decode_latents(compressed)
+    int_hyper = model.entropy_tables[2]
+    indexes = int_hyper(z_hat)
+    half = copy.deepcopy(model).half()
+    z_half, y_half = half.decode_latents(compressed)
+    np.testing.assert_array_equal(int_hyper(z_half), indexes)
+    np.testing.assert_array_equal(y_half, y_sym)
+    # The reconstructions differ only by float rounding in the transforms.
+    ref = model.decompress(compressed)
+    assert (half.decompress(compressed) - ref).abs().max() < 0.02
+    mu_ort = _onnx_mean(model, torch.from_numpy(z_hat).float())
+    with torch.no_grad():
+        mu_ref = model.mean(torch.from_numpy(z_hat).float())
+    torch.testing.assert_close(mu_ort, mu_ref, atol=1e-4, rtol=1e-4)
+    # A decoder whose means come from ONNX Runtime still parses exactly the same symbols.
+    np.testing.assert_array_equal(model.decode_latents(compressed)[1], y_sym)
+
+
+def test_compress_rejects_bad_input(models):
+    model = models['xmodal-lidar']
+    with pytest.raises(ValueError, match='quality'):
+        model.compress(torch.rand(1, 3, 32, 32), quality=9)
+    with pytest.raises(ValueError, match='depth map'):
+        model.compress(torch.rand(1, 3, 32, 32), _depth(16, 16), quality=0)

@@ -1,0 +1,64 @@
+"""Rate and quality metrics from real bytes and decoded pixels, and the Bjontegaard delta rate."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence, Tuple
+
+import numpy as np
+
+
+def bpp(num_bytes: int, width: int, height: int) -> float:
+    """Bits per pixel of ``num_bytes`` over a ``width`` x ``height`` image (its original size)."""
+    if width <= 0 or height <= 0:
+        raise ValueError(f'image size {width}x{height} must be positive')
+    return 8.0 * num_bytes / (width * height)
+
+
+def psnr(reference: np.ndarray, decoded: np.ndarray, peak: float = 255.0) -> float:
+    """PSNR in dB over all pixels and channels (uint8 images: peak 255); inf when identical."""
+    reference, decoded = np.asarray(reference), np.asarray(decoded)
+    if reference.shape != decoded.shape:
+        raise ValueError(f'shapes differ: {reference.shape} vs {decoded.shape}')
+    mse = np.mean((reference.astype(np.float64) - decoded.astype(np.float64)) ** 2)
+    return float('inf') if mse == 0 else float(10.0 * np.log10(peak ** 2 / mse))
+
+
+@dataclass(frozen=True)
+class BDResult:
+    """Bjontegaard delta rate: ``percent`` (negative = test needs fewer bits), None without overlap."""
+
+    percent: Optional[float]
+    overlap: Optional[Tuple[float, float]]
+    note: str = ''
+
+
+def bd_rate(rate_anchor: Sequence[float], quality_anchor: Sequence[float], rate_test: Sequence[float],
+            quality_test: Sequence[float]) -> BDResult:
+    """Average bitrate difference of ``test`` vs ``anchor`` at equal quality (Bjontegaard, VCEG-M33).
+
+    Each curve's log-rate is fitted by a polynomial of the quality (3rd order with >= 4 points, else
+    one order less than the point count), both fits are integrated over the overlapping quality
+    range, and the mean log-rate difference is returned as a percentage.
+    """
+    curves = []
+    for rate, quality in ((rate_anchor, quality_anchor), (rate_test, quality_test)):
+        rate, quality = np.asarray(rate, np.float64), np.asarray(quality, np.float64)
+        keep = np.isfinite(rate) & np.isfinite(quality) & (rate > 0)
+        rate, quality = rate[keep], quality[keep]
+        if rate.size < 2 or np.unique(quality).size < 2:
+            return BDResult(None, None, 'each curve needs at least two points of distinct quality')
+        curves.append((np.log(rate), quality))
+    low = max(q.min() for _, q in curves)
+    high = min(q.max() for _, q in curves)
+    if not high > low:
+        return BDResult(None, None, 'the quality ranges do not overlap')
+    integrals = []
+    notes = []
+    for log_rate, quality in curves:
+        degree = min(3, np.unique(quality).size - 1)
+        if degree < 3:
+            notes.append(f'fit of order {degree} ({quality.size} points)')
+        poly = np.polyint(np.polyfit(quality, log_rate, degree))
+        integrals.append((np.polyval(poly, high) - np.polyval(poly, low)) / (high - low))
+    percent = float((np.exp(integrals[1] - integrals[0]) - 1.0) * 100.0)
+    return BDResult(percent, (float(low), float(high)), '; '.join(notes))

@@ -57,9 +57,10 @@ def position_error(points: np.ndarray, payload: bytes, bits: int) -> np.ndarray:
 
 
 def timed(function):
-    start = time.perf_counter()
+    """Result, wall seconds and process CPU seconds of one call."""
+    wall, cpu = time.perf_counter(), time.process_time()
     result = function()
-    return result, time.perf_counter() - start
+    return result, time.perf_counter() - wall, time.process_time() - cpu
 
 
 def main() -> None:
@@ -86,19 +87,22 @@ def main() -> None:
         settings += [(args.plain_bits, frustum, False) for frustum in (False, True)]
         for bits, frustum, intensity in settings:
             config = LidarCodecConfig(quantization_bits=bits, frustum_only=frustum, keep_intensity=intensity)
-            encoded, encode_s = timed(lambda: encode_scan(points, config, calib))
-            _, decode_s = timed(lambda: decode_scan(encoded.payload, encoded.num_points, config))
+            encoded, encode_s, encode_cpu_s = timed(lambda: encode_scan(points, config, calib))
+            _, decode_s, decode_cpu_s = timed(
+                lambda: decode_scan(encoded.payload, encoded.num_points, config))
             packet = pack_lidar_packet(encoded.to_packet(0, 0, 'velodyne'))
             error = position_error(points[mask] if frustum else points, encoded.payload, bits)
             rows.setdefault((bits, frustum, intensity), []).append({
                 'scan': name, 'input_points': len(points), 'points': encoded.num_points,
                 'payload_bytes': len(encoded.payload), 'packet_bytes': len(packet),
                 'encode_ms': 1e3 * encode_s, 'decode_ms': 1e3 * decode_s,
+                'encode_cpu_ms': 1e3 * encode_cpu_s, 'decode_cpu_ms': 1e3 * decode_cpu_s,
                 'max_abs_error_m': float(error.max()), 'mean_abs_error_m': float(error.mean()),
             })
 
+    print('enc/dec: wall ms / process CPU ms')
     print(f'{"setting":26} {"points":>7} {"KB/scan":>8} {"Mbit/scan":>9} {"bit/pt":>7} '
-          f'{"enc ms":>7} {"dec ms":>7} {"max err m":>9} {"mean err m":>10}')
+          f'{"enc ms":>11} {"dec ms":>11} {"max err m":>9} {"mean err m":>10}')
     summary = []
     # Rows with intensity first, then by bits and mode.
     for (bits, frustum, intensity), records in sorted(rows.items(), key=lambda kv: (not kv[0][2], kv[0])):
@@ -109,7 +113,8 @@ def main() -> None:
                         'scans': len(records), **mean})
         print(f'{label:26} {mean["points"]:>7.0f} {mean["packet_bytes"] / 1e3:>8.1f} '
               f'{8 * mean["packet_bytes"] / 1e6:>9.3f} {8 * mean["packet_bytes"] / mean["points"]:>7.2f} '
-              f'{mean["encode_ms"]:>7.1f} {mean["decode_ms"]:>7.1f} {mean["max_abs_error_m"]:>9.4f} '
+              f'{mean["encode_ms"]:>5.0f} / {mean["encode_cpu_ms"]:>3.0f} '
+              f'{mean["decode_ms"]:>5.0f} / {mean["decode_cpu_ms"]:>3.0f} {mean["max_abs_error_m"]:>9.4f} '
               f'{mean["mean_abs_error_m"]:>10.5f}')
     points_full = statistics.mean(len(p) for _, p, _ in scans)
     for key, sizes in references.items():
@@ -125,7 +130,7 @@ def main() -> None:
         'per_scan': {f'{b}_{"frustum" if f else "full"}_{"xyzi" if i else "xyz"}': r
                      for (b, f, i), r in rows.items()},
         'reference_bytes': {key: statistics.mean(sizes) for key, sizes in references.items()},
-        'reference_points': points_full,
+        'reference_points': points_full, 'load_average': os.getloadavg(),
     }
     path = args.out / f'lidar_{args.tag}.json'
     path.write_text(json.dumps(result, indent=2) + '\n')

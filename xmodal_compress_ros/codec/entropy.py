@@ -313,7 +313,7 @@ def _columns(symbols: np.ndarray, offsets: np.ndarray, lengths: np.ndarray) -> T
     columns past the row length.
     """
     narrow = symbols.dtype == np.int32 and (
-        symbols.size == 0 or -MAX_ABS_OFFSET <= min(int(symbols.min()), int(-symbols.max())))
+        symbols.size == 0 or -MAX_ABS_OFFSET <= min(int(symbols.min()), -int(symbols.max())))
     signed, unsigned = (np.int32, np.uint32) if narrow else (np.int64, np.uint64)
     columns = symbols.astype(signed, copy=False) - offsets.astype(signed, copy=False)
     return columns, np.flatnonzero(columns.view(unsigned) >= lengths.astype(unsigned, copy=False))

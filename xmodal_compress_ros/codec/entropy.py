@@ -340,30 +340,23 @@ class EntropyCoder(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class _Layout:
-    """Where each (row, substream) run of symbols lies once symbols are grouped by row.
-
-    ``order`` sorts positions by row (stable, so by position within a row); row ``g``'s
-    ``counts[g]`` symbols are then contiguous and are cut into K consecutive near-equal runs,
-    the first ``counts[g] % K`` one longer; run k goes to substream k. Rows of length 1 carry
-    no information and get no run.
-    """
-
-    order: np.ndarray
-    counts: np.ndarray
-    runs: List[List[Tuple[int, int, int]]]  # per substream: (row, start, stop) in sorted order
-
-
-def _layout(indexes: np.ndarray, table: PmfTable, num_substreams: int) -> _Layout:
-    rows = table.num_rows
+def _group_order(indexes: np.ndarray, rows: int) -> np.ndarray:
+    """Positions sorted by row, stably (so by position within a row)."""
     # Narrow keys make NumPy's stable argsort a radix sort (several times faster).
     key_type = np.uint8 if rows <= 1 << 8 else np.uint16 if rows <= 1 << 16 else np.int64
-    order = np.argsort(indexes.astype(key_type), kind='stable')
-    counts = np.bincount(indexes, minlength=rows)
+    return np.argsort(indexes.astype(key_type), kind='stable')
+
+
+def _runs(counts: np.ndarray, lengths: np.ndarray, num_substreams: int) -> List[List[Tuple[int, int, int]]]:
+    """Per substream, the ``(row, start, stop)`` runs of the symbols grouped by row.
+
+    Row ``g``'s ``counts[g]`` symbols are contiguous once grouped and are cut into K consecutive
+    near-equal runs, the first ``counts[g] % K`` one longer; run k goes to substream k. Rows of
+    length 1 carry no information and get no run.
+    """
     starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
     runs: List[List[Tuple[int, int, int]]] = [[] for _ in range(num_substreams)]
-    for row in np.flatnonzero((counts > 0) & (table.lengths > 1)):
+    for row in np.flatnonzero((counts > 0) & (lengths > 1)):
         base, extra = divmod(int(counts[row]), num_substreams)
         start = int(starts[row])
         for k in range(num_substreams):
@@ -371,7 +364,7 @@ def _layout(indexes: np.ndarray, table: PmfTable, num_substreams: int) -> _Layou
             if size:
                 runs[k].append((int(row), start, start + size))
             start += size
-    return _Layout(order, counts, runs)
+    return runs
 
 
 class ConstrictionAnsCoder:
@@ -410,18 +403,18 @@ class ConstrictionAnsCoder:
 
         indexes = _check_indexes(indexes, table)
         symbols = _check_symbols(symbols, indexes)
-        layout = _layout(indexes, table, self.num_substreams)
+        order = _group_order(indexes, table.num_rows)
+        counts = np.bincount(indexes, minlength=table.num_rows)
         # Grouped by row, the per-symbol offsets and lengths are runs: np.repeat, no gather.
-        sorted_symbols = symbols[layout.order]
         columns, bad = _columns(
-            sorted_symbols, np.repeat(table.offsets, layout.counts), np.repeat(table.lengths, layout.counts))
+            symbols[order], np.repeat(table.offsets, counts), np.repeat(table.lengths, counts))
         if bad.size:
-            first = int(layout.order[bad].min())
+            first = int(order[bad].min())
             raise _out_of_range(bad.size, int(symbols[first]), int(indexes[first]), table)
         columns = columns.astype(np.int32, copy=False)
         models: Dict[int, object] = {}
         streams = []
-        for runs in layout.runs:
+        for runs in _runs(counts, table.lengths, self.num_substreams):
             coder = constriction.stream.stack.AnsCoder()
             # ANS is a stack: push the runs last-to-first so they pop first-to-last.
             for row, start, stop in reversed(runs):
@@ -434,14 +427,23 @@ class ConstrictionAnsCoder:
 
     def decode(self, data: bytes, indexes: np.ndarray, table: PmfTable) -> np.ndarray:
         """Decode ``len(indexes)`` symbols (int32); inconsistent data raises PacketError."""
-        import constriction
-
         indexes = _check_indexes(indexes, table)
         streams = split_substreams(data)
-        layout = _layout(indexes, table, len(streams))
+        counts = np.bincount(indexes, minlength=table.num_rows)
         columns = np.zeros(indexes.size, dtype=np.int32)
+        self._decode_grouped(streams, _runs(counts, table.lengths, len(streams)), table, columns)
+        order = _group_order(indexes, table.num_rows)
+        symbols = np.empty(indexes.size, dtype=np.int32)
+        symbols[order] = columns + np.repeat(table.offsets, counts)
+        return symbols
+
+    def _decode_grouped(self, streams: List[np.ndarray], runs_per_stream: List[List[Tuple[int, int, int]]],
+                        table: PmfTable, columns: np.ndarray) -> None:
+        """Decode every run into ``columns`` (grouped order); PacketError if a stream is inconsistent."""
+        import constriction
+
         models: Dict[int, object] = {}
-        for k, (words, runs) in enumerate(zip(streams, layout.runs)):
+        for k, (words, runs) in enumerate(zip(streams, runs_per_stream)):
             try:
                 coder = constriction.stream.stack.AnsCoder(words)
             except ValueError as exc:
@@ -454,9 +456,6 @@ class ConstrictionAnsCoder:
                 raise PacketError(
                     f'entropy-coded substream {k} holds more data than its symbols need: the packet '
                     'is corrupted or was decoded with another model')
-        symbols = np.empty(indexes.size, dtype=np.int32)
-        symbols[layout.order] = columns + np.repeat(table.offsets, layout.counts)
-        return symbols
 
 
 def split_substreams(data: bytes) -> List[np.ndarray]:

@@ -102,8 +102,8 @@ def test_table_validation_names_the_problem():
         PmfTable(good, np.array([2, 2]), np.array([0]))
     with pytest.raises(ModelFileError, match='offsets'):
         PmfTable(good, np.array([2]), np.array([2 ** 31 - 1]))
-    table = PmfTable(good, np.array([2]), np.array([0]))
-    assert not table.pmfs.flags.writeable
+    table = PmfTable(good, np.array([2]), np.array([0]), precision=np.int32(16))
+    assert not table.pmfs.flags.writeable and type(table.precision) is int
 
 
 def test_gaussian_table_shape_and_centre():

@@ -77,6 +77,8 @@ class PmfTable:
             array = np.array(value, dtype=np.int32, order='C')
             array.setflags(write=False)
             object.__setattr__(self, name, array)
+        if isinstance(self.precision, np.integer):
+            object.__setattr__(self, 'precision', int(self.precision))
         self.validate()
 
     def validate(self) -> None:

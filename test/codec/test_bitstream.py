@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from xmodal_compress_ros.codec.bitstream import (
-    IMAGE_MAGIC, MAX_PIXELS, ImagePacket, LidarPacket, pack_container, pack_image_packet, pack_lidar_packet,
+    IMAGE_MAGIC, MAX_PIXELS, CameraProjection, ImagePacket, LidarPacket, pack_container, pack_image_packet, pack_lidar_packet,
     packet_kind, parse_container, parse_image_packet, parse_lidar_packet, section_cap,
 )
 from xmodal_compress_ros.errors import PacketError
@@ -30,6 +30,13 @@ def lidar_packet(**changes):
         intensity_bits=8, intensity_max=1.0, num_points=1000, payload=b'draco' * 100)
     fields.update(changes)
     return LidarPacket(**fields)
+
+
+KITTI_PROJECTION = CameraProjection(
+    width=1242, height=375, P=(721.5377, 0.0, 609.5593, 44.85728, 0.0, 721.5377, 172.854, 0.2163791, 0.0, 0.0,
+                               1.0, 0.002745884),
+    T=(0.000234773, -0.9999441, -0.01056348, -0.002796816, 0.01044941, 0.01056535, -0.9998876, -0.07510879,
+       0.9999453, 0.0001244714, 0.0104488, -0.2721327, 0.0, 0.0, 0.0, 1.0))
 
 
 def reseal(data: bytes) -> bytes:
@@ -63,14 +70,18 @@ def test_image_packet_round_trip(packet):
 
 
 lidar_packets = st.builds(
-    lambda scan_id, stamp, frame_id, bits, frustum, intensity_bits, intensity_max, points, payload:
+    lambda scan_id, stamp, frame_id, bits, frustum, intensity_bits, intensity_max, points, payload, projection:
     lidar_packet(
         scan_id=scan_id, stamp_ns=stamp, frame_id=frame_id, quantization_bits=bits, frustum_only=frustum,
-        intensity_bits=intensity_bits, intensity_max=intensity_max, num_points=points, payload=payload),
+        intensity_bits=intensity_bits, intensity_max=intensity_max, num_points=points, payload=payload,
+        projection=projection),
     st.integers(0, 2 ** 32 - 1), st.integers(-2 ** 63, 2 ** 63 - 1),
     st.text(st.characters(exclude_categories=['Cs']), max_size=60).filter(lambda s: len(s.encode()) <= 255),
     st.integers(0, 30), st.booleans(), st.integers(0, 16), st.floats(1e-3, 1e6), st.integers(0, 100_000),
-    st.binary(max_size=500))
+    st.binary(max_size=500),
+    st.none() | st.builds(CameraProjection, st.integers(1, 65535), st.integers(1, 65535),
+                          st.lists(st.floats(allow_nan=False, allow_infinity=False), min_size=12, max_size=12),
+                          st.lists(st.floats(allow_nan=False, allow_infinity=False), min_size=16, max_size=16)))
 
 
 @settings(max_examples=200, deadline=None)
@@ -97,8 +108,31 @@ def test_layout_is_byte_exact():
     assert data[52:61] == b'\x01\x00\x00\x00\x01\x02\x00\x00\x00' and data[61:63] == b'\x02\x03'
     assert struct.unpack('<I', data[-4:])[0] == zlib.crc32(data[:-4]) and len(data) == 67
     lidar = pack_lidar_packet(lidar_packet(frame_id='v', payload=b'p'))
-    assert lidar[:5] == b'XMCL\x01' and lidar[17] == 1 and lidar[18:19] == b'v'
+    assert lidar[:5] == b'XMCL\x02' and lidar[17] == 1 and lidar[18:19] == b'v'
     assert struct.unpack_from('<BBBBfII', lidar, 19) == (1, 11, 0, 8, 1.0, 1000, 1) and lidar[35:36] == b'p'
+    with_projection = pack_lidar_packet(lidar_packet(frame_id='v', payload=b'p', projection=KITTI_PROJECTION))
+    assert with_projection[21] == 0x02 and len(with_projection) == len(lidar) + 228
+    assert struct.unpack_from('<HH', with_projection, 35) == (1242, 375)
+    assert struct.unpack_from('<12d', with_projection, 39) == KITTI_PROJECTION.P
+    assert struct.unpack_from('<16d', with_projection, 135) == KITTI_PROJECTION.T
+    assert with_projection[263:264] == b'p'
+
+
+def test_version_1_lidar_packets_still_parse():
+    """A version-1 packet (no projection block) parses; the projection flag is not valid in it."""
+    v2 = pack_lidar_packet(lidar_packet())
+    v1 = reseal(v2[:4] + b'\x01' + v2[5:])
+    assert parse_lidar_packet(v1) == lidar_packet()
+    flagged = bytearray(pack_lidar_packet(lidar_packet(projection=KITTI_PROJECTION)))
+    flagged[4] = 1
+    with pytest.raises(PacketError, match='unknown bits'):
+        parse_lidar_packet(reseal(bytes(flagged)))
+
+
+def test_projection_round_trips_exactly():
+    packet = lidar_packet(projection=KITTI_PROJECTION)
+    parsed = parse_lidar_packet(pack_lidar_packet(packet))
+    assert parsed == packet and parsed.projection.P == KITTI_PROJECTION.P
 
 
 # --- construction checks ------------------------------------------------------------------------
@@ -129,10 +163,24 @@ def test_invalid_image_packets_are_rejected(changes, message):
     (dict(intensity_max=float('nan')), 'intensity_max'),
     (dict(intensity_max=1e-50), 'intensity_max'),
     (dict(num_points=0, payload=bytes(1025)), 'at most 1024'),
+    (dict(projection='P'), 'CameraProjection'),
 ])
 def test_invalid_lidar_packets_are_rejected(changes, message):
     with pytest.raises(PacketError, match=message):
         lidar_packet(**changes)
+
+
+@pytest.mark.parametrize('changes, message', [
+    (dict(width=0), 'projection width'),
+    (dict(P=(1.0,) * 11), '12 finite'),
+    (dict(T=(float('nan'),) * 16), '16 finite'),
+    (dict(T='abc'), '16 numbers'),
+])
+def test_invalid_projections_are_rejected(changes, message):
+    fields = dict(width=1242, height=375, P=KITTI_PROJECTION.P, T=KITTI_PROJECTION.T)
+    fields.update(changes)
+    with pytest.raises(PacketError, match=message):
+        CameraProjection(**fields)
 
 
 # --- parse checks with clear messages -----------------------------------------------------------
@@ -233,6 +281,7 @@ def test_twenty_thousand_mutations_raise_only_packet_error():
             y_bytes=b'\x01'))),
         (parse_lidar_packet, pack_lidar_packet(lidar_packet())),
         (parse_lidar_packet, pack_lidar_packet(lidar_packet(num_points=0, payload=b'', frame_id=''))),
+        (parse_lidar_packet, pack_lidar_packet(lidar_packet(projection=KITTI_PROJECTION))),
         (parse_container, pack_container([b'abc', pack_lidar_packet(lidar_packet())])),
     ]
     rejected = 0

@@ -12,7 +12,7 @@ import math
 import struct
 import zlib
 from dataclasses import dataclass, field
-from typing import List
+from typing import List, Optional
 
 from xmodal_compress_ros.errors import PacketError
 
@@ -20,10 +20,10 @@ IMAGE_MAGIC = b'XMCI'
 LIDAR_MAGIC = b'XMCL'
 CONTAINER_MAGIC = b'XMCF'
 IMAGE_VERSION = 1
-LIDAR_VERSION = 1
+LIDAR_VERSION = 2
 CONTAINER_VERSION = 1
 SUPPORTED_IMAGE_VERSIONS = (1,)
-SUPPORTED_LIDAR_VERSIONS = (1,)
+SUPPORTED_LIDAR_VERSIONS = (1, 2)
 SUPPORTED_CONTAINER_VERSIONS = (1,)
 
 MODEL_ID_BYTES = 16
@@ -44,6 +44,9 @@ MAX_FRAME_ID_BYTES = 255
 MAX_QUANTIZATION_BITS = 30
 MAX_INTENSITY_BITS = 16
 FLAG_FRUSTUM_ONLY = 0x01
+#: LiDAR packet version >= 2: a camera projection block precedes the payload.
+FLAG_HAS_PROJECTION = 0x02
+_LIDAR_FLAGS = {1: FLAG_FRUSTUM_ONLY, 2: FLAG_FRUSTUM_ONLY | FLAG_HAS_PROJECTION}
 
 #: Default cap on the packets of one container.
 MAX_CONTAINER_PACKETS = 1_000_000
@@ -59,6 +62,8 @@ _LIDAR_HEAD = struct.Struct('<4sBIqB')
 # codec, quantization bits, flags, intensity bits, intensity max, points, payload length
 _LIDAR_TAIL = struct.Struct('<BBBBfII')
 _CONTAINER_HEADER = struct.Struct('<4sBI')
+# image width, image height, P (3x4), T' = R_rect(4x4) @ T_cam_lidar (4x4), row-major
+_PROJECTION = struct.Struct('<HH12d16d')
 
 _INT64 = (-(1 << 63), (1 << 63) - 1)
 
@@ -223,6 +228,39 @@ def parse_image_packet(data: bytes, max_pixels: int = MAX_PIXELS) -> ImagePacket
         num_y_substreams=substreams, z_bytes=z_bytes, y_bytes=y_bytes)
 
 
+@dataclass(frozen=True)
+class CameraProjection:
+    """The projection a LiDAR packet carries so the decoder conditions images exactly as the encoder did.
+
+    ``pixel ~ P @ T @ [x, y, z, 1]`` for LiDAR points: ``P`` the rectified 3x4 projection matrix,
+    ``T`` the 4x4 LiDAR-to-rectified-camera transform (``R_rect`` already folded in). Both ends
+    build their :class:`Calibration` from exactly these float64 values.
+
+    Attributes:
+        width, height: the camera image size, 1..65535.
+        P: 12 floats, row-major 3x4.
+        T: 16 floats, row-major 4x4.
+    """
+
+    width: int
+    height: int
+    P: tuple
+    T: tuple
+
+    def __post_init__(self) -> None:
+        _check_int('projection width', self.width, 1, 0xFFFF)
+        _check_int('projection height', self.height, 1, 0xFFFF)
+        for name, count in (('P', 12), ('T', 16)):
+            values = getattr(self, name)
+            try:
+                values = tuple(float(v) for v in values)
+            except (TypeError, ValueError):
+                raise PacketError(f'projection {name} must be {count} numbers, got {values!r}') from None
+            _require(len(values) == count and all(math.isfinite(v) for v in values),
+                     f'projection {name} must be {count} finite numbers, got {values!r}')
+            object.__setattr__(self, name, values)
+
+
 def lidar_payload_cap(num_points: int) -> int:
     """Most payload bytes a scan of ``num_points`` points may hold (lossless Draco needs ~14)."""
     return 32 * num_points + 1024
@@ -244,6 +282,8 @@ class LidarPacket:
             the nearest float32.
         num_points: points in the decoded scan.
         payload: the codec's bytes.
+        projection: the camera projection images are conditioned with, or None (then the
+            decoder cannot condition images on this scan; packets of version 1 have none).
 
     Construction validates every field and raises :class:`PacketError`.
     """
@@ -258,6 +298,7 @@ class LidarPacket:
     intensity_max: float
     num_points: int
     payload: bytes = field(repr=False)
+    projection: Optional[CameraProjection] = None
 
     def __post_init__(self) -> None:
         _check_int('scan_id', self.scan_id, 0, 0xFFFFFFFF)
@@ -289,17 +330,24 @@ class LidarPacket:
         _require(len(self.payload) <= cap,
                  f'LiDAR payload holds {len(self.payload)} bytes; {self.num_points} points allow '
                  f'at most {cap}')
+        _require(self.projection is None or isinstance(self.projection, CameraProjection),
+                 f'projection must be a CameraProjection or None, got {type(self.projection).__name__}')
 
 
 def pack_lidar_packet(packet: LidarPacket) -> bytes:
     """Serialize a :class:`LidarPacket` (layout in ``docs/bitstream.md``)."""
     frame_id = packet.frame_id.encode('utf-8')
-    flags = FLAG_FRUSTUM_ONLY if packet.frustum_only else 0
+    flags = (FLAG_FRUSTUM_ONLY if packet.frustum_only else 0) | (FLAG_HAS_PROJECTION if packet.projection else 0)
+    projection = b''
+    if packet.projection is not None:
+        p = packet.projection
+        projection = _PROJECTION.pack(p.width, p.height, *p.P, *p.T)
     return _seal(b''.join((
         _LIDAR_HEAD.pack(LIDAR_MAGIC, LIDAR_VERSION, packet.scan_id, packet.stamp_ns, len(frame_id)),
         frame_id,
         _LIDAR_TAIL.pack(packet.codec_id, packet.quantization_bits, flags, packet.intensity_bits,
                          packet.intensity_max, packet.num_points, len(packet.payload)),
+        projection,
         packet.payload)))
 
 
@@ -312,7 +360,7 @@ def parse_lidar_packet(data: bytes, max_points: int = MAX_LIDAR_POINTS) -> Lidar
     """
     minimum = _LIDAR_HEAD.size + _LIDAR_TAIL.size + _CRC.size
     body = _open(data, LIDAR_MAGIC, 'LiDAR', SUPPORTED_LIDAR_VERSIONS, minimum)
-    _, _, scan_id, stamp_ns, frame_id_length = _LIDAR_HEAD.unpack_from(body)
+    _, version, scan_id, stamp_ns, frame_id_length = _LIDAR_HEAD.unpack_from(body)
     offset = _LIDAR_HEAD.size + frame_id_length
     _require(offset + _LIDAR_TAIL.size <= len(body),
              f'LiDAR packet is truncated: its {frame_id_length}-byte frame id does not fit')
@@ -323,19 +371,26 @@ def parse_lidar_packet(data: bytes, max_points: int = MAX_LIDAR_POINTS) -> Lidar
     (codec_id, quantization_bits, flags, intensity_bits, intensity_max, num_points,
      payload_length) = _LIDAR_TAIL.unpack_from(body, offset)
     offset += _LIDAR_TAIL.size
-    _require(flags & ~FLAG_FRUSTUM_ONLY == 0, f'LiDAR packet flags 0x{flags:02x} set unknown bits')
+    _require(flags & ~_LIDAR_FLAGS[version] == 0, f'LiDAR packet flags 0x{flags:02x} set unknown bits '
+             f'(format version {version} allows 0x{_LIDAR_FLAGS[version]:02x})')
     _require(num_points <= max_points, f'LiDAR packet declares {num_points} points, more than the cap '
              f'of {max_points}; raise max_points if such scans are expected')
     cap = lidar_payload_cap(num_points)
     _require(payload_length <= cap, f'LiDAR payload declares {payload_length} bytes, more than the '
              f'{cap} that {num_points} points allow')
+    projection = None
+    if flags & FLAG_HAS_PROJECTION:
+        _require(offset + _PROJECTION.size <= len(body), 'LiDAR packet is truncated inside its projection block')
+        values = _PROJECTION.unpack_from(body, offset)
+        offset += _PROJECTION.size
+        projection = CameraProjection(width=values[0], height=values[1], P=values[2:14], T=values[14:30])
     _require(offset + payload_length == len(body), f'LiDAR payload declares {payload_length} bytes but '
              f'{len(body) - offset} remain')
     return LidarPacket(
         scan_id=scan_id, stamp_ns=stamp_ns, frame_id=frame_id, codec_id=codec_id,
         quantization_bits=quantization_bits, frustum_only=bool(flags & FLAG_FRUSTUM_ONLY),
         intensity_bits=intensity_bits, intensity_max=intensity_max, num_points=num_points,
-        payload=body[offset:])
+        payload=body[offset:], projection=projection)
 
 
 def packet_kind(data: bytes) -> str:

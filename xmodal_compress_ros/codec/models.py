@@ -30,7 +30,7 @@ from xmodal_compress_ros.codec import entropy
 from xmodal_compress_ros.codec.integer_hyper import (FakeQuantHyperSynthesis, IntegerHyperSynthesis,
                                                      index_to_scale, scale_table)
 from xmodal_compress_ros.codec.layers import (GDN, AttentionBlock, ConcatFusion, FactorizedDensity, GainUnits,
-                                              MMFFTFusion, ResidualBlock, conv, deconv, gaussian_likelihood,
+                                              MMFFTFusion, conv, deconv, gaussian_likelihood,
                                               ste_round)
 from xmodal_compress_ros.errors import ModelFileError
 
@@ -80,7 +80,8 @@ class LidarContext(NamedTuple):
 
 
 class AnalysisTransform(nn.Module):
-    """g_a: four stride-2 stages with GDN; optional LiDAR context fused at 1, 1/2 and 1/4 resolution."""
+    """g_a: four stride-2 stages (5x5, 3x3, 3x3, 5x5) with GDN; optional LiDAR context fused at 1, 1/2
+    and 1/4 resolution."""
 
     def __init__(self, N: int, M: int, ctx: Tuple[int, int, int] = (0, 0, 0), fusion: str = 'concat'):
         super().__init__()
@@ -97,9 +98,10 @@ class AnalysisTransform(nn.Module):
             else:
                 self.fusions.append(MMFFTFusion(b, c))
                 in_ch.append(b)
+        # 5x5 where few channels meet (first, last), 3x3 in the N -> N stages: a third of the cost.
         self.conv1, self.gdn1 = conv(in_ch[0], N, 5), GDN(N)
-        self.conv2, self.gdn2 = conv(in_ch[1], N, 5), GDN(N)
-        self.conv3, self.gdn3 = conv(in_ch[2], N, 5), GDN(N)
+        self.conv2, self.gdn2 = conv(in_ch[1], N, 3), GDN(N)
+        self.conv3, self.gdn3 = conv(in_ch[2], N, 3), GDN(N)
         self.conv4 = conv(N, M, 5)
 
     def _fuse(self, i: int, h: torch.Tensor, ctx: Optional[LidarContext]) -> torch.Tensor:
@@ -113,13 +115,13 @@ class AnalysisTransform(nn.Module):
 
 
 class SynthesisTransform(nn.Module):
-    """g_s: the mirror of g_a with IGDN; LiDAR context fused at 1/4 and 1/2, and a residual refinement
+    """g_s: the mirror of g_a (5x5, 3x3, 3x3, 5x5) with IGDN; LiDAR context fused at 1/4 and 1/2, and a residual refinement
     from c1 at full resolution (zero-initialised, so an untrained LiDAR model equals its twin)."""
 
     def __init__(self, N: int, M: int, ctx: Tuple[int, int, int] = (0, 0, 0), fusion: str = 'concat'):
         super().__init__()
         self.deconv1, self.igdn1 = deconv(M, N, 5), GDN(N, inverse=True)
-        self.deconv2, self.igdn2 = deconv(N, N, 5), GDN(N, inverse=True)
+        self.deconv2, self.igdn2 = deconv(N, N, 3), GDN(N, inverse=True)
         self.fusions = nn.ModuleList()
         in_ch = []
         for c in (ctx[2], ctx[1]):
@@ -132,7 +134,7 @@ class SynthesisTransform(nn.Module):
             else:
                 self.fusions.append(MMFFTFusion(N, c))
                 in_ch.append(N)
-        self.deconv3, self.igdn3 = deconv(in_ch[0], N, 5), GDN(N, inverse=True)
+        self.deconv3, self.igdn3 = deconv(in_ch[0], N, 3), GDN(N, inverse=True)
         self.deconv4 = deconv(in_ch[1], 3, 5)
         self.refine = None
         if ctx[0]:
@@ -153,16 +155,16 @@ class SynthesisTransform(nn.Module):
 class P2INetwork(nn.Module):
     """Point-to-image prediction: sparse depth map -> 3-channel structure prediction (full resolution).
 
-    Two stride-2 convolutions densify the sparse map to 1/4 resolution, a residual block and an
-    attention block model the scene, two transposed convolutions return to full resolution. The 1/2
-    and 1/4 features are handed to the context miner too.
+    Two stride-2 convolutions densify the sparse map to 1/4 resolution, an attention block models the
+    scene, two transposed convolutions return to full resolution. The 1/2 and 1/4 features are
+    handed to the context miner too.
     """
 
-    def __init__(self, ch: int = 32):
+    def __init__(self, ch: int = 24):
         super().__init__()
         self.down1 = conv(1, ch, 5)
         self.down2 = conv(ch, ch, 3)
-        self.trunk = nn.Sequential(ResidualBlock(ch), AttentionBlock(ch))
+        self.trunk = AttentionBlock(ch)
         self.up1 = deconv(ch, ch, 3)
         self.up2 = deconv(ch, 3, 3)
 
@@ -252,7 +254,7 @@ class HyperpriorCodec(nn.Module):
     registry_name = 'xmodal-hyperprior'
     uses_lidar = False
 
-    def __init__(self, N: int = 64, M: int = 128, Nz: int = 64, hyper_hidden: int = 64,
+    def __init__(self, N: int = 48, M: int = 128, Nz: int = 64, hyper_hidden: int = 64,
                  lambdas: Tuple[float, ...] = DEFAULT_LAMBDAS):
         super().__init__()
         self.config = dict(N=N, M=M, Nz=Nz, hyper_hidden=hyper_hidden, lambdas=list(lambdas))
@@ -474,7 +476,7 @@ def _channel_indexes(shape: Tuple[int, ...]) -> np.ndarray:
     return np.repeat(np.arange(c, dtype=np.int32), h * w)
 
 
-_DEFAULT_CTX = (4, 16, 16)
+_DEFAULT_CTX = (3, 16, 16)
 
 
 @register_model('xmodal-lidar')
@@ -493,9 +495,9 @@ class LidarConditionedCodec(HyperpriorCodec):
     registry_name = 'xmodal-lidar'
     uses_lidar = True
 
-    def __init__(self, N: int = 64, M: int = 128, Nz: int = 64, hyper_hidden: int = 64,
+    def __init__(self, N: int = 48, M: int = 128, Nz: int = 64, hyper_hidden: int = 64,
                  lambdas: Tuple[float, ...] = DEFAULT_LAMBDAS, fusion: str = 'concat',
-                 conditioning: str = 'lidar', hyper_refiner: bool = True, p2i_ch: int = 32,
+                 conditioning: str = 'lidar', hyper_refiner: bool = True, p2i_ch: int = 24,
                  ctx_ch: Tuple[int, int, int] = _DEFAULT_CTX):
         if fusion not in ('concat', 'mmfft'):
             raise ValueError(f"fusion must be 'concat' or 'mmfft', got {fusion!r}")
@@ -508,10 +510,10 @@ class LidarConditionedCodec(HyperpriorCodec):
                            p2i_ch=p2i_ch, ctx_ch=list(self._ctx_ch))
         self.conditioning = conditioning
         self.p2i = P2INetwork(p2i_ch)
-        self.context_mining = ContextMining(p2i_ch, self._ctx_ch, hyper_ch=M // 2)
+        self.context_mining = ContextMining(p2i_ch, self._ctx_ch, hyper_ch=M // 4)
         self.hyper_refiner = None
         if hyper_refiner:
-            self.hyper_refiner = conv(M + M // 2, M, 3, 1)
+            self.hyper_refiner = conv(M + M // 4, M, 3, 1)
             nn.init.zeros_(self.hyper_refiner.weight)
             nn.init.zeros_(self.hyper_refiner.bias)
 

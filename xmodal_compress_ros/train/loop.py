@@ -43,7 +43,7 @@ class TrainConfig:
     batch_size: int = 8
     crop: int = 128
     lr: float = 3e-4
-    N: int = 64
+    N: int = 48
     M: int = 128
     Nz: int = 64
     hyper_hidden: int = 64

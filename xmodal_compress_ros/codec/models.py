@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from xmodal_compress_ros.codec import entropy
 from xmodal_compress_ros.codec.integer_hyper import (FakeQuantHyperSynthesis, IntegerHyperSynthesis,
                                                      index_to_scale, scale_table)
+from xmodal_compress_ros.codec.latent_coding import DEFAULT_Y_SUBSTREAMS, decode_latents, encode_latents
 from xmodal_compress_ros.codec.layers import (GDN, AttentionBlock, ConcatFusion, FactorizedDensity, GainUnits,
                                               MMFFTFusion, conv, deconv, gaussian_likelihood,
                                               ste_round)
@@ -39,9 +40,7 @@ DEFAULT_LAMBDAS = (0.0018, 0.0035, 0.0067, 0.013, 0.025, 0.05)
 # Latents are at 1/16 and hyper-latents at 1/64 of the input size: pad inputs to a multiple of this.
 PAD_MULTIPLE = 64
 
-# Entropy coder of both streams; the y stream is split into this many substreams by default.
-CODER_NAME = 'constriction-ans'
-DEFAULT_Y_SUBSTREAMS = 4
+# Precision (bits) of the integer pmf tables of both streams.
 TABLE_PRECISION = 16
 # Prefixes of the integer tensors stored beside the float weights.
 _Z_TABLE, _Y_TABLE, _INT_HYPER = 'tables.z.', 'tables.y.', 'int_hyper.'
@@ -419,22 +418,16 @@ class HyperpriorCodec(nn.Module):
             raise ValueError(f'x must be (1, 3, H, W), got {tuple(x.shape)}')
         if not 0 <= int(quality) < self.quality_levels:
             raise ValueError(f'quality {quality} out of range 0..{self.quality_levels - 1}')
-        z_table, y_table, int_hyper = self._tables()
         size = (int(x.shape[2]), int(x.shape[3]))
         xp, ctx, padded = self._prepare(x, depth, size, self.g_a.conv1.weight.dtype)
-        q = torch.tensor([int(quality)])
-        y_g, z = self.analysis(xp, q, ctx)
-        z_idx = _channel_indexes(z.shape)
-        z_sym = entropy.clamp_symbols(torch.floor(z + 0.5).float().numpy().astype(np.int64).ravel(), z_idx, z_table)
-        coder = entropy.get_coder(CODER_NAME)
-        z_bytes = coder.encode(z_sym, z_idx, z_table)
-        z_hat = z_sym.reshape(z.shape)
-        y_idx = int_hyper(z_hat).ravel()
-        mu = self.mean(torch.from_numpy(z_hat).to(z.dtype), ctx)
-        y_sym = torch.floor(y_g - mu + 0.5).float().numpy().astype(np.int64).ravel()
-        y_sym = entropy.clamp_symbols(y_sym, y_idx, y_table)
-        y_bytes = entropy.get_coder(CODER_NAME, num_substreams=y_substreams).encode(y_sym, y_idx, y_table)
-        return CompressedImage(z_bytes, y_bytes, int(y_substreams), size, padded, int(quality))
+        y_g, z = self.analysis(xp, torch.tensor([int(quality)]), ctx)
+
+        def mean(z_hat: np.ndarray) -> np.ndarray:
+            return self.mean(torch.from_numpy(z_hat).to(z.dtype), ctx).float().numpy()
+
+        # The one coding implementation, shared with codec.pipeline (which runs any backend).
+        coded = encode_latents(y_g.float().numpy(), z.float().numpy(), mean, self._tables(), y_substreams)
+        return CompressedImage(coded.z_bytes, coded.y_bytes, int(y_substreams), size, padded, int(quality))
 
     def decode_latents(self, compressed: CompressedImage) -> Tuple[np.ndarray, np.ndarray]:
         """Parse the streams: (z_hat, y symbols), int32, (1, Nz, H/64, W/64) and (1, M, H/16, W/16).
@@ -442,18 +435,12 @@ class HyperpriorCodec(nn.Module):
         Integer-only (entropy decoding and the integer scale path): the result is the same on every
         machine whatever runs the float networks.
         """
-        z_table, y_table, int_hyper = self._tables()
         ph, pw = compressed.padded_size
         if ph % PAD_MULTIPLE or pw % PAD_MULTIPLE or not 0 <= compressed.quality < self.quality_levels:
             raise ValueError(f'padded size {compressed.padded_size} / quality {compressed.quality} invalid for '
                              f'this model (multiples of {PAD_MULTIPLE}, quality 0..{self.quality_levels - 1})')
-        z_shape = (1, self.config['Nz'], ph // PAD_MULTIPLE, pw // PAD_MULTIPLE)
-        z_idx = _channel_indexes(z_shape)
-        coder = entropy.get_coder(CODER_NAME)
-        z_hat = coder.decode(compressed.z_bytes, z_idx, z_table).reshape(z_shape)
-        y_idx = int_hyper(z_hat)
-        y_sym = coder.decode(compressed.y_bytes, y_idx.ravel(), y_table).reshape(y_idx.shape)
-        return z_hat, y_sym
+        latents = decode_latents(compressed.z_bytes, compressed.y_bytes, compressed.padded_size, self._tables())
+        return latents.z_hat, latents.symbols
 
     @torch.no_grad()
     def decompress(self, compressed: CompressedImage, depth=None) -> torch.Tensor:
@@ -468,12 +455,6 @@ class HyperpriorCodec(nn.Module):
         x_hat = self.synthesis(y_hat_g, torch.tensor([compressed.quality]), ctx)
         h, w = compressed.original_size
         return x_hat[..., :h, :w].float().clamp(0.0, 1.0)
-
-
-def _channel_indexes(shape: Tuple[int, ...]) -> np.ndarray:
-    """Row index of each element of a (1, C, h, w) hyper-latent: its channel, flattened (int32)."""
-    _, c, h, w = shape
-    return np.repeat(np.arange(c, dtype=np.int32), h * w)
 
 
 _DEFAULT_CTX = (3, 16, 16)

@@ -1,0 +1,115 @@
+"""The one implementation of latent coding: quantisation, integer scale indexes and rANS, in NumPy.
+
+Both :meth:`HyperpriorCodec.compress` (PyTorch reference) and :mod:`codec.pipeline` (any inference
+backend) call these functions; they differ only in who computes the float tensors ``y_g``, ``z``
+and the means ``mu``. What decides how a symbol is parsed never comes from a float network::
+
+    z ──floor(z + 1/2)──> z_hat ──rANS (z table row = channel)──> z bytes
+                            │
+                            ├──IntegerHyperSynthesis──> indexes (int32, one per element of y)
+                            └──mean(z_hat) (float, any backend)──> mu
+    y_g ──floor(y_g - mu + 1/2)──> symbols ──rANS (y table row = index)──> y bytes
+
+Decoding reads the z bytes with the fixed z table, recomputes the same integer indexes from
+``z_hat`` and reads the y bytes with them: integers only, identical on every machine.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Tuple
+
+import numpy as np
+
+from xmodal_compress_ros.codec import entropy
+
+#: Entropy coder of both streams.
+CODER_NAME = 'constriction-ans'
+#: Independent rANS substreams of the y section (decodable in parallel by a native decoder).
+DEFAULT_Y_SUBSTREAMS = 4
+#: Latents are at 1/16 and hyper-latents at 1/64 of the (padded) input size.
+HYPER_DOWNSAMPLING = 64
+
+# (z table, y table, IntegerHyperSynthesis): a model's ``entropy_tables``.
+Tables = Tuple[entropy.PmfTable, entropy.PmfTable, object]
+MeanFunction = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Latents:
+    """The integers a packet carries, as both ends see them.
+
+    Attributes:
+        z_hat: int32 (1, Nz, Hp/64, Wp/64) quantised hyper-latent.
+        symbols: int32 (1, M, Hp/16, Wp/16) quantised residuals ``y_g - mu``.
+        indexes: int32, same shape as ``symbols``: the scale-table row of each symbol.
+    """
+
+    z_hat: np.ndarray = field(repr=False)
+    symbols: np.ndarray = field(repr=False)
+    indexes: np.ndarray = field(repr=False)
+
+
+@dataclass(frozen=True)
+class EncodedLatents:
+    """The two entropy-coded sections and the latents they hold."""
+
+    z_bytes: bytes = field(repr=False)
+    y_bytes: bytes = field(repr=False)
+    latents: Latents
+
+
+def channel_indexes(shape: Tuple[int, ...]) -> np.ndarray:
+    """z-table row of each element of a (1, C, h, w) hyper-latent: its channel, flattened (int32)."""
+    _, channels, height, width = shape
+    return np.repeat(np.arange(channels, dtype=np.int32), height * width)
+
+
+def round_half_up(values: np.ndarray) -> np.ndarray:
+    """``floor(v + 1/2)`` in float32 as int64 (the rounding the training straight-through uses)."""
+    return np.floor(np.asarray(values, dtype=np.float32) + np.float32(0.5)).astype(np.int64)
+
+
+def encode_latents(y_g: np.ndarray, z: np.ndarray, mean: MeanFunction, tables: Tables,
+                   y_substreams: int = DEFAULT_Y_SUBSTREAMS) -> EncodedLatents:
+    """Quantise and entropy-code one image's latents.
+
+    Args:
+        y_g: float (1, M, h, w), the gained latent from the analysis transform.
+        z: float (1, Nz, h/4, w/4), the hyper-latent.
+        mean: ``z_hat`` (int32 NumPy) -> ``mu`` (float NumPy, shape of ``y_g``); any backend.
+        tables: the model's ``entropy_tables`` (z table, y table, integer scale path).
+        y_substreams: rANS substreams of the y section, 1..64.
+    """
+    z_table, y_table, int_hyper = tables
+    z_shape = tuple(np.shape(z))
+    z_idx = channel_indexes(z_shape)
+    z_sym = entropy.clamp_symbols(round_half_up(z).ravel(), z_idx, z_table)
+    z_bytes = entropy.get_coder(CODER_NAME).encode(z_sym, z_idx, z_table)
+    z_hat = z_sym.reshape(z_shape).astype(np.int32)
+    indexes = int_hyper(z_hat)
+    if indexes.shape != tuple(np.shape(y_g)):
+        raise ValueError(f'scale indexes {indexes.shape} do not match y_g {tuple(np.shape(y_g))}')
+    mu = np.asarray(mean(z_hat), dtype=np.float32)
+    residual = np.asarray(y_g, dtype=np.float32) - mu
+    y_sym = entropy.clamp_symbols(round_half_up(residual).ravel(), indexes.ravel(), y_table)
+    y_bytes = entropy.get_coder(CODER_NAME, num_substreams=y_substreams).encode(y_sym, indexes.ravel(), y_table)
+    latents = Latents(z_hat, y_sym.reshape(indexes.shape).astype(np.int32), indexes)
+    return EncodedLatents(z_bytes, y_bytes, latents)
+
+
+def decode_latents(z_bytes: bytes, y_bytes: bytes, padded_size: Tuple[int, int], tables: Tables) -> Latents:
+    """Parse both sections of an image of ``padded_size`` (H, W), multiples of 64.
+
+    Integer-only: the result is the same on every machine whatever runs the float networks.
+    Inconsistent data raises :class:`PacketError` (from the entropy coder).
+    """
+    z_table, y_table, int_hyper = tables
+    height, width = padded_size
+    if height % HYPER_DOWNSAMPLING or width % HYPER_DOWNSAMPLING or height <= 0 or width <= 0:
+        raise ValueError(f'padded size {padded_size} must be positive multiples of {HYPER_DOWNSAMPLING}')
+    z_shape = (1, z_table.num_rows, height // HYPER_DOWNSAMPLING, width // HYPER_DOWNSAMPLING)
+    coder = entropy.get_coder(CODER_NAME)
+    z_hat = coder.decode(z_bytes, channel_indexes(z_shape), z_table).reshape(z_shape)
+    indexes = int_hyper(z_hat)
+    symbols = coder.decode(y_bytes, indexes.ravel(), y_table).reshape(indexes.shape)
+    return Latents(z_hat.astype(np.int32), symbols.astype(np.int32), indexes)

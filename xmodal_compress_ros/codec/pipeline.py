@@ -1,0 +1,492 @@
+"""Encoder and Decoder: camera images and LiDAR scans to packets and back. No ROS, no argparse.
+
+::
+
+    vehicle                                                    receiver
+    points ─> Draco ─> LiDAR packet (+ projection) ─────────────> decode_lidar ─> DecodedScan
+              └─> decoded scan ─> projection ─> depth ┐                         └> projection ─> depth ┐
+    image ─> pad ─> 'encoder' graph ─> y_g, z ─> latent coding ─> image packet ─> latent decoding ─>  │
+                         (backend)         'mean' graph (backend)   (NumPy)        'decoder' graph <──┘
+                                                                                     (backend) ─> image
+
+The float graphs (:mod:`runtime.graphs`) run on any :mod:`runtime` backend, device and precision;
+quantisation, the integer scale indexes and rANS (:mod:`codec.latent_coding`) are one shared NumPy
+implementation. What decides how a symbol parses never depends on the LiDAR or on a float
+network, so an image packet always decodes, with or without its scan (zeros conditioning: lower
+quality, never corruption). See ``docs/pipeline.md``.
+"""
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Dict, Iterator, Optional, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from xmodal_compress_ros.codec.bitstream import (
+    MODEL_ID_BYTES, PAD_MULTIPLE, CameraProjection, ImagePacket, pack_image_packet, pack_lidar_packet,
+    parse_image_packet, parse_lidar_packet)
+from xmodal_compress_ros.codec.latent_coding import DEFAULT_Y_SUBSTREAMS, Latents, decode_latents, encode_latents
+from xmodal_compress_ros.codec.lidar_codec import LidarCodecConfig, decode_packet, encode_scan
+from xmodal_compress_ros.errors import (CalibrationError, ImageFormatError, ModelFileError, PacketError,
+                                        ParameterError)
+from xmodal_compress_ros.geometry.calibration import Calibration
+from xmodal_compress_ros.runtime.base import DEFAULT_RESOLUTIONS, BackendOptions, create_backend
+
+_REPO_ROOT = Path(__file__).resolve().parents[2]
+_SCAN_ID_MODULUS = 1 << 32
+
+
+class UnknownModelError(PacketError):
+    """An image packet names a model id the decoder does not hold."""
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """Vehicle-side settings.
+
+    Attributes:
+        model: stem of the LiDAR-conditioned model (``.safetensors`` + ``.json``).
+        fallback_model: stem of the image-only twin used when no scan is available ('' = none:
+            the main model then codes with an all-zero LiDAR map).
+        backend, device, precision: see :mod:`runtime` (``'torch'``/``'onnxruntime'``/``'tensorrt'``,
+            ``'cpu'``/``'cuda'``, ``'fp32'``/``'fp16'``/``'bf16'``).
+        quality: default quality level, 0..num_qualities-1.
+        lidar: how scans are coded (Draco).
+        y_substreams: rANS substreams of each image's y section.
+        warmup: run each graph once at construction so the first frame is not slow.
+        cache_dir: exported ONNX graphs / TensorRT engines ('' = the user cache folder).
+        profile: synchronise the GPU between stages so ``last_timings`` splits GPU time correctly.
+        threads: CPU threads of the float graphs (0 = default; PyTorch's setting is process-wide).
+    """
+
+    model: str = 'models/xmodal-lidar'
+    fallback_model: str = 'models/xmodal-hyperprior'
+    backend: str = 'torch'
+    device: str = 'cpu'
+    precision: str = 'fp32'
+    quality: int = 3
+    lidar: LidarCodecConfig = LidarCodecConfig()
+    y_substreams: int = DEFAULT_Y_SUBSTREAMS
+    warmup: bool = True
+    cache_dir: str = ''
+    profile: bool = False
+    threads: int = 0
+
+
+@dataclass(frozen=True)
+class DecoderConfig:
+    """Receiver-side settings.
+
+    Attributes:
+        models: stems of every model the decoder knows; packets pick one by model id.
+        backend, device, precision: as in :class:`EncoderConfig`.
+        resolutions: image sizes (width, height) to warm up at and to build TensorRT profiles for.
+        warmup, cache_dir, profile, threads: as in :class:`EncoderConfig`.
+    """
+
+    models: tuple = ('models/xmodal-lidar', 'models/xmodal-hyperprior')
+    backend: str = 'torch'
+    device: str = 'cpu'
+    precision: str = 'fp32'
+    resolutions: tuple = DEFAULT_RESOLUTIONS
+    warmup: bool = True
+    cache_dir: str = ''
+    profile: bool = False
+    threads: int = 0
+
+
+@dataclass(frozen=True)
+class DecodedScan:
+    """A scan as the decoder reconstructs it (the encoder conditions images on exactly this)."""
+
+    scan_id: int
+    stamp_ns: int
+    frame_id: str
+    points: np.ndarray = field(repr=False)
+    calib: Optional[Calibration] = field(repr=False)
+    packet_bytes: int
+
+
+@dataclass(frozen=True)
+class EncodedImage:
+    """One image packet and what it holds. ``latents``: the coded integers (for tests and tools)."""
+
+    packet: bytes = field(repr=False)
+    image_bytes: int
+    bpp: float
+    image_only: bool
+    quality: int
+    scan_id: Optional[int]
+    latents: Optional[Latents] = field(default=None, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """A reconstructed image. ``latents``: the parsed integers (for tests and tools)."""
+
+    rgb: np.ndarray = field(repr=False)
+    stamp_ns: int
+    width: int
+    height: int
+    quality: int
+    model_id: str
+    image_only: bool
+    lidar_missing: bool
+    scan_id: Optional[int]
+    latents: Optional[Latents] = field(default=None, repr=False, compare=False)
+
+
+# -- calibration carried by LiDAR packets ------------------------------------------------------------
+
+def projection_of(calib: Calibration) -> CameraProjection:
+    """The packet form of a calibration: size, P and T' = R_rect(4x4) @ T_cam_lidar."""
+    rect = np.eye(4)
+    rect[:3, :3] = calib.R_rect
+    return CameraProjection(width=calib.width, height=calib.height, P=tuple(calib.P.ravel().tolist()),
+                            T=tuple((rect @ calib.T_cam_lidar).ravel().tolist()))
+
+
+def calibration_from_projection(projection: CameraProjection) -> Calibration:
+    """The calibration both ends project with: ``K = P[:, :3]``, ``R_rect = I``, ``T_cam_lidar = T'``."""
+    P = np.array(projection.P, dtype=np.float64).reshape(3, 4)
+    return Calibration(width=projection.width, height=projection.height, K=P[:, :3], P=P,
+                       T_cam_lidar=np.array(projection.T, dtype=np.float64).reshape(4, 4))
+
+
+def compact_calibration(calib: Calibration) -> Calibration:
+    """``calib`` as the decoder will see it after a round trip through a LiDAR packet."""
+    return calibration_from_projection(projection_of(calib))
+
+
+# -- shared pieces --------------------------------------------------------------------------------------
+
+class _Stopwatch:
+    """Milliseconds per named stage; optionally waits for the GPU at each stage end."""
+
+    def __init__(self, synchronize=None):
+        self.times: Dict[str, float] = {}
+        self._synchronize = synchronize
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        yield
+        if self._synchronize is not None:
+            self._synchronize()
+        self.times[name] = self.times.get(name, 0.0) + (time.perf_counter() - start) * 1e3
+
+
+def resolve_model_stem(stem: str) -> str:
+    """``stem`` as given if its files exist, else relative to the repository (``models/...``)."""
+    from xmodal_compress_ros.codec.model_io import model_paths
+
+    if model_paths(stem)[1].is_file() or Path(stem).is_absolute():
+        return stem
+    candidate = _REPO_ROOT / stem
+    return str(candidate) if model_paths(candidate)[1].is_file() else stem
+
+
+class _Codec:
+    """One loaded model, the backend running its graphs, and its per-quality gains on that device."""
+
+    def __init__(self, stem: str, backend: str, options: BackendOptions):
+        from xmodal_compress_ros.codec.model_io import load_model
+        from xmodal_compress_ros.runtime.graphs import quality_gains
+
+        self.stem = stem
+        self.model = load_model(resolve_model_stem(stem))
+        self.model_id = self.model.metadata['model_id']
+        self.id_bytes = bytes.fromhex(self.model_id)
+        if len(self.id_bytes) != MODEL_ID_BYTES:
+            raise ModelFileError(f'{stem}: model_id {self.model_id} is not {MODEL_ID_BYTES} bytes of hex')
+        self.uses_lidar = bool(self.model.uses_lidar)
+        self.levels = self.model.quality_levels
+        self.tables = self.model.entropy_tables
+        self.backend = create_backend(backend, self.model, options)
+        gains = [quality_gains(self.model, q) for q in range(self.levels)]
+        self.gain_enc = [self.backend.to_input(g) for g, _ in gains]
+        self.gain_dec = [self.backend.to_input(g) for _, g in gains]
+
+    @property
+    def device(self) -> torch.device:
+        return self.backend.device
+
+
+def _padded(height: int, width: int) -> Tuple[int, int]:
+    return height + (-height) % PAD_MULTIPLE, width + (-width) % PAD_MULTIPLE
+
+
+def _depth_input(scan: Optional['DecodedScan'], calib: Optional[Calibration], height: int, width: int,
+                 device: torch.device) -> torch.Tensor:
+    """The padded (1, 1, Hp, Wp) float conditioning map on ``device``; zeros without a scan."""
+    ph, pw = _padded(height, width)
+    if scan is None or calib is None:
+        return torch.zeros(1, 1, ph, pw, device=device)
+    if device.type == 'cuda':
+        from xmodal_compress_ros.geometry.projection_torch import depth_condition_torch
+
+        depth = depth_condition_torch(scan.points, calib, device=device)
+    else:
+        from xmodal_compress_ros.geometry.projection import depth_condition
+
+        depth = torch.from_numpy(depth_condition(scan.points, calib))
+    return F.pad(depth.to(torch.float32)[None, None], (0, pw - width, 0, ph - height))
+
+
+def _check_image(image) -> np.ndarray:
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        shape = getattr(image, 'shape', None)
+        dtype = getattr(image, 'dtype', type(image).__name__)
+        raise ImageFormatError(f'image must be an (H, W, 3) uint8 RGB array, got shape {shape} dtype {dtype}: '
+                               'convert it (e.g. ros.conversions) before encoding')
+    height, width = image.shape[:2]
+    if not (1 <= height <= 0xFFFF and 1 <= width <= 0xFFFF):
+        raise ImageFormatError(f'image is {width}x{height}; width and height must be in 1..65535')
+    return image
+
+
+# -- encoder --------------------------------------------------------------------------------------------
+
+class Encoder:
+    """Codes LiDAR scans and camera images for one calibrated camera/LiDAR pair.
+
+    ``last_timings``: milliseconds per stage of the latest ``encode_image`` (preprocess, projection,
+    encoder_network, mean_network, entropy_encode, total).
+    """
+
+    def __init__(self, config: EncoderConfig, calib: Calibration):
+        if not isinstance(calib, Calibration):
+            raise CalibrationError(f'the encoder needs a Calibration, got {type(calib).__name__}')
+        self.config = config
+        # The decoder rebuilds the calibration from the LiDAR packet: project with that very one.
+        self.calib = compact_calibration(calib)
+        self._projection = projection_of(self.calib)
+        options = BackendOptions(device=config.device, precision=config.precision, cache_dir=config.cache_dir,
+                                 resolutions=((calib.width, calib.height),), threads=config.threads)
+        self._main = _Codec(config.model, config.backend, options)
+        self._fallback = None
+        if config.fallback_model and self._main.uses_lidar:
+            self._fallback = _Codec(config.fallback_model, config.backend, options)
+            if self._fallback.levels != self._main.levels:
+                raise ModelFileError(f'{config.fallback_model} has {self._fallback.levels} quality levels but '
+                                     f'{config.model} has {self._main.levels}: use a matching twin')
+        self._check_quality(config.quality)
+        self._next_scan_id = 0
+        self.last_timings: Dict[str, float] = {}
+        if config.warmup:
+            self._warm_up()
+
+    @property
+    def num_qualities(self) -> int:
+        return self._main.levels
+
+    def _check_quality(self, quality: int) -> int:
+        if isinstance(quality, bool) or not isinstance(quality, (int, np.integer)) \
+                or not 0 <= quality < self.num_qualities:
+            raise ParameterError(f'quality {quality!r} is out of range: the model has levels 0..{self.num_qualities - 1}')
+        return int(quality)
+
+    def encode_scan(self, points: np.ndarray, stamp_ns: int, frame_id: str = 'lidar') -> Tuple[bytes, DecodedScan]:
+        """Code a scan; returns its LiDAR packet and the decoded scan to condition images on.
+
+        Non-finite points are dropped; an empty cloud is valid. Bad arrays raise PointCloudError.
+        """
+        encoded = encode_scan(points, self.config.lidar, calib=self.calib)
+        scan_id = self._next_scan_id
+        packet = replace(encoded.to_packet(scan_id, int(stamp_ns), frame_id), projection=self._projection)
+        data = pack_lidar_packet(packet)
+        self._next_scan_id = (scan_id + 1) % _SCAN_ID_MODULUS
+        return data, DecodedScan(scan_id, int(stamp_ns), frame_id, encoded.points, self.calib, len(data))
+
+    def encode_image(self, image: np.ndarray, stamp_ns: int, scan: Optional[DecodedScan],
+                     quality: Optional[int] = None) -> EncodedImage:
+        """Code one (H, W, 3) uint8 RGB image, conditioned on ``scan`` when it fits the image.
+
+        Without a scan, or when the image size does not match the scan's calibration, the image is
+        coded image-only (with the twin if configured). Bad arrays raise ImageFormatError.
+        """
+        rgb = _check_image(image)
+        quality = self._check_quality(self.config.quality if quality is None else quality)
+        height, width = rgb.shape[:2]
+        conditioned = (self._main.uses_lidar and scan is not None and scan.calib is not None
+                       and (scan.calib.width, scan.calib.height) == (width, height))
+        codec = self._main if conditioned or self._fallback is None else self._fallback
+        watch = _Stopwatch(codec.backend.synchronize if self.config.profile else None)
+        start = time.perf_counter()
+        ph, pw = _padded(height, width)
+        with watch.stage('preprocess'):
+            inputs = {'x': _image_input(rgb, ph, pw, codec.device)}
+        with watch.stage('projection'):
+            if codec.uses_lidar:
+                inputs['depth'] = _depth_input(scan if conditioned else None, scan.calib if conditioned else None,
+                                               height, width, codec.device)
+            inputs['gain'] = codec.gain_enc[quality]
+        with watch.stage('encoder_network'):
+            out = codec.backend.run('encoder', inputs)
+            y_g, z = out['y_g'].float().cpu().numpy(), out['z'].float().cpu().numpy()
+
+        def mean(z_hat: np.ndarray) -> np.ndarray:
+            with watch.stage('mean_network'):
+                feed = {'z_hat': z_hat}
+                if 'c_hyper' in out:
+                    feed['c_hyper'] = out['c_hyper']
+                return codec.backend.run('mean', feed)['mu'].float().cpu().numpy()
+
+        coding_start = time.perf_counter()
+        encoded = encode_latents(y_g, z, mean, codec.tables, self.config.y_substreams)
+        watch.times['entropy_encode'] = (time.perf_counter() - coding_start) * 1e3 - watch.times['mean_network']
+        packet = pack_image_packet(ImagePacket(
+            model_id=codec.id_bytes, quality=quality, width=width, height=height, padded_width=pw,
+            padded_height=ph, image_stamp_ns=int(stamp_ns), lidar_conditioned=conditioned,
+            scan_id=scan.scan_id if conditioned else 0, scan_stamp_ns=scan.stamp_ns if conditioned else 0,
+            num_y_substreams=self.config.y_substreams, z_bytes=encoded.z_bytes, y_bytes=encoded.y_bytes))
+        watch.times['total'] = (time.perf_counter() - start) * 1e3
+        self.last_timings = watch.times
+        return EncodedImage(packet, len(packet), 8.0 * len(packet) / (width * height), not conditioned, quality,
+                            scan.scan_id if conditioned else None, encoded.latents)
+
+    def _warm_up(self) -> None:
+        """One image with an (empty) scan and one without, at the calibration size."""
+        gray = np.full((self.calib.height, self.calib.width, 3), 128, np.uint8)
+        empty = DecodedScan(0, 0, 'warmup', np.zeros((0, 4), np.float32), self.calib, 0)
+        for scan in (empty, None):
+            self.encode_image(gray, 0, scan)
+        self.last_timings = {}
+
+
+def _image_input(rgb: np.ndarray, ph: int, pw: int, device: torch.device) -> torch.Tensor:
+    """(1, 3, Hp, Wp) float32 in [0, 1] on ``device``, edge-replicated to the padded size."""
+    height, width = rgb.shape[:2]
+    x = torch.from_numpy(np.ascontiguousarray(rgb)).to(device).permute(2, 0, 1)[None].float().div_(255.0)
+    return F.pad(x, (0, pw - width, 0, ph - height), mode='replicate') if (ph, pw) != (height, width) else x
+
+
+# -- decoder --------------------------------------------------------------------------------------------
+
+class Decoder:
+    """Decodes LiDAR and image packets with the models it holds (matched by model id).
+
+    ``last_timings``: milliseconds per stage of the latest ``decode_image`` (entropy_decode,
+    projection, decoder_network, total).
+    """
+
+    def __init__(self, config: DecoderConfig):
+        self.config = config
+        if not config.models:
+            raise ParameterError('the decoder needs at least one model stem in DecoderConfig.models')
+        options = BackendOptions(device=config.device, precision=config.precision, cache_dir=config.cache_dir,
+                                 resolutions=tuple(config.resolutions), threads=config.threads)
+        self._codecs: Dict[bytes, _Codec] = {}
+        for stem in config.models:
+            codec = _Codec(stem, config.backend, options)
+            self._codecs.setdefault(codec.id_bytes, codec)
+        self.last_timings: Dict[str, float] = {}
+        if config.warmup:
+            self._warm_up(options.resolutions)
+
+    @property
+    def model_ids(self) -> Dict[str, str]:
+        """Model id (hex) -> model stem, for every model the decoder holds."""
+        return {codec.model_id: codec.stem for codec in self._codecs.values()}
+
+    def decode_lidar(self, packet: bytes) -> DecodedScan:
+        """The scan a LiDAR packet carries; PacketError for bad packets."""
+        parsed = parse_lidar_packet(packet)
+        points = decode_packet(parsed)
+        calib = None
+        if parsed.projection is not None:
+            try:
+                calib = calibration_from_projection(parsed.projection)
+            except CalibrationError as exc:
+                raise PacketError(f'LiDAR packet carries an invalid projection: {exc}') from None
+        return DecodedScan(parsed.scan_id, parsed.stamp_ns, parsed.frame_id, points, calib, len(packet))
+
+    def scan_reference(self, packet: bytes) -> Optional[Tuple[int, int]]:
+        """(scan_id, scan_stamp_ns) an image packet was conditioned on; None if image-only."""
+        parsed = parse_image_packet(packet)
+        return (parsed.scan_id, parsed.scan_stamp_ns) if parsed.lidar_conditioned else None
+
+    def decode_image(self, packet: bytes, scan: Optional[DecodedScan]) -> DecodedImage:
+        """Reconstruct an image packet.
+
+        ``scan`` must be the decoded LiDAR packet the image references (same scan id and stamp);
+        if it is None, another scan, or lacks a projection, a LiDAR-conditioned packet decodes with
+        an all-zero map and ``lidar_missing=True``. Corrupt packets raise PacketError, packets of a
+        model this decoder lacks UnknownModelError.
+        """
+        start = time.perf_counter()
+        parsed = parse_image_packet(packet)
+        codec = self._codec_for(parsed)
+        watch = _Stopwatch(codec.backend.synchronize if self.config.profile else None)
+        with watch.stage('entropy_decode'):
+            latents = _parse_latents(parsed, codec)
+        usable = (scan is not None and scan.calib is not None and scan.scan_id == parsed.scan_id
+                  and scan.stamp_ns == parsed.scan_stamp_ns
+                  and (scan.calib.width, scan.calib.height) == (parsed.width, parsed.height))
+        conditioned = parsed.lidar_conditioned and codec.uses_lidar and usable
+        inputs = {'z_hat': latents.z_hat, 'symbols': latents.symbols}
+        with watch.stage('projection'):
+            if codec.uses_lidar:
+                inputs['depth'] = _depth_input(scan if conditioned else None, scan.calib if conditioned else None,
+                                               parsed.height, parsed.width, codec.device)
+            inputs['gain'] = codec.gain_dec[parsed.quality]
+        with watch.stage('decoder_network'):
+            x_hat = codec.backend.run('decoder', inputs)['x_hat']
+            rgb = _to_rgb(x_hat, parsed.height, parsed.width)
+        watch.times['total'] = (time.perf_counter() - start) * 1e3
+        self.last_timings = watch.times
+        return DecodedImage(
+            rgb=rgb, stamp_ns=parsed.image_stamp_ns, width=parsed.width, height=parsed.height,
+            quality=parsed.quality, model_id=codec.model_id, image_only=not parsed.lidar_conditioned,
+            lidar_missing=parsed.lidar_conditioned and codec.uses_lidar and not usable,
+            scan_id=parsed.scan_id if parsed.lidar_conditioned else None, latents=latents)
+
+    def parse_latents(self, packet: bytes) -> Latents:
+        """The integers an image packet holds (integer-only: identical on every backend)."""
+        parsed = parse_image_packet(packet)
+        return _parse_latents(parsed, self._codec_for(parsed))
+
+    def _codec_for(self, parsed: ImagePacket) -> _Codec:
+        codec = self._codecs.get(parsed.model_id)
+        if codec is None:
+            known = ', '.join(f'{c.model_id} ({c.stem})' for c in self._codecs.values())
+            raise UnknownModelError(f'image packet was coded with model id {parsed.model_id.hex()}, which this '
+                                    f'decoder does not hold; known: {known}. Add that model to DecoderConfig.models')
+        if parsed.quality >= codec.levels:
+            raise PacketError(f'image packet quality {parsed.quality} is out of range for model {codec.model_id} '
+                              f'(levels 0..{codec.levels - 1})')
+        return codec
+
+    def _warm_up(self, resolutions) -> None:
+        """Run each model's decoder graph once per configured resolution."""
+        for codec in self._codecs.values():
+            spec = codec.backend.specs['decoder']
+            for width, height in resolutions:
+                ph, pw = _padded(height, width)
+                inputs = {t.name: torch.zeros(t.concrete_shape(ph, pw)) for t in spec.inputs}
+                inputs['gain'] = codec.gain_dec[0]
+                codec.backend.run('decoder', inputs)
+        for codec in self._codecs.values():
+            codec.backend.synchronize()
+
+
+def _parse_latents(parsed: ImagePacket, codec: _Codec) -> Latents:
+    try:
+        return decode_latents(parsed.z_bytes, parsed.y_bytes, (parsed.padded_height, parsed.padded_width),
+                              codec.tables)
+    except PacketError:
+        raise
+    except (ValueError, RuntimeError, OverflowError) as exc:
+        # The coder's own checks raise PacketError; anything else from hostile bytes is still a bad packet.
+        raise PacketError(f'image packet sections do not decode: {exc}') from None
+
+
+def _to_rgb(x_hat: torch.Tensor, height: int, width: int) -> np.ndarray:
+    """(1, 3, Hp, Wp) in [0, 1] -> cropped (H, W, 3) uint8 on the host (rounded half up)."""
+    x = x_hat[0, :, :height, :width].float().mul(255.0).add_(0.5).floor_().clamp_(0, 255)
+    return x.to(torch.uint8).permute(1, 2, 0).contiguous().cpu().numpy()

@@ -1,0 +1,65 @@
+"""The reference backend: the graphs as PyTorch modules, on CPU or CUDA, in fp32, fp16 or bf16."""
+from __future__ import annotations
+
+import copy
+from typing import Dict
+
+import torch
+import torch.nn.functional as F
+
+from xmodal_compress_ros.errors import ParameterError
+from xmodal_compress_ros.runtime.base import Array, Backend, BackendOptions
+from xmodal_compress_ros.runtime.graphs import GraphSpec, graph_modules
+
+
+class TorchBackend(Backend):
+    """Runs :mod:`runtime.graphs` modules with ``torch.inference_mode``.
+
+    fp32 on CPU shares the caller's model; other settings run on a converted copy.
+    """
+
+    name = 'torch'
+    precisions = ('fp32', 'fp16', 'bf16')
+
+    def __init__(self, model, options: BackendOptions = BackendOptions()):
+        super().__init__(model, options)
+        if options.threads:
+            torch.set_num_threads(options.threads)
+        if self.device.type != 'cpu' or options.precision != 'fp32':
+            model = copy.deepcopy(model).to(device=self.device, dtype=self.float_dtype)
+            _check_precision_runs(self.device, self.float_dtype)
+        self.modules = graph_modules(model)
+
+    @classmethod
+    def is_available(cls, device: str = 'cpu') -> bool:
+        return not device.startswith('cuda') or torch.cuda.is_available()
+
+    @classmethod
+    def unavailable_reason(cls, device: str = 'cpu') -> str:
+        return ('PyTorch sees no CUDA GPU (torch.cuda.is_available() is False): use device cpu or '
+                'install a CUDA build of PyTorch')
+
+    @classmethod
+    def get_version(cls) -> str:
+        return torch.__version__
+
+    def _run(self, spec: GraphSpec, inputs: Dict[str, Array]) -> Dict[str, torch.Tensor]:
+        args = [self.to_input(value) for value in inputs.values()]
+        with torch.inference_mode():
+            outputs = self.modules[spec.name](*args)
+        outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+        return dict(zip(spec.output_names, outputs))
+
+
+def _check_precision_runs(device: torch.device, dtype: torch.dtype) -> None:
+    """Fail at construction, not on the first frame, if this PyTorch build lacks the kernels."""
+    try:
+        x = torch.ones(1, 2, 4, 4, device=device, dtype=dtype)
+        F.conv_transpose2d(F.conv2d(x, torch.ones(2, 2, 3, 3, device=device, dtype=dtype)),
+                           torch.ones(2, 2, 3, 3, device=device, dtype=dtype))
+    except RuntimeError as exc:
+        raise ParameterError(f'PyTorch on {device} cannot run convolutions in {dtype} ({exc}): use precision '
+                             'fp32 or another device') from None
+
+
+BACKEND = TorchBackend

@@ -52,6 +52,8 @@ setup(
     entry_points={
         'console_scripts': [
             'xmodal = xmodal_compress_ros.cli.__main__:main',
+            'encoder_node = xmodal_compress_ros.ros.encoder_node:main',
+            'decoder_node = xmodal_compress_ros.ros.decoder_node:main',
         ],
     },
 )

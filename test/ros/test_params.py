@@ -65,7 +65,7 @@ def test_read_only_marks_models_backend_topics_and_qos():
     read_only = {s.name for s in specs(EncoderNodeConfig) if s.metadata['read_only']}
     assert {'model', 'fallback_model', 'backend', 'device', 'image_topic', 'lidar_topic', 'input_qos',
             'output_qos'} <= read_only
-    assert not {'quality', 'target_kbps', 'max_time_delta', 'lidar_timeout'} & read_only
+    assert not {'quality', 'target_kbps', 'max_time_delta', 'pairing_wait', 'lidar_timeout'} & read_only
 
 
 def test_packet_topic_default_follows_the_image_topic():

@@ -83,12 +83,17 @@ class EncoderNodeConfig:
     output_depth: int = param(10, 'History depth of the packet publisher.', bounds=(1, 1000), read_only=True)
     max_time_delta: float = param(0.05, 'Largest |image stamp - scan stamp| in seconds for a pair.',
                                   bounds=(0.0, 10.0))
+    pairing_wait: float = param(0.1, 'Longest wall-clock wait in seconds of an image for a scan stamped at or '
+                                'after it (LiDAR drivers publish a sweep after it ends).', bounds=(0.0, 2.0))
     lidar_timeout: float = param(1.0, 'Seconds without scans after which images are encoded image-only.',
                                  bounds=(0.01, 3600.0))
     scan_buffer: int = param(10, 'Decoded scans kept for pairing (newest first out when full: oldest dropped).',
                              bounds=(1, 100), read_only=True)
-    lidar_quantization_bits: int = param(11, 'Draco position quantisation bits of the LiDAR packets.',
-                                         bounds=(1, 30), read_only=True)
+    lidar_quantization_bits: int = param(11, 'Draco position quantisation bits of the LiDAR packets '
+                                         '(0: lossless float32 positions).', bounds=(0, 30), read_only=True)
+    lidar_intensity_max: float = param(1.0, 'LiDAR intensity coded as the largest code (KITTI reflectance: 1; '
+                                       '8-bit drivers: 255); larger values are clipped.', bounds=(1e-6, 1e6),
+                                       read_only=True)
     frustum_only: bool = param(False, 'Send only the points inside the camera frustum in LiDAR packets.',
                                read_only=True)
     diagnostics_period: float = param(1.0, 'Seconds between /diagnostics messages.', bounds=(0.05, 60.0),

@@ -1,0 +1,89 @@
+"""Fixtures of the node tests: a tiny sensor bag, the fake codec, node processes."""
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))  # fake_codec, importable by the tests and by fake_node.py
+FAKE_NODE = str(HERE / 'fake_node.py')
+
+WIDTH, HEIGHT = 96, 64
+PERIOD_NS = 100_000_000  # 10 Hz
+START_NS = 1_700_000_000_000_000_000
+
+
+def tiny_calibration(width=WIDTH, height=HEIGHT):
+    from xmodal_compress_ros.geometry.calibration import Calibration
+
+    K = np.array([[80.0, 0, width / 2], [0, 80.0, height / 2], [0, 0, 1]])
+    # LiDAR x forward, y left, z up -> camera z forward, x right, y down.
+    T = np.array([[0, -1, 0, 0], [0, 0, -1, 0], [1, 0, 0, 0], [0, 0, 0, 1]], float)
+    return Calibration(width=width, height=height, K=K, P=np.hstack([K, np.zeros((3, 1))]), T_cam_lidar=T)
+
+
+def tiny_frames(count, calib=None, seed=0, lidar_offset_ns=0):
+    """SensorFrames with smooth random images and a few hundred points in front of the camera."""
+    from xmodal_compress_ros.data.frames import SensorFrame
+
+    calib = calib or tiny_calibration()
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:calib.height, 0:calib.width]
+    for i in range(count):
+        phase = rng.uniform(0, 2 * np.pi, 3)
+        image = np.stack([127 + 100 * np.sin(xx / (7 + c) + yy / 11 + phase[c]) for c in range(3)], axis=2)
+        points = np.column_stack([rng.uniform(2, 30, 500), rng.uniform(-10, 10, 500), rng.uniform(-2, 2, 500),
+                                  rng.uniform(0, 1, 500)]).astype(np.float32)
+        stamp = START_NS + i * PERIOD_NS
+        yield SensorFrame(image=image.astype(np.uint8), points=points, calib=calib, image_stamp_ns=stamp,
+                          lidar_stamp_ns=stamp + lidar_offset_ns, name=str(i))
+
+
+@pytest.fixture(scope='session')
+def tiny_bag(tmp_path_factory):
+    """A 10-frame sensor bag (96x64 images, 10 Hz) with its calibration.yaml."""
+    from xmodal_compress_ros.data.rosbag_io import write_sensor_bag
+
+    path = tmp_path_factory.mktemp('bag') / 'tiny'
+    write_sensor_bag(path, tiny_frames(10))
+    return path
+
+
+@pytest.fixture
+def fake_pipeline(monkeypatch):
+    """The fake codec installed as xmodal_compress_ros.codec.pipeline for this test."""
+    import xmodal_compress_ros.codec as codec_package
+    import fake_codec
+
+    monkeypatch.delitem(sys.modules, 'xmodal_compress_ros.codec.pipeline', raising=False)
+    monkeypatch.delattr(codec_package, 'pipeline', raising=False)
+    fake_codec.install()
+    return sys.modules['xmodal_compress_ros.codec.pipeline']
+
+
+class FakeNodeCodec:
+    """What the end-to-end tests need to know about the codec the node processes run: here the fake."""
+
+    encoder_command = (FAKE_NODE, 'encoder')
+    decoder_command = (FAKE_NODE, 'decoder')
+    params = {}
+    decoder_params = {}
+
+    def __init__(self):
+        import fake_codec
+
+        self.pipeline = type('FakePipeline', (), {'Encoder': fake_codec.FakeEncoder,
+                                                  'Decoder': fake_codec.FakeDecoder})
+        self._module = fake_codec
+
+    def encoder_config(self, quality):
+        return self._module.EncoderConfig(quality=quality)
+
+    def decoder_config(self):
+        return self._module.DecoderConfig()
+
+
+@pytest.fixture
+def node_codec():
+    return FakeNodeCodec()

@@ -1,0 +1,152 @@
+"""End to end: bag player, encoder and decoder in separate processes over DDS, a probe subscribing.
+
+Runs the nodes on the codec given by the ``node_codec`` fixture (see conftest.py).
+"""
+import array
+import time
+
+import numpy as np
+import pytest
+
+from conftest import HEIGHT, PERIOD_NS, START_NS, WIDTH, tiny_calibration, tiny_frames
+
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
+rclpy = pytest.importorskip('rclpy')
+
+from xmodal_compress_ros.ros import conversions  # noqa: E402
+from xmodal_compress_ros.ros.encoder_node import packet_format  # noqa: E402
+from xmodal_compress_ros.ros.stream_session import StreamSession  # noqa: E402
+
+
+def psnr(a, b):
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return 10 * np.log10(255.0 ** 2 / max(mse, 1e-10))
+
+
+def offline_psnr(codec, frames, quality):
+    """Mean PSNR of the same frames through the codec without ROS (LiDAR-conditioned)."""
+    pipeline = codec.pipeline
+    encoder = pipeline.Encoder(codec.encoder_config(quality), frames[0].calib)
+    decoder = pipeline.Decoder(codec.decoder_config())
+    values = []
+    for frame in frames:
+        packet, scan = encoder.encode_scan(frame.points, frame.lidar_stamp_ns, 'lidar')
+        decoded_scan = decoder.decode_lidar(packet)
+        encoded = encoder.encode_image(frame.image, frame.image_stamp_ns, scan, quality)
+        values.append(psnr(decoder.decode_image(encoded.packet, decoded_scan).rgb, frame.image))
+    return float(np.mean(values))
+
+
+def session(tmp_path, codec, on_image=None, **encoder_params):
+    encoder = {'calibration_file': str(tmp_path / 'calibration.yaml'), 'quality': 2, **codec.params,
+               **encoder_params}
+    decoder = {'models': list(codec.decoder_config().models), **codec.decoder_params}
+    tiny_calibration().to_yaml(tmp_path / 'calibration.yaml')
+    return StreamSession(tmp_path / 'logs', encoder, decoder, start_timeout=60,
+                         encoder_command=codec.encoder_command, decoder_command=codec.decoder_command,
+                         on_image=on_image)
+
+
+def test_every_frame_arrives_decoded_with_its_header(tmp_path, tiny_bag, node_codec):
+    originals = {frame.image_stamp_ns: frame.image for frame in tiny_frames(10)}
+    quality_psnr = []
+
+    def on_image(record, rgb):
+        quality_psnr.append(psnr(rgb, originals[record.stamp_ns]))
+
+    with session(tmp_path, node_codec, on_image) as s:
+        s.play(tiny_bag)
+        assert s.probe.wait_for(lambda: len(s.probe.images) == 10 and len(s.probe.point_headers) == 10, 15)
+        assert s.probe.wait_for(lambda: s.probe.node_diagnostics('xmodal_encoder').get('frames_out') == '10', 5)
+        encoder_diag = s.probe.node_diagnostics('xmodal_encoder')
+        assert s.nodes_alive()
+
+    stamps = [START_NS + i * PERIOD_NS for i in range(10)]
+    assert [r.stamp_ns for r in s.probe.images] == stamps
+    assert {(r.frame_id, r.width, r.height, r.encoding) for r in s.probe.images} == {('camera', WIDTH, HEIGHT, 'rgb8')}
+    assert [h[:2] for h in s.probe.point_headers] == [(stamp, 'lidar') for stamp in stamps]
+    packets = s.probe.packets
+    assert {p.format for p in packets} == {packet_format('image'), packet_format('lidar')}
+    assert packet_format('image').startswith('xmodal/image;v')
+    assert [p.stamp_ns for p in packets if p.kind == 'lidar'] == stamps
+    assert all(p.frame_id == ('camera' if p.kind == 'image' else 'lidar') for p in packets)
+    assert encoder_diag['dropped'] == '0' and encoder_diag['unpaired'] == '0'
+    assert encoder_diag['image_only'] == '0'
+    assert np.mean(quality_psnr) == pytest.approx(offline_psnr(node_codec, list(tiny_frames(10)), 2), abs=0.5)
+
+
+def image_msg(pixels, stamp_ns, encoding='rgb8'):
+    return conversions.numpy_to_image(pixels, encoding, conversions.make_header(stamp_ns, 'camera'))
+
+
+def cloud_msg(points, stamp_ns):
+    return conversions.numpy_to_pointcloud2(points, conversions.make_header(stamp_ns, 'lidar'))
+
+
+def test_bad_inputs_are_counted_and_the_nodes_keep_answering(tmp_path, node_codec):
+    from sensor_msgs.msg import CompressedImage, Image, PointCloud2
+
+    frames = list(tiny_frames(12, seed=3))
+    with session(tmp_path, node_codec, lidar_timeout=0.3) as s:
+        node = s.probe.node
+        qos = 10
+        image_pub = node.create_publisher(Image, '/camera/image_raw', qos)
+        cloud_pub = node.create_publisher(PointCloud2, '/lidar/points', qos)
+        packet_pub = node.create_publisher(CompressedImage, '/camera/image_raw/xmodal', qos)
+        assert s.probe.wait_for(lambda: image_pub.get_subscription_count() and cloud_pub.get_subscription_count()
+                                and packet_pub.get_subscription_count() >= 2, 10)
+
+        def send_frame(i, image=None, points=None, encoding='rgb8'):
+            stamp = frames[i].image_stamp_ns
+            cloud_pub.publish(cloud_msg(frames[i].points if points is None else points, stamp))
+            image_pub.publish(image_msg(frames[i].image if image is None else image, stamp, encoding))
+            time.sleep(0.15)
+
+        def garbage(fmt, data):
+            msg = CompressedImage(format=fmt)
+            payload = array.array('B')
+            payload.frombytes(data)
+            msg.data = payload
+            packet_pub.publish(msg)
+
+        send_frame(0)
+        send_frame(1, points=np.zeros((0, 4), np.float32))                 # empty cloud
+        nan_points = frames[2].points.copy()
+        nan_points[::3, 0] = np.nan
+        send_frame(2, points=nan_points)                                   # NaN points
+        send_frame(3, image=np.zeros((32, 40, 3), np.uint8))               # size mismatch
+        send_frame(4, image=frames[4].image[..., 0].astype(np.uint16) * 256, encoding='16UC1')
+        bad = image_msg(frames[5].image, frames[5].image_stamp_ns)
+        bad.encoding = 'yuv422_yuy2'                                       # unknown encoding
+        image_pub.publish(bad)
+        garbage('xmodal/image;v1', b'XMCI' + bytes(range(200)))            # corrupt image packet
+        garbage('xmodal/lidar;v1', b'XMCL\x01' + bytes(50))                # corrupt LiDAR packet
+        garbage('xmodal/image;v1', b'not a packet at all')                 # unknown magic
+        garbage('jpeg', b'\xff\xd8\xff')                                   # not ours
+        time.sleep(0.5)
+        for i in (6, 7, 8):                                                # LiDAR missing: image-only
+            image_pub.publish(image_msg(frames[i].image, frames[i].image_stamp_ns))
+            time.sleep(0.15)
+        send_frame(10)
+        send_frame(11)                                                     # scans are back
+        received = {11: frames[11].image_stamp_ns}
+        assert s.probe.wait_for(lambda: received[11] in {r.stamp_ns for r in s.probe.images}, 10)
+        assert s.probe.wait_for(lambda: s.probe.node_diagnostics('xmodal_decoder').get('frames_out') ==
+                                str(len(s.probe.images)), 5)
+        assert s.nodes_alive()
+        enc = s.probe.node_diagnostics('xmodal_encoder')
+        dec = s.probe.node_diagnostics('xmodal_decoder')
+        encoder_log = (s.log_dir / 'encoder.log').read_text()
+        decoder_log = (s.log_dir / 'decoder.log').read_text()
+
+    got = {r.stamp_ns for r in s.probe.images}
+    assert {frames[i].image_stamp_ns for i in (0, 1, 2, 3, 4, 6, 7, 8, 10, 11)} <= got
+    assert frames[5].image_stamp_ns not in got
+    assert enc['scan_warnings.empty_cloud'] == '1' and enc['scan_warnings.non_finite_points'] == '1'
+    assert enc['warnings.size_mismatch'] == '1' and enc['dropped.bad_image'] == '1'
+    assert int(enc['image_only']) >= 4  # the size mismatch and the three images without LiDAR
+    assert dec['errors.corrupt_packet'] == '3' and dec['errors.unknown_format'] == '1'
+    assert dec['warnings.resolution_change'] == '2'  # to 40x32 and back
+    assert 'encoding images image-only' in encoder_log and 'LiDAR scans are back' in encoder_log
+    assert encoder_log.count('(bad_image)') == 1 and 'yuv422_yuy2' in encoder_log
+    assert decoder_log.count('(corrupt_packet)') == 1

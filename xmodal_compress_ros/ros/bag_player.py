@@ -1,0 +1,149 @@
+"""Play a sensor bag (image, CameraInfo, PointCloud2) into ROS at the recorded rate, without ros2 bag.
+
+``python -m xmodal_compress_ros.ros.bag_player BAG [--rate 1] [--publish-log FILE]``
+
+Messages keep their recorded header stamps and frame ids and are published when their stamp is
+due (stamp offsets from the first message, divided by ``--rate``). Messages are converted just
+before they are due, so memory stays flat for long bags. ``--publish-log`` writes one JSON line
+``{"stamp_ns": ..., "time": ...}`` per image with the wall-clock publish time (``time.time()``),
+which ``xmodal demo`` uses to measure end-to-end latency.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any, List, Optional
+
+from xmodal_compress_ros.data import rosbag_io
+from xmodal_compress_ros.errors import DatasetError, XmodalError
+from xmodal_compress_ros.ros import conversions
+from xmodal_compress_ros.ros.node_main import qos_profile
+
+NODE_NAME = 'xmodal_bag_player'
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog='bag_player', description=__doc__.splitlines()[0])
+    parser.add_argument('bag', help='rosbag2 directory (MCAP or sqlite3) with the sensor topics')
+    parser.add_argument('--rate', type=float, default=1.0, help='playback speed factor (default 1: recorded rate)')
+    parser.add_argument('--image-topic', default=rosbag_io.IMAGE_TOPIC)
+    parser.add_argument('--lidar-topic', default=rosbag_io.LIDAR_TOPIC)
+    parser.add_argument('--info-topic', default=rosbag_io.CAMERA_INFO_TOPIC,
+                        help='CameraInfo topic in the bag and on output; "" to skip it')
+    parser.add_argument('--max-images', type=int, default=0, help='stop after this many images (0: all)')
+    parser.add_argument('--wait-subscribers', type=float, default=30.0,
+                        help='seconds to wait for a subscriber on the image and LiDAR topics before playing')
+    parser.add_argument('--qos', choices=('reliable', 'best_effort'), default='reliable',
+                        help='reliability of the publishers (reliable also reaches sensor-data subscribers)')
+    parser.add_argument('--publish-log', help='write {"stamp_ns", "time"} JSON lines, one per image published')
+    return parser
+
+
+class BagPlayer:
+    """Publishes a sensor bag's messages on a node at their recorded pace."""
+
+    def __init__(self, node: Any, args: argparse.Namespace) -> None:
+        from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+
+        if args.rate <= 0:
+            raise DatasetError(f'--rate must be > 0, got {args.rate}')
+        qos = qos_profile(args.qos, 10)
+        self.args = args
+        self.node = node
+        self.publishers = {rosbag_io.IMAGE: node.create_publisher(Image, args.image_topic, qos),
+                           rosbag_io.SCAN: node.create_publisher(PointCloud2, args.lidar_topic, qos)}
+        if args.info_topic:
+            self.publishers[rosbag_io.CAMERA_INFO] = node.create_publisher(CameraInfo, args.info_topic, qos)
+        self.images = 0
+
+    def wait_for_subscribers(self) -> bool:
+        """True once the image and LiDAR topics each have a subscriber (or False after the timeout)."""
+        deadline = time.monotonic() + self.args.wait_subscribers
+        needed = (self.publishers[rosbag_io.IMAGE], self.publishers[rosbag_io.SCAN])
+        while time.monotonic() < deadline:
+            if all(pub.get_subscription_count() > 0 for pub in needed):
+                return True
+            time.sleep(0.05)
+        return False
+
+    def play(self, log: Any = None) -> int:
+        """Publish every event when it is due; returns the number of images published."""
+        events = rosbag_io.read_sensor_bag(self.args.bag, self.args.image_topic, self.args.lidar_topic,
+                                           self.args.info_topic or None)
+        first_stamp: Optional[int] = None
+        start = 0.0
+        for event in events:
+            if self.args.max_images and self.images >= self.args.max_images:
+                break
+            msg = to_message(event)
+            if first_stamp is None:
+                # The clock starts at the first message, after the bag was opened and decoded.
+                first_stamp, start = event.stamp_ns, time.monotonic()
+            due = start + (event.stamp_ns - first_stamp) / 1e9 / self.args.rate
+            time.sleep(max(0.0, due - time.monotonic()))
+            self.publishers[event.kind].publish(msg)
+            if event.kind == rosbag_io.IMAGE:
+                self.images += 1
+                if log is not None:
+                    log.write(json.dumps({'stamp_ns': event.stamp_ns, 'time': time.time()}) + '\n')
+        for pub in self.publishers.values():
+            pub.wait_for_all_acked()
+        return self.images
+
+
+def to_message(event: rosbag_io.BagEvent) -> Any:
+    """The rclpy message of a bag event, with the recorded stamp and frame id."""
+    header = conversions.make_header(event.stamp_ns, event.frame_id)
+    if event.kind == rosbag_io.IMAGE:
+        return conversions.numpy_to_image(event.payload, 'rgb8', header)
+    if event.kind == rosbag_io.SCAN:
+        return conversions.numpy_to_pointcloud2(event.payload, header)
+    return camera_info_message(event.payload, header)
+
+
+def camera_info_message(info: Any, header: Any) -> Any:
+    """An rclpy CameraInfo copied from a rosbags one."""
+    from sensor_msgs.msg import CameraInfo, RegionOfInterest
+
+    roi = info.roi
+    return CameraInfo(
+        header=header, height=int(info.height), width=int(info.width), distortion_model=info.distortion_model,
+        d=[float(v) for v in info.d], k=[float(v) for v in info.k], r=[float(v) for v in info.r],
+        p=[float(v) for v in info.p], binning_x=int(info.binning_x), binning_y=int(info.binning_y),
+        roi=RegionOfInterest(x_offset=int(roi.x_offset), y_offset=int(roi.y_offset), height=int(roi.height),
+                             width=int(roi.width), do_rectify=bool(roi.do_rectify)))
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    import rclpy
+    from rclpy.signals import SignalHandlerOptions
+
+    args = build_parser().parse_args(argv)
+    # Python's own SIGINT handling: Ctrl-C (or the demo stopping us) ends playback via KeyboardInterrupt.
+    rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
+    node = rclpy.create_node(NODE_NAME)
+    log = open(args.publish_log, 'w') if args.publish_log else None
+    try:
+        player = BagPlayer(node, args)
+        if not player.wait_for_subscribers():
+            node.get_logger().warning(f'no subscriber on {args.image_topic} and {args.lidar_topic} after '
+                                      f'{args.wait_subscribers:g} s: playing anyway')
+        images = player.play(log)
+        node.get_logger().info(f'published {images} images from {args.bag}')
+    except XmodalError as exc:
+        print(f'bag_player: error: {exc}', file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        if log is not None:
+            log.close()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,364 @@
+"""encoder_node: camera image + LiDAR scan in, xmodal packets (sensor_msgs/CompressedImage) out.
+
+Data flow::
+
+    image ──(callback: newest-only slot)──┐
+    scan  ──(callback: bounded FIFO)──────┤ worker thread ── Encoder ──> packets on <image_topic>/xmodal
+    camera_info (optional, latest kept) ──┘                                   (LiDAR packet once per scan,
+                                                                               image packets reference it)
+
+Callbacks only hand messages to the worker, so the executor never blocks. Every scan is encoded
+once (``Encoder.encode_scan``), its LiDAR packet published once, and its decoded scan buffered
+for pairing. The worker encodes only the newest image; one that is replaced before its turn is
+dropped and counted. An image is paired with the buffered scan nearest in stamp within
+``max_time_delta``, waiting at most ``pairing_wait`` (wall time) for a later scan; after
+``lidar_timeout`` without scans images are encoded image-only. Topics, parameters and
+diagnostics are documented in ``docs/nodes.md``.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, List, Optional
+
+import numpy as np
+from rclpy.node import Node
+
+from xmodal_compress_ros.errors import (
+    CalibrationError, ImageFormatError, ParameterError, PointCloudError, XmodalError)
+from xmodal_compress_ros.ros import conversions
+from xmodal_compress_ros.ros.diagnostics import OK, WARN, diagnostic_array
+from xmodal_compress_ros.ros.frame_worker import FrameWorker
+from xmodal_compress_ros.ros.node_main import INPUT_DEPTH, ProblemReporter, qos_profile, run_node
+from xmodal_compress_ros.ros.node_stats import NodeStats
+from xmodal_compress_ros.ros.pairing import ScanBuffer
+from xmodal_compress_ros.ros.params import EncoderNodeConfig, declare_config, watch_config
+from xmodal_compress_ros.ros.rate_control import RateController
+
+NS_PER_S = 1_000_000_000
+# Diagnostics keys of the errors the codec raises for a bad message.
+_ERROR_KINDS = {ImageFormatError: 'bad_image', PointCloudError: 'bad_cloud', CalibrationError: 'calibration'}
+
+
+def packet_format(kind: str) -> str:
+    """The CompressedImage.format of a packet: codec, packet kind and bitstream version (``xmodal/image;v1``)."""
+    from xmodal_compress_ros.codec import bitstream
+
+    version = bitstream.IMAGE_VERSION if kind == 'image' else bitstream.LIDAR_VERSION
+    return f'xmodal/{kind};v{version}'
+
+
+@dataclass(frozen=True)
+class _PendingImage:
+    msg: Any
+    received: float  # time.monotonic() at the callback
+
+
+class EncoderNode(Node):
+    """The vehicle-side node. Loads the models on construction; raises XmodalError on bad configuration."""
+
+    def __init__(self, node_name: str = 'xmodal_encoder', **kwargs: Any) -> None:
+        super().__init__(node_name, **kwargs)
+        from xmodal_compress_ros.codec import pipeline
+
+        self._pipeline = pipeline
+        self._config = declare_config(self, EncoderNodeConfig)
+        self._stats = NodeStats()
+        self._report = ProblemReporter(self._stats, self.get_logger())
+        # Replaced only by the worker thread (CameraInfo mode); read by reference elsewhere.
+        self._encoder: Any = None
+        self._calib: Any = None
+        self._rate: Optional[RateController] = None
+        self._calibration_source = ''
+        self._camera_info: Any = None
+        self._used_camera_info: Any = None
+        # LiDAR silence is timed from the first image (or the last scan), not from start-up.
+        self._first_image: Optional[float] = None
+        self._last_scan: Optional[float] = None
+        self._image_only_mode = False
+        self._last_quality = self._config.quality
+        self._last_bpp = 0.0
+        self._load_static_calibration()
+        watch_config(self, EncoderNodeConfig, lambda: self._config, self._apply_config, self._check_quality)
+
+        self._scans: ScanBuffer = ScanBuffer(self._config.scan_buffer)
+        self._worker: FrameWorker = FrameWorker(
+            self._encode_scan, self._encode_image, side_capacity=self._config.scan_buffer,
+            frame_delay=self._pairing_delay, on_error=self._on_worker_error, name='xmodal-encoder')
+        self._open_topics()
+        self._worker.start()
+        self.get_logger().info(
+            f'encoding {self._config.image_topic} + {self._config.lidar_topic} -> '
+            f'{self._config.resolved_packet_topic()} ({self._config.backend}/{self._config.device}, '
+            f'{self._calibration_source or "waiting for CameraInfo on " + self._config.camera_info_topic})')
+
+    # ---------------------------------------------------------------------------- setup
+
+    def _codec_config(self) -> Any:
+        c = self._config
+        from xmodal_compress_ros.codec.lidar_codec import LidarCodecConfig
+
+        lidar = LidarCodecConfig(quantization_bits=c.lidar_quantization_bits, frustum_only=c.frustum_only,
+                                 intensity_max=c.lidar_intensity_max)
+        return self._pipeline.EncoderConfig(model=c.model, fallback_model=c.fallback_model, backend=c.backend,
+                                            device=c.device, precision=c.precision, quality=c.quality,
+                                            lidar=lidar)
+
+    def _load_static_calibration(self) -> None:
+        c = self._config
+        if c.calibration_file:
+            from xmodal_compress_ros.geometry.calibration import load_calibration
+
+            self._set_calibration(load_calibration(c.calibration_file), f'calibration {c.calibration_file}')
+            if c.quality >= self._encoder.num_qualities:
+                raise ParameterError(f'quality = {c.quality} but the model has levels '
+                                     f'0..{self._encoder.num_qualities - 1}: set quality in that range')
+        elif not (c.camera_info_topic and c.T_cam_lidar):
+            raise ParameterError(
+                'no calibration: set calibration_file (YAML, KITTI .txt or KITTI raw folder), or set '
+                'camera_info_topic and T_cam_lidar (16 doubles, LiDAR to camera, row-major)')
+
+    def _set_calibration(self, calib: Any, source: str) -> None:
+        """(Re)build the encoder for ``calib``; the models are loaded here, never in a callback."""
+        encoder = self._pipeline.Encoder(self._codec_config(), calib)
+        if self._rate is None or self._rate.num_qualities != encoder.num_qualities:
+            self._rate = RateController(encoder.num_qualities)
+        self._encoder, self._calib, self._calibration_source = encoder, calib, source
+
+    def _open_topics(self) -> None:
+        from diagnostic_msgs.msg import DiagnosticArray
+        from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+
+        c = self._config
+        self._packet_pub = self.create_publisher(
+            CompressedImage, c.resolved_packet_topic(), qos_profile(c.output_qos, c.output_depth))
+        self._diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        input_qos = qos_profile(c.input_qos, INPUT_DEPTH)
+        # Subscriptions last: once they exist the node is ready (tools wait for them to appear).
+        if c.camera_info_topic and not c.calibration_file:
+            self.create_subscription(CameraInfo, c.camera_info_topic, self._on_camera_info, input_qos)
+        self.create_subscription(PointCloud2, c.lidar_topic, self._on_scan, input_qos)
+        self.create_subscription(Image, c.image_topic, self._on_image, input_qos)
+        self.create_timer(c.diagnostics_period, self._publish_diagnostics)
+
+    def close(self) -> None:
+        """Stop the worker thread (the node itself is destroyed by the caller)."""
+        self._worker.stop()
+
+    # ------------------------------------------------------------------------ parameters
+
+    def _apply_config(self, config: EncoderNodeConfig) -> None:
+        self._config = config
+
+    def _check_quality(self, name: str, value: Any) -> Optional[str]:
+        encoder = self._encoder
+        if name == 'quality' and encoder is not None and value >= encoder.num_qualities:
+            return f'quality = {value} is out of range: the model has levels 0..{encoder.num_qualities - 1}'
+        return None
+
+    # ------------------------------------------------------------------------- callbacks
+
+    def _on_image(self, msg: Any) -> None:
+        self._stats.count('frames_in')
+        now = time.monotonic()
+        if self._first_image is None:
+            self._first_image = now
+        if self._worker.put_frame(_PendingImage(msg, now)):
+            self._stats.count('drop.superseded')
+
+    def _on_scan(self, msg: Any) -> None:
+        self._stats.count('scans_in')
+        self._last_scan = time.monotonic()
+        if self._worker.put_side(msg):
+            self._stats.count('scan_drop.backlog')
+
+    def _on_camera_info(self, msg: Any) -> None:
+        self._camera_info = msg
+
+    # ---------------------------------------------------------------------------- worker
+
+    def _on_worker_error(self, exc: BaseException) -> None:
+        if isinstance(exc, XmodalError):
+            self._report('drop', _ERROR_KINDS.get(type(exc), type(exc).__name__), str(exc))
+        else:
+            self._report('drop', 'internal_error', f'{type(exc).__name__}: {exc}')
+            self.get_logger().error(f'unexpected error (frame dropped): {exc!r}')
+
+    def _encode_scan(self, msg: Any) -> None:
+        encoder = self._encoder
+        if encoder is None:
+            self._report('scan_drop', 'no_calibration',
+                         f'no CameraInfo received on {self._config.camera_info_topic} yet')
+            return
+        try:
+            points = conversions.pointcloud2_to_numpy(msg)
+        except PointCloudError as exc:
+            self._report('scan_drop', 'bad_cloud', str(exc))
+            return
+        if len(points) == 0:
+            self._report('scan_warning', 'empty_cloud', 'a LiDAR scan has no points (sent as an empty scan)')
+        elif not np.isfinite(points[:, :3]).all():
+            self._report('scan_warning', 'non_finite_points',
+                         'a LiDAR scan has NaN/inf points (they are left out of the packet)')
+        stamp_ns = conversions.stamp_to_ns(msg.header.stamp)
+        start = time.perf_counter()
+        try:
+            packet, scan = encoder.encode_scan(points, stamp_ns, msg.header.frame_id)
+        except PointCloudError as exc:
+            self._report('scan_drop', 'bad_cloud', str(exc))
+            return
+        self._stats.record_latency('lidar_encode', time.perf_counter() - start)
+        self._publish_packet(msg.header, 'lidar', packet)
+        self._stats.count('scans_out')
+        self._stats.record_bytes('lidar', len(packet))
+        self._rate.observe_lidar(len(packet), stamp_ns / NS_PER_S)
+        self._scans.add(stamp_ns, scan)
+
+    def _lidar_timed_out(self) -> bool:
+        last = self._last_scan if self._last_scan is not None else self._first_image
+        return last is not None and time.monotonic() - last > self._config.lidar_timeout
+
+    def _pairing_delay(self, pending: _PendingImage) -> float:
+        """Seconds the image may still wait for a scan that could pair better (0: encode now)."""
+        if self._encoder is None or self._lidar_timed_out():
+            return 0.0
+        stamp_ns = conversions.stamp_to_ns(pending.msg.header.stamp)
+        if self._scans.pairing_settled(stamp_ns):
+            return 0.0
+        return max(0.0, self._config.pairing_wait - (time.monotonic() - pending.received))
+
+    def _encode_image(self, pending: _PendingImage) -> None:
+        msg = pending.msg
+        self._refresh_camera_info()
+        encoder, rate = self._encoder, self._rate
+        if encoder is None:
+            self._report('drop', 'no_calibration', f'no CameraInfo received on {self._config.camera_info_topic} '
+                         'yet: images are dropped until one arrives')
+            return
+        try:
+            rgb = conversions.image_to_rgb(msg)
+        except ImageFormatError as exc:
+            self._report('drop', 'bad_image', str(exc))
+            return
+        stamp_ns = conversions.stamp_to_ns(msg.header.stamp)
+        scan = self._pick_scan(stamp_ns, rgb.shape[1], rgb.shape[0])
+        config = self._config
+        quality = rate.choose(config.target_kbps, config.quality) if config.target_kbps > 0 else config.quality
+        # A CameraInfo-built encoder may have fewer levels than the quality set before it existed.
+        quality = min(quality, encoder.num_qualities - 1)
+        start = time.perf_counter()
+        encoded = encoder.encode_image(rgb, stamp_ns, scan, quality)
+        self._stats.record_latency('encode', time.perf_counter() - start)
+        self._publish_packet(msg.header, 'image', encoded.packet)
+        self._stats.record_latency('node', time.monotonic() - pending.received)
+        self._stats.count('frames_out')
+        self._stats.record_bytes('image', encoded.image_bytes)
+        if encoded.image_only:
+            self._stats.count('image_only')
+        rate.observe_image(quality, encoded.image_bytes, stamp_ns / NS_PER_S)
+        self._last_quality, self._last_bpp = quality, encoded.bpp
+
+    def _pick_scan(self, stamp_ns: int, width: int, height: int) -> Any:
+        """The scan to condition this image on, or None (image-only), counting why."""
+        timed_out = self._lidar_timed_out()
+        if timed_out != self._image_only_mode:
+            self._image_only_mode = timed_out
+            if timed_out:
+                self.get_logger().warning(f'no LiDAR scan on {self._config.lidar_topic} for '
+                                          f'{self._config.lidar_timeout:g} s: encoding images image-only')
+            else:
+                self.get_logger().info(f'LiDAR scans are back on {self._config.lidar_topic}: '
+                                       'encoding with LiDAR again')
+        calib_size = self._calib.image_size
+        if (width, height) != calib_size:
+            self._report('warning', 'size_mismatch',
+                         f'image is {width}x{height} but the calibration is for {calib_size[0]}x{calib_size[1]}: '
+                         'encoded image-only (use the calibration of this camera)')
+            return None
+        if timed_out:
+            return None
+        found = self._scans.nearest(stamp_ns, int(self._config.max_time_delta * NS_PER_S))
+        if found is None:
+            self._stats.count('unpaired')
+            return None
+        return found[1]
+
+    def _refresh_camera_info(self) -> None:
+        """Rebuild the encoder when a CameraInfo with a new calibration arrived (CameraInfo mode)."""
+        info = self._camera_info
+        if info is None or info is self._used_camera_info:
+            return
+        self._used_camera_info = info
+        try:
+            calib = self._calibration_from_info(info)
+        except CalibrationError as exc:
+            self._report('warning', 'bad_camera_info', str(exc))
+            return
+        if calib != self._calib:
+            if self._encoder is not None:
+                self.get_logger().info('CameraInfo changed: reloading the encoder for the new calibration')
+            self._set_calibration(calib, f'CameraInfo on {self._config.camera_info_topic} + T_cam_lidar')
+
+    def _calibration_from_info(self, info: Any) -> Any:
+        from xmodal_compress_ros.geometry.calibration import Calibration
+
+        return Calibration.from_camera_info(info, np.asarray(self._config.T_cam_lidar).reshape(4, 4))
+
+    def _publish_packet(self, header: Any, kind: str, packet: bytes) -> None:
+        import array
+
+        from sensor_msgs.msg import CompressedImage
+
+        data = array.array('B')
+        data.frombytes(packet)
+        msg = CompressedImage(header=header, format=packet_format(kind))
+        msg.data = data
+        self._packet_pub.publish(msg)
+
+    # ---------------------------------------------------------------------- diagnostics
+
+    def diagnostics(self) -> dict:
+        """The key/values of the node's diagnostic status (also used by tests)."""
+        config, stats = self._config, self._stats
+        drops = stats.counts('drop.')
+        values = {
+            'frames_in': stats.get('frames_in'), 'frames_out': stats.get('frames_out'),
+            'scans_in': stats.get('scans_in'), 'scans_out': stats.get('scans_out'),
+            'dropped': sum(drops.values()),
+        }
+        values.update({f'dropped.{k}': v for k, v in drops.items()})
+        values.update({f'scans_dropped.{k}': v for k, v in stats.counts('scan_drop.').items()})
+        values.update({f'warnings.{k}': v for k, v in stats.counts('warning.').items()})
+        values.update({f'scan_warnings.{k}': v for k, v in stats.counts('scan_warning.').items()})
+        image_kbps, lidar_kbps = stats.kbps('image'), stats.kbps('lidar')
+        values.update({'image_kbps': image_kbps, 'lidar_kbps': lidar_kbps, 'total_kbps': image_kbps + lidar_kbps,
+                       'bpp': self._last_bpp, 'quality': self._last_quality, 'target_kbps': config.target_kbps,
+                       'unpaired': stats.get('unpaired'), 'image_only': stats.get('image_only'),
+                       'lidar': 'timeout' if self._lidar_timed_out() else 'ok',
+                       'backend': config.backend, 'device': config.device, 'precision': config.precision,
+                       'calibration': self._calibration_source or 'none'})
+        for name in ('encode', 'lidar_encode', 'node'):
+            latency = stats.latency_ms(name)
+            if latency is not None:
+                values[f'{name}_latency_p50_ms'], values[f'{name}_latency_p99_ms'] = latency
+        return values
+
+    def _publish_diagnostics(self) -> None:
+        values = self.diagnostics()
+        problems: List[str] = []
+        if self._encoder is None:
+            problems.append('waiting for CameraInfo')
+        if values['lidar'] == 'timeout':
+            problems.append('no LiDAR: image-only')
+        self._diagnostics_pub.publish(diagnostic_array(
+            self.get_clock().now().to_msg(), f'xmodal_compress: {self.get_name()}', 'xmodal encoder',
+            WARN if problems else OK, '; '.join(problems) or 'encoding', values))
+
+
+def main(args: Optional[List[str]] = None) -> int:
+    """Console script ``encoder_node``: ``encoder_node --ros-args -p calibration_file:=... ...``."""
+    return run_node(EncoderNode, args)
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

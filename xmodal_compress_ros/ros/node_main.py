@@ -1,0 +1,86 @@
+"""What the encoder and decoder nodes share: QoS profiles, problem reporting and the process main."""
+from __future__ import annotations
+
+import sys
+from typing import Any, Callable, List, Optional
+
+from xmodal_compress_ros.errors import XmodalError
+
+# Camera and LiDAR drivers publish sensor-data QoS (best effort) or reliable; 5 is rclpy's
+# sensor-data depth, enough to ride out a scheduling hiccup without queueing stale frames.
+INPUT_DEPTH = 5
+# Longest wait of one executor step; bounds how late a shutdown is noticed.
+SPIN_TIMEOUT_S = 0.1
+
+
+def qos_profile(reliability: str, depth: int) -> Any:
+    """A volatile keep-last QoS: ``'sensor_data'`` (rclpy's preset), ``'best_effort'`` or ``'reliable'``."""
+    from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+
+    if reliability == 'sensor_data':
+        return qos_profile_sensor_data
+    policy = ReliabilityPolicy.RELIABLE if reliability == 'reliable' else ReliabilityPolicy.BEST_EFFORT
+    return QoSProfile(depth=depth, reliability=policy)
+
+
+class ProblemReporter:
+    """Counts problems by kind and logs each kind once (with its reason), then only counts it.
+
+    One bad message must neither stop a node nor flood its log; the counts go to diagnostics.
+    """
+
+    def __init__(self, stats: Any, logger: Any) -> None:
+        self._stats = stats
+        self._logger = logger
+
+    def __call__(self, category: str, kind: str, reason: str) -> None:
+        if self._stats.count(f'{category}.{kind}') == 1:
+            self._logger.warning(f'{category} ({kind}): {reason} [logged once; counted in /diagnostics]')
+
+
+def spin_events(node: Any, context: Any = None) -> None:
+    """Run ``node``'s callbacks on rclpy's EventsExecutor until ``context`` shuts down.
+
+    The EventsExecutor roughly doubles the message rate a Python subscriber keeps up with. Its
+    ``spin()`` keeps the GIL while it waits (rclpy 9.1, Kilted), which starves every other Python
+    thread -- the nodes' worker included -- so it is driven by ``spin_once`` with a timeout, which
+    releases it.
+    """
+    import rclpy
+    from rclpy.executors import ExternalShutdownException
+    from rclpy.experimental import EventsExecutor
+
+    context = context or rclpy.get_default_context()
+    executor = EventsExecutor(context=context)
+    executor.add_node(node)
+    try:
+        while context.ok():
+            executor.spin_once(timeout_sec=SPIN_TIMEOUT_S)
+    except ExternalShutdownException:
+        pass
+
+
+def run_node(make_node: Callable[[], Any], args: Optional[List[str]] = None) -> int:
+    """Init rclpy, build the node, spin it until shutdown (SIGINT/SIGTERM); 2 on bad configuration.
+
+    Every callback is short: the heavy work is on the node's worker thread.
+    """
+    import rclpy
+    from rclpy.executors import ExternalShutdownException
+
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = make_node()
+        spin_events(node)
+    except XmodalError as exc:
+        print(f'{getattr(make_node, "__name__", "node")}: error: {exc}', file=sys.stderr)
+        return 2
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.close()
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0

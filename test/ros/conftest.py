@@ -1,13 +1,12 @@
-"""Fixtures of the node tests: a tiny sensor bag, the fake codec, node processes."""
+"""Fixtures of the node tests: a tiny sensor bag and the codec the node processes run."""
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))  # fake_codec, importable by the tests and by fake_node.py
-FAKE_NODE = str(HERE / 'fake_node.py')
+# The tests import conftest's helpers (pytest runs with --import-mode=importlib).
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 WIDTH, HEIGHT = 96, 64
 PERIOD_NS = 100_000_000  # 10 Hz
@@ -50,40 +49,28 @@ def tiny_bag(tmp_path_factory):
     return path
 
 
-@pytest.fixture
-def fake_pipeline(monkeypatch):
-    """The fake codec installed as xmodal_compress_ros.codec.pipeline for this test."""
-    import xmodal_compress_ros.codec as codec_package
-    import fake_codec
+class NodeCodec:
+    """The codec the node processes run: the committed models, else tiny untrained ones (same API)."""
 
-    monkeypatch.delitem(sys.modules, 'xmodal_compress_ros.codec.pipeline', raising=False)
-    monkeypatch.delattr(codec_package, 'pipeline', raising=False)
-    fake_codec.install()
-    return sys.modules['xmodal_compress_ros.codec.pipeline']
+    def __init__(self, stems):
+        from xmodal_compress_ros.codec import pipeline
 
-
-class FakeNodeCodec:
-    """What the end-to-end tests need to know about the codec the node processes run: here the fake."""
-
-    encoder_command = (FAKE_NODE, 'encoder')
-    decoder_command = (FAKE_NODE, 'decoder')
-    params = {}
-    decoder_params = {}
-
-    def __init__(self):
-        import fake_codec
-
-        self.pipeline = type('FakePipeline', (), {'Encoder': fake_codec.FakeEncoder,
-                                                  'Decoder': fake_codec.FakeDecoder})
-        self._module = fake_codec
+        self.pipeline = pipeline
+        self.stems = stems
+        # One torch thread per process: the 2-core test machine runs several of them at once.
+        self.params = {'model': stems[0], 'fallback_model': stems[1], 'threads': 1}
+        self.decoder_params = {'models': list(stems), 'resolutions': [WIDTH, HEIGHT], 'threads': 1}
 
     def encoder_config(self, quality):
-        return self._module.EncoderConfig(quality=quality)
+        return self.pipeline.EncoderConfig(model=self.stems[0], fallback_model=self.stems[1], quality=quality,
+                                           threads=1)
 
     def decoder_config(self):
-        return self._module.DecoderConfig()
+        return self.pipeline.DecoderConfig(models=tuple(self.stems), resolutions=((WIDTH, HEIGHT),), threads=1)
 
 
-@pytest.fixture
-def node_codec():
-    return FakeNodeCodec()
+@pytest.fixture(scope='session')
+def node_codec(tmp_path_factory):
+    from xmodal_compress_ros.runtime.samples import TINY_CONFIG, committed_models, untrained_models
+
+    return NodeCodec(committed_models() or untrained_models(tmp_path_factory.mktemp('models'), TINY_CONFIG))

@@ -1,6 +1,6 @@
 """End to end: bag player, encoder and decoder in separate processes over DDS, a probe subscribing.
 
-Runs the nodes on the codec given by the ``node_codec`` fixture (see conftest.py).
+The nodes run the real codec with the committed models (tiny untrained ones when absent: see conftest.py).
 """
 import array
 import time
@@ -40,11 +40,9 @@ def offline_psnr(codec, frames, quality):
 def session(tmp_path, codec, on_image=None, **encoder_params):
     encoder = {'calibration_file': str(tmp_path / 'calibration.yaml'), 'quality': 2, **codec.params,
                **encoder_params}
-    decoder = {'models': list(codec.decoder_config().models), **codec.decoder_params}
+    decoder = dict(codec.decoder_params)
     tiny_calibration().to_yaml(tmp_path / 'calibration.yaml')
-    return StreamSession(tmp_path / 'logs', encoder, decoder, start_timeout=60,
-                         encoder_command=codec.encoder_command, decoder_command=codec.decoder_command,
-                         on_image=on_image)
+    return StreamSession(tmp_path / 'logs', encoder, decoder, start_timeout=60, on_image=on_image)
 
 
 def test_every_frame_arrives_decoded_with_its_header(tmp_path, tiny_bag, node_codec):
@@ -81,6 +79,17 @@ def image_msg(pixels, stamp_ns, encoding='rgb8'):
 
 def cloud_msg(points, stamp_ns):
     return conversions.numpy_to_pointcloud2(points, conversions.make_header(stamp_ns, 'lidar'))
+
+
+def unknown_model_packet(codec, frame):
+    """A valid image packet whose model id no decoder holds."""
+    from dataclasses import replace
+
+    from xmodal_compress_ros.codec import bitstream
+
+    encoder = codec.pipeline.Encoder(codec.encoder_config(1), frame.calib)
+    packet = bitstream.parse_image_packet(encoder.encode_image(frame.image, frame.image_stamp_ns, None).packet)
+    return bitstream.pack_image_packet(replace(packet, model_id=bytes(range(16))))
 
 
 def test_bad_inputs_are_counted_and_the_nodes_keep_answering(tmp_path, node_codec):
@@ -123,6 +132,7 @@ def test_bad_inputs_are_counted_and_the_nodes_keep_answering(tmp_path, node_code
         garbage('xmodal/lidar;v1', b'XMCL\x01' + bytes(50))                # corrupt LiDAR packet
         garbage('xmodal/image;v1', b'not a packet at all')                 # unknown magic
         garbage('jpeg', b'\xff\xd8\xff')                                   # not ours
+        garbage('xmodal/image;v1', unknown_model_packet(node_codec, frames[9]))
         time.sleep(0.5)
         for i in (6, 7, 8):                                                # LiDAR missing: image-only
             image_pub.publish(image_msg(frames[i].image, frames[i].image_stamp_ns))
@@ -146,6 +156,7 @@ def test_bad_inputs_are_counted_and_the_nodes_keep_answering(tmp_path, node_code
     assert enc['warnings.size_mismatch'] == '1' and enc['dropped.bad_image'] == '1'
     assert int(enc['image_only']) >= 4  # the size mismatch and the three images without LiDAR
     assert dec['errors.corrupt_packet'] == '3' and dec['errors.unknown_format'] == '1'
+    assert dec['errors.unknown_model'] == '1'
     assert dec['warnings.resolution_change'] == '2'  # to 40x32 and back
     assert 'encoding images image-only' in encoder_log and 'LiDAR scans are back' in encoder_log
     assert encoder_log.count('(bad_image)') == 1 and 'yuv422_yuy2' in encoder_log

@@ -73,3 +73,12 @@ def test_packet_topic_default_follows_the_image_topic():
     assert EncoderNodeConfig(image_topic='/cam/', packet_topic='').resolved_packet_topic() == '/cam/xmodal'
     assert EncoderNodeConfig(packet_topic='/link/x').resolved_packet_topic() == '/link/x'
     assert DecoderNodeConfig().packet_topic == EncoderNodeConfig().resolved_packet_topic()
+
+
+def test_decoder_resolutions_are_width_height_pairs():
+    field = spec(DecoderNodeConfig, 'resolutions')
+    assert validate_value(field, [96, 64, 1242, 375]) is None
+    assert 'pairs' in validate_value(field, [96, 64, 1242])
+    assert 'pairs' in validate_value(field, [96, 0])
+    assert 'integers' in validate_value(field, [96.0, 64.0])
+    assert config_from_values(DecoderNodeConfig, {'resolutions': [96, 64]}).resolutions == (96, 64)

@@ -39,8 +39,10 @@ class DecoderNode(Node):
         c = self._config
         self._packet_kind = bitstream.packet_kind
         self._unknown_model_error = pipeline.UnknownModelError
+        resolutions = tuple(zip(c.resolutions[::2], c.resolutions[1::2]))
         self._decoder = pipeline.Decoder(pipeline.DecoderConfig(
-            models=c.models, backend=c.backend, device=c.device, precision=c.precision))
+            models=c.models, backend=c.backend, device=c.device, precision=c.precision, threads=c.threads,
+            resolutions=resolutions))
         self._stats = NodeStats()
         self._report = ProblemReporter(self._stats, self.get_logger())
         self._scans: 'OrderedDict[int, Any]' = OrderedDict()

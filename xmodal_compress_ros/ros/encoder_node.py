@@ -102,7 +102,7 @@ class EncoderNode(Node):
                                  intensity_max=c.lidar_intensity_max)
         return self._pipeline.EncoderConfig(model=c.model, fallback_model=c.fallback_model, backend=c.backend,
                                             device=c.device, precision=c.precision, quality=c.quality,
-                                            lidar=lidar)
+                                            lidar=lidar, threads=c.threads)
 
     def _load_static_calibration(self) -> None:
         c = self._config

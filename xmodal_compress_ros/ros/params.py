@@ -19,8 +19,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple, Type
 from xmodal_compress_ros.errors import ParameterError
 
 BACKENDS = ('torch', 'onnxruntime', 'tensorrt')
-DEVICES = ('cpu', 'cuda')
-PRECISIONS = ('fp32', 'fp16')
+PRECISIONS = ('fp32', 'fp16', 'bf16')
 INPUT_QOS = ('sensor_data', 'reliable')
 OUTPUT_QOS = ('reliable', 'best_effort')
 OUTPUT_ENCODINGS = ('rgb8', 'bgr8')
@@ -30,7 +29,8 @@ Config = TypeVar('Config')
 
 
 def param(default: Any, description: str, *, bounds: Optional[Tuple[float, float]] = None,
-          choices: Optional[Sequence[str]] = None, read_only: bool = False, length: Optional[int] = None):
+          choices: Optional[Sequence[str]] = None, read_only: bool = False, length: Optional[int] = None,
+          pairs: bool = False):
     """A dataclass field that is also a ROS parameter.
 
     Args:
@@ -40,9 +40,10 @@ def param(default: Any, description: str, *, bounds: Optional[Tuple[float, float
         choices: the allowed values of a string parameter.
         read_only: fixed once the node runs (models, backend, topics, QoS).
         length: the required length of an array parameter (an empty array always means "not set").
+        pairs: an integer array of positive (width, height) pairs.
     """
     meta = {'description': description, 'bounds': bounds, 'choices': tuple(choices) if choices else None,
-            'read_only': read_only, 'length': length}
+            'read_only': read_only, 'length': length, 'pairs': pairs}
     return field(default=default, metadata=meta)
 
 
@@ -69,8 +70,9 @@ class EncoderNodeConfig:
     fallback_model: str = param('models/xmodal-hyperprior',
                                 'Stem of the image-only twin used when no scan is available.', read_only=True)
     backend: str = param('torch', 'Inference backend.', choices=BACKENDS, read_only=True)
-    device: str = param('cpu', 'Inference device.', choices=DEVICES, read_only=True)
+    device: str = param('cpu', 'Inference device: cpu, cuda or cuda:N.', read_only=True)
     precision: str = param('fp32', 'Inference precision.', choices=PRECISIONS, read_only=True)
+    threads: int = param(0, 'CPU threads of the networks (0: PyTorch default).', bounds=(0, 256), read_only=True)
     quality: int = param(3, 'Quality level (higher: more bits, better image); the fixed level when '
                          'target_kbps is 0, the start level otherwise. Changeable at run time.',
                          bounds=(0, MAX_QUALITY))
@@ -118,8 +120,12 @@ class DecoderNodeConfig:
                                     'Stems of every model the decoder can decode (matched by model id).',
                                     read_only=True)
     backend: str = param('torch', 'Inference backend.', choices=BACKENDS, read_only=True)
-    device: str = param('cpu', 'Inference device.', choices=DEVICES, read_only=True)
+    device: str = param('cpu', 'Inference device: cpu, cuda or cuda:N.', read_only=True)
     precision: str = param('fp32', 'Inference precision.', choices=PRECISIONS, read_only=True)
+    threads: int = param(0, 'CPU threads of the networks (0: PyTorch default).', bounds=(0, 256), read_only=True)
+    resolutions: Tuple[int, ...] = param(
+        (1242, 375), 'Image sizes to warm up at (and build TensorRT profiles for), as W1, H1, W2, H2, ...',
+        read_only=True, pairs=True)
     output_encoding: str = param('rgb8', 'Encoding of the decoded images. Changeable at run time.',
                                  choices=OUTPUT_ENCODINGS)
     input_qos: str = param('reliable', 'Reliability of the packet subscription (match the encoder).',
@@ -166,17 +172,26 @@ def validate_value(spec: dataclasses.Field, value: Any) -> Optional[str]:
     return None
 
 
+def _element_type(spec: dataclasses.Field) -> type:
+    """str, int or float: the element type of an array parameter (float when the default is empty)."""
+    return type(spec.default[0]) if spec.default else float
+
+
 def _validate_array(spec: dataclasses.Field, value: Any) -> Optional[str]:
-    name, length = spec.name, spec.metadata['length']
-    element = str if spec.default and isinstance(spec.default[0], str) else float
+    name, length, element = spec.name, spec.metadata['length'], _element_type(spec)
     if not isinstance(value, (list, tuple)):
         return f'{name} must be a list, got {value!r}'
-    if element is float and not all(isinstance(v, (int, float)) and math.isfinite(v) for v in value):
+    if element is float and not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                    and math.isfinite(v) for v in value):
         return f'{name} must hold finite numbers, got {list(value)!r}'
+    if element is int and not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        return f'{name} must hold integers, got {list(value)!r}'
     if element is str and not all(isinstance(v, str) for v in value):
         return f'{name} must hold strings, got {list(value)!r}'
     if length is not None and len(value) not in (0, length):
         return f'{name} must have {length} values (or none), got {len(value)}'
+    if spec.metadata['pairs'] and (len(value) % 2 or not all(v > 0 for v in value)):
+        return f'{name} must hold positive width, height pairs, got {list(value)!r}'
     return None
 
 
@@ -196,7 +211,7 @@ def config_from_values(config_cls: Type[Config], values: Mapping[str, Any]) -> C
 def _normalise(spec: dataclasses.Field, value: Any) -> Any:
     """Lists become tuples (the configs are frozen and hashable), ints given for floats become floats."""
     if isinstance(spec.default, tuple):
-        return tuple(float(v) if not isinstance(v, str) else v for v in value)
+        return tuple(_element_type(spec)(v) for v in value)
     if isinstance(spec.default, float) and not isinstance(spec.default, bool):
         return float(value)
     return value
@@ -288,5 +303,7 @@ def _constraints_text(spec: dataclasses.Field) -> str:
         return 'one of: ' + ', '.join(meta['choices'])
     if meta['length']:
         return f'{meta["length"]} values or empty'
+    if meta['pairs']:
+        return 'width, height pairs'
     return ''
 

@@ -140,7 +140,8 @@ def test_lidar_packet_carries_the_calibration(stems, cache):
     assert decoded.packet_bytes == len(lidar_packet) == scan.packet_bytes
     np.testing.assert_array_equal(decoded.points, scan.points)
     # Both ends condition on bit-identical depth maps; the compacted calibration projects like the original.
-    np.testing.assert_array_equal(depth_condition(decoded.points, decoded.calib), depth_condition(scan.points, scan.calib))
+    np.testing.assert_array_equal(depth_condition(decoded.points, decoded.calib),
+                                  depth_condition(scan.points, scan.calib))
     assert np.abs(scan.calib.lidar_to_pixel - frame.calib.lidar_to_pixel).max() < 1e-9
     assert calibration_from_projection(parse_lidar_packet(lidar_packet).projection) == decoded.calib
     assert encoder.encode_scan(frame.points, 124)[1].scan_id == 1

@@ -92,7 +92,8 @@ def encode_latents(y_g: np.ndarray, z: np.ndarray, mean: MeanFunction, tables: T
     mu = np.asarray(mean(z_hat), dtype=np.float32)
     residual = np.asarray(y_g, dtype=np.float32) - mu
     y_sym = entropy.clamp_symbols(round_half_up(residual).ravel(), indexes.ravel(), y_table)
-    y_bytes = entropy.get_coder(CODER_NAME, num_substreams=y_substreams).encode(y_sym, indexes.ravel(), y_table)
+    y_coder = entropy.get_coder(CODER_NAME, num_substreams=y_substreams)
+    y_bytes = y_coder.encode(y_sym, indexes.ravel(), y_table)
     latents = Latents(z_hat, y_sym.reshape(indexes.shape).astype(np.int32), indexes)
     return EncodedLatents(z_bytes, y_bytes, latents)
 

@@ -2,12 +2,11 @@
 
 ::
 
-    vehicle                                                    receiver
-    points ─> Draco ─> LiDAR packet (+ projection) ─────────────> decode_lidar ─> DecodedScan
-              └─> decoded scan ─> projection ─> depth ┐                         └> projection ─> depth ┐
-    image ─> pad ─> 'encoder' graph ─> y_g, z ─> latent coding ─> image packet ─> latent decoding ─>  │
-                         (backend)         'mean' graph (backend)   (NumPy)        'decoder' graph <──┘
-                                                                                     (backend) ─> image
+    vehicle:  points ─> Draco ─> LiDAR packet (carries the projection) ──────────────> receiver
+              decoded scan ─> depth map ─┐
+              image ─> pad ─> 'encoder' graph ─> y_g, z ─> latent coding (+ 'mean' graph) ─> image packet
+    receiver: LiDAR packet ─> decoded scan ─> depth map (zeros if lost) ─┐
+              image packet ─> latent decoding (integers only) ─> 'decoder' graph ─> crop ─> RGB
 
 The float graphs (:mod:`runtime.graphs`) run on any :mod:`runtime` backend, device and precision;
 quantisation, the integer scale indexes and rANS (:mod:`codec.latent_coding`) are one shared NumPy
@@ -30,7 +29,8 @@ import torch.nn.functional as F
 from xmodal_compress_ros.codec.bitstream import (
     MODEL_ID_BYTES, PAD_MULTIPLE, CameraProjection, ImagePacket, pack_image_packet, pack_lidar_packet,
     parse_image_packet, parse_lidar_packet)
-from xmodal_compress_ros.codec.latent_coding import DEFAULT_Y_SUBSTREAMS, Latents, decode_latents, encode_latents
+from xmodal_compress_ros.codec.latent_coding import (DEFAULT_Y_SUBSTREAMS, Latents, decode_latents,
+                                                     encode_latents)
 from xmodal_compress_ros.codec.lidar_codec import LidarCodecConfig, decode_packet, encode_scan
 from xmodal_compress_ros.errors import (CalibrationError, ImageFormatError, ModelFileError, PacketError,
                                         ParameterError)
@@ -221,12 +221,14 @@ def _padded(height: int, width: int) -> Tuple[int, int]:
     return height + (-height) % PAD_MULTIPLE, width + (-width) % PAD_MULTIPLE
 
 
-def _depth_input(scan: Optional['DecodedScan'], calib: Optional[Calibration], height: int, width: int,
+def _depth_input(scan: Optional['DecodedScan'], height: int, width: int,
                  device: torch.device) -> torch.Tensor:
-    """The padded (1, 1, Hp, Wp) float conditioning map on ``device``; zeros without a scan."""
+    """The padded (1, 1, Hp, Wp) float conditioning map of ``scan`` (projected with its own
+    calibration) on ``device``; zeros without a scan."""
     ph, pw = _padded(height, width)
-    if scan is None or calib is None:
+    if scan is None or scan.calib is None:
         return torch.zeros(1, 1, ph, pw, device=device)
+    calib = scan.calib
     if device.type == 'cuda':
         from xmodal_compress_ros.geometry.projection_torch import depth_condition_torch
 
@@ -242,8 +244,8 @@ def _check_image(image) -> np.ndarray:
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         shape = getattr(image, 'shape', None)
         dtype = getattr(image, 'dtype', type(image).__name__)
-        raise ImageFormatError(f'image must be an (H, W, 3) uint8 RGB array, got shape {shape} dtype {dtype}: '
-                               'convert it (e.g. ros.conversions) before encoding')
+        raise ImageFormatError(f'image must be an (H, W, 3) uint8 RGB array, got shape {shape} dtype '
+                               f'{dtype}: convert it (e.g. ros.conversions) before encoding')
     height, width = image.shape[:2]
     if not (1 <= height <= 0xFFFF and 1 <= width <= 0xFFFF):
         raise ImageFormatError(f'image is {width}x{height}; width and height must be in 1..65535')
@@ -273,8 +275,8 @@ class Encoder:
         if config.fallback_model and self._main.uses_lidar:
             self._fallback = _Codec(config.fallback_model, config.backend, options)
             if self._fallback.levels != self._main.levels:
-                raise ModelFileError(f'{config.fallback_model} has {self._fallback.levels} quality levels but '
-                                     f'{config.model} has {self._main.levels}: use a matching twin')
+                raise ModelFileError(f'{config.fallback_model} has {self._fallback.levels} quality levels '
+                                     f'but {config.model} has {self._main.levels}: use a matching twin')
         self._check_quality(config.quality)
         self._next_scan_id = 0
         self.last_timings: Dict[str, float] = {}
@@ -288,10 +290,12 @@ class Encoder:
     def _check_quality(self, quality: int) -> int:
         if isinstance(quality, bool) or not isinstance(quality, (int, np.integer)) \
                 or not 0 <= quality < self.num_qualities:
-            raise ParameterError(f'quality {quality!r} is out of range: the model has levels 0..{self.num_qualities - 1}')
+            raise ParameterError(f'quality {quality!r} is out of range: the model has levels '
+                                 f'0..{self.num_qualities - 1}')
         return int(quality)
 
-    def encode_scan(self, points: np.ndarray, stamp_ns: int, frame_id: str = 'lidar') -> Tuple[bytes, DecodedScan]:
+    def encode_scan(self, points: np.ndarray, stamp_ns: int,
+                    frame_id: str = 'lidar') -> Tuple[bytes, DecodedScan]:
         """Code a scan; returns its LiDAR packet and the decoded scan to condition images on.
 
         Non-finite points are dropped; an empty cloud is valid. Bad arrays raise PointCloudError.
@@ -323,8 +327,7 @@ class Encoder:
             inputs = {'x': _image_input(rgb, ph, pw, codec.device)}
         with watch.stage('projection'):
             if codec.uses_lidar:
-                inputs['depth'] = _depth_input(scan if conditioned else None, scan.calib if conditioned else None,
-                                               height, width, codec.device)
+                inputs['depth'] = _depth_input(scan if conditioned else None, height, width, codec.device)
             inputs['gain'] = codec.gain_enc[quality]
         with watch.stage('encoder_network'):
             out = codec.backend.run('encoder', inputs)
@@ -339,7 +342,8 @@ class Encoder:
 
         coding_start = time.perf_counter()
         encoded = encode_latents(y_g, z, mean, codec.tables, self.config.y_substreams)
-        watch.times['entropy_encode'] = (time.perf_counter() - coding_start) * 1e3 - watch.times['mean_network']
+        coding_ms = (time.perf_counter() - coding_start) * 1e3
+        watch.times['entropy_encode'] = coding_ms - watch.times['mean_network']
         packet = pack_image_packet(ImagePacket(
             model_id=codec.id_bytes, quality=quality, width=width, height=height, padded_width=pw,
             padded_height=ph, image_stamp_ns=int(stamp_ns), lidar_conditioned=conditioned,
@@ -347,8 +351,8 @@ class Encoder:
             num_y_substreams=self.config.y_substreams, z_bytes=encoded.z_bytes, y_bytes=encoded.y_bytes))
         watch.times['total'] = (time.perf_counter() - start) * 1e3
         self.last_timings = watch.times
-        return EncodedImage(packet, len(packet), 8.0 * len(packet) / (width * height), not conditioned, quality,
-                            scan.scan_id if conditioned else None, encoded.latents)
+        return EncodedImage(packet, len(packet), 8.0 * len(packet) / (width * height), not conditioned,
+                            quality, scan.scan_id if conditioned else None, encoded.latents)
 
     def _warm_up(self) -> None:
         """One image with an (empty) scan and one without, at the calibration size."""
@@ -432,8 +436,8 @@ class Decoder:
         inputs = {'z_hat': latents.z_hat, 'symbols': latents.symbols}
         with watch.stage('projection'):
             if codec.uses_lidar:
-                inputs['depth'] = _depth_input(scan if conditioned else None, scan.calib if conditioned else None,
-                                               parsed.height, parsed.width, codec.device)
+                inputs['depth'] = _depth_input(scan if conditioned else None, parsed.height, parsed.width,
+                                               codec.device)
             inputs['gain'] = codec.gain_dec[parsed.quality]
         with watch.stage('decoder_network'):
             x_hat = codec.backend.run('decoder', inputs)['x_hat']
@@ -455,11 +459,12 @@ class Decoder:
         codec = self._codecs.get(parsed.model_id)
         if codec is None:
             known = ', '.join(f'{c.model_id} ({c.stem})' for c in self._codecs.values())
-            raise UnknownModelError(f'image packet was coded with model id {parsed.model_id.hex()}, which this '
-                                    f'decoder does not hold; known: {known}. Add that model to DecoderConfig.models')
+            raise UnknownModelError(f'image packet was coded with model id {parsed.model_id.hex()}, which '
+                                    f'this decoder does not hold; known: {known}. Add that model to '
+                                    'DecoderConfig.models')
         if parsed.quality >= codec.levels:
-            raise PacketError(f'image packet quality {parsed.quality} is out of range for model {codec.model_id} '
-                              f'(levels 0..{codec.levels - 1})')
+            raise PacketError(f'image packet quality {parsed.quality} is out of range for model '
+                              f'{codec.model_id} (levels 0..{codec.levels - 1})')
         return codec
 
     def _warm_up(self, resolutions) -> None:

@@ -38,7 +38,8 @@ DEFAULT_RESOLUTIONS = ((1242, 375), (1920, 1080))
 
 
 def default_cache_dir() -> Path:
-    """Where exported graphs and engines are cached: ``$XMODAL_CACHE_DIR`` or ``~/.cache/xmodal_compress_ros``."""
+    """Where exported graphs and engines are cached: ``$XMODAL_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/xmodal_compress_ros`` (default ``~/.cache/xmodal_compress_ros``)."""
     base = os.environ.get('XMODAL_CACHE_DIR') or os.path.join(
         os.environ.get('XDG_CACHE_HOME') or os.path.expanduser('~/.cache'), 'xmodal_compress_ros')
     return Path(base)
@@ -68,12 +69,15 @@ class BackendOptions:
 
     def __post_init__(self) -> None:
         if self.device.split(':')[0] not in DEVICES:
-            raise ParameterError(f"device {self.device!r} is not supported: use 'cpu' or 'cuda' (or 'cuda:N')")
+            raise ParameterError(f"device {self.device!r} is not supported: use 'cpu' or 'cuda' "
+                                 "(or 'cuda:N')")
         if self.precision not in PRECISIONS:
-            raise ParameterError(f'precision {self.precision!r} is not supported: use one of {", ".join(PRECISIONS)}')
+            raise ParameterError(f'precision {self.precision!r} is not supported: use one of '
+                                 f'{", ".join(PRECISIONS)}')
         sizes = tuple((int(w), int(h)) for w, h in self.resolutions)
         if not sizes or any(w < 1 or h < 1 or w > 0xFFFF or h > 0xFFFF for w, h in sizes):
-            raise ParameterError(f'resolutions {self.resolutions!r} must be (width, height) pairs in 1..65535')
+            raise ParameterError(f'resolutions {self.resolutions!r} must be (width, height) pairs in '
+                                 '1..65535')
         object.__setattr__(self, 'resolutions', sizes)
         if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 0:
             raise ParameterError(f'threads {self.threads!r} must be an int >= 0 (0 = default)')
@@ -99,8 +103,8 @@ class Backend(abc.ABC):
             raise ParameterError(f'backend {self.name!r} does not run precision {options.precision!r}; it '
                                  f'supports {", ".join(self.precisions)}')
         if not self.is_available(options.device):
-            raise ParameterError(f'backend {self.name!r} is not available for device {options.device!r} here: '
-                                 f'{self.unavailable_reason(options.device)}')
+            raise ParameterError(f'backend {self.name!r} is not available for device {options.device!r} '
+                                 f'here: {self.unavailable_reason(options.device)}')
         self.model = model
         self.options = options
         self.specs: Dict[str, GraphSpec] = graph_specs(model)
@@ -132,7 +136,8 @@ class Backend(abc.ABC):
         if spec is None:
             raise ParameterError(f'unknown graph {graph_name!r}; graphs: {", ".join(GRAPH_NAMES)}')
         if set(inputs) != set(spec.input_names):
-            raise ParameterError(f'graph {graph_name!r} takes inputs {list(spec.input_names)}, got {sorted(inputs)}')
+            raise ParameterError(f'graph {graph_name!r} takes inputs {list(spec.input_names)}, '
+                                 f'got {sorted(inputs)}')
         return self._run(spec, {name: inputs[name] for name in spec.input_names})
 
     @abc.abstractmethod

@@ -2,7 +2,8 @@
 
 Layout of an export folder::
 
-    manifest.json            model id, architecture, opset, every graph's file, sha256, inputs, outputs, op types
+    manifest.json            model id, architecture, opset; per graph: file, sha256, inputs,
+                             outputs, op types
     encoder.onnx, mean.onnx, decoder.onnx           dynamic H/W (``dynamic=True``)
     encoder_1280x384.onnx, ...                      static, one per padded resolution (``resolutions``)
 
@@ -66,7 +67,8 @@ def export_graph(module: torch.nn.Module, spec: GraphSpec, height: int, width: i
     data = buffer.getvalue()
     unsupported = sorted(set(op_types(data)) - TENSORRT_OPS)
     if unsupported:
-        raise ModelFileError(f'graph {spec.name!r} uses operators TensorRT 10 does not support: {unsupported}')
+        raise ModelFileError(f'graph {spec.name!r} uses operators TensorRT 10 does not support: '
+                             f'{unsupported}')
     return data
 
 
@@ -92,7 +94,8 @@ def export_model(model, out_dir, resolutions: Sequence[Tuple[int, int]] = (), dy
     out_dir.mkdir(parents=True, exist_ok=True)
     specs, modules = graph_specs(model), graph_modules(model)
     entries = []
-    variants = ([(None, padded((256, 128)))] if dynamic else []) + [(tuple(r), padded(r)) for r in resolutions]
+    variants = [(None, padded((256, 128)))] if dynamic else []
+    variants += [(tuple(r), padded(r)) for r in resolutions]
     for resolution, (pw, ph) in variants:
         for name in GRAPH_NAMES:
             data = export_graph(modules[name], specs[name], ph, pw, dynamic=resolution is None, opset=opset)
@@ -135,7 +138,8 @@ def model_id(model) -> str:
     """The model id from its metadata (models built in memory have none: ModelFileError)."""
     meta = getattr(model, 'metadata', None)
     if not meta or 'model_id' not in meta:
-        raise ModelFileError('the model has no model_id: load it from its model files (codec.model_io.load_model)')
+        raise ModelFileError('the model has no model_id: load it from its model files '
+                             '(codec.model_io.load_model)')
     return meta['model_id']
 
 
@@ -231,9 +235,11 @@ def check_export(model, out_dir, frames: Iterable, quality: int = 0) -> List[Dic
     out_dir = Path(out_dir)
     manifest = read_manifest(out_dir)
     if manifest['model_id'] != model_id(model):
-        raise ModelFileError(f'{out_dir} holds model {manifest["model_id"]}, not {model_id(model)}: export again')
+        raise ModelFileError(f'{out_dir} holds model {manifest["model_id"]}, not {model_id(model)}: '
+                             'export again')
     modules, specs = graph_modules(model), graph_specs(model)
-    sessions = {e['file']: onnxruntime.InferenceSession(str(out_dir / e['file']), providers=['CPUExecutionProvider'])
+    sessions = {e['file']: onnxruntime.InferenceSession(str(out_dir / e['file']),
+                                                        providers=['CPUExecutionProvider'])
                 for e in manifest['graphs']}
     diffs = {e['file']: [] for e in manifest['graphs']}
     for frame in frames:

@@ -90,7 +90,9 @@ def graph_specs(model: HyperpriorCodec) -> Dict[str, GraphSpec]:
     m, nz = model.config['M'], model.config['Nz']
     depth = (TensorSpec('depth', _image(1)),) if model.uses_lidar else ()
     # The Hyper Refiner takes [mu, c_hyper]: its input width tells c_hyper's channel count.
-    c_hyper = (TensorSpec('c_hyper', _at(model.hyper_refiner.in_channels - m, 16)),) if uses_c_hyper(model) else ()
+    c_hyper = ()
+    if uses_c_hyper(model):
+        c_hyper = (TensorSpec('c_hyper', _at(model.hyper_refiner.in_channels - m, 16)),)
     gain = TensorSpec('gain', (1, m))
     z_hat = TensorSpec('z_hat', _at(nz, 64))
     return {

@@ -65,7 +65,8 @@ class OnnxRuntimeBackend(Backend):
         height, width = _padded_size(spec, tensors)
         outputs = {}
         for name, tensor in tensors.items():
-            binding.bind_input(name, device_type, device_id, np.float32, list(tensor.shape), tensor.data_ptr())
+            binding.bind_input(name, device_type, device_id, np.float32, list(tensor.shape),
+                               tensor.data_ptr())
         for out in spec.outputs:
             outputs[out.name] = torch.empty(out.concrete_shape(height, width), dtype=torch.float32,
                                             device=self.device)

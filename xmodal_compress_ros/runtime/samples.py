@@ -70,7 +70,7 @@ def synthetic_frame(width: int, height: int, seed: int = 0) -> SensorFrame:
 
 
 def frames_for(width: int, height: int, count: int, real: bool = True) -> Iterator[SensorFrame]:
-    """``count`` frames of ``width`` x ``height``: real KITTI frames if they have this size, else synthetic."""
+    """``count`` frames of ``width`` x ``height``: real KITTI frames of this size, else synthetic ones."""
     frames = [f for f in kitti_frames(count) if f.image.shape[:2] == (height, width)] if real else []
     for i in range(count):
         yield frames[i % len(frames)] if frames else synthetic_frame(width, height, seed=i)
@@ -79,7 +79,8 @@ def frames_for(width: int, height: int, count: int, real: bool = True) -> Iterat
 def _texture(width: int, height: int, rng: np.random.Generator) -> np.ndarray:
     """Smooth colour gradients plus blocky mid-frequency texture and mild noise, uint8 RGB."""
     v, u = np.mgrid[0:height, 0:width].astype(np.float32)
-    image = np.stack([0.5 + 0.4 * np.sin(u / (37.0 + 10 * c) + c) * np.cos(v / (23.0 + 5 * c)) for c in range(3)], -1)
+    image = np.stack([0.5 + 0.4 * np.sin(u / (37.0 + 10 * c) + c) * np.cos(v / (23.0 + 5 * c))
+                      for c in range(3)], -1)
     blocks = rng.random((height // 16 + 1, width // 16 + 1, 3)).astype(np.float32)
     image += 0.2 * (np.kron(blocks, np.ones((16, 16, 1), np.float32))[:height, :width] - 0.5)
     image += rng.normal(0.0, 0.02, image.shape).astype(np.float32)

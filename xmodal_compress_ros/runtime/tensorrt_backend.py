@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 from typing import Dict, Tuple
 
 import torch
@@ -57,8 +56,8 @@ class TensorRTBackend(Backend):
             for name, onnx_bytes in graphs.items():
                 engine = self.runtime.deserialize_cuda_engine(self._engine_bytes(name, onnx_bytes))
                 if engine is None:
-                    raise ModelFileError(f'TensorRT could not deserialize the {name} engine: delete the cache '
-                                         f'folder {options.cache_path / "tensorrt"} and retry')
+                    raise ModelFileError(f'TensorRT could not deserialize the {name} engine: delete the '
+                                         f'cache folder {options.cache_path / "tensorrt"} and retry')
                 self.engines[name] = engine
                 self.contexts[name] = engine.create_execution_context()
 

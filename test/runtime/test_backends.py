@@ -1,0 +1,115 @@
+"""Backends: registry, options, agreement with the PyTorch reference, the ONNX graph cache."""
+import numpy as np
+import pytest
+import torch
+
+from xmodal_compress_ros.codec.model_io import load_model
+from xmodal_compress_ros.errors import ParameterError
+from xmodal_compress_ros.runtime.base import (BackendOptions, available_backends, backend_names,
+                                              create_backend, get_backend_class)
+from xmodal_compress_ros.runtime.graphs import GRAPH_NAMES, example_inputs, graph_specs
+from xmodal_compress_ros.runtime.samples import TINY_CONFIG, untrained_models
+
+H, W = 128, 192
+
+
+@pytest.fixture(scope='module', autouse=True)
+def one_thread():
+    """One torch thread: on a loaded 2-core machine two spinning threads are 10x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope='module')
+def models(tmp_path_factory):
+    stems = untrained_models(tmp_path_factory.mktemp('models'), TINY_CONFIG)
+    return [load_model(stem) for stem in stems]
+
+
+def test_registry_names_and_errors():
+    assert backend_names() == ('torch', 'onnxruntime', 'tensorrt')
+    assert {'torch', 'onnxruntime'} <= set(available_backends('cpu'))
+    assert 'tensorrt' not in available_backends('cpu')
+    with pytest.raises(ParameterError, match="unknown backend 'tflite'; valid: torch, onnxruntime, tensorrt"):
+        get_backend_class('tflite')
+    for name in backend_names():
+        cls = get_backend_class(name)
+        assert cls.name == name
+        if cls.is_available('cpu'):
+            assert cls.get_version()
+
+
+def test_options_are_validated():
+    with pytest.raises(ParameterError, match='device'):
+        BackendOptions(device='tpu')
+    with pytest.raises(ParameterError, match='precision'):
+        BackendOptions(precision='int8')
+    with pytest.raises(ParameterError, match='resolutions'):
+        BackendOptions(resolutions=((0, 10),))
+    with pytest.raises(ParameterError, match='threads'):
+        BackendOptions(threads=-1)
+    assert BackendOptions(resolutions=[[640.0, 480]]).resolutions == ((640, 480),)
+
+
+def test_unavailable_backends_say_why(models):
+    if not torch.cuda.is_available():
+        with pytest.raises(ParameterError, match='no CUDA GPU'):
+            create_backend('torch', models[0], BackendOptions(device='cuda'))
+    with pytest.raises(ParameterError, match='does not run precision'):
+        create_backend('onnxruntime', models[0], BackendOptions(precision='fp16'))
+    cls = get_backend_class('tensorrt')
+    if not cls.is_available('cuda'):
+        assert 'tensorrt' in cls.unavailable_reason('cuda') or 'GPU' in cls.unavailable_reason('cuda')
+    assert 'cuda' in cls.unavailable_reason('cpu')
+
+
+@pytest.mark.parametrize('backend, precision, tolerance', [
+    ('torch', 'fp32', 0.0), ('torch', 'fp16', 0.05), ('torch', 'bf16', 0.3), ('onnxruntime', 'fp32', 1e-4)])
+def test_graphs_agree_with_the_reference(models, tmp_path_factory, backend, precision, tolerance):
+    options = BackendOptions(precision=precision, cache_dir=str(tmp_path_factory.getbasetemp() / 'cache'))
+    for model in models:
+        reference = create_backend('torch', model)
+        try:
+            other = create_backend(backend, model, options)
+        except ParameterError as exc:
+            pytest.skip(str(exc))
+        assert other.describe()['backend'] == backend
+        for name, spec in graph_specs(model).items():
+            inputs = example_inputs(spec, H, W, seed=1)
+            expected = reference.run(name, inputs)
+            got = other.run(name, {k: v.numpy() for k, v in inputs.items()})
+            assert list(got) == list(spec.output_names)
+            for out in spec.outputs:
+                assert tuple(got[out.name].shape) == out.concrete_shape(H, W)
+                assert got[out.name].device == other.device
+                diff = (got[out.name].float() - expected[out.name]).abs().max().item()
+                scale = max(1.0, expected[out.name].abs().max().item())
+                assert diff <= tolerance * scale, (name, out.name, diff)
+
+
+def test_run_checks_graph_and_input_names(models):
+    backend = create_backend('torch', models[1])
+    with pytest.raises(ParameterError, match="unknown graph 'hyper'"):
+        backend.run('hyper', {})
+    with pytest.raises(ParameterError, match=r"takes inputs \['z_hat'\]"):
+        backend.run('mean', {'z': np.zeros((1, 8, 1, 1), np.float32)})
+
+
+def test_onnx_graphs_are_cached_and_revalidated(models, tmp_path):
+    pytest.importorskip('onnxruntime')
+    model = models[1]
+    create_backend('onnxruntime', model, BackendOptions(cache_dir=str(tmp_path)))
+    folder = next((tmp_path / 'onnx').iterdir())
+    assert folder.name == f'{model.metadata["model_id"]}-opset17'
+    files = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+    assert set(files) == {'manifest.json'} | {f'{g}.onnx' for g in GRAPH_NAMES}
+    create_backend('onnxruntime', model, BackendOptions(cache_dir=str(tmp_path)))
+    assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == files
+    # A damaged cached graph fails its sha256 check and is exported again.
+    (folder / 'mean.onnx').write_bytes(b'garbage')
+    backend = create_backend('onnxruntime', model, BackendOptions(cache_dir=str(tmp_path)))
+    assert (folder / 'mean.onnx').stat().st_size > 1000
+    spec = backend.specs['mean']
+    assert backend.run('mean', example_inputs(spec, 64, 64))['mu'].shape == (1, TINY_CONFIG['M'], 4, 4)

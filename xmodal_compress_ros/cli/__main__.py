@@ -10,6 +10,11 @@ from xmodal_compress_ros.errors import XmodalError
 # Subcommand name -> module under xmodal_compress_ros.cli. Order is the order of --help.
 SUBCOMMANDS = {
     'project': 'project',
+    'encode': 'encode',
+    'decode': 'decode',
+    'info': 'info',
+    'export': 'export',
+    'bench-runtime': 'bench_runtime',
     'synth': 'synth',
     'kitti2bag': 'kitti2bag',
     'train': 'train',

@@ -1,0 +1,36 @@
+"""``xmodal bench-runtime``: a short run writes per-stage percentiles and names what it could not measure."""
+import json
+
+import pytest
+
+from xmodal_compress_ros.cli import __main__ as cli
+from xmodal_compress_ros.runtime.benchmark import STAGES, percentiles
+from xmodal_compress_ros.runtime.samples import TINY_CONFIG, untrained_models
+
+
+@pytest.fixture(autouse=True)
+def only_bench(monkeypatch):
+    monkeypatch.setattr(cli, 'SUBCOMMANDS', {'bench-runtime': 'bench_runtime'})
+
+
+def test_short_run_writes_json(capsys, tmp_path):
+    lidar, twin = untrained_models(tmp_path, TINY_CONFIG)
+    out = tmp_path / 'runtime.json'
+    code = cli.main(['bench-runtime', '--backends', 'torch,tensorrt', '--sizes', '128x64', '--frames', '2',
+                     '--warmup', '1', '--threads', '1', '--model', lidar, '--fallback-model', twin,
+                     '--out', str(out)])
+    assert code == 0 and json.loads(capsys.readouterr().out.splitlines()[-1])['rows'] == 1
+    result = json.loads(out.read_text())
+    row = result['rows'][0]
+    assert (row['backend'], row['device'], row['width'], row['height']) == ('torch', 'cpu', 128, 64)
+    assert row['frames'] == 2 and row['warmup'] == 1
+    assert set(row['stages_ms']) == set(STAGES) and row['source'] == 'synthetic'
+    assert row['stages_ms']['decode_image']['p50'] >= row['stages_ms']['decoder_network']['p50'] > 0
+    assert result['device']['cpu_count'] >= 1 and result['models']['stems'] == [lidar, twin]
+    if 'tensorrt' not in [r['backend'] for r in result['rows']]:
+        assert any(u['backend'] == 'tensorrt' and u['reason'] for u in result['unmeasured'])
+
+
+def test_percentiles():
+    stats = percentiles(list(range(1, 101)))
+    assert stats == {'p50': 50.5, 'p95': 95.05, 'p99': 99.01, 'mean': 50.5}

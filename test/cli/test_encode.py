@@ -1,0 +1,109 @@
+"""``xmodal encode`` / ``decode`` / ``info``: container round trips, LiDAR loss, image-only files, errors."""
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from xmodal_compress_ros.cli import __main__ as cli
+from xmodal_compress_ros.codec.bitstream import packet_kind, parse_container
+from xmodal_compress_ros.runtime.samples import TINY_CONFIG, synthetic_frame, untrained_models
+
+
+@pytest.fixture(autouse=True)
+def codec_commands(monkeypatch):
+    monkeypatch.setattr(cli, 'SUBCOMMANDS', {name: name for name in ('encode', 'decode', 'info')})
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope='module')
+def files(tmp_path_factory):
+    """Tiny models, and a 200x120 frame as PNG + KITTI .bin + YAML calibration."""
+    folder = tmp_path_factory.mktemp('frame')
+    lidar, twin = untrained_models(folder, TINY_CONFIG)
+    frame = synthetic_frame(200, 120, seed=3)
+    cv2.imwrite(str(folder / 'image.png'), cv2.cvtColor(frame.image, cv2.COLOR_RGB2BGR))
+    frame.points.astype('<f4').tofile(folder / 'scan.bin')
+    frame.calib.to_yaml(folder / 'calib.yaml')
+    return folder, lidar, twin
+
+
+def run(capsys, *argv):
+    code = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def encode(capsys, files, *extra):
+    folder, lidar, twin = files
+    return run(capsys, 'encode', '--image', folder / 'image.png', '--points', folder / 'scan.bin', '--calib',
+               folder / 'calib.yaml', '--model', lidar, '--fallback-model', twin, *extra)
+
+
+def test_encode_info_decode_round_trip(capsys, files, tmp_path):
+    folder, lidar, twin = files
+    code, out, _ = encode(capsys, files, '--quality', 2, '--stamp-ns', 77, '-o', tmp_path / 'frame.xmc')
+    assert code == 0
+    summary = json.loads(out)
+    packets = parse_container((tmp_path / 'frame.xmc').read_bytes())
+    assert [packet_kind(p) for p in packets] == ['lidar', 'image']
+    assert summary['lidar_bytes'] == len(packets[0]) and summary['image_bytes'] == len(packets[1])
+    assert summary['total_bytes'] == len(packets[0]) + len(packets[1]) and not summary['image_only']
+    assert summary['bpp'] == pytest.approx(8 * len(packets[1]) / (200 * 120), abs=1e-5)
+    assert summary['quality'] == 2 and summary['points'] > 0
+
+    code, out, _ = run(capsys, 'info', tmp_path / 'frame.xmc')
+    info = json.loads(out)
+    assert code == 0 and (info['width'], info['height'], info['quality']) == (200, 120, 2)
+    assert info['image_bytes'] == summary['image_bytes'] and info['lidar_bytes'] == summary['lidar_bytes']
+    assert info['total_bytes'] == summary['total_bytes'] and info['stamp_ns'] == 77
+    assert info['scans'][0]['has_projection'] and info['images'][0]['scan_id'] == info['scans'][0]['scan_id']
+    assert len(info['model_id']) == 32 and info['points'] == summary['points']
+
+    decoded = {}
+    for flag in ([], ['--drop-lidar']):
+        out_png = tmp_path / f'recon{len(flag)}.png'
+        code, out, _ = run(capsys, 'decode', tmp_path / 'frame.xmc', '-o', out_png, '--model', lidar,
+                           '--model', twin, '--points-out', tmp_path / 'scan.bin', *flag)
+        result = json.loads(out)
+        assert code == 0 and result['model_id'] == info['model_id'] and result['stamp_ns'] == 77
+        assert result['lidar_missing'] == bool(flag)
+        decoded[bool(flag)] = cv2.imread(str(out_png))
+        assert decoded[bool(flag)].shape == (120, 200, 3)
+    points = np.fromfile(tmp_path / 'scan.bin', '<f4').reshape(-1, 4)
+    assert len(points) == summary['points']
+
+
+def test_image_only_file(capsys, files, tmp_path):
+    folder, lidar, twin = files
+    code, out, _ = run(capsys, 'encode', '--image', folder / 'image.png', '--no-lidar', '--model', lidar,
+                       '--fallback-model', twin, '-o', tmp_path / 'alone.xmc')
+    summary = json.loads(out)
+    assert code == 0 and summary['image_only'] and summary['lidar_bytes'] == 0
+    assert [packet_kind(p) for p in parse_container((tmp_path / 'alone.xmc').read_bytes())] == ['image']
+    code, out, _ = run(capsys, 'decode', tmp_path / 'alone.xmc', '-o', tmp_path / 'alone.png',
+                       '--model', twin)
+    assert code == 0 and json.loads(out)['image_only']
+
+
+def test_errors_are_one_line(capsys, files, tmp_path):
+    folder, lidar, twin = files
+    code, _, err = run(capsys, 'encode', '--image', folder / 'image.png', '--model', lidar,
+                       '-o', tmp_path / 'x.xmc')
+    assert code == 2 and '--points is required' in err
+    code, _, err = encode(capsys, files, '--quality', 9, '-o', tmp_path / 'x.xmc')
+    assert code == 2 and 'quality 9 is out of range' in err
+    code, _, err = encode(capsys, files, '--backend', 'nope', '-o', tmp_path / 'x.xmc')
+    assert code == 2 and "unknown backend 'nope'" in err
+    encode(capsys, files, '-o', tmp_path / 'ok.xmc')
+    code, _, err = run(capsys, 'decode', tmp_path / 'ok.xmc', '-o', tmp_path / 'r.png', '--model', twin)
+    assert code == 2 and 'does not hold' in err
+    code, _, err = run(capsys, 'decode', tmp_path / 'ok.xmc', '-o', tmp_path / 'r.jpg', '--model', lidar)
+    assert code == 2 and '.png' in err
+    (tmp_path / 'bad.xmc').write_bytes(b'XMCF\x01junk')
+    code, _, err = run(capsys, 'info', tmp_path / 'bad.xmc')
+    assert code == 2 and 'container' in err and len(err.strip().splitlines()) == 1

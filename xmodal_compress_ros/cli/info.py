@@ -1,0 +1,53 @@
+"""``xmodal info``: what an ``.xmc`` container holds, without decoding anything."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+HELP = 'Describe an .xmc file (sizes, quality, model id, bytes per packet) as one JSON object.'
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('input', type=Path, help='the .xmc file')
+
+
+def main(args: argparse.Namespace) -> int:
+    from xmodal_compress_ros.codec.bitstream import (packet_kind, parse_container, parse_image_packet,
+                                                     parse_lidar_packet)
+    from xmodal_compress_ros.errors import PacketError
+
+    if not args.input.is_file():
+        raise PacketError(f'{args.input} not found: give an .xmc file written by xmodal encode')
+    data = args.input.read_bytes()
+    images, scans = [], []
+    for packet in parse_container(data):
+        if packet_kind(packet) == 'image':
+            p = parse_image_packet(packet)
+            images.append({
+                'width': p.width, 'height': p.height, 'padded_width': p.padded_width,
+                'padded_height': p.padded_height, 'quality': p.quality, 'model_id': p.model_id.hex(),
+                'image_only': not p.lidar_conditioned, 'stamp_ns': p.image_stamp_ns,
+                'scan_id': p.scan_id if p.lidar_conditioned else None,
+                'scan_stamp_ns': p.scan_stamp_ns if p.lidar_conditioned else None,
+                'y_substreams': p.num_y_substreams, 'z_bytes': len(p.z_bytes), 'y_bytes': len(p.y_bytes),
+                'image_bytes': len(packet)})
+        else:
+            p = parse_lidar_packet(packet)
+            scans.append({
+                'scan_id': p.scan_id, 'stamp_ns': p.stamp_ns, 'frame_id': p.frame_id, 'points': p.num_points,
+                'quantization_bits': p.quantization_bits, 'intensity_bits': p.intensity_bits,
+                'frustum_only': p.frustum_only, 'has_projection': p.projection is not None,
+                'lidar_bytes': len(packet)})
+    image_bytes = sum(i['image_bytes'] for i in images)
+    lidar_bytes = sum(s['lidar_bytes'] for s in scans)
+    first = images[0] if images else {}
+    # Top-level fields describe the (first) image; per-packet details follow in images/scans.
+    keys = ('width', 'height', 'quality', 'model_id', 'image_only', 'stamp_ns')
+    summary = {key: first.get(key) for key in keys}
+    bpp = round(8.0 * image_bytes / (first['width'] * first['height']), 5) if len(images) == 1 else None
+    summary.update(image_bytes=image_bytes, lidar_bytes=lidar_bytes, total_bytes=image_bytes + lidar_bytes,
+                   file_bytes=len(data), points=sum(s['points'] for s in scans), bpp=bpp, images=images,
+                   scans=scans)
+    print(json.dumps(summary))
+    return 0

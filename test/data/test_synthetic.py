@@ -8,7 +8,8 @@ from xmodal_compress_ros.cli.__main__ import main as cli_main
 from xmodal_compress_ros.data.kitti import KittiRawDrive, read_timestamps
 from xmodal_compress_ros.data.synthetic.kitti_layout import drive_dir, write_kitti_raw
 from xmodal_compress_ros.data.synthetic.lidar import LidarConfig
-from xmodal_compress_ros.data.synthetic.sequence import SynthConfig, SyntheticDrive, kitti_calibration
+from xmodal_compress_ros.data.synthetic.sequence import (SynthConfig, SyntheticDrive, kitti_calibration,
+                                                         render_frames)
 from xmodal_compress_ros.errors import DatasetError
 from xmodal_compress_ros.geometry.calibration import Calibration
 
@@ -33,6 +34,13 @@ def test_same_seed_same_frames():
     assert np.array_equal(a.image, b.image)
     assert np.array_equal(a.points, b.points)
     assert (a.image_stamp_ns, a.lidar_stamp_ns) == (b.image_stamp_ns, b.lidar_stamp_ns)
+
+
+def test_parallel_workers_render_the_same_frames():
+    config = SynthConfig(frames=2, seed=5, width=160, height=48, lidar=TINY.lidar)
+    serial, parallel = list(render_frames(config)), list(render_frames(config, workers=2))
+    for a, b in zip(serial, parallel, strict=True):
+        assert np.array_equal(a.image, b.image) and np.array_equal(a.points, b.points)
 
 
 def test_other_seed_other_frames():

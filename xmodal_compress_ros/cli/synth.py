@@ -28,6 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--beams', type=_positive_int, default=64, help='LiDAR beams (default 64, HDL-64E)')
     parser.add_argument('--columns', type=_positive_int, default=2000,
                         help='LiDAR azimuth steps per revolution (default 2000)')
+    parser.add_argument('--workers', type=_positive_int, default=1,
+                        help='processes rendering frames in parallel (default 1; frames are identical '
+                             'for any count)')
     parser.add_argument('--no-bag', action='store_true', help='write only the KITTI raw files, no rosbag2')
     parser.add_argument('--storage', choices=('mcap', 'sqlite3'), default='mcap',
                         help='rosbag2 storage plugin (default mcap)')
@@ -38,7 +41,8 @@ def main(args: argparse.Namespace) -> int:
 
     from xmodal_compress_ros.data.synthetic.kitti_layout import drive_dir, write_kitti_raw
     from xmodal_compress_ros.data.synthetic.lidar import LidarConfig
-    from xmodal_compress_ros.data.synthetic.sequence import START, SynthConfig, SyntheticDrive
+    from xmodal_compress_ros.data.synthetic.sequence import (START, SynthConfig, kitti_calibration,
+                                                             render_frames)
     from xmodal_compress_ros.errors import DatasetError
 
     bag_path = args.out / 'bag'
@@ -46,15 +50,15 @@ def main(args: argparse.Namespace) -> int:
         raise DatasetError(f'{bag_path} exists already: choose a new --out folder or delete it')
     config = SynthConfig(frames=args.frames, seed=args.seed, width=args.width, height=args.height,
                          lidar=LidarConfig(beams=args.beams, columns=args.columns))
-    drive = SyntheticDrive(config)
     date = START.strftime('%Y_%m_%d')
     args.out.mkdir(parents=True, exist_ok=True)
-    drive.calib.to_yaml(args.out / 'calibration.yaml')
+    kitti_calibration(args.width, args.height).to_yaml(args.out / 'calibration.yaml')
     point_counts = []
     started = time.perf_counter()
 
     def rendered():
-        for frame in tqdm(drive, total=len(drive), unit='frame', desc='synth'):
+        for frame in tqdm(render_frames(config, args.workers), total=config.frames, unit='frame',
+                          desc='synth'):
             point_counts.append(len(frame.points))
             yield frame
 

@@ -223,6 +223,18 @@ def _add_car(b: _Builder, x: float, y: float, heading: float, velocity: float, p
     c0, c1 = c_mid - cabin_len / 2, c_mid + cabin_len / 2
     b.box((c0, y - hw + 0.08, body_top), (c1, y + hw - 0.08, roof), CAR_CABIN, paint, obj,
           params=(heading, c1 - c0, roof - body_top, 0.0), velocity=velocity)
+    # Bumpers stick out a few centimetres at both ends; mirrors stick out at the front of the cabin.
+    trim = paint if rng.random() < 0.5 else np.array([0.035, 0.035, 0.035])
+    for end in (-1, 1):
+        xb = x + end * hl
+        xs = sorted((xb - end * 0.15, xb + end * 0.06))
+        b.box((xs[0], y - hw + 0.03, 0.22), (xs[1], y + hw - 0.03, 0.52), METAL, trim, obj, velocity=velocity)
+    x_front = c1 if heading > 0 else c0
+    for side in (-1, 1):
+        ys = sorted((y + side * hw, y + side * (hw + 0.16)))
+        b.box((x_front - 0.2 if heading > 0 else x_front + 0.05, ys[0], body_top + 0.02),
+              (x_front - 0.05 if heading > 0 else x_front + 0.2, ys[1], body_top + 0.17), METAL, paint, obj,
+              velocity=velocity)
     wheel_r = 0.32
     for wx in (x - hl + 0.75, x + hl - 0.8):
         for wy in (y - hw + 0.12, y + hw - 0.12):
@@ -233,6 +245,34 @@ def _add_car(b: _Builder, x: float, y: float, heading: float, velocity: float, p
 def _paint(rng: np.random.Generator) -> np.ndarray:
     base = _CAR_PAINTS[rng.choice(len(_CAR_PAINTS), p=_CAR_PAINT_SHARE / _CAR_PAINT_SHARE.sum())]
     return np.clip(base * rng.uniform(0.85, 1.15, 3), 0.005, 0.9)
+
+
+def _facade_look(rng: np.random.Generator) -> dict:
+    """Style, storeys, colour and window grid of one building."""
+    style = int(rng.choice([PLASTER, BRICK, PANEL, OFFICE], p=[0.45, 0.25, 0.18, 0.12]))
+    floor_h = rng.uniform(2.9, 3.6) if style != OFFICE else rng.uniform(3.4, 4.0)
+    height = int(rng.integers(2, 8)) * floor_h + rng.uniform(0.4, 1.2)
+    palette = _FACADE_COLOURS[style]
+    colour = np.clip(palette[rng.integers(len(palette))] * rng.uniform(0.85, 1.15, 3), 0.02, 0.9)
+    spacing = rng.uniform(2.4, 4.0) if style != OFFICE else rng.uniform(1.4, 2.0)
+    win_w = spacing * (rng.uniform(0.35, 0.55) if style != OFFICE else rng.uniform(0.8, 0.92))
+    win_h = floor_h * (rng.uniform(0.42, 0.6) if style != OFFICE else rng.uniform(0.6, 0.75))
+    return dict(style=style, height=height, colour=colour, params=(floor_h, spacing, win_w, win_h))
+
+
+def _add_building(b: _Builder, lo, hi, look: dict, cornice_axis: int, cornice_sign: int) -> None:
+    """A facade block and its cornice, overhanging on the street side (axis 0 or 1, sign +-1)."""
+    obj = b.new_object()
+    lo, hi = np.array(lo, float), np.array(hi, float)
+    hi[2] = look['height']
+    b.box(lo, hi, FACADE, look['colour'], obj, style=look['style'], params=look['params'])
+    clo, chi = lo.copy(), hi.copy()
+    clo[2] = hi[2] - 0.35
+    if cornice_sign > 0:
+        chi[cornice_axis] += 0.3
+    else:
+        clo[cornice_axis] -= 0.3
+    b.box(clo, chi, CORNICE, np.clip(look['colour'] * 1.25 + 0.05, 0, 0.9), obj)
 
 
 def _add_buildings(b: _Builder, street: Street, side: int, sidewalk_edge: float) -> None:
@@ -249,26 +289,12 @@ def _add_buildings(b: _Builder, street: Street, side: int, sidewalk_edge: float)
                          if x1 >= xc - w / 2 - 2.0 and x0 <= xc + w / 2 + 2.0)
             x = xc + w / 2 + 2.0
             continue
-        style = int(rng.choice([PLASTER, BRICK, PANEL, OFFICE], p=[0.45, 0.25, 0.18, 0.12]))
-        floor_h = rng.uniform(2.9, 3.6) if style != OFFICE else rng.uniform(3.4, 4.0)
-        floors = int(rng.integers(2, 8))
-        height = floors * floor_h + rng.uniform(0.4, 1.2)
+        look = _facade_look(rng)
         setback = rng.uniform(0.0, 1.0) if rng.random() < 0.8 else rng.uniform(2.5, 5.0)
         y_face = sidewalk_edge + setback
         depth = rng.uniform(10.0, 18.0)
-        palette = _FACADE_COLOURS[style]
-        colour = palette[rng.integers(len(palette))] * rng.uniform(0.85, 1.15, 3)
-        spacing = rng.uniform(2.4, 4.0) if style != OFFICE else rng.uniform(1.4, 2.0)
-        win_w = spacing * (rng.uniform(0.35, 0.55) if style != OFFICE else rng.uniform(0.8, 0.92))
-        win_h = floor_h * (rng.uniform(0.42, 0.6) if style != OFFICE else rng.uniform(0.6, 0.75))
-        obj = b.new_object()
         ys = sorted((side * y_face, side * (y_face + depth)))
-        b.box((x0, ys[0], 0.0), (x1, ys[1], height), FACADE, np.clip(colour, 0.02, 0.9), obj, style=style,
-              params=(floor_h, spacing, win_w, win_h))
-        # A cornice: a lighter band on top, overhanging the facade.
-        cor = np.clip(colour * 1.25 + 0.05, 0, 0.9)
-        yc = sorted((side * (y_face - 0.3), side * (y_face + 0.6)))
-        b.box((x0, yc[0], height - 0.35), (x1, yc[1], height), CORNICE, cor, obj)
+        _add_building(b, (x0, ys[0], 0.0), (x1, ys[1], 0.0), look, 1, -side)
         if setback > 2.0:
             # Front garden hedge.
             yh = sorted((side * (sidewalk_edge + 0.2), side * (sidewalk_edge + 0.9)))
@@ -276,15 +302,39 @@ def _add_buildings(b: _Builder, street: Street, side: int, sidewalk_edge: float)
                   np.array([0.05, 0.13, 0.03]) * rng.uniform(0.8, 1.2, 3), b.new_object())
         i0 = int((x0 - street.x_min) / street.profile_step)
         i1 = int((x1 - street.x_min) / street.profile_step)
-        profile_y[i0:i1 + 1], profile_h[i0:i1 + 1] = y_face, height
+        profile_y[i0:i1 + 1], profile_h[i0:i1 + 1] = y_face, look['height']
         gap = rng.uniform(2.0, 6.0) if rng.random() < 0.25 else 0.0
         if gap > 0.0:
             # A taller building further back shows through the alley.
+            back = _facade_look(rng)
+            back['height'] = max(back['height'], look['height'] + rng.uniform(0, 6))
             ys = sorted((side * (y_face + depth + 4.0), side * (y_face + depth + 16.0)))
-            back = _FACADE_COLOURS[PLASTER][rng.integers(len(_FACADE_COLOURS[PLASTER]))]
-            b.box((x1 - 4.0, ys[0], 0.0), (x1 + gap + 4.0, ys[1], height + rng.uniform(0, 6)), FACADE,
-                  back, b.new_object(), style=PLASTER, params=(3.2, 3.0, 1.3, 1.6))
+            _add_building(b, (x1 - 4.0, ys[0], 0.0), (x1 + gap + 4.0, ys[1], 0.0), back, 1, -side)
         x = x1 + gap
+
+
+def _add_cross_streets(b: _Builder, street: Street, side: int, sidewalk_edge: float, colour) -> None:
+    """Sidewalks and buildings lining each cross street on one side, closed by a far block."""
+    rng = b.rng
+    far = 110.0
+    for xc, w in street.intersections:
+        for end in (-1, 1):
+            kerb = xc + end * w / 2
+            xs = sorted((kerb, kerb + end * 2.5))
+            ys = sorted((side * (sidewalk_edge + 8.0), side * far))
+            b.box((xs[0], ys[0], 0.0), (xs[1], ys[1], street.kerb_height - 0.01), SIDEWALK, colour,
+                  b.new_object(), style=int(rng.integers(0, 3)), params=(rng.uniform(0.3, 0.6), 0, 0, 0))
+            y = sidewalk_edge + 20.0
+            while y < far - 8.0:
+                length = rng.uniform(10.0, 30.0)
+                face = kerb + end * (2.5 + rng.uniform(0.0, 1.0))
+                xs = sorted((face, face + end * rng.uniform(12.0, 18.0)))
+                ys = sorted((side * y, side * min(y + length, far)))
+                _add_building(b, (xs[0], ys[0], 0.0), (xs[1], ys[1], 0.0), _facade_look(rng), 0, -end)
+                y += length
+        ys = sorted((side * (far + 2.0), side * (far + 14.0)))
+        _add_building(b, (xc - w / 2 - 20.0, ys[0], 0.0), (xc + w / 2 + 20.0, ys[1], 0.0), _facade_look(rng),
+                      1, -side)
 
 
 def _add_sidewalks(b: _Builder, street: Street, side: int, width: float, colour) -> None:
@@ -415,6 +465,7 @@ def generate_scene(seed: int, config: SceneConfig = SceneConfig(), ego_x0: float
         width = rng.uniform(2.5, 4.5)
         _add_sidewalks(b, street, side, width, sidewalk_colour)
         _add_buildings(b, street, side, edge + 0.15 + width)
+        _add_cross_streets(b, street, side, edge + 0.15 + width, sidewalk_colour)
         _add_street_furniture(b, street, side, edge + 0.15)
     ego_lane_y = -lane / 2
     _add_traffic(b, street, config, ego_lane_y, ego_x0)

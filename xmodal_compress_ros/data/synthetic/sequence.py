@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Iterator, Optional
 
 import numpy as np
 
@@ -188,3 +188,32 @@ class SyntheticDrive:
                             image_stamp_ns=self.start_ns + int(round(camera_t * 1e9)),
                             lidar_stamp_ns=self.start_ns + int(round(lidar_t * 1e9)), name=f'{k:010d}')
         return RenderedFrame(frame=frame, depth=depth)
+
+
+_worker_drive: Optional[SyntheticDrive] = None
+
+
+def _start_worker(config: SynthConfig) -> None:
+    global _worker_drive
+    _worker_drive = SyntheticDrive(config)
+
+
+def _render_in_worker(index: int) -> SensorFrame:
+    return _worker_drive.render(index).frame
+
+
+def render_frames(config: SynthConfig, workers: int = 1) -> Iterator[SensorFrame]:
+    """Frames 0..N-1 in order, rendered by ``workers`` processes that each build the scene once.
+
+    Frames depend only on (seed, index), so the output is identical for any number of workers.
+    """
+    if workers <= 1:
+        yield from SyntheticDrive(config)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    context = multiprocessing.get_context('spawn')
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
+                             initargs=(config,)) as pool:
+        yield from pool.map(_render_in_worker, range(config.frames))

@@ -194,6 +194,13 @@ class Materials:
                 track += np.exp(-((y - centre - off) / 0.35) ** 2)
         grey = 0.07 * (1 + 0.22 * grain + 0.18 * fine + 0.1 * blotch)
         grey = grey * (1 - 0.25 * patch) * (1 - 0.12 * track)
+        # Cracks: a contour of mid-scale noise, only where the surface is worn.
+        contour = np.abs(self._fbm(x - 11.0, y + 5.0, 0.12, fp))
+        worn = np.clip(blotch - 0.3, 0, 1)
+        crack = box_mask(contour, -1.0, 0.05, fp * 4.0) * worn
+        grey = grey * (1 - 0.45 * crack)
+        cover = self._manholes(x, y, fp)
+        grey = grey * (1 - cover) + cover * 0.09 * (1 + 0.4 * fine)
         marking = self._markings(x, y, fp)
         wear = np.clip(0.75 + 0.35 * self._fbm(x, y, 0.05, fp), 0.2, 1.0)
         marking *= wear
@@ -205,7 +212,19 @@ class Materials:
         verge = (g * np.array([0.07, 0.12, 0.03]) + (1 - g) * np.array([0.14, 0.11, 0.07]))
         verge = verge * (1 + 0.35 * grain + 0.2 * fine)[:, None]
         out.albedo[sel] = np.where(road[:, None], asphalt, verge)
-        out.ir[sel] = np.where(road, 0.11 * (1 + 0.3 * fine) + 0.5 * marking, 0.25)
+        out.ir[sel] = np.where(road, 0.17 * (1 + 0.3 * fine) + 0.5 * marking, 0.3)
+
+    def _manholes(self, x, y, fp):
+        """Round covers at random spots in the lanes: a dark rim around a cast-iron grid."""
+        cell = np.floor(x / 17.0)
+        present = cell_hash(cell, 1, self.scene.seed) < 0.45
+        xc = (cell + 0.25 + 0.5 * cell_hash(cell, 2, self.scene.seed)) * 17.0
+        yc = np.where(cell_hash(cell, 3, self.scene.seed) < 0.5, -0.5, 0.5) * self.scene.street.lane_width
+        r = np.hypot(x - xc, y - yc)
+        disc = box_mask(r, -1.0, 0.32, fp) * present
+        grid = np.maximum(stripes(x, 0.08, 0.02, fp), stripes(y, 0.08, 0.02, fp))
+        rim = box_mask(r, 0.27, 0.32, fp)
+        return disc * np.clip(0.6 + 0.4 * grid + rim, 0, 1)
 
     def _markings(self, x, y, fp):
         """Centre dashes, optional lane edge lines, zebra crossings and stop lines before crossings."""
@@ -313,6 +332,20 @@ class Materials:
         sill_m = box_mask(b, b0 - 0.07, b0, fp) * box_mask(a, -ww / 2 - 0.08, ww / 2 + 0.08, fp) * valid
         albedo = wall * (1 - win)[:, None] + frame_col * frame_m[:, None] + interior * glass_m[:, None]
         albedo = albedo * (1 - sill_m)[:, None] + 0.65 * sill_m[:, None]
+        # Shops carry a lettered sign band above their windows; every building has a front door.
+        street_face = (np.abs(n[:, 1]) > 0.5) & (z < floor_h)
+        band = box_mask(z, floor_h - 0.42, floor_h - 0.08, fp) * shop * street_face
+        letters = (cell_hash(np.floor(along / 0.22), np.floor(z / 0.12), seed) < 0.5)
+        letters = letters * box_mask(z, floor_h - 0.36, floor_h - 0.14, fp)
+        sign_col = np.stack([cell_hash(seed, k, 31) for k in range(3)], 1) * 0.7
+        sign = sign_col * (1 - letters)[:, None] + 0.85 * letters[:, None]
+        albedo = albedo * (1 - band)[:, None] + sign * band[:, None]
+        door_col = np.floor(cell_hash(seed, 5, 7) * np.maximum(n_cols, 1))
+        door = (box_mask(a, -0.6, 0.6, fp) * box_mask(z, -1.0, 2.25, fp) * (col == door_col)
+                * street_face * (style != S.OFFICE))
+        door_paint = np.array([0.10, 0.06, 0.035], np.float32) * (0.6 + cell_hash(seed, 6, 6))[:, None]
+        albedo = albedo * (1 - door)[:, None] + door_paint * door[:, None]
+        glass_m = glass_m * (1 - door)
         roof = n[:, 2] > 0.5
         albedo[roof] = 0.12
         out.albedo[sel] = albedo

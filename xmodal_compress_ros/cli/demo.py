@@ -171,8 +171,11 @@ def _drain(session: Any, expected: int) -> None:
         dec = probe.node_diagnostics('xmodal_decoder')
         if not enc or not dec:
             return False
-        handled = int(enc['frames_out']) + int(enc['dropped'])
-        return handled >= expected and len(probe.images) >= int(enc['frames_out'])
+        encoded = int(enc['frames_out'])
+        decoded = int(dec['frames_out'])
+        return (encoded + int(enc['dropped']) >= expected and int(dec['frames_in']) >= encoded
+                and decoded + int(dec['dropped.superseded']) + int(dec['errors']) >= int(dec['frames_in'])
+                and len(probe.images) >= decoded)
 
     probe.wait_for(settled, DRAIN_TIMEOUT_S, alive=session.nodes_alive, poll=0.2)
 
@@ -216,6 +219,8 @@ def _results(originals: Dict[str, Any], probe: Any, psnrs: Dict[int, float], pub
         'latency_p50_ms': p50, 'latency_p99_ms': p99,
         'image_hz': originals['image_hz'], 'lidar_hz': originals['lidar_hz'], 'width': width, 'height': height,
         'encoder_dropped': int(encoder.get('dropped', 0)), 'image_only': int(encoder.get('image_only', 0)),
+        'unpaired': int(encoder.get('unpaired', 0)),
+        'decoder_dropped': int(diagnostics['xmodal_decoder'].get('dropped.superseded', 0)),
         'encode_p50_ms': float(encoder.get('encode_latency_p50_ms', 'nan')),
         'decode_p50_ms': float(diagnostics['xmodal_decoder'].get('decode_latency_p50_ms', 'nan')),
     }

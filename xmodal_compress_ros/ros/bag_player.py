@@ -22,6 +22,7 @@ from xmodal_compress_ros.ros import conversions
 from xmodal_compress_ros.ros.node_main import qos_profile
 
 NODE_NAME = 'xmodal_bag_player'
+DISCOVERY_SETTLE_S = 0.5
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,6 +65,9 @@ class BagPlayer:
         needed = (self.publishers[rosbag_io.IMAGE], self.publishers[rosbag_io.SCAN])
         while time.monotonic() < deadline:
             if all(pub.get_subscription_count() > 0 for pub in needed):
+                # The writer sees the reader before the reader has matched the writer; samples sent
+                # in between arrive only after the next heartbeat (about 100 ms late).
+                time.sleep(DISCOVERY_SETTLE_S)
                 return True
             time.sleep(0.05)
         return False
@@ -75,7 +79,7 @@ class BagPlayer:
         first_stamp: Optional[int] = None
         start = 0.0
         for event in events:
-            if self.args.max_images and self.images >= self.args.max_images:
+            if event.kind == rosbag_io.IMAGE and self.args.max_images and self.images >= self.args.max_images:
                 break
             msg = to_message(event)
             if first_stamp is None:

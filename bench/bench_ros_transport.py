@@ -150,8 +150,9 @@ def main(argv=None):
         for reliability in args.reliability:
             record = run_pair(args, setting, reliability)
             records.append(record)
+            p50, p99 = record.get('p50_ms', float('nan')), record.get('p99_ms', float('nan'))
             print(f'{setting:16} {reliability:12} {record["received"]:>4}/{record["sent"]:<4} '
-                  f'{record.get("p50_ms", float("nan")):8.2f} {record.get("p99_ms", float("nan")):8.2f}', flush=True)
+                  f'{p50:8.2f} {p99:8.2f}', flush=True)
     result = {'image': f'{args.width}x{args.height} rgb8', 'bytes': args.width * args.height * 3,
               'hz': args.hz, 'machine': f'{platform.machine()} {os.cpu_count()} cores',
               'shipped': SETTINGS['shipped'], 'localhost_only': not args.any_host, 'records': records}

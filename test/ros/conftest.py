@@ -66,7 +66,8 @@ class NodeCodec:
                                            threads=1)
 
     def decoder_config(self):
-        return self.pipeline.DecoderConfig(models=tuple(self.stems), resolutions=((WIDTH, HEIGHT),), threads=1)
+        return self.pipeline.DecoderConfig(models=tuple(self.stems), resolutions=((WIDTH, HEIGHT),),
+                                           threads=1)
 
 
 @pytest.fixture(scope='session')

@@ -55,13 +55,15 @@ def test_every_frame_arrives_decoded_with_its_header(tmp_path, tiny_bag, node_co
     with session(tmp_path, node_codec, on_image) as s:
         s.play(tiny_bag)
         assert s.probe.wait_for(lambda: len(s.probe.images) == 10 and len(s.probe.point_headers) == 10, 15)
-        assert s.probe.wait_for(lambda: s.probe.node_diagnostics('xmodal_encoder').get('frames_out') == '10', 5)
+        assert s.probe.wait_for(
+            lambda: s.probe.node_diagnostics('xmodal_encoder').get('frames_out') == '10', 5)
         encoder_diag = s.probe.node_diagnostics('xmodal_encoder')
         assert s.nodes_alive()
 
     stamps = [START_NS + i * PERIOD_NS for i in range(10)]
     assert [r.stamp_ns for r in s.probe.images] == stamps
-    assert {(r.frame_id, r.width, r.height, r.encoding) for r in s.probe.images} == {('camera', WIDTH, HEIGHT, 'rgb8')}
+    headers = {(r.frame_id, r.width, r.height, r.encoding) for r in s.probe.images}
+    assert headers == {('camera', WIDTH, HEIGHT, 'rgb8')}
     assert [h[:2] for h in s.probe.point_headers] == [(stamp, 'lidar') for stamp in stamps]
     packets = s.probe.packets
     assert {p.format for p in packets} == {packet_format('image'), packet_format('lidar')}
@@ -88,7 +90,8 @@ def unknown_model_packet(codec, frame):
     from xmodal_compress_ros.codec import bitstream
 
     encoder = codec.pipeline.Encoder(codec.encoder_config(1), frame.calib)
-    packet = bitstream.parse_image_packet(encoder.encode_image(frame.image, frame.image_stamp_ns, None).packet)
+    encoded = encoder.encode_image(frame.image, frame.image_stamp_ns, None)
+    packet = bitstream.parse_image_packet(encoded.packet)
     return bitstream.pack_image_packet(replace(packet, model_id=bytes(range(16))))
 
 
@@ -102,7 +105,8 @@ def test_bad_inputs_are_counted_and_the_nodes_keep_answering(tmp_path, node_code
         image_pub = node.create_publisher(Image, '/camera/image_raw', qos)
         cloud_pub = node.create_publisher(PointCloud2, '/lidar/points', qos)
         packet_pub = node.create_publisher(CompressedImage, '/camera/image_raw/xmodal', qos)
-        assert s.probe.wait_for(lambda: image_pub.get_subscription_count() and cloud_pub.get_subscription_count()
+        assert s.probe.wait_for(lambda: image_pub.get_subscription_count() > 0
+                                and cloud_pub.get_subscription_count() > 0
                                 and packet_pub.get_subscription_count() >= 2, 10)
 
         def send_frame(i, image=None, points=None, encoding='rgb8'):

@@ -57,7 +57,8 @@ def test_config_from_values_normalises_and_lists_every_problem():
 def test_decoder_models_and_output_encoding():
     config = config_from_values(DecoderNodeConfig, {'models': ['a', 'b', 'c'], 'output_encoding': 'bgr8'})
     assert config.models == ('a', 'b', 'c')
-    assert validate_value(spec(DecoderNodeConfig, 'models'), ['a', 3]) == "models must hold strings, got ['a', 3]"
+    reason = validate_value(spec(DecoderNodeConfig, 'models'), ['a', 3])
+    assert reason == "models must hold strings, got ['a', 3]"
     assert 'use one of rgb8, bgr8' in validate_value(spec(DecoderNodeConfig, 'output_encoding'), 'mono8')
 
 

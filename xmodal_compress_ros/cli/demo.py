@@ -22,13 +22,15 @@ DRAIN_TIMEOUT_S = 60.0
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--bag', type=Path, help='sensor bag to play (default: synthesize one into --out)')
     parser.add_argument('--frames', type=int, default=DEFAULT_FRAMES, metavar='N',
-                        help=f'frames to synthesize, or images to play from --bag (0: all); default {DEFAULT_FRAMES}')
+                        help=f'frames to synthesize, or images to play from --bag (0: all); '
+                             f'default {DEFAULT_FRAMES}')
     parser.add_argument('--out', type=Path, default=Path('out/demo'), help='output folder (default out/demo)')
     parser.add_argument('--calibration', type=Path,
                         help='calibration of the bag (default: calibration.yaml in the bag or beside it)')
     parser.add_argument('--quality', type=int, default=3, help='quality level (default 3)')
     parser.add_argument('--target-kbps', type=float, default=0.0,
-                        help='link budget for images + LiDAR; the encoder picks the quality per frame (0: off)')
+                        help='link budget in kbit/s for images + LiDAR; the encoder picks the quality '
+                             'per frame (0: off)')
     parser.add_argument('--backend', default='torch', help='torch, onnxruntime or tensorrt (default torch)')
     parser.add_argument('--device', default='cpu', help='cpu or cuda (default cpu)')
     parser.add_argument('--model', default='models/xmodal-lidar', help='LiDAR-conditioned model stem')
@@ -217,7 +219,8 @@ def _results(originals: Dict[str, Any], probe: Any, psnrs: Dict[int, float], pub
         'raw_kbps': raw_kbps, 'bpp': 8 * _mean(image_bytes) / (width * height),
         'psnr_db': float(np.mean(list(psnrs.values()))) if psnrs else float('nan'),
         'latency_p50_ms': p50, 'latency_p99_ms': p99,
-        'image_hz': originals['image_hz'], 'lidar_hz': originals['lidar_hz'], 'width': width, 'height': height,
+        'image_hz': originals['image_hz'], 'lidar_hz': originals['lidar_hz'],
+        'width': width, 'height': height,
         'encoder_dropped': int(encoder.get('dropped', 0)), 'image_only': int(encoder.get('image_only', 0)),
         'unpaired': int(encoder.get('unpaired', 0)),
         'decoder_dropped': int(diagnostics['xmodal_decoder'].get('dropped.superseded', 0)),
@@ -245,7 +248,9 @@ def _summary_lines(result: Dict[str, Any]) -> List[str]:
         f'({v["bpp"]:.3f} bpp) + LiDAR {v["lidar_kbps"]:.0f}; raw {v["raw_kbps"] / 1000:.0f} Mbit/s '
         f'({ratio:.0f}x smaller)',
         f'quality: mean PSNR {v["psnr_db"]:.2f} dB against the originals',
-        f'latency publish -> decoded image: p50 {v["latency_p50_ms"]:.0f} ms, p99 {v["latency_p99_ms"]:.0f} ms '
+        f'latency publish -> decoded image: p50 {v["latency_p50_ms"]:.0f} ms, '
+        f'p99 {v["latency_p99_ms"]:.0f} ms '
         f'(encode p50 {v["encode_p50_ms"]:.0f} ms, decode p50 {v["decode_p50_ms"]:.0f} ms)',
-        f'wrote {result["out"] / "demo_side_by_side.png"} (original | decoded) and logs in {result["out"] / "logs"}',
+        f'wrote {result["out"] / "demo_side_by_side.png"} (original | decoded) and logs in '
+        f'{result["out"] / "logs"}',
     ]

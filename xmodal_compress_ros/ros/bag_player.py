@@ -28,7 +28,8 @@ DISCOVERY_SETTLE_S = 0.5
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog='bag_player', description=__doc__.splitlines()[0])
     parser.add_argument('bag', help='rosbag2 directory (MCAP or sqlite3) with the sensor topics')
-    parser.add_argument('--rate', type=float, default=1.0, help='playback speed factor (default 1: recorded rate)')
+    parser.add_argument('--rate', type=float, default=1.0,
+                        help='playback speed factor (default 1: the recorded rate)')
     parser.add_argument('--image-topic', default=rosbag_io.IMAGE_TOPIC)
     parser.add_argument('--lidar-topic', default=rosbag_io.LIDAR_TOPIC)
     parser.add_argument('--info-topic', default=rosbag_io.CAMERA_INFO_TOPIC,
@@ -38,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help='seconds to wait for a subscriber on the image and LiDAR topics before playing')
     parser.add_argument('--qos', choices=('reliable', 'best_effort'), default='reliable',
                         help='reliability of the publishers (reliable also reaches sensor-data subscribers)')
-    parser.add_argument('--publish-log', help='write {"stamp_ns", "time"} JSON lines, one per image published')
+    parser.add_argument('--publish-log',
+                        help='write {"stamp_ns", "time"} JSON lines, one per image published')
     return parser
 
 

@@ -108,7 +108,8 @@ class DecoderNode(Node):
 
     def _on_worker_error(self, exc: BaseException) -> None:
         if isinstance(exc, self._unknown_model_error):
-            self._report('error', 'unknown_model', f'{exc} (add the model to the decoder\'s models parameter)')
+            self._report('error', 'unknown_model',
+                         f'{exc} (add the model to the decoder\'s models parameter)')
         elif isinstance(exc, PacketError):
             self._report('error', 'corrupt_packet', str(exc))
         elif isinstance(exc, XmodalError):
@@ -129,7 +130,8 @@ class DecoderNode(Node):
         self._stats.count('scans_out')
         if self._points_pub is not None:
             points = np.asarray(scan.points, dtype=np.float32)
-            self._points_pub.publish(conversions.numpy_to_pointcloud2(points, header, field_names=POINT_FIELDS))
+            self._points_pub.publish(
+                conversions.numpy_to_pointcloud2(points, header, field_names=POINT_FIELDS))
 
     def _decode_image(self, item: Tuple[Any, bytes, float]) -> None:
         header, packet, received = item
@@ -167,7 +169,8 @@ class DecoderNode(Node):
         values.update({f'warnings.{k}': v for k, v in stats.counts('warning.').items()})
         image_kbps, lidar_kbps = stats.kbps('image'), stats.kbps('lidar')
         values.update({'lidar_missing': stats.get('lidar_missing'), 'image_only': stats.get('image_only'),
-                       'image_kbps': image_kbps, 'lidar_kbps': lidar_kbps, 'total_kbps': image_kbps + lidar_kbps,
+                       'image_kbps': image_kbps, 'lidar_kbps': lidar_kbps,
+                       'total_kbps': image_kbps + lidar_kbps,
                        'quality': self._last_quality, 'model': self._last_model,
                        'backend': c.backend, 'device': c.device, 'precision': c.precision,
                        'output_encoding': c.output_encoding})

@@ -4,8 +4,7 @@ Data flow::
 
     image ──(callback: newest-only slot)──┐
     scan  ──(callback: bounded FIFO)──────┤ worker thread ── Encoder ──> packets on <image_topic>/xmodal
-    camera_info (optional, latest kept) ──┘                                   (LiDAR packet once per scan,
-                                                                               image packets reference it)
+    camera_info (optional, latest kept) ──┘    (one LiDAR packet per scan; image packets reference it)
 
 Callbacks only hand messages to the worker, so the executor never blocks. Every scan is encoded
 once (``Encoder.encode_scan``), its LiDAR packet published once, and its decoded scan buffered
@@ -41,7 +40,7 @@ _ERROR_KINDS = {ImageFormatError: 'bad_image', PointCloudError: 'bad_cloud', Cal
 
 
 def packet_format(kind: str) -> str:
-    """The CompressedImage.format of a packet: codec, packet kind and bitstream version (``xmodal/image;v1``)."""
+    """The CompressedImage.format of a packet: codec, kind and bitstream version (``xmodal/image;v1``)."""
     from xmodal_compress_ros.codec import bitstream
 
     version = bitstream.IMAGE_VERSION if kind == 'image' else bitstream.LIDAR_VERSION
@@ -232,8 +231,8 @@ class EncoderNode(Node):
         self._refresh_camera_info()
         encoder, rate = self._encoder, self._rate
         if encoder is None:
-            self._report('drop', 'no_calibration', f'no CameraInfo received on {self._config.camera_info_topic} '
-                         'yet: images are dropped until one arrives')
+            self._report('drop', 'no_calibration', f'no CameraInfo received on '
+                         f'{self._config.camera_info_topic} yet: images are dropped until one arrives')
             return
         try:
             rgb = conversions.image_to_rgb(msg)
@@ -243,7 +242,9 @@ class EncoderNode(Node):
         stamp_ns = conversions.stamp_to_ns(msg.header.stamp)
         scan = self._pick_scan(stamp_ns, rgb.shape[1], rgb.shape[0])
         config = self._config
-        quality = rate.choose(config.target_kbps, config.quality) if config.target_kbps > 0 else config.quality
+        quality = config.quality
+        if config.target_kbps > 0:
+            quality = rate.choose(config.target_kbps, config.quality)
         # A CameraInfo-built encoder may have fewer levels than the quality set before it existed.
         quality = min(quality, encoder.num_qualities - 1)
         start = time.perf_counter()
@@ -272,8 +273,8 @@ class EncoderNode(Node):
         calib_size = self._calib.image_size
         if (width, height) != calib_size:
             self._report('warning', 'size_mismatch',
-                         f'image is {width}x{height} but the calibration is for {calib_size[0]}x{calib_size[1]}: '
-                         'encoded image-only (use the calibration of this camera)')
+                         f'image is {width}x{height} but the calibration is for {calib_size[0]}x'
+                         f'{calib_size[1]}: encoded image-only (use the calibration of this camera)')
             return None
         if timed_out:
             return None
@@ -331,8 +332,9 @@ class EncoderNode(Node):
         values.update({f'warnings.{k}': v for k, v in stats.counts('warning.').items()})
         values.update({f'scan_warnings.{k}': v for k, v in stats.counts('scan_warning.').items()})
         image_kbps, lidar_kbps = stats.kbps('image'), stats.kbps('lidar')
-        values.update({'image_kbps': image_kbps, 'lidar_kbps': lidar_kbps, 'total_kbps': image_kbps + lidar_kbps,
-                       'bpp': self._last_bpp, 'quality': self._last_quality, 'target_kbps': config.target_kbps,
+        values.update({'image_kbps': image_kbps, 'lidar_kbps': lidar_kbps,
+                       'total_kbps': image_kbps + lidar_kbps, 'bpp': self._last_bpp,
+                       'quality': self._last_quality, 'target_kbps': config.target_kbps,
                        'unpaired': stats.get('unpaired'), 'image_only': stats.get('image_only'),
                        'lidar': 'timeout' if self._lidar_timed_out() else 'ok',
                        'backend': config.backend, 'device': config.device, 'precision': config.precision,

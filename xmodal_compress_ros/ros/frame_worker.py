@@ -33,7 +33,8 @@ class FrameWorker(Generic[Side, Frame]):
 
     def __init__(self, handle_side: Callable[[Side], None], handle_frame: Callable[[Frame], None],
                  side_capacity: int, frame_delay: Optional[Callable[[Frame], float]] = None,
-                 on_error: Optional[Callable[[BaseException], None]] = None, name: str = 'xmodal-worker') -> None:
+                 on_error: Optional[Callable[[BaseException], None]] = None,
+                 name: str = 'xmodal-worker') -> None:
         if side_capacity < 1:
             raise ValueError(f'side_capacity must be >= 1, got {side_capacity}')
         self._handle_side = handle_side

@@ -51,7 +51,8 @@ def start_node(name: str, command: Sequence[str], log_dir: Path, env: Mapping[st
     log_dir.mkdir(parents=True, exist_ok=True)
     command = [sys.executable] + list(command)
     if params:
-        command += ['--ros-args', '--params-file', str(write_params_file(log_dir / f'{name}.params.yaml', params))]
+        params_file = write_params_file(log_dir / f'{name}.params.yaml', params)
+        command += ['--ros-args', '--params-file', str(params_file)]
     log_path = log_dir / f'{name}.log'
     log_file = open(log_path, 'w')
     popen = subprocess.Popen(command, env=dict(env), stdout=log_file, stderr=subprocess.STDOUT,

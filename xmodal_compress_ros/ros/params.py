@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple, Type, TypeVar
+from typing import Any, Callable, Mapping, Optional, Sequence, Tuple, Type, TypeVar
 
 from xmodal_compress_ros.errors import ParameterError
 
@@ -72,7 +72,8 @@ class EncoderNodeConfig:
     backend: str = param('torch', 'Inference backend.', choices=BACKENDS, read_only=True)
     device: str = param('cpu', 'Inference device: cpu, cuda or cuda:N.', read_only=True)
     precision: str = param('fp32', 'Inference precision.', choices=PRECISIONS, read_only=True)
-    threads: int = param(0, 'CPU threads of the networks (0: PyTorch default).', bounds=(0, 256), read_only=True)
+    threads: int = param(0, 'CPU threads of the networks (0: PyTorch default).', bounds=(0, 256),
+                         read_only=True)
     quality: int = param(3, 'Quality level (higher: more bits, better image); the fixed level when '
                          'target_kbps is 0, the start level otherwise. Changeable at run time.',
                          bounds=(0, MAX_QUALITY))
@@ -85,17 +86,18 @@ class EncoderNodeConfig:
     output_depth: int = param(10, 'History depth of the packet publisher.', bounds=(1, 1000), read_only=True)
     max_time_delta: float = param(0.05, 'Largest |image stamp - scan stamp| in seconds for a pair.',
                                   bounds=(0.0, 10.0))
-    pairing_wait: float = param(0.1, 'Longest wall-clock wait in seconds of an image for a scan stamped at or '
-                                'after it (LiDAR drivers publish a sweep after it ends).', bounds=(0.0, 2.0))
+    pairing_wait: float = param(0.1, 'Longest wall-clock wait in seconds of an image for a scan stamped at '
+                                'or after it (LiDAR drivers publish a sweep after it ends).',
+                                bounds=(0.0, 2.0))
     lidar_timeout: float = param(1.0, 'Seconds without scans after which images are encoded image-only.',
                                  bounds=(0.01, 3600.0))
-    scan_buffer: int = param(10, 'Decoded scans kept for pairing (newest first out when full: oldest dropped).',
+    scan_buffer: int = param(10, 'Decoded scans kept for pairing (when full, the oldest leaves).',
                              bounds=(1, 100), read_only=True)
     lidar_quantization_bits: int = param(11, 'Draco position quantisation bits of the LiDAR packets '
                                          '(0: lossless float32 positions).', bounds=(0, 30), read_only=True)
-    lidar_intensity_max: float = param(1.0, 'LiDAR intensity coded as the largest code (KITTI reflectance: 1; '
-                                       '8-bit drivers: 255); larger values are clipped.', bounds=(1e-6, 1e6),
-                                       read_only=True)
+    lidar_intensity_max: float = param(1.0, 'LiDAR intensity coded as the largest code (KITTI reflectance: '
+                                       '1; 8-bit drivers: 255); larger values are clipped.',
+                                       bounds=(1e-6, 1e6), read_only=True)
     frustum_only: bool = param(False, 'Send only the points inside the camera frustum in LiDAR packets.',
                                read_only=True)
     diagnostics_period: float = param(1.0, 'Seconds between /diagnostics messages.', bounds=(0.05, 60.0),
@@ -114,15 +116,16 @@ class DecoderNodeConfig:
                               read_only=True)
     image_topic: str = param('/camera/image_decoded', 'Decoded images (sensor_msgs/Image), camera header.',
                              read_only=True)
-    lidar_topic: str = param('/lidar/points_decoded', 'Decoded scans (sensor_msgs/PointCloud2), LiDAR header.',
-                             read_only=True)
+    lidar_topic: str = param('/lidar/points_decoded',
+                             'Decoded scans (sensor_msgs/PointCloud2), LiDAR header.', read_only=True)
     models: Tuple[str, ...] = param(('models/xmodal-lidar', 'models/xmodal-hyperprior'),
                                     'Stems of every model the decoder can decode (matched by model id).',
                                     read_only=True)
     backend: str = param('torch', 'Inference backend.', choices=BACKENDS, read_only=True)
     device: str = param('cpu', 'Inference device: cpu, cuda or cuda:N.', read_only=True)
     precision: str = param('fp32', 'Inference precision.', choices=PRECISIONS, read_only=True)
-    threads: int = param(0, 'CPU threads of the networks (0: PyTorch default).', bounds=(0, 256), read_only=True)
+    threads: int = param(0, 'CPU threads of the networks (0: PyTorch default).', bounds=(0, 256),
+                         read_only=True)
     resolutions: Tuple[int, ...] = param(
         (1242, 375), 'Image sizes to warm up at (and build TensorRT profiles for), as W1, H1, W2, H2, ...',
         read_only=True, pairs=True)
@@ -200,7 +203,8 @@ def config_from_values(config_cls: Type[Config], values: Mapping[str, Any]) -> C
     by_name = {spec.name: spec for spec in specs(config_cls)}
     unknown = sorted(set(values) - set(by_name))
     if unknown:
-        raise ParameterError(f'unknown parameter(s) {", ".join(unknown)}: valid ones are {", ".join(by_name)}')
+        raise ParameterError(f'unknown parameter(s) {", ".join(unknown)}: valid ones are '
+                             f'{", ".join(by_name)}')
     problems = [reason for name, value in values.items()
                 if (reason := validate_value(by_name[name], value)) is not None]
     if problems:

@@ -125,8 +125,8 @@ class StreamProbe:
                 return False
         return True
 
-    def wait_for(self, predicate: Callable[[], bool], timeout: float, alive: Callable[[], bool] = lambda: True,
-                 poll: float = 0.05) -> bool:
+    def wait_for(self, predicate: Callable[[], bool], timeout: float,
+                 alive: Callable[[], bool] = lambda: True, poll: float = 0.05) -> bool:
         """Poll ``predicate`` until true (True), ``timeout`` passes or ``alive()`` turns false (False)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -76,8 +76,9 @@ class StreamSession:
 
     def _start(self) -> None:
         encoder_command, decoder_command = self._commands
-        self.processes.append(start_node('decoder', decoder_command, self.log_dir, self.env, self._decoder_params))
-        self.processes.append(start_node('encoder', encoder_command, self.log_dir, self.env, self._encoder_params))
+        for name, command, params in (('decoder', decoder_command, self._decoder_params),
+                                      ('encoder', encoder_command, self._encoder_params)):
+            self.processes.append(start_node(name, command, self.log_dir, self.env, params))
         enc, dec = self.encoder_config, self.decoder_config
         self.probe = StreamProbe(dec.image_topic, enc.resolved_packet_topic(),
                                  dec.lidar_topic if dec.publish_points else '', self._on_image)

@@ -1,0 +1,53 @@
+"""Both ends on one machine: encoder_node and decoder_node, and optionally ``ros2 bag play`` of a bag.
+
+    ros2 launch xmodal_compress_ros pipeline.launch.py bag:=/path/to/bag calibration_file:=/path/calib.yaml
+
+Includes vehicle.launch.py and remote.launch.py (every argument of theirs can be given here too).
+"""
+import os
+
+from ament_index_python.packages import get_package_share_directory
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, ExecuteProcess, IncludeLaunchDescription
+from launch.conditions import LaunchConfigurationNotEquals
+from launch.launch_description_sources import PythonLaunchDescriptionSource
+from launch.substitutions import LaunchConfiguration
+
+PACKAGE = 'xmodal_compress_ros'
+
+
+def generate_launch_description():
+    launch_dir = os.path.join(get_package_share_directory(PACKAGE), 'launch')
+    arguments = [
+        DeclareLaunchArgument('bag', default_value='',
+                              description='rosbag2 to play with "ros2 bag play" (empty: none, publish '
+                                          'the sensor topics yourself).'),
+        DeclareLaunchArgument('rate', default_value='1.0', description='Playback rate of the bag.'),
+        DeclareLaunchArgument('image_topic', default_value='/camera/image_raw',
+                              description='Camera topic the encoder reads.'),
+        DeclareLaunchArgument('lidar_topic', default_value='/lidar/points',
+                              description='LiDAR topic the encoder reads.'),
+        DeclareLaunchArgument('packet_topic', default_value='/camera/image_raw/xmodal',
+                              description='Topic carrying the packets from the encoder to the decoder.'),
+        DeclareLaunchArgument('calibration_file', default_value='',
+                              description='Calibration for the encoder; empty: CameraInfo + T_cam_lidar.'),
+        DeclareLaunchArgument('backend', default_value='torch',
+                              description='Inference backend of both nodes: torch, onnxruntime or tensorrt.'),
+        DeclareLaunchArgument('device', default_value='cpu', description='Inference device of both nodes.'),
+        DeclareLaunchArgument('quality', default_value='3', description='Encoder quality level.'),
+    ]
+    shared = {'backend': LaunchConfiguration('backend'), 'device': LaunchConfiguration('device'),
+              'packet_topic': LaunchConfiguration('packet_topic')}
+    vehicle = IncludeLaunchDescription(
+        PythonLaunchDescriptionSource(os.path.join(launch_dir, 'vehicle.launch.py')),
+        launch_arguments={**shared, 'image_topic': LaunchConfiguration('image_topic'),
+                          'lidar_topic': LaunchConfiguration('lidar_topic'),
+                          'calibration_file': LaunchConfiguration('calibration_file'),
+                          'quality': LaunchConfiguration('quality')}.items())
+    remote = IncludeLaunchDescription(
+        PythonLaunchDescriptionSource(os.path.join(launch_dir, 'remote.launch.py')),
+        launch_arguments=shared.items())
+    play = ExecuteProcess(
+        cmd=['ros2', 'bag', 'play', LaunchConfiguration('bag'), '--rate', LaunchConfiguration('rate')],
+        output='screen', condition=LaunchConfigurationNotEquals('bag', ''))
+    return LaunchDescription(arguments + [vehicle, remote, play])

@@ -42,6 +42,8 @@ setup(
         'onnx': ['onnx>=1.15', 'onnxruntime>=1.17'],
         'bench': ['matplotlib>=3.6'],
         'test': ['pytest>=7', 'hypothesis>=6'],
+        # Coverage-guided fuzzing of the packet decoder (fuzz/fuzz_packets.py); without it, random mutations.
+        'fuzz': ['atheris>=2.3'],
     },
     zip_safe=True,
     maintainer='xmodal_compress_ros developers',

@@ -62,3 +62,28 @@ def bd_rate(rate_anchor: Sequence[float], quality_anchor: Sequence[float], rate_
         integrals.append((np.polyval(poly, high) - np.polyval(poly, low)) / (high - low))
     percent = float((np.exp(integrals[1] - integrals[0]) - 1.0) * 100.0)
     return BDResult(percent, (float(low), float(high)), '; '.join(notes))
+
+
+MS_SSIM_MIN_SIDE = 161  # 11-tap window after four 2x downsamplings: (11 - 1) * 2**4 + 1
+
+
+def ms_ssim(reference: np.ndarray, decoded: np.ndarray) -> float:
+    """MS-SSIM (Wang, Simoncelli, Bovik 2003; 5 scales, 11-tap Gaussian, sigma 1.5) of two RGB uint8 images.
+
+    Computed by ``pytorch_msssim`` on the 0..255 RGB values (each channel separately, then averaged).
+    Five scales need both sides >= 161 pixels: smaller images give NaN rather than a different metric.
+    """
+    import torch
+    from pytorch_msssim import ms_ssim as _ms_ssim
+
+    reference, decoded = np.asarray(reference), np.asarray(decoded)
+    if reference.shape != decoded.shape:
+        raise ValueError(f'shapes differ: {reference.shape} vs {decoded.shape}')
+    if min(reference.shape[:2]) < MS_SSIM_MIN_SIDE:
+        return float('nan')
+
+    def tensor(image: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(image, np.float32)).permute(2, 0, 1)[None]
+
+    with torch.no_grad():
+        return float(_ms_ssim(tensor(reference), tensor(decoded), data_range=255.0, size_average=True))

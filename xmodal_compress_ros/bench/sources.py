@@ -139,3 +139,13 @@ def load_bag(path: str, limit: Optional[int] = None, calib_path: Optional[str] =
         raise DatasetError(f'rosbag {path}: no image had a LiDAR scan within '
                            f'{rosbag_io.DEFAULT_MAX_TIME_DELTA_NS / 1e6:g} ms; check the stamps and topics')
     return _finish(bag.name, str(bag), frames, frame_rate(frames, KITTI_FPS), True, limit)
+
+
+def load_synthetic(count: int, seed: int, limit: Optional[int] = None) -> BenchData:
+    """``count`` consecutive frames of one synthetic drive (KITTI-sized camera, 64-beam LiDAR)."""
+    from xmodal_compress_ros.data.synthetic.sequence import SynthConfig, SyntheticDrive
+    if count < 1:
+        raise DatasetError(f'--synthetic needs at least 1 frame, got {count}')
+    drive = SyntheticDrive(SynthConfig(frames=count if limit is None else min(count, limit), seed=seed))
+    frames = list(drive)
+    return _finish('synthetic', f'synthetic drive, seed {seed}', frames, frame_rate(frames, KITTI_FPS), True, limit)

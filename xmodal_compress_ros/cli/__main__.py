@@ -18,6 +18,7 @@ SUBCOMMANDS = {
     'synth': 'synth',
     'kitti2bag': 'kitti2bag',
     'train': 'train',
+    'bench': 'bench',
     'demo': 'demo',
 }
 

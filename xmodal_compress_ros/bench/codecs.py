@@ -1,0 +1,50 @@
+"""Codec names accepted by ``xmodal bench --codecs`` and the objects that run them.
+
+Every codec offers ``settings``, ``setting_name``, ``unavailable_reason()``, ``describe()`` and
+``run(frames, setting, fps) -> CodedRun`` (see :mod:`.baselines`).
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Sequence
+
+from xmodal_compress_ros.bench.baselines import baseline_codecs
+from xmodal_compress_ros.errors import DatasetError
+
+OUR_CODECS = ('xmodal', 'xmodal-image-only', 'xmodal-zeros')
+
+
+def all_codec_names() -> List[str]:
+    """Ours first, then the baselines in the order of :func:`baseline_codecs`."""
+    return list(OUR_CODECS) + list(baseline_codecs())
+
+
+def parse_codec_names(text: str) -> List[str]:
+    """``'all'`` or a comma-separated list; unknown names raise DatasetError listing the valid ones."""
+    valid = all_codec_names()
+    if text.strip() == 'all':
+        return valid
+    names = [n.strip() for n in text.split(',') if n.strip()]
+    unknown = [n for n in names if n not in valid]
+    if unknown or not names:
+        raise DatasetError(f'--codecs {text!r}: unknown codec {", ".join(unknown) or "(none given)"}; '
+                           f'choose from all, {", ".join(valid)}')
+    return list(dict.fromkeys(names))
+
+
+def build_codecs(names: Sequence[str], gop: int = 10, model: Optional[str] = None,
+                 fallback_model: Optional[str] = None, qualities: Optional[Sequence[int]] = None) -> Dict[str, object]:
+    """Name -> codec object for ``names`` (ours get the model stems and quality levels)."""
+    baselines = baseline_codecs(gop)
+    codecs: Dict[str, object] = {}
+    for name in names:
+        if name in OUR_CODECS:
+            from xmodal_compress_ros.bench.xmodal_codecs import XmodalCodec
+            codecs[name] = XmodalCodec.create(name, model, fallback_model, qualities)
+        else:
+            codecs[name] = baselines[name]
+    return codecs
+
+
+def model_ids(codecs: Dict[str, object]) -> Dict[str, object]:
+    """Model stems and ids of our codecs in the run (for the report)."""
+    return {name: codec.describe().get('models', {}) for name, codec in codecs.items() if name in OUR_CODECS}

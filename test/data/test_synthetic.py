@@ -25,7 +25,7 @@ def _high_pass_std(image: np.ndarray) -> float:
 
 @pytest.fixture(scope='module')
 def full_frame():
-    """The one full-size frame of this module: 1242x375 and 64 beams x 2000 columns."""
+    """The one full-size frame of this module: 1242x375 and 64 beams x 2083 columns."""
     return SyntheticDrive(SynthConfig(frames=1, seed=3)).render(0)
 
 

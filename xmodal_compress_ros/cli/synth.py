@@ -26,8 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--width', type=_positive_int, default=1242, help='image width (default 1242, KITTI)')
     parser.add_argument('--height', type=_positive_int, default=375, help='image height (default 375, KITTI)')
     parser.add_argument('--beams', type=_positive_int, default=64, help='LiDAR beams (default 64, HDL-64E)')
-    parser.add_argument('--columns', type=_positive_int, default=2000,
-                        help='LiDAR azimuth steps per revolution (default 2000)')
+    parser.add_argument('--columns', type=_positive_int, default=2083,
+                        help='LiDAR azimuth steps per revolution (default 2083: 0.17 deg at 10 Hz)')
     parser.add_argument('--workers', type=_positive_int, default=1,
                         help='processes rendering frames in parallel (default 1; frames are identical '
                              'for any count)')

@@ -162,6 +162,9 @@ def _shade(scene, prims, materials, C, dirs, unit, t, prim, fx) -> np.ndarray:
         c, r = prims.center[prim[leafy]], prims.radii[prim[leafy]]
         height = np.clip((p[leafy, 2] - c[:, 2]) / r[:, 2], -1, 1)
         sky_vis[leafy] *= 0.45 + 0.4 * (height + 1) / 2
+        # Leaf clusters shade each other: sunlit patches among shaded ones.
+        clusters = materials.noise.sample('fbm', p[leafy, 0] + p[leafy, 1], p[leafy, 2], 0.08, footprint[leafy])
+        visibility[leafy] *= np.clip(0.45 + 0.45 * clusters, 0.05, 1.0)
     irradiance = (_SUN * (lambert * visibility)[:, None] + _SKY * sky_vis[:, None]
                   + _BOUNCE * (0.5 + 0.5 * sky_vis)[:, None])
     colour = surf.albedo * irradiance
@@ -205,7 +208,7 @@ def _sensor(radiance: np.ndarray, camera: CameraModel, exposure: Exposure) -> np
     rng = np.random.default_rng(list(exposure.noise_seed))
     # Photon (signal-dependent) and read noise in linear light, per colour channel.
     noise = rng.standard_normal(x.shape).astype(np.float32)
-    x = x + noise * np.sqrt(0.0006 * np.maximum(x, 0) + 0.00002)
+    x = x + noise * np.sqrt(0.0004 * np.maximum(x, 0) + 0.00001)
     # Filmic tone curve (Narkowicz's ACES fit): a toe that keeps shadows dark, a soft shoulder
     # for the bright sky; then display gamma.
     x = np.maximum(x, 0)

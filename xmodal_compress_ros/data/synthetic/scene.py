@@ -36,7 +36,7 @@ PLASTER, BRICK, PANEL, OFFICE = 0, 1, 2, 3
 
 # Car paint colours (linear RGB) with their share of a European street's parked cars.
 _CAR_PAINTS = np.array([
-    [0.78, 0.78, 0.76], [0.02, 0.02, 0.025], [0.22, 0.22, 0.23], [0.45, 0.46, 0.48],
+    [0.65, 0.65, 0.63], [0.02, 0.02, 0.025], [0.22, 0.22, 0.23], [0.45, 0.46, 0.48],
     [0.05, 0.10, 0.32], [0.45, 0.03, 0.03], [0.04, 0.14, 0.07], [0.55, 0.42, 0.20],
     [0.30, 0.30, 0.36], [0.60, 0.25, 0.03]], dtype=np.float32)
 _CAR_PAINT_SHARE = np.array([0.24, 0.18, 0.16, 0.14, 0.08, 0.07, 0.04, 0.03, 0.04, 0.02])
@@ -407,7 +407,7 @@ def _add_tree(b: _Builder, x: float, y: float) -> None:
     b.cylinder(x, y, rng.uniform(0.11, 0.2), 0.0, trunk_h + 0.8, TRUNK,
                np.array([0.12, 0.08, 0.05]) * rng.uniform(0.8, 1.2), obj)
     rxy, rz = rng.uniform(1.3, 2.4), rng.uniform(1.7, 3.0)
-    green = np.array([0.06, 0.16, 0.03]) * rng.uniform(0.7, 1.3, 3)
+    green = np.array([0.045, 0.085, 0.025]) * rng.uniform(0.75, 1.25, 3)
     centre = np.array([x, y, trunk_h + rz * 0.8])
     b.ellipsoid(centre, (rxy, rxy * rng.uniform(0.85, 1.15), rz), FOLIAGE, green, obj)
     for _ in range(int(rng.integers(2, 5))):

@@ -283,7 +283,7 @@ class Materials:
     def _plain(self, out, sel, prim, p, n, fp):
         g = self._fbm(p[:, 0] + p[:, 1], p[:, 2], 0.05, fp)
         out.albedo[sel] = self.scene.prims.colour[prim] * (1 + 0.06 * g)[:, None]
-        out.ir[sel] = 0.15 + 0.4 * _luma(out.albedo[sel])
+        out.ir[sel] = 0.15 + 0.3 * _luma(out.albedo[sel])
 
     def _facade(self, out, sel, prim, p, n, fp):
         prims = self.scene.prims
@@ -351,7 +351,7 @@ class Materials:
         out.albedo[sel] = albedo
         out.gloss[sel] = glass_m * np.where(curtain[:, 0], 0.6, 1.0)
         out.glass[sel] = glass_m > 0.5
-        out.ir[sel] = (0.12 + 0.45 * _luma(albedo)) * (1 - glass_m) + 0.04 * glass_m
+        out.ir[sel] = (0.12 + 0.3 * _luma(albedo)) * (1 - glass_m) + 0.04 * glass_m
 
     def _wall(self, style, colour, seed, u, z, fp, floor_h):
         """Wall albedo without openings: plaster, brick, concrete panels or office cladding."""
@@ -393,7 +393,7 @@ class Materials:
         g = self._fbm(p[:, 0] + p[:, 1], z, 0.02, fp)
         albedo = paint * (1 + 0.03 * g)[:, None]
         gloss = np.ones(len(prim), np.float32)
-        ir = 0.06 + 0.55 * _luma(paint)
+        ir = 0.06 + 0.35 * _luma(paint)
         # Rear: tail lights, number plate, bumper.
         lamp = box_mask(np.abs(dy), hw - 0.4, hw - 0.06, fp) * box_mask(z, top - 0.28, top - 0.08, fp)
         plate = box_mask(dy, -0.26, 0.26, fp) * box_mask(z, 0.45, 0.56, fp)
@@ -442,7 +442,7 @@ class Materials:
         out.albedo[sel] = paint * (1 - glass_m)[:, None] + glass_col * glass_m[:, None]
         out.gloss[sel] = 1.0
         out.glass[sel] = glass_m > 0.5
-        out.ir[sel] = (0.06 + 0.55 * _luma(paint)) * (1 - glass_m) + 0.05 * glass_m
+        out.ir[sel] = (0.06 + 0.35 * _luma(paint)) * (1 - glass_m) + 0.05 * glass_m
 
     def _tyre(self, out, sel, prim, p, n, fp):
         c = self.scene.prims.center[prim]
@@ -486,7 +486,7 @@ class Materials:
         leaves = self._fbm(x + 0.6 * y, z + 0.4 * y, 0.012, fp)
         clumps = self._fbm(y - 0.5 * x, z, 0.06, fp)
         hue = self._fbm(x, y + z, 0.2, fp, 'blotch')
-        light = np.clip(0.75 + 0.3 * leaves + 0.35 * clumps, 0.15, 1.8)
+        light = np.clip(0.8 + 0.3 * leaves + 0.3 * clumps, 0.2, 1.5)
         base = self.scene.prims.colour[prim]
         yellow = np.clip(0.5 + 0.25 * hue, 0, 1)[:, None]
         colour = base * (1 - yellow * 0.5) + yellow * 0.5 * base * np.array([1.6, 1.2, 0.6])

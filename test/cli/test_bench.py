@@ -83,6 +83,8 @@ def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
     assert main(['bench', '--bag', bag, '--codecs', 'jpeg', '--qualities', 'webp=50',
                  '--out', str(tmp_path / 'out')]) == 2
     assert 'webp' in capsys.readouterr().err
+    assert main(['bench', '--synthetic', '2', '--live', '--codecs', 'jpeg', '--out', str(tmp_path / 'out')]) == 2
+    assert '--live plays a rosbag' in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(['bench', '--bag', bag, '--kitti', bag, '--out', str(tmp_path / 'out')])
 

@@ -198,6 +198,9 @@ def markdown(report: dict) -> str:
             overlap = '-' if not e['overlap'] else f'{e["overlap"][0]:.2f}-{e["overlap"][1]:.2f}'
             label = 'PSNR (dB)' if e['metric'] == 'psnr_db' else 'MS-SSIM (dB)'
             lines.append(f'| {e["anchor"]} | {label} | {_fmt(e["percent"])} | {overlap} | {e["note"]} |')
+    if report.get('live'):
+        from xmodal_compress_ros.bench.live import live_markdown
+        lines += live_markdown(report['live'])
     if report['skipped']:
         lines += ['', '## Skipped codecs', ''] + [f'- {k}: {v}' for k, v in report['skipped'].items()]
     lines += ['', '## Settings and per-setting averages', '']

@@ -39,6 +39,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--image-topic', default=None, help='image topic for --bag')
     parser.add_argument('--lidar-topic', default=None, help='PointCloud2 topic for --bag')
     parser.add_argument('--seed', type=int, default=0, help='seed of --synthetic scenes')
+    parser.add_argument('--live', action='store_true',
+                        help='also play --bag through the real encoder and decoder nodes at each of our qualities '
+                             '(default: the pipeline default) and report latency, drops and kbit/s')
+    parser.add_argument('--live-rate', type=float, default=1.0, help='playback speed of --live (default 1)')
     parser.add_argument('--threads', type=int, default=1,
                         help='PyTorch threads for our codec and MS-SSIM (default 1: every encoder single-threaded)')
     parser.add_argument('--quiet', action='store_true', help='no progress bar')
@@ -51,6 +55,19 @@ def _load(args):
     if args.bag:
         return sources.load_bag(args.bag, args.frames, args.calib, args.image_topic, args.lidar_topic)
     return sources.load_synthetic(args.synthetic, args.seed, args.frames)
+
+
+def _live(args: argparse.Namespace, qualities):
+    from pathlib import Path
+
+    from xmodal_compress_ros.bench.live import live_runs
+    from xmodal_compress_ros.codec.pipeline import EncoderConfig
+
+    defaults = EncoderConfig()
+    return live_runs(Path(args.bag), Path(args.out), qualities or [defaults.quality], args.model or defaults.model,
+                     args.fallback_model or defaults.fallback_model,
+                     calibration=Path(args.calib) if args.calib else None, frames=args.frames or 0,
+                     rate=args.live_rate)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -67,6 +84,9 @@ def main(args: argparse.Namespace) -> int:
         raise DatasetError(f'--gop must be at least 1, got {args.gop}')
     if args.threads < 1:
         raise DatasetError(f'--threads must be at least 1, got {args.threads}')
+    if args.live and not args.bag:
+        raise DatasetError('--live plays a rosbag through the nodes: pass --bag (xmodal kitti2bag or '
+                           'xmodal synth write one)')
     torch.set_num_threads(args.threads)
     names = codec_registry.parse_codec_names(args.codecs)
     ours = [n for name, values in args.qualities if not name for n in values]
@@ -81,6 +101,8 @@ def main(args: argparse.Namespace) -> int:
     if not result.records:
         raise DatasetError('no codec could run: ' + '; '.join(f'{k}: {v}' for k, v in result.skipped.items()))
     extra = {'lidar': lidar_summary(data), 'models': codec_registry.model_ids(codecs)}
+    if args.live:
+        extra['live'] = _live(args, [int(q) for q in ours])
     report = write_report(Path(args.out), result, data, extra)
     print(f'xmodal bench: {len(report["curves"])} rate points of {len(result.settings)} codecs on '
           f'{len(data.frames)} frames -> {args.out}/report.md')

@@ -268,8 +268,11 @@ class Encoder:
         # The decoder rebuilds the calibration from the LiDAR packet: project with that very one.
         self.calib = compact_calibration(calib)
         self._projection = projection_of(self.calib)
+        # The camera's size first (TensorRT's optimal profile shape); the defaults widen the profile
+        # for images of other sizes, which are coded image-only.
         options = BackendOptions(device=config.device, precision=config.precision, cache_dir=config.cache_dir,
-                                 resolutions=((calib.width, calib.height),), threads=config.threads)
+                                 resolutions=((calib.width, calib.height),) + DEFAULT_RESOLUTIONS,
+                                 threads=config.threads)
         self._main = _Codec(config.model, config.backend, options)
         self._fallback = None
         if config.fallback_model and self._main.uses_lidar:
@@ -465,6 +468,12 @@ class Decoder:
         if parsed.quality >= codec.levels:
             raise PacketError(f'image packet quality {parsed.quality} is out of range for model '
                               f'{codec.model_id} (levels 0..{codec.levels - 1})')
+        # The encoder pads minimally; larger declared sizes would only make the decoder do more work.
+        if (parsed.padded_height, parsed.padded_width) != _padded(parsed.height, parsed.width):
+            height, width = _padded(parsed.height, parsed.width)
+            raise PacketError(f'image packet declares padded size {parsed.padded_width}x'
+                              f'{parsed.padded_height} for a {parsed.width}x{parsed.height} image; expected '
+                              f'{width}x{height}')
         return codec
 
     def _warm_up(self, resolutions) -> None:

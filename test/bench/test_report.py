@@ -84,7 +84,8 @@ def test_report_structure_of_a_jpeg_webp_run(tmp_path):
     curves = loaded['curves']
     assert len(curves) == 8
     for point in curves:
-        assert {'codec', 'setting', 'bpp', 'psnr_db', 'ms_ssim', 'kbit_s', 'encode_ms', 'decode_ms'} <= set(point)
+        keys = {'codec', 'setting', 'bpp', 'psnr_db', 'ms_ssim', 'kbit_s', 'encode_ms', 'decode_ms'}
+        assert keys <= set(point)
         assert isinstance(point['setting'], (int, float)) and point['bpp'] > 0 and 0 < point['ms_ssim'] <= 1
     jpeg = sorted((p for p in curves if p['codec'] == 'jpeg'), key=lambda p: p['setting'])
     assert [p['bpp'] for p in jpeg] == sorted(p['bpp'] for p in jpeg)

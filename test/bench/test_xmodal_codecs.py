@@ -36,8 +36,9 @@ def _frames(count=2, width=72, height=40):
     for i in range(count):
         points = np.column_stack([rng.uniform(-4, 4, 400), rng.uniform(-2, 2, 400), rng.uniform(3, 30, 400),
                                   rng.uniform(0, 1, 400)]).astype(np.float32)
-        frames.append(SensorFrame(image=rng.integers(0, 256, (height, width, 3), dtype=np.uint8), points=points,
-                                  calib=calib, image_stamp_ns=i * 10 ** 8, lidar_stamp_ns=i * 10 ** 8, name=str(i)))
+        image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+        frames.append(SensorFrame(image=image, points=points, calib=calib, image_stamp_ns=i * 10 ** 8,
+                                  lidar_stamp_ns=i * 10 ** 8, name=str(i)))
     return frames
 
 

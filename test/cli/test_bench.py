@@ -38,7 +38,8 @@ def _custom_bag(path, image_encoding='rgb8', lidar_messages=1):
 
     store = rb.typestore()
     header = conversions.make_header(START, 'camera', store.types['std_msgs/msg/Header'])
-    image = conversions.numpy_to_image(np.zeros((6, 8, 3), np.uint8), 'rgb8', header, store.types[rb.IMAGE_TYPE])
+    image = conversions.numpy_to_image(np.zeros((6, 8, 3), np.uint8), 'rgb8', header,
+                                       store.types[rb.IMAGE_TYPE])
     image.encoding = image_encoding
     cloud = conversions.numpy_to_pointcloud2(np.zeros((3, 4), np.float32), header,
                                              msg_type=store.types[rb.POINTCLOUD_TYPE])
@@ -83,7 +84,8 @@ def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
     assert main(['bench', '--bag', bag, '--codecs', 'jpeg', '--qualities', 'webp=50',
                  '--out', str(tmp_path / 'out')]) == 2
     assert 'webp' in capsys.readouterr().err
-    assert main(['bench', '--synthetic', '2', '--live', '--codecs', 'jpeg', '--out', str(tmp_path / 'out')]) == 2
+    assert main(['bench', '--synthetic', '2', '--live', '--codecs', 'jpeg',
+                 '--out', str(tmp_path / 'out')]) == 2
     assert '--live plays a rosbag' in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(['bench', '--bag', bag, '--kitti', bag, '--out', str(tmp_path / 'out')])
@@ -92,7 +94,8 @@ def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
 @pytest.mark.kitti
 def test_two_frame_kitti_run(kitti_root, tmp_path):
     out = tmp_path / 'report'
-    assert main(['bench', '--kitti', str(kitti_root / 'kitti_object'), '--frames', '2', '--codecs', 'jpeg,webp',
+    assert main(['bench', '--kitti', str(kitti_root / 'kitti_object'), '--frames', '2',
+                 '--codecs', 'jpeg,webp',
                  '--qualities', 'jpeg=10,30,60,90', 'webp=10,30,60,90', '--quiet', '--out', str(out)]) == 0
     report = json.loads((out / 'report.json').read_text())
     assert report['dataset']['frames'] == ['training/000000', 'training/000001']

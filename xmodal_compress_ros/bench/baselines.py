@@ -119,7 +119,8 @@ class FfmpegCodec:
     def _encode_decode(self, planes: Sequence[colour.YuvPlanes], width: int, height: int, setting: float,
                        fps: float) -> Tuple[List[int], List[colour.YuvPlanes], float, float]:
         args = ['-c:v', self.encoder, *self.codec_args, '-crf', f'{setting:g}']
-        stream, enc = ffmpeg.encode(planes, width, height, fps, args, self.stream_format, self.bitstream_filter)
+        stream, enc = ffmpeg.encode(planes, width, height, fps, args, self.stream_format,
+                                    self.bitstream_filter)
         sizes = ffmpeg.packet_sizes(stream, self.stream_format)
         if sum(sizes) != len(stream) or len(sizes) != len(planes):
             raise ffmpeg.FfmpegError(
@@ -139,7 +140,8 @@ class FfmpegCodec:
         images = [f.image for f in frames]
         height, width = images[0].shape[:2]
         if any(im.shape[:2] != (height, width) for im in images):
-            raise DatasetError(f'{self.name}: a video stream needs one image size; crop the frames to a common size')
+            raise DatasetError(f'{self.name}: a video stream needs one image size; '
+                               'crop the frames to a common size')
         padded = [colour.pad_to_even(im) for im in images]
         ph, pw = padded[0].shape[:2]
         planes = [colour.rgb_to_planes(im, self.chroma) for im in padded]
@@ -192,7 +194,8 @@ def _ffmpeg_codecs(gop: int) -> List[FfmpegCodec]:
                 codec_args=('-preset', X265_PRESET, *x265_tune, '-x265-params', x265_params),
                 bitstream_filter='filter_units=remove_types=39'))
             if mode == 'intra':
-                aom = ('-usage', 'allintra', '-still-picture', '1', '-cpu-used', str(AOM_CPU_USED), '-threads', '1')
+                aom = ('-usage', 'allintra', '-still-picture', '1', '-cpu-used', str(AOM_CPU_USED),
+                       '-threads', '1')
             else:
                 aom = ('-usage', 'good', '-lag-in-frames', '0', '-cpu-used', str(AOM_CPU_USED),
                        '-g', str(gop), '-threads', '1')

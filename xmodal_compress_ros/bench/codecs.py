@@ -32,7 +32,8 @@ def parse_codec_names(text: str) -> List[str]:
 
 
 def build_codecs(names: Sequence[str], gop: int = 10, model: Optional[str] = None,
-                 fallback_model: Optional[str] = None, qualities: Optional[Sequence[int]] = None) -> Dict[str, object]:
+                 fallback_model: Optional[str] = None,
+                 qualities: Optional[Sequence[int]] = None) -> Dict[str, object]:
     """Name -> codec object for ``names`` (ours get the model stems and quality levels)."""
     baselines = baseline_codecs(gop)
     codecs: Dict[str, object] = {}

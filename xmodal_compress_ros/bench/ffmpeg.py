@@ -86,7 +86,8 @@ def encode(frames: Sequence[YuvPlanes], width: int, height: int, fps: float,
     """Encodes raw planes into an elementary stream; returns (stream bytes, wall seconds)."""
     exe = ffmpeg_path()
     if exe is None:
-        raise FfmpegError('ffmpeg is not installed; install it (apt-get install ffmpeg) or drop the ffmpeg codecs')
+        raise FfmpegError('ffmpeg is not installed; install it (apt-get install ffmpeg) '
+                          'or drop the ffmpeg codecs')
     pix_fmt = 'yuv420p' if frames[0].chroma == '420' else 'yuv444p'
     cmd = [exe, *_QUIET, '-nostdin', '-f', 'rawvideo', '-pix_fmt', pix_fmt, *_COLOUR_FLAGS,
            '-s', f'{width}x{height}', '-r', f'{fps:g}', '-i', 'pipe:0',
@@ -111,9 +112,11 @@ def decode(stream: bytes, stream_format: str, width: int, height: int, chroma: s
     size = frame_bytes(width, height, chroma)
     if len(raw) % size:
         raise FfmpegError(
-            f'decoded {len(raw)} bytes, not a multiple of one {width}x{height} {chroma} frame ({size} bytes): '
+            f'decoded {len(raw)} bytes, not a multiple of one {width}x{height} {chroma} frame '
+            f'({size} bytes): '
             'the decoder changed the pixel format')
-    return [planes_from_bytes(raw[i:i + size], width, height, chroma) for i in range(0, len(raw), size)], seconds
+    frames = [planes_from_bytes(raw[i:i + size], width, height, chroma) for i in range(0, len(raw), size)]
+    return frames, seconds
 
 
 def packet_sizes(stream: bytes, stream_format: str) -> List[int]:

@@ -50,7 +50,8 @@ def lidar_summary(data: BenchData) -> Dict[str, object]:
         f'{8 * mean["draco_quantized_bytes"] / 1000:.0f} kbit = {kbit["draco_quantized_bytes"]:.0f} kbit/s. '
         'Image rates in the tables exclude the LiDAR stream, which is sent for its own sake. If the scan '
         'travelled only to condition the images, the frustum-only packet (what conditioning uses, '
-        f'{mean["frustum_points"]:.0f} points) would add {8 * mean["frustum_bytes"] / 1000:.0f} kbit per frame = '
+        f'{mean["frustum_points"]:.0f} points) would add {8 * mean["frustum_bytes"] / 1000:.0f} kbit '
+        'per frame = '
         f'{frustum_bpp:.3f} bpp to our image rate.')
     return {'config': {'quantization_bits': config.quantization_bits, 'intensity_bits': config.intensity_bits,
                        'compression_level': config.compression_level, 'frustum_only': config.frustum_only},

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 LIVE_KEYS = ('quality', 'frames_in', 'frames_out', 'encoder_dropped', 'decoder_dropped', 'image_only', 'kbps',
-             'image_kbps', 'lidar_kbps', 'bpp', 'psnr_db', 'latency_p50_ms', 'latency_p99_ms', 'encode_p50_ms',
-             'decode_p50_ms', 'lidar_encode_p50_ms', 'image_hz')
+             'image_kbps', 'lidar_kbps', 'bpp', 'psnr_db', 'latency_p50_ms', 'latency_p99_ms',
+             'encode_p50_ms', 'decode_p50_ms', 'lidar_encode_p50_ms', 'image_hz')
 
 
 def live_runs(bag: Path, out_dir: Path, qualities: Sequence[int], model: str, fallback_model: str,
@@ -42,7 +42,8 @@ def live_markdown(runs: Sequence[Dict[str, object]]) -> List[str]:
     lines = ['', '## Live: the bag through encoder_node and decoder_node over DDS', '',
              'At the recorded rate; the encoder codes the newest image and drops older ones when it falls '
              'behind. Latency is bag-player publish to decoded image at the receiver.', '',
-             '| quality | frames in/out | encoder drops | decoder drops | kbit/s (image + LiDAR) | bpp | PSNR dB | '
+             '| quality | frames in/out | encoder drops | decoder drops | kbit/s (image + LiDAR) | bpp | '
+             'PSNR dB | '
              'latency p50 / p99 ms | encode / decode p50 ms |',
              '|---:|---|---:|---:|---|---:|---:|---|---|']
     for r in runs:

@@ -162,14 +162,16 @@ def markdown(report: dict) -> str:
              f'{len(ds["frames"])} frames of {ds["source"]} ({ds["size"][0]}x{ds["size"][1]} after the '
              f'common crop), {ds["fps"]:g} fps for kbit/s. Machine: {report["machine"]["cpu"]}, '
              f'{report["machine"]["cores"]} cores. Rates are real coded bytes of the image alone; quality is '
-             'RGB PSNR and MS-SSIM of the decoded image, averaged over frames. BD-rate: negative = fewer bits '
+             'RGB PSNR and MS-SSIM of the decoded image, averaged over frames. BD-rate: negative = '
+             'fewer bits '
              'for the same quality, over the overlapping quality range only (see docs/benchmark.md).', '']
     bd = report['bd_rate']
     curves_by = defaultdict(list)
     for p in report['curves']:
         curves_by[p['codec']].append(p)
     lines += ['## Headline: BD-rate against JPEG (4:2:0, compressed_image_transport)', '',
-              '| codec | BD-rate PSNR | BD-rate MS-SSIM | bpp range | PSNR range (dB) | encode ms | decode ms |',
+              '| codec | BD-rate PSNR | BD-rate MS-SSIM | bpp range | PSNR range (dB) | encode ms '
+              '| decode ms |',
               '|---|---:|---:|---|---|---:|---:|']
     for codec, points in curves_by.items():
         bpps = [p['bpp'] for p in points]
@@ -182,7 +184,8 @@ def markdown(report: dict) -> str:
     ours = [e for e in bd['entries'] if e['codec'] == OURS]
     if ours:
         lines += ['', '## Ours (xmodal) against each codec', '',
-                  '| anchor | metric | BD-rate of xmodal | overlap (quality) | note |', '|---|---|---:|---|---|']
+                  '| anchor | metric | BD-rate of xmodal | overlap (quality) | note |',
+                  '|---|---|---:|---|---|']
         for e in ours:
             overlap = '-' if not e['overlap'] else f'{e["overlap"][0]:.2f}-{e["overlap"][1]:.2f}'
             label = 'PSNR (dB)' if e['metric'] == 'psnr_db' else 'MS-SSIM (dB)'
@@ -192,7 +195,8 @@ def markdown(report: dict) -> str:
         lines += ['', '## LiDAR stream beside the images', '', lidar['summary'], '']
     if report.get('bd_rate_with_lidar'):
         lines += ['', f'## Ours with the frustum LiDAR packet counted (+{lidar["frustum_bpp"]:.3f} bpp)', '',
-                  'When the scan would not be sent without our codec, its bytes belong to the image rate.', '',
+                  'When the scan would not be sent without our codec, its bytes belong to the image '
+                  'rate.', '',
                   '| anchor | metric | BD-rate | overlap (quality) | note |', '|---|---|---:|---|---|']
         for e in report['bd_rate_with_lidar']:
             overlap = '-' if not e['overlap'] else f'{e["overlap"][0]:.2f}-{e["overlap"][1]:.2f}'
@@ -207,7 +211,8 @@ def markdown(report: dict) -> str:
     for codec, points in curves_by.items():
         info = report['codecs'][codec]
         lines += [f'### {codec}', '', f'{json.dumps(info)}', '',
-                  f'| {info.get("setting", "setting")} | bpp | kbit/s | PSNR dB | MS-SSIM | encode ms | decode ms |',
+                  f'| {info.get("setting", "setting")} | bpp | kbit/s | PSNR dB | MS-SSIM | encode ms '
+                  '| decode ms |',
                   '|---:|---:|---:|---:|---:|---:|---:|']
         for p in sorted(points, key=lambda p: p['bpp']):
             lines.append(f'| {p["setting"]:g} | {p["bpp"]:.4f} | {p["kbit_s"]:.0f} | {p["psnr_db"]:.2f} | '

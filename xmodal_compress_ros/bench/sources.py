@@ -76,7 +76,8 @@ def _find_raw_drive(root: Path) -> Optional[Path]:
     """The one KITTI raw drive (a folder with image_02/) at or below ``root`` (two levels deep)."""
     if (root / 'image_02').is_dir():
         return root
-    drives = sorted(p.parent for p in root.glob('*/image_02')) or sorted(p.parent for p in root.glob('*/*/image_02'))
+    drives = (sorted(p.parent for p in root.glob('*/image_02'))
+              or sorted(p.parent for p in root.glob('*/*/image_02')))
     if len(drives) > 1:
         raise DatasetError(f'{root} holds {len(drives)} KITTI raw drives ({drives[0].name}, ...); '
                            'pass one drive folder to --kitti')
@@ -128,7 +129,8 @@ def load_bag(path: str, limit: Optional[int] = None, calib_path: Optional[str] =
     elif (bag / rosbag_io.CALIBRATION_FILE).is_file():
         calib = rosbag_io.load_bag_calibration(bag)
     events = rosbag_io.read_sensor_bag(
-        bag, image_topic=image_topic or rosbag_io.IMAGE_TOPIC, lidar_topic=lidar_topic or rosbag_io.LIDAR_TOPIC,
+        bag, image_topic=image_topic or rosbag_io.IMAGE_TOPIC,
+        lidar_topic=lidar_topic or rosbag_io.LIDAR_TOPIC,
         info_topic=None if calib is not None else (info_topic or rosbag_io.CAMERA_INFO_TOPIC))
     frames: List[SensorFrame] = []
     for frame in rosbag_io.pair_frames(events, calib=calib):
@@ -148,4 +150,5 @@ def load_synthetic(count: int, seed: int, limit: Optional[int] = None) -> BenchD
         raise DatasetError(f'--synthetic needs at least 1 frame, got {count}')
     drive = SyntheticDrive(SynthConfig(frames=count if limit is None else min(count, limit), seed=seed))
     frames = list(drive)
-    return _finish('synthetic', f'synthetic drive, seed {seed}', frames, frame_rate(frames, KITTI_FPS), True, limit)
+    return _finish('synthetic', f'synthetic drive, seed {seed}', frames, frame_rate(frames, KITTI_FPS), True,
+                   limit)

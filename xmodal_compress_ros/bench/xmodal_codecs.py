@@ -106,7 +106,8 @@ class XmodalCodec:
     def _get_decoder(self, size: Tuple[int, int]):
         from xmodal_compress_ros.codec.pipeline import Decoder, DecoderConfig
         if self._decoder is None:
-            self._decoder = Decoder(DecoderConfig(models=(self.model, self.fallback_model), resolutions=(size,)))
+            config = DecoderConfig(models=(self.model, self.fallback_model), resolutions=(size,))
+            self._decoder = Decoder(config)
         return self._decoder
 
     def run(self, frames: Sequence[SensorFrame], setting: float, fps: float) -> CodedRun:
@@ -126,7 +127,8 @@ class XmodalCodec:
             enc_s.append(time.perf_counter() - start)
             if image.image_only != (self.variant != 'lidar'):
                 raise DatasetError(f'{self.name}: frame {frame.name} was coded '
-                                   f'{"image-only" if image.image_only else "with LiDAR"}, not as this variant; '
+                                   f'{"image-only" if image.image_only else "with LiDAR"}, '
+                                   'not as this variant; '
                                    'the image size must match the calibration')
             start = time.perf_counter()
             out = decoder.decode_image(image.packet, decoded_scan)

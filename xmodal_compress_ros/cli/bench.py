@@ -28,23 +28,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--codecs', default='all',
                         help='comma-separated codec names, or "all" (default); see docs/benchmark.md')
     parser.add_argument('--qualities', type=_settings, nargs='+', default=[], metavar='[CODEC=]LIST',
-                        help='settings to run: "0,2,4" = quality levels of our codecs (default: every level); '
+                        help='settings to run: "0,2,4" = quality levels of our codecs '
+                             '(default: every level); '
                              '"jpeg=10,50,90", "h265-444=22,32" = qualities or crfs of that codec')
     parser.add_argument('--frames', type=int, default=None, help='use only the first N frames')
-    parser.add_argument('--gop', type=int, default=10, help='key-frame interval of the -p video modes (default 10)')
+    parser.add_argument('--gop', type=int, default=10,
+                        help='key-frame interval of the -p video modes (default 10)')
     parser.add_argument('--out', required=True, help='output folder for report.json, report.md and the PNGs')
-    parser.add_argument('--model', default=None, help='LiDAR-conditioned model stem (default: the pipeline default)')
-    parser.add_argument('--fallback-model', default=None, help='image-only model stem (default: the pipeline default)')
+    parser.add_argument('--model', default=None,
+                        help='LiDAR-conditioned model stem (default: the pipeline default)')
+    parser.add_argument('--fallback-model', default=None,
+                        help='image-only model stem (default: the pipeline default)')
     parser.add_argument('--calib', default=None, help='calibration for --bag (YAML or KITTI calib file)')
     parser.add_argument('--image-topic', default=None, help='image topic for --bag')
     parser.add_argument('--lidar-topic', default=None, help='PointCloud2 topic for --bag')
     parser.add_argument('--seed', type=int, default=0, help='seed of --synthetic scenes')
     parser.add_argument('--live', action='store_true',
-                        help='also play --bag through the real encoder and decoder nodes at each of our qualities '
+                        help='also play --bag through the real encoder and decoder nodes at each of '
+                             'our qualities '
                              '(default: the pipeline default) and report latency, drops and kbit/s')
     parser.add_argument('--live-rate', type=float, default=1.0, help='playback speed of --live (default 1)')
     parser.add_argument('--threads', type=int, default=1,
-                        help='PyTorch threads for our codec and MS-SSIM (default 1: every encoder single-threaded)')
+                        help='PyTorch threads for our codec and MS-SSIM '
+                             '(default 1: every encoder single-threaded)')
     parser.add_argument('--quiet', action='store_true', help='no progress bar')
 
 
@@ -64,8 +70,8 @@ def _live(args: argparse.Namespace, qualities):
     from xmodal_compress_ros.codec.pipeline import EncoderConfig
 
     defaults = EncoderConfig()
-    return live_runs(Path(args.bag), Path(args.out), qualities or [defaults.quality], args.model or defaults.model,
-                     args.fallback_model or defaults.fallback_model,
+    return live_runs(Path(args.bag), Path(args.out), qualities or [defaults.quality],
+                     args.model or defaults.model, args.fallback_model or defaults.fallback_model,
                      calibration=Path(args.calib) if args.calib else None, frames=args.frames or 0,
                      rate=args.live_rate)
 
@@ -93,9 +99,11 @@ def main(args: argparse.Namespace) -> int:
     settings = {name: values for name, values in args.qualities if name}
     unknown = [name for name in settings if name not in names]
     if unknown:
-        raise DatasetError(f'--qualities names {", ".join(unknown)}, which --codecs does not run ({", ".join(names)})')
+        raise DatasetError(f'--qualities names {", ".join(unknown)}, which --codecs does not run '
+                           f'({", ".join(names)})')
     data = _load(args)
-    codecs = codec_registry.build_codecs(names, gop=args.gop, model=args.model, fallback_model=args.fallback_model,
+    codecs = codec_registry.build_codecs(names, gop=args.gop, model=args.model,
+                                         fallback_model=args.fallback_model,
                                          qualities=[int(q) for q in ours] or None)
     result = run_benchmark(codecs, data, settings, show_progress=not args.quiet)
     if not result.records:

@@ -37,7 +37,7 @@ def test_only_the_newest_frame_is_processed_while_busy():
         worker.stop()
 
 
-def test_side_items_processed_in_order_before_the_frame_and_bounded():
+def test_side_items_in_order_and_bounded_alternating_with_a_ready_frame():
     order = []
     gate = threading.Event()
     worker = FrameWorker(lambda s: (gate.wait(5), order.append(('side', s))),
@@ -51,7 +51,25 @@ def test_side_items_processed_in_order_before_the_frame_and_bounded():
         assert evicted == [False, False, False, True]  # 'b' dropped for 'e'
         gate.set()
         wait_for(lambda: len(order) == 5)
-        assert order == [('side', 'a'), ('side', 'c'), ('side', 'd'), ('side', 'e'), ('frame', 'img')]
+        assert order == [('side', 'a'), ('frame', 'img'), ('side', 'c'), ('side', 'd'), ('side', 'e')]
+    finally:
+        worker.stop()
+
+
+def test_a_waiting_frame_lets_pending_side_items_go_first():
+    order = []
+    gate = threading.Event()
+    worker = FrameWorker(lambda s: (gate.wait(5), order.append(s)), order.append, side_capacity=3,
+                         frame_delay=lambda frame: 0.0 if 'scan' in order else 10.0)
+    worker.start()
+    try:
+        worker.put_side('first')
+        wait_for(lambda: not worker._side)
+        worker.put_frame('img')
+        worker.put_side('scan')
+        gate.set()
+        wait_for(lambda: len(order) == 3)
+        assert order == ['first', 'scan', 'img']
     finally:
         worker.stop()
 
@@ -96,3 +114,19 @@ def test_errors_are_reported_and_the_worker_keeps_running():
 def test_rejects_zero_capacity():
     with pytest.raises(ValueError, match='side_capacity'):
         FrameWorker(print, print, side_capacity=0)
+
+
+def test_a_stream_of_side_items_cannot_starve_the_frames():
+    done = []
+    worker = FrameWorker(lambda s: (time.sleep(0.02), done.append('side')), lambda f: done.append(f),
+                         side_capacity=1)
+    worker.start()
+    try:
+        worker.put_frame('img')
+        deadline = time.monotonic() + 2
+        while 'img' not in done and time.monotonic() < deadline:
+            worker.put_side('scan')  # always one more side item waiting
+            time.sleep(0.005)
+        assert 'img' in done
+    finally:
+        worker.stop()

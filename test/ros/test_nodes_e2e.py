@@ -14,6 +14,7 @@ pytestmark = [pytest.mark.ros, pytest.mark.slow]
 rclpy = pytest.importorskip('rclpy')
 
 from xmodal_compress_ros.ros import conversions  # noqa: E402
+from xmodal_compress_ros.ros.bag_player import DISCOVERY_SETTLE_S  # noqa: E402
 from xmodal_compress_ros.ros.encoder_node import packet_format  # noqa: E402
 from xmodal_compress_ros.ros.stream_session import StreamSession  # noqa: E402
 
@@ -53,8 +54,11 @@ def test_every_frame_arrives_decoded_with_its_header(tmp_path, tiny_bag, node_co
         quality_psnr.append(psnr(rgb, originals[record.stamp_ns]))
 
     with session(tmp_path, node_codec, on_image) as s:
-        s.play(tiny_bag)
-        assert s.probe.wait_for(lambda: len(s.probe.images) == 10 and len(s.probe.point_headers) == 10, 15)
+        # At 4 Hz: both nodes drop frames they cannot get to (newest-only), and this 2-core test machine
+        # is shared; at the recorded 10 Hz a loaded machine can make the decoder skip one.
+        s.play(tiny_bag, rate=0.4)
+        assert s.probe.wait_for(lambda: len(s.probe.images) == 10 and len(s.probe.point_headers) == 10, 15), \
+            (s.probe.node_diagnostics('xmodal_encoder'), s.probe.node_diagnostics('xmodal_decoder'))
         assert s.probe.wait_for(
             lambda: s.probe.node_diagnostics('xmodal_encoder').get('frames_out') == '10', 5)
         encoder_diag = s.probe.node_diagnostics('xmodal_encoder')
@@ -108,6 +112,7 @@ def test_bad_inputs_are_counted_and_the_nodes_keep_answering(tmp_path, node_code
         assert s.probe.wait_for(lambda: image_pub.get_subscription_count() > 0
                                 and cloud_pub.get_subscription_count() > 0
                                 and packet_pub.get_subscription_count() >= 2, 10)
+        time.sleep(DISCOVERY_SETTLE_S)  # the readers match our writers a little after we match them
 
         def send_frame(i, image=None, points=None, encoding='rgb8'):
             stamp = frames[i].image_stamp_ns
@@ -143,10 +148,13 @@ def test_bad_inputs_are_counted_and_the_nodes_keep_answering(tmp_path, node_code
             time.sleep(0.15)
         send_frame(10)
         send_frame(11)                                                     # scans are back
-        received = {11: frames[11].image_stamp_ns}
-        assert s.probe.wait_for(lambda: received[11] in {r.stamp_ns for r in s.probe.images}, 10)
-        assert s.probe.wait_for(lambda: s.probe.node_diagnostics('xmodal_decoder').get('frames_out') ==
-                                str(len(s.probe.images)), 5)
+        last = frames[11].image_stamp_ns
+        assert s.probe.wait_for(lambda: last in {r.stamp_ns for r in s.probe.images}, 10)
+
+        def reported(node_name):  # the 1 Hz diagnostics have caught up with every decoded image
+            return s.probe.node_diagnostics(node_name).get('frames_out') == str(len(s.probe.images))
+
+        assert s.probe.wait_for(lambda: reported('xmodal_encoder') and reported('xmodal_decoder'), 5)
         assert s.nodes_alive()
         enc = s.probe.node_diagnostics('xmodal_encoder')
         dec = s.probe.node_diagnostics('xmodal_decoder')

@@ -3,16 +3,18 @@
 Data flow::
 
     image ──(callback: newest-only slot)──┐
-    scan  ──(callback: bounded FIFO)──────┤ worker thread ── Encoder ──> packets on <image_topic>/xmodal
+    scan  ──(callback: newest-only slot)──┤ worker thread ── Encoder ──> packets on <image_topic>/xmodal
     camera_info (optional, latest kept) ──┘    (one LiDAR packet per scan; image packets reference it)
 
-Callbacks only hand messages to the worker, so the executor never blocks. Every scan is encoded
-once (``Encoder.encode_scan``), its LiDAR packet published once, and its decoded scan buffered
-for pairing. The worker encodes only the newest image; one that is replaced before its turn is
-dropped and counted. An image is paired with the buffered scan nearest in stamp within
-``max_time_delta``, waiting at most ``pairing_wait`` (wall time) for a later scan; after
-``lidar_timeout`` without scans images are encoded image-only. Topics, parameters and
-diagnostics are documented in ``docs/nodes.md``.
+Callbacks only hand messages to the worker, so the executor never blocks. Every scan the worker
+takes is encoded once (``Encoder.encode_scan``), its LiDAR packet published once, and its decoded
+scan buffered for pairing. The worker takes only the newest scan and the newest image: one that is
+replaced before its turn is dropped and counted, so an overloaded CPU drops frames instead of
+falling behind (a full 120k-point scan alone takes hundreds of ms to code on a small CPU).
+
+An image is paired with the buffered scan nearest in stamp within ``max_time_delta``, waiting at
+most ``pairing_wait`` (wall time) for a later scan; after ``lidar_timeout`` without scans images
+are encoded image-only. Topics, parameters and diagnostics are documented in ``docs/nodes.md``.
 """
 from __future__ import annotations
 
@@ -82,7 +84,7 @@ class EncoderNode(Node):
 
         self._scans: ScanBuffer = ScanBuffer(self._config.scan_buffer)
         self._worker: FrameWorker = FrameWorker(
-            self._encode_scan, self._encode_image, side_capacity=self._config.scan_buffer,
+            self._encode_scan, self._encode_image, side_capacity=1,
             frame_delay=self._pairing_delay, on_error=self._on_worker_error, name='xmodal-encoder')
         self._open_topics()
         self._worker.start()
@@ -169,7 +171,7 @@ class EncoderNode(Node):
         self._stats.count('scans_in')
         self._last_scan = time.monotonic()
         if self._worker.put_side(msg):
-            self._stats.count('scan_drop.backlog')
+            self._stats.count('scan_drop.superseded')
 
     def _on_camera_info(self, msg: Any) -> None:
         self._camera_info = msg

@@ -7,7 +7,10 @@ Callbacks only hand messages over. The worker serves two inboxes:
 * a *frame* slot holding only the newest image: a frame that is replaced before the worker gets to
   it is dropped, so the node never works on stale images and no queue can grow.
 
-Side items go first, so an image always sees the scans that arrived before it.
+The worker alternates: it takes all waiting side items, then the frame if it is ready. A frame
+still waiting for a side item (``frame_delay`` > 0, e.g. an image waiting for its scan) lets the
+waiting side items go first; a ready frame goes before side items that came in meanwhile, so side
+items arriving faster than they are handled cannot starve the frames.
 """
 from __future__ import annotations
 
@@ -94,14 +97,15 @@ class FrameWorker(Generic[Side, Frame]):
                 self._call(self._handle_frame, frame[0])
 
     def _take_frame(self) -> Optional[tuple]:
-        """The pending frame (in a 1-tuple, frames may be falsy), or None after waiting for it to be ready."""
+        """The pending frame (in a 1-tuple, frames may be falsy), or None if it is not ready yet."""
         with self._cond:
-            if not self._has_frame or self._side or self._stopping:
+            if not self._has_frame or self._stopping:
                 return None
             delay = self._frame_delay(self._frame) if self._frame_delay is not None else 0.0
             if delay > 0.0:
-                # Woken early by a new scan or frame; the loop then re-evaluates.
-                self._cond.wait(delay)
+                if not self._side:
+                    # Woken early by a new side item or frame; the loop then re-evaluates.
+                    self._cond.wait(delay)
                 return None
             frame = (self._frame,)
             self._frame, self._has_frame = None, False

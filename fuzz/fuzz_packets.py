@@ -52,6 +52,15 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
+def _version(package: str):
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
+
+
 def pick_engine(choice: str):
     """The atheris module, or None for the random engine."""
     if choice == 'random':
@@ -126,6 +135,9 @@ class Run:
 
     def one(self, data: bytes) -> bool:
         """Decode one input; True once the run is complete."""
+        if self.args.findings_dir:
+            # If this input hangs for good, the watchdog ends the process: this file is then the culprit.
+            (self.args.findings_dir / 'in-flight.bin').write_bytes(data)
         faulthandler.dump_traceback_later(WATCHDOG_S, exit=True)
         self.stats.add(data, self.harness.feed(data))
         faulthandler.cancel_dump_traceback_later()
@@ -215,7 +227,7 @@ def main(argv=None) -> int:
             harness.feed(data)
         info = {
             'engine': 'atheris' if atheris else 'random', 'seed': args.seed,
-            'atheris_version': getattr(atheris, '__version__', None) if atheris else None,
+            'atheris_version': _version('atheris') if atheris else None,
             'models': model_ids, 'seeds': len(seeds), 'stored_seeds': len(stored),
             'machine': f'{platform.machine()} {os.cpu_count()}-core CPU', 'python': platform.python_version(),
             'load_average_start': [round(x, 2) for x in os.getloadavg()],

@@ -121,3 +121,13 @@ def test_unknown_model_is_a_packet_error_naming_the_id(codec_kit):
     with pytest.raises(UnknownModelError, match=bytes(range(16)).hex()):
         codec_kit.decoder.decode_image(packet_fuzz.reseal(bytes(data)), None)
     assert issubclass(UnknownModelError, PacketError)
+
+
+def test_draco_point_count_is_checked_before_draco_allocates(codec_kit, harness):
+    """Found by fuzzing: a Draco stream declaring 134 M points made Draco take 3 GB and 2 s before failing."""
+    packet = bytearray(codec_kit.seeds[0])
+    draco = bytes(packet).index(b'DRACO')
+    struct.pack_into('<i', packet, draco + 11, 134_219_728)
+    outcome = harness.feed(packet_fuzz.reseal(bytes(packet)))
+    assert outcome.status == 'rejected' and 'Draco stream of 134219728 points' in outcome.error
+    assert outcome.cpu_ms < 50 and not outcome.rss_jump

@@ -40,6 +40,10 @@ FRUSTUM_MARGIN_PX = 2
 #: Smallest quantization range (metres), so that a single point still gets a valid grid.
 MIN_RANGE_M = 1e-3
 _GRID = struct.Struct('<4f')
+# Draco's bitstream header: "DRACO", major, minor, encoder type (0 = point cloud), method
+# (0 = sequential, 1 = kd-tree), u16 flags (0x8000 = metadata follows); then a point cloud's
+# geometry starts with its int32 point count (draco/compression/decode.cc, point_cloud_decoder.cc).
+_DRACO_HEADER = struct.Struct('<5sBBBBHi')
 
 # point_cloud_transport's draco plugin (ros-perception/point_cloud_transport_plugins,
 # draco_point_cloud_transport/include/draco_point_cloud_transport/draco_publisher.hpp):
@@ -203,10 +207,30 @@ def decode_scan(payload: bytes, num_points: int, config: LidarCodecConfig) -> np
         if payload:
             raise PacketError(f'LiDAR payload of an empty scan must be empty, got {len(payload)} bytes')
         return np.zeros((0, 4), np.float32)
+    _check_draco_header(payload[_GRID.size if config.quantization_bits else 0:], num_points)
     points = _decode(payload, config)
     if len(points) != num_points:
         raise PacketError(f'LiDAR payload decodes to {len(points)} points, the packet declares {num_points}')
     return points
+
+
+def _check_draco_header(stream: bytes, num_points: int) -> None:
+    """Refuse a Draco stream whose header is not what encode_scan writes, before Draco sees it.
+
+    Draco allocates for the point count its stream declares before checking the rest: a damaged
+    count (the packet CRC can be recomputed) made it take 3 GB and 2 s before failing (found by
+    fuzz/fuzz_packets.py). The packet's own count is capped, so the stream must declare exactly it.
+    """
+    if len(stream) < _DRACO_HEADER.size:
+        raise PacketError(f'LiDAR payload is truncated: its Draco header needs {_DRACO_HEADER.size} bytes, '
+                          f'got {len(stream)}')
+    magic, major, _, encoder_type, method, flags, declared = _DRACO_HEADER.unpack_from(stream)
+    if magic != b'DRACO' or major != 2 or encoder_type != 0 or method not in (0, 1) or flags != 0:
+        raise PacketError(f'LiDAR payload is not a valid Draco 2.x point cloud as encode_scan writes it '
+                          f'(magic {magic!r}, version {major}, type {encoder_type}, method {method}, '
+                          f'flags 0x{flags:04x})')
+    if declared != num_points:
+        raise PacketError(f'LiDAR payload holds a Draco stream of {declared} points, the packet declares {num_points}')
 
 
 def _decode(payload: bytes, config: LidarCodecConfig) -> np.ndarray:

@@ -38,6 +38,9 @@ BYTES_PER_POINT = 256
 BASE_ALLOCATION = 1 << 20
 #: An input whose decode takes more CPU time than this is a hang.
 HANG_SECONDS = 1.0
+#: Growth of the process's peak RSS during one input that counts as a finding (native allocations,
+#: e.g. Draco or the networks, are invisible to tracemalloc; legitimate small packets stay far below).
+RSS_JUMP_BYTES = 64 << 20
 
 MUTATIONS = ('truncate', 'bit_flip', 'byte_set', 'length_inflate', 'version', 'header_field', 'splice',
              'random')
@@ -196,6 +199,7 @@ class Outcome:
         wall_ms, cpu_ms: time taken (CPU time of the process: a loaded machine does not inflate it).
         peak_alloc: bytes allocated at the peak (tracemalloc; 0 when not traced).
         bound: :func:`allocation_bound` of the input.
+        rss_growth: how much the process's peak RSS grew during this input (native allocations too).
     """
 
     status: str
@@ -206,6 +210,11 @@ class Outcome:
     cpu_ms: float
     peak_alloc: int
     bound: int
+    rss_growth: int = 0
+
+    @property
+    def rss_jump(self) -> bool:
+        return self.rss_growth > RSS_JUMP_BYTES
 
     @property
     def hang(self) -> bool:
@@ -250,6 +259,7 @@ class DecodeHarness:
         if trace:
             tracemalloc.start()
             tracemalloc.reset_peak()
+        rss = peak_rss_bytes()
         wall, cpu = time.perf_counter(), time.process_time()
         status, stage, error = 'decoded', '', ''
         try:
@@ -264,7 +274,8 @@ class DecodeHarness:
         if trace:
             peak = tracemalloc.get_traced_memory()[1]
             tracemalloc.stop()
-        return Outcome(status, kind, stage, error[:300], wall_ms, cpu_ms, peak, allocation_bound(data))
+        return Outcome(status, kind, stage, error[:300], wall_ms, cpu_ms, peak, allocation_bound(data),
+                       peak_rss_bytes() - rss)
 
 
 def peak_rss_bytes() -> int:
@@ -281,6 +292,8 @@ class FuzzStats:
     hangs: int = 0
     wall_over_1s: int = 0
     over_bound: int = 0
+    rss_jumps: int = 0
+    max_rss_growth: int = 0
     max_ms: float = 0.0
     max_cpu_ms: float = 0.0
     peak_alloc: int = 0
@@ -311,8 +324,13 @@ class FuzzStats:
         if outcome.over_bound:
             self.over_bound += 1
             findings.append('over_bound')
+        self.max_rss_growth = max(self.max_rss_growth, outcome.rss_growth)
+        if outcome.rss_jump:
+            self.rss_jumps += 1
+            findings.append('rss_jump')
         for finding in findings:
-            self.examples.setdefault(f'{finding}: {outcome.error[:120]}', outcome.error)
+            detail = outcome.error or f'{outcome.kind} {outcome.status}'
+            self.examples.setdefault(f'{finding}: {detail[:120]}', detail)
             if self.on_finding is not None:
                 self.on_finding(finding, data, outcome)
 
@@ -323,6 +341,8 @@ class FuzzStats:
             'max_ms': round(self.max_ms, 2), 'max_cpu_ms': round(self.max_cpu_ms, 2),
             'peak_alloc': self.peak_alloc, 'alloc_traced_inputs': self.traced,
             'alloc_over_bound': self.over_bound, 'max_alloc_over_bound': round(self.max_alloc_ratio, 4),
+            'rss_jumps': self.rss_jumps, 'rss_jump_threshold_mb': RSS_JUMP_BYTES >> 20,
+            'max_rss_growth_one_input_mb': round(self.max_rss_growth / 2**20, 1),
             'outcomes': dict(sorted(self.outcomes.items())), 'findings': sorted(self.examples)[:20],
         }
 

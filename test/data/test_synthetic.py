@@ -84,7 +84,7 @@ def test_lidar_lands_where_the_camera_sees_the_same_depth():
     count, agree, median = _lidar_depth_agreement(SyntheticDrive(config).render(0))
     assert count > 1500
     # Disagreement is left only at occlusion edges (the sensors sit 0.27 m apart) and from motion.
-    assert agree > 0.85
+    assert agree > 0.9
     assert median < 0.1
 
 
@@ -170,3 +170,18 @@ def test_bad_requests_raise_dataset_errors():
         kitti_calibration(8, 8)
     with pytest.raises(DatasetError, match='outside'):
         SyntheticDrive(TINY).render(3)
+
+
+def test_lidar_places_each_moving_car_as_a_whole_when_the_sweep_passes_it():
+    from xmodal_compress_ros.data.synthetic.lidar import _object_times
+
+    drive = SyntheticDrive(TINY)
+    prims = drive.scene.prims
+    start = drive.sweep_start_s(1)
+    pose = drive.trajectory.poses(np.array([start + 0.05]))[0]
+    times = _object_times(prims, pose[:3, 3], 0.0, start, TINY.lidar)
+    lead = prims.object_id[np.flatnonzero(prims.velocity > 0)[0]]
+    parts = prims.object_id == lead
+    assert np.ptp(times[parts]) == 0.0
+    # The lead car drives ahead of the ego car: the sweep faces it half-way through the turn.
+    assert times[parts][0] == pytest.approx(start + 0.05, abs=0.01)

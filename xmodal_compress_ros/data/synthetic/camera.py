@@ -52,13 +52,14 @@ def _canyon_sky(street: S.Street, p: np.ndarray, n: np.ndarray) -> np.ndarray:
     y, z = p[:, 1], p[:, 2]
     dist_l = np.maximum(fy[0] - y, 0.3)
     dist_r = np.maximum(fy[1] + y, 0.3)
-    a_l = np.arctan2(np.maximum(fh[0] - z, 0), dist_l)
-    a_r = np.arctan2(np.maximum(fh[1] - z, 0), dist_r)
-    up = (np.cos(a_l) + np.cos(a_r)) / 2
+    # Cosine and sine of the elevation of each side's roof line, seen from the point.
+    h_l, h_r = np.maximum(fh[0] - z, 0), np.maximum(fh[1] - z, 0)
+    r_l, r_r = np.sqrt(h_l * h_l + dist_l * dist_l), np.sqrt(h_r * h_r + dist_r * dist_r)
+    up = (dist_l / r_l + dist_r / r_r) / 2
     # A wall facing +y stands on the right side and looks across at the left side's facades.
     facing_left = np.clip(n[:, 1], 0, 1)
     facing_right = np.clip(-n[:, 1], 0, 1)
-    wall = (facing_left * (1 - np.sin(a_l)) + facing_right * (1 - np.sin(a_r))) / 2
+    wall = (facing_left * (1 - h_l / r_l) + facing_right * (1 - h_r / r_r)) / 2
     nz = np.clip(n[:, 2], -1, 1)
     horizontal = np.abs(n[:, 1]) < 0.5
     return np.where(horizontal, up * (1 + nz) / 2, wall + 0.15 * up)
@@ -134,7 +135,7 @@ def _shade(scene, prims, materials, C, dirs, unit, t, prim, fx) -> np.ndarray:
     cos_view = np.abs((n * unit).sum(1))
     dist = t * np.linalg.norm(dirs, axis=1)
     footprint = (dist / fx / np.maximum(cos_view, 0.15)).astype(np.float32)
-    surf = materials.evaluate(prim, p, n, footprint)
+    surf = materials.evaluate(prims, prim, p, n, footprint)
     sun = scene.sun.astype(np.float32)
     leafy = surf.leafy
     if leafy.any():
@@ -145,8 +146,11 @@ def _shade(scene, prims, materials, C, dirs, unit, t, prim, fx) -> np.ndarray:
         n[leafy] = nl / np.linalg.norm(nl, axis=1, keepdims=True)
     lambert = np.clip(n @ sun, 0.0, 1.0)
     lit = np.flatnonzero(lambert > 0)
+    # Kerbs, sidewalks, wheels, bumpers and mirrors cast no shadow worth a test.
+    size = (prims.hi - prims.lo).max(1)
     occluders = np.flatnonzero((prims.shape != S.PLANE) & (prims.material != S.SIDEWALK)
-                               & (prims.material != S.KERB))
+                               & (prims.material != S.KERB) & (prims.material != S.TYRE)
+                               & (size >= 0.3) & (prims.hi[:, 2] > 0.6))
     near = occluders[np.linalg.norm(prims.center[occluders, :2] - C[:2], axis=1) < _MAX_DEPTH]
     solid, leaves = raycast.sun_occlusion(prims, near, p[lit] + 0.03 * n[lit], sun)
     visibility = np.zeros(len(p), np.float32)
@@ -163,7 +167,8 @@ def _shade(scene, prims, materials, C, dirs, unit, t, prim, fx) -> np.ndarray:
         height = np.clip((p[leafy, 2] - c[:, 2]) / r[:, 2], -1, 1)
         sky_vis[leafy] *= 0.45 + 0.4 * (height + 1) / 2
         # Leaf clusters shade each other: sunlit patches among shaded ones.
-        clusters = materials.noise.sample('fbm', p[leafy, 0] + p[leafy, 1], p[leafy, 2], 0.08, footprint[leafy])
+        clusters = materials.noise.sample('fbm', p[leafy, 0] + p[leafy, 1], p[leafy, 2], 0.08,
+                                          footprint[leafy])
         visibility[leafy] *= np.clip(0.45 + 0.45 * clusters, 0.05, 1.0)
     irradiance = (_SUN * (lambert * visibility)[:, None] + _SKY * sky_vis[:, None]
                   + _BOUNCE * (0.5 + 0.5 * sky_vis)[:, None])
@@ -199,11 +204,12 @@ def _sensor(radiance: np.ndarray, camera: CameraModel, exposure: Exposure) -> np
     import cv2
 
     H, W = radiance.shape[:2]
-    v, u = np.mgrid[0:H, 0:W].astype(np.float32)
-    r2 = ((u - camera.K[0, 2]) / camera.K[0, 0]) ** 2 + ((v - camera.K[1, 2]) / camera.K[1, 1]) ** 2
+    u = ((np.arange(W, dtype=np.float32) - camera.K[0, 2]) / camera.K[0, 0]) ** 2
+    v = ((np.arange(H, dtype=np.float32) - camera.K[1, 2]) / camera.K[1, 1]) ** 2
+    r2 = v[:, None] + u[None, :]
     vignette = (1.0 / (1.0 + 0.25 * r2) ** 2)[..., None]
     x = radiance * (vignette * exposure.gain)
-    sigma = 0.55 * min(W / 1242.0, H / 375.0) ** 0.5
+    sigma = 0.4 * min(W / 1242.0, H / 375.0) ** 0.5
     x = cv2.GaussianBlur(x.astype(np.float32), (0, 0), sigmaX=max(sigma, 0.3))
     rng = np.random.default_rng(list(exposure.noise_seed))
     # Photon (signal-dependent) and read noise in linear light, per colour channel.

@@ -66,11 +66,21 @@ def beam_elevations(config: LidarConfig, seed: int) -> np.ndarray:
     return np.radians(np.sort(np.concatenate([top, bottom]) + jitter)[::-1])
 
 
-def _object_times(prims: S.Primitives, origin: np.ndarray, yaw: float, t0: float, config: LidarConfig):
-    """Time at which the sweep passes each primitive's centre (moving cars are placed there)."""
-    az = np.arctan2(prims.center[:, 1] - origin[1], prims.center[:, 0] - origin[0]) - yaw
+def _object_times(prims: S.Primitives, origin: np.ndarray, yaw: float, t0: float,
+                  config: LidarConfig) -> np.ndarray:
+    """Per primitive, the time at which the sweep passes the centre of its object.
+
+    Moving cars are placed where they are at that time: the whole car at once, judged from
+    where it is at mid-sweep.
+    """
+    centre = prims.moved(t0 + config.period_s / 2).center
+    objects = prims.object_id
+    count = np.bincount(objects)
+    cx = np.bincount(objects, centre[:, 0]) / np.maximum(count, 1)
+    cy = np.bincount(objects, centre[:, 1]) / np.maximum(count, 1)
+    az = np.arctan2(cy - origin[1], cx - origin[0]) - yaw
     frac = ((np.pi - az) / (2 * np.pi)) % 1.0
-    return t0 + frac * config.period_s
+    return (t0 + frac * config.period_s)[objects]
 
 
 def scan(scene: S.Scene, materials: Materials, config: LidarConfig,
@@ -107,7 +117,7 @@ def scan(scene: S.Scene, materials: Materials, config: LidarConfig,
     d = world_dirs[keep]
     p = (col_origin[keep] + d * t[:, None]).astype(np.float32)
     n = raycast.normals(prims, prim, p, d)
-    surf = materials.evaluate(prim, p, n, (0.003 * t).astype(np.float32))
+    surf = materials.evaluate(prims, prim, p, n, (0.003 * t).astype(np.float32))
     cos_i = np.abs((n * d).sum(1))
     echo = _REFLECTANCE_GAIN * surf.ir * (0.35 + 0.65 * cos_i)
     rng_r = t + rng.normal(0.0, config.range_noise, len(t))

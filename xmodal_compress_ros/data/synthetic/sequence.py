@@ -175,7 +175,7 @@ class SyntheticDrive:
         rng = np.random.default_rng([cfg.seed, k, 3])
         start = self.sweep_start_s(k)
         lidar_t = start + cfg.lidar.period_s / 2
-        camera_t = lidar_t + cfg.camera_latency_s + float(rng.normal(0.0, 0.002))
+        camera_t = lidar_t + cfg.camera_latency_s + float(np.clip(rng.normal(0.0, 0.002), -0.004, 0.004))
         points = lid.scan(self.scene, self.materials, cfg.lidar, self.trajectory.poses, start,
                           self.elevations, rng)
         # Auto-exposure drifts slowly and flickers a little from frame to frame.

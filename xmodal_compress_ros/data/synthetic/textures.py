@@ -140,16 +140,18 @@ class Materials:
         self.edge_lines = bool(rng.random() < 0.6)
         self.dash = (float(rng.uniform(2.5, 4.0)), float(rng.uniform(5.0, 8.0)))
 
-    def evaluate(self, prim: np.ndarray, p: np.ndarray, n: np.ndarray, footprint: np.ndarray) -> Surface:
+    def evaluate(self, prims: S.Primitives, prim: np.ndarray, p: np.ndarray, n: np.ndarray,
+                 footprint: np.ndarray) -> Surface:
         """Material properties for hits of primitives ``prim`` at points ``p`` with normals ``n``.
 
-        ``footprint``: metres one pixel (or beam) covers at each point.
+        ``prims``: the scene's primitives where they were when hit (moving cars move their
+        textures along); ``footprint``: metres one pixel (or beam) covers at each point.
         """
         count = len(prim)
         out = Surface(albedo=np.zeros((count, 3), np.float32), gloss=np.zeros(count, np.float32),
                       ir=np.zeros(count, np.float32), glass=np.zeros(count, bool),
                       leafy=np.zeros(count, bool))
-        material = self.scene.prims.material[prim]
+        material = prims.material[prim]
         handlers = {
             S.GROUND: self._ground, S.SIDEWALK: self._sidewalk, S.KERB: self._kerb, S.FACADE: self._facade,
             S.CORNICE: self._plain, S.CAR_BODY: self._car_body, S.CAR_CABIN: self._car_cabin,
@@ -159,7 +161,7 @@ class Materials:
         for mat, handler in handlers.items():
             sel = np.flatnonzero(material == mat)
             if len(sel):
-                handler(out, sel, prim[sel], p[sel], n[sel], footprint[sel])
+                handler(out, sel, prims, prim[sel], p[sel], n[sel], footprint[sel])
         np.clip(out.albedo, 0.0, 0.95, out=out.albedo)
         np.clip(out.ir, 0.0, 1.0, out=out.ir)
         return out
@@ -178,7 +180,7 @@ class Materials:
 
     # -- materials ---------------------------------------------------------------------------
 
-    def _ground(self, out, sel, prim, p, n, fp):
+    def _ground(self, out, sel, prims, prim, p, n, fp):
         x, y = p[:, 0], p[:, 1]
         street = self.scene.street
         road = street.on_road(x, y)
@@ -192,7 +194,7 @@ class Materials:
         for centre in (-lane / 2, lane / 2):
             for off in (-0.8, 0.8):
                 track += np.exp(-((y - centre - off) / 0.35) ** 2)
-        grey = 0.07 * (1 + 0.22 * grain + 0.18 * fine + 0.1 * blotch)
+        grey = 0.07 * (1 + 0.3 * grain + 0.2 * fine + 0.1 * blotch)
         grey = grey * (1 - 0.25 * patch) * (1 - 0.12 * track)
         # Cracks: a contour of mid-scale noise, only where the surface is worn.
         contour = np.abs(self._fbm(x - 11.0, y + 5.0, 0.12, fp))
@@ -249,8 +251,7 @@ class Materials:
             m = np.maximum(m, stop)
         return m
 
-    def _sidewalk(self, out, sel, prim, p, n, fp):
-        prims = self.scene.prims
+    def _sidewalk(self, out, sel, prims, prim, p, n, fp):
         x, y = p[:, 0], p[:, 1]
         top = n[:, 2] > 0.5
         size = np.maximum(prims.params[prim, 0], 0.1)
@@ -272,21 +273,20 @@ class Materials:
         out.albedo[sel] = np.where(top[:, None], colour * shade[:, None], side)
         out.ir[sel] = 0.28 * (1 + 0.2 * grain)
 
-    def _kerb(self, out, sel, prim, p, n, fp):
+    def _kerb(self, out, sel, prims, prim, p, n, fp):
         x = p[:, 0]
         grain = self._fbm(x, p[:, 1] + p[:, 2], 0.005, fp, 'grain')
         joints = stripes(x, 1.0, 0.015, fp)
         shade = (1 + 0.18 * grain) * (1 - 0.5 * joints)
-        out.albedo[sel] = self.scene.prims.colour[prim] * shade[:, None]
+        out.albedo[sel] = prims.colour[prim] * shade[:, None]
         out.ir[sel] = 0.33
 
-    def _plain(self, out, sel, prim, p, n, fp):
+    def _plain(self, out, sel, prims, prim, p, n, fp):
         g = self._fbm(p[:, 0] + p[:, 1], p[:, 2], 0.05, fp)
-        out.albedo[sel] = self.scene.prims.colour[prim] * (1 + 0.06 * g)[:, None]
+        out.albedo[sel] = prims.colour[prim] * (1 + 0.06 * g)[:, None]
         out.ir[sel] = 0.15 + 0.3 * _luma(out.albedo[sel])
 
-    def _facade(self, out, sel, prim, p, n, fp):
-        prims = self.scene.prims
+    def _facade(self, out, sel, prims, prim, p, n, fp):
         lo, hi = prims.lo[prim], prims.hi[prim]
         seed = prims.seed[prim]
         style = prims.style[prim]
@@ -358,7 +358,7 @@ class Materials:
         g = self._fbm(u, z, 0.04, fp)
         grain = self._fbm(u, z, 0.004, fp, 'grain')
         stain = self._fbm(u * 3.0, z * 0.25, 0.05, fp, 'blotch')
-        plaster = colour * (1 + 0.07 * g + 0.05 * grain - 0.07 * np.clip(stain, 0, 3))[:, None]
+        plaster = colour * (1 + 0.1 * g + 0.07 * grain - 0.08 * np.clip(stain, 0, 3))[:, None]
         # Bricks: 24 x 7.5 cm courses in running bond with light mortar.
         course = np.floor(z / 0.075)
         ub = u + (course % 2) * 0.12
@@ -379,8 +379,7 @@ class Materials:
         plinth = box_mask(z, -1.0, 0.45, fp)[:, None]
         return wall * (1 - plinth) + plinth * colour * 0.55
 
-    def _car_body(self, out, sel, prim, p, n, fp):
-        prims = self.scene.prims
+    def _car_body(self, out, sel, prims, prim, p, n, fp):
         heading, length, top = prims.params[prim, 0], prims.params[prim, 1], prims.params[prim, 2]
         c = prims.center[prim]
         paint = prims.colour[prim].copy()
@@ -424,8 +423,7 @@ class Materials:
         out.gloss[sel] = gloss * (1 - 0.7 * bumper * (is_end | side))
         out.ir[sel] = ir
 
-    def _car_cabin(self, out, sel, prim, p, n, fp):
-        prims = self.scene.prims
+    def _car_cabin(self, out, sel, prims, prim, p, n, fp):
         lo, hi = prims.lo[prim], prims.hi[prim]
         z = p[:, 2]
         roof = n[:, 2] > 0.5
@@ -444,8 +442,8 @@ class Materials:
         out.glass[sel] = glass_m > 0.5
         out.ir[sel] = (0.06 + 0.35 * _luma(paint)) * (1 - glass_m) + 0.05 * glass_m
 
-    def _tyre(self, out, sel, prim, p, n, fp):
-        c = self.scene.prims.center[prim]
+    def _tyre(self, out, sel, prims, prim, p, n, fp):
+        c = prims.center[prim]
         r = np.hypot(p[:, 0] - c[:, 0], p[:, 2] - c[:, 2])
         rim = box_mask(r, -1.0, 0.2, fp) * (np.abs(n[:, 1]) > 0.5)
         spokes = 0.5 + 0.5 * np.cos(5 * np.arctan2(p[:, 2] - c[:, 2], p[:, 0] - c[:, 0]))
@@ -454,14 +452,13 @@ class Materials:
         out.gloss[sel] = 0.3 * rim
         out.ir[sel] = 0.04 + 0.3 * rim
 
-    def _metal(self, out, sel, prim, p, n, fp):
+    def _metal(self, out, sel, prims, prim, p, n, fp):
         g = self._fbm(p[:, 0] + p[:, 1], p[:, 2], 0.03, fp)
-        out.albedo[sel] = self.scene.prims.colour[prim] * (1 + 0.1 * g)[:, None]
+        out.albedo[sel] = prims.colour[prim] * (1 + 0.1 * g)[:, None]
         out.gloss[sel] = 0.2
         out.ir[sel] = 0.35
 
-    def _sign(self, out, sel, prim, p, n, fp):
-        prims = self.scene.prims
+    def _sign(self, out, sel, prims, prim, p, n, fp):
         c = prims.center[prim]
         front = n[:, 0] < -0.5
         r = np.hypot(p[:, 1] - c[:, 1], p[:, 2] - c[:, 2])
@@ -474,20 +471,20 @@ class Materials:
         out.albedo[sel] = np.where(front[:, None], face, grey)
         out.ir[sel] = np.where(front, 0.95, 0.3)
 
-    def _trunk(self, out, sel, prim, p, n, fp):
-        c = self.scene.prims.center[prim]
+    def _trunk(self, out, sel, prims, prim, p, n, fp):
+        c = prims.center[prim]
         ang = np.arctan2(p[:, 1] - c[:, 1], p[:, 0] - c[:, 0]) * 0.2
         bark = self._fbm(ang * 4.0, p[:, 2] * 0.25, 0.01, fp)
-        out.albedo[sel] = self.scene.prims.colour[prim] * np.clip(1 + 0.35 * bark, 0.3, 2)[:, None]
+        out.albedo[sel] = prims.colour[prim] * np.clip(1 + 0.35 * bark, 0.3, 2)[:, None]
         out.ir[sel] = 0.22
 
-    def _foliage(self, out, sel, prim, p, n, fp):
+    def _foliage(self, out, sel, prims, prim, p, n, fp):
         x, y, z = p[:, 0], p[:, 1], p[:, 2]
-        leaves = self._fbm(x + 0.6 * y, z + 0.4 * y, 0.012, fp)
+        leaves = self._fbm(x + 0.6 * y, z + 0.4 * y, 0.008, fp)
         clumps = self._fbm(y - 0.5 * x, z, 0.06, fp)
         hue = self._fbm(x, y + z, 0.2, fp, 'blotch')
-        light = np.clip(0.8 + 0.3 * leaves + 0.3 * clumps, 0.2, 1.5)
-        base = self.scene.prims.colour[prim]
+        light = np.clip(0.8 + 0.45 * leaves + 0.3 * clumps, 0.15, 1.6)
+        base = prims.colour[prim]
         yellow = np.clip(0.5 + 0.25 * hue, 0, 1)[:, None]
         colour = base * (1 - yellow * 0.5) + yellow * 0.5 * base * np.array([1.6, 1.2, 0.6])
         out.albedo[sel] = colour * light[:, None]

@@ -210,7 +210,7 @@ def markdown(report: dict) -> str:
     lines += ['', '## Settings and per-setting averages', '']
     for codec, points in curves_by.items():
         info = report['codecs'][codec]
-        lines += [f'### {codec}', '', f'{json.dumps(info)}', '',
+        lines += [f'### {codec}', '', _describe(info), '',
                   f'| {info.get("setting", "setting")} | bpp | kbit/s | PSNR dB | MS-SSIM | encode ms '
                   '| decode ms |',
                   '|---:|---:|---:|---:|---:|---:|---:|']
@@ -221,6 +221,16 @@ def markdown(report: dict) -> str:
     lines += ['## Figures', '', '![PSNR](rd_psnr.png)', '', '![MS-SSIM](rd_ms_ssim.png)', '',
               '![crops](crops.png)', '']
     return '\n'.join(lines)
+
+
+def _describe(info: dict) -> str:
+    """One line of a codec's settings for report.md."""
+    parts = [f'{key}: {info[key]}' for key in ('encoder', 'decoder', 'chroma', 'mode', 'args', 'bitstream_filter',
+                                                 'variant', 'torch_threads') if info.get(key)]
+    for stem, model in info.get('models', {}).items():
+        parts.append(f'model {stem} (id {model["model_id"]}, trained {model.get("training_steps")} steps on '
+                     f'{model.get("training_frames")} frames of {", ".join(model.get("training_sources", []))})')
+    return '; '.join(parts)
 
 
 def write_report(out_dir: Path, result: BenchResult, data: BenchData, extra: Optional[dict] = None) -> dict:

@@ -87,8 +87,11 @@ class XmodalCodec:
         models = {}
         for stem in self._stems():
             meta = read_metadata(resolve_model_stem(stem))
+            training = meta.get('training') if isinstance(meta.get('training'), dict) else {}
             models[stem] = {'model_id': meta['model_id'], 'architecture': meta['architecture'],
-                            'training': meta.get('training', {})}
+                            'training_sources': training.get('sources', []),
+                            'training_frames': len(training.get('frames', [])),
+                            'training_steps': training.get('total_steps', training.get('steps'))}
         return {'encoder': 'xmodal_compress_ros.codec.pipeline (torch, cpu, fp32)', 'variant': self.variant,
                 'mode': 'intra', 'setting': self.setting_name, 'models': models,
                 'torch_threads': torch.get_num_threads()}

@@ -132,44 +132,25 @@ def _shade(scene, prims, materials, C, dirs, unit, t, prim, fx) -> np.ndarray:
     """Radiance of the surfaces hit along ``dirs`` (unit-depth rays) at parameters ``t``."""
     p = (C + dirs * t[:, None]).astype(np.float32)
     n = raycast.normals(prims, prim, p, unit)
-    cos_view = np.abs((n * unit).sum(1))
+    cos_view = np.abs(raycast.rowdot(n, unit))
     dist = t * np.linalg.norm(dirs, axis=1)
     footprint = (dist / fx / np.maximum(cos_view, 0.15)).astype(np.float32)
     surf = materials.evaluate(prims, prim, p, n, footprint)
     sun = scene.sun.astype(np.float32)
-    leafy = surf.leafy
-    if leafy.any():
+    leafy = np.flatnonzero(surf.leafy)
+    if len(leafy):
         # A rough, noisy normal gives foliage its clumpy light and shade.
         jitter = np.stack([materials.noise.sample('fbm', p[leafy, 0] * k + p[leafy, 2], p[leafy, 1] * k,
                                                   0.03, footprint[leafy]) for k in (1.0, 1.3, 0.7)], 1)
         nl = n[leafy] + 0.55 * jitter
         n[leafy] = nl / np.linalg.norm(nl, axis=1, keepdims=True)
     lambert = np.clip(n @ sun, 0.0, 1.0)
-    lit = np.flatnonzero(lambert > 0)
-    # Kerbs, sidewalks, wheels, bumpers and mirrors cast no shadow worth a test.
-    size = (prims.hi - prims.lo).max(1)
-    occluders = np.flatnonzero((prims.shape != S.PLANE) & (prims.material != S.SIDEWALK)
-                               & (prims.material != S.KERB) & (prims.material != S.TYRE)
-                               & (size >= 0.3) & (prims.hi[:, 2] > 0.6))
-    near = occluders[np.linalg.norm(prims.center[occluders, :2] - C[:2], axis=1) < _MAX_DEPTH]
-    solid, leaves = raycast.sun_occlusion(prims, near, p[lit] + 0.03 * n[lit], sun)
-    visibility = np.zeros(len(p), np.float32)
-    vis_lit = np.where(solid, 0.0, 1.0).astype(np.float32)
-    dappled = leaves & ~solid
-    vis_lit[dappled] = _leaf_dapple(materials, p[lit][dappled], sun)
-    visibility[lit] = vis_lit
+    visibility = _sun_visibility(prims, materials, p, n, lambert > 0, sun, C)
     sky_vis = _canyon_sky(scene.street, p, n)
-    on_ground = (prim == 0) | ((n[:, 2] > 0.5) & (p[:, 2] < 0.2))
-    sky_vis *= _contact_shadow(prims, p, on_ground)
-    if leafy.any():
-        # Light falls off towards the inside and the underside of a crown.
-        c, r = prims.center[prim[leafy]], prims.radii[prim[leafy]]
-        height = np.clip((p[leafy, 2] - c[:, 2]) / r[:, 2], -1, 1)
-        sky_vis[leafy] *= 0.45 + 0.4 * (height + 1) / 2
-        # Leaf clusters shade each other: sunlit patches among shaded ones.
-        clusters = materials.noise.sample('fbm', p[leafy, 0] + p[leafy, 1], p[leafy, 2], 0.08,
-                                          footprint[leafy])
-        visibility[leafy] *= np.clip(0.45 + 0.45 * clusters, 0.05, 1.0)
+    sky_vis *= _contact_shadow(prims, p, (prim == 0) | ((n[:, 2] > 0.5) & (p[:, 2] < 0.2)))
+    if len(leafy):
+        _shade_inside_crowns(prims, materials, prim[leafy], p[leafy], footprint[leafy], leafy, sky_vis,
+                             visibility)
     irradiance = (_SUN * (lambert * visibility)[:, None] + _SKY * sky_vis[:, None]
                   + _BOUNCE * (0.5 + 0.5 * sky_vis)[:, None])
     colour = surf.albedo * irradiance
@@ -180,6 +161,34 @@ def _shade(scene, prims, materials, C, dirs, unit, t, prim, fx) -> np.ndarray:
     # Aerial perspective: distant surfaces fade towards the horizon haze.
     haze = (1 - np.exp(-dist / 900.0)).astype(np.float32)[:, None]
     return colour * (1 - haze) + haze * np.array([1.5, 1.6, 1.75], np.float32)
+
+
+def _sun_visibility(prims, materials, p, n, facing, sun, C) -> np.ndarray:
+    """Fraction of the sun each point sees: 0 in cast shadows, dappled under trees, 0 facing away."""
+    # Kerbs, sidewalks, wheels, bumpers and mirrors cast no shadow worth a test.
+    size = (prims.hi - prims.lo).max(1)
+    occluders = np.flatnonzero((prims.shape != S.PLANE) & (prims.material != S.SIDEWALK)
+                               & (prims.material != S.KERB) & (prims.material != S.TYRE)
+                               & (size >= 0.3) & (prims.hi[:, 2] > 0.6))
+    near = occluders[np.linalg.norm(prims.center[occluders, :2] - C[:2], axis=1) < _MAX_DEPTH]
+    lit = np.flatnonzero(facing)
+    solid, leaves = raycast.sun_occlusion(prims, near, p[lit] + 0.03 * n[lit], sun)
+    vis_lit = np.where(solid, 0.0, 1.0).astype(np.float32)
+    dappled = leaves & ~solid
+    vis_lit[dappled] = _leaf_dapple(materials, p[lit][dappled], sun)
+    visibility = np.zeros(len(p), np.float32)
+    visibility[lit] = vis_lit
+    return visibility
+
+
+def _shade_inside_crowns(prims, materials, prim, p, footprint, rows, sky_vis, visibility) -> None:
+    """Darken foliage points (``rows``) towards the inside and underside of their crown, in place."""
+    c, r = prims.center[prim], prims.radii[prim]
+    height = np.clip((p[:, 2] - c[:, 2]) / r[:, 2], -1, 1)
+    sky_vis[rows] *= 0.45 + 0.4 * (height + 1) / 2
+    # Leaf clusters shade each other: sunlit patches among shaded ones.
+    clusters = materials.noise.sample('fbm', p[:, 0] + p[:, 1], p[:, 2], 0.08, footprint)
+    visibility[rows] *= np.clip(0.45 + 0.45 * clusters, 0.05, 1.0)
 
 
 def _mirror(scene, materials, view, n, strength, diffuse, sun_vis, fx, sun) -> np.ndarray:

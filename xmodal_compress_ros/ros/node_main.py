@@ -38,21 +38,32 @@ class ProblemReporter:
             self._logger.warning(f'{category} ({kind}): {reason} [logged once; counted in /diagnostics]')
 
 
-def spin_events(node: Any, context: Any = None) -> None:
-    """Run ``node``'s callbacks on rclpy's EventsExecutor until ``context`` shuts down.
+def events_executor(node: Any, context: Any = None) -> Any:
+    """rclpy's EventsExecutor (it roughly doubles the message rate a Python subscriber keeps up with)
+    with ``node`` added.
 
-    The EventsExecutor roughly doubles the message rate a Python subscriber keeps up with. Its
-    ``spin()`` keeps the GIL while it waits (rclpy 9.1, Kilted), which starves every other Python
-    thread -- the nodes' worker included -- so it is driven by ``spin_once`` with a timeout, which
-    releases it.
+    Create it on the calling thread: it enables ``faulthandler``, which raises when ``sys.stderr``
+    has no file descriptor (as under pytest's ``capsys``) -- an error a spinning thread would swallow.
+    """
+    import rclpy
+    from rclpy.experimental import EventsExecutor
+
+    executor = EventsExecutor(context=context or rclpy.get_default_context())
+    executor.add_node(node)
+    return executor
+
+
+def spin_until_shutdown(executor: Any, context: Any = None) -> None:
+    """Run the executor's callbacks until ``context`` shuts down.
+
+    The EventsExecutor's ``spin()`` keeps the GIL while it waits (rclpy 9.1, Kilted), which starves
+    every other Python thread -- the nodes' worker included -- so it is driven by ``spin_once`` with
+    a timeout, which releases it.
     """
     import rclpy
     from rclpy.executors import ExternalShutdownException
-    from rclpy.experimental import EventsExecutor
 
     context = context or rclpy.get_default_context()
-    executor = EventsExecutor(context=context)
-    executor.add_node(node)
     try:
         while context.ok():
             executor.spin_once(timeout_sec=SPIN_TIMEOUT_S)
@@ -72,7 +83,7 @@ def run_node(make_node: Callable[[], Any], args: Optional[List[str]] = None) -> 
     node = None
     try:
         node = make_node()
-        spin_events(node)
+        spin_until_shutdown(events_executor(node))
     except XmodalError as exc:
         print(f'{getattr(make_node, "__name__", "node")}: error: {exc}', file=sys.stderr)
         return 2

@@ -13,7 +13,7 @@ from typing import Any, Callable, Dict, List, Optional
 import numpy as np
 
 from xmodal_compress_ros.ros import conversions
-from xmodal_compress_ros.ros.node_main import qos_profile, spin_events
+from xmodal_compress_ros.ros.node_main import events_executor, qos_profile, spin_until_shutdown
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,8 @@ class StreamProbe:
         if points_topic:
             self.node.create_subscription(PointCloud2, points_topic, self._points, qos)
         self.node.create_subscription(DiagnosticArray, '/diagnostics', self._diagnostics, 50)
-        self._thread = threading.Thread(target=spin_events, args=(self.node, self._context),
+        executor = events_executor(self.node, self._context)
+        self._thread = threading.Thread(target=spin_until_shutdown, args=(executor, self._context),
                                         name='xmodal-probe', daemon=True)
         self._thread.start()
 

@@ -83,3 +83,12 @@ def test_decoder_resolutions_are_width_height_pairs():
     assert 'pairs' in validate_value(field, [96, 0])
     assert 'integers' in validate_value(field, [96.0, 64.0])
     assert config_from_values(DecoderNodeConfig, {'resolutions': [96, 64]}).resolutions == (96, 64)
+
+
+@pytest.mark.parametrize('config_cls', [EncoderNodeConfig, DecoderNodeConfig])
+def test_docs_list_every_parameter(config_cls):
+    from pathlib import Path
+
+    docs = (Path(__file__).resolve().parents[2] / 'docs' / 'nodes.md').read_text()
+    missing = [s.name for s in specs(config_cls) if f'| `{s.name}` |' not in docs]
+    assert not missing

@@ -167,7 +167,8 @@ def _run(args: argparse.Namespace, bag: Path, calibration: Path, originals: Dict
     example = measured['example']
     if example is not None:
         _write_side_by_side(out / 'demo_side_by_side.png', images[example[0]], example[1])
-    return _results(originals, probe, measured['psnr'], _read_publish_log(publish_log), diagnostics, out)
+    return _results(originals, probe, measured['psnr'], _read_publish_log(publish_log), diagnostics, out,
+                    args.rate)
 
 
 def _drain(session: Any, expected: int) -> None:
@@ -205,7 +206,7 @@ def _write_side_by_side(path: Path, original: Any, decoded: Any) -> None:
 # ------------------------------------------------------------------------------------ results
 
 def _results(originals: Dict[str, Any], probe: Any, psnrs: Dict[int, float], published: Dict[int, float],
-             diagnostics: Dict[str, Dict[str, str]], out: Path) -> Dict[str, Any]:
+             diagnostics: Dict[str, Dict[str, str]], out: Path, rate: float) -> Dict[str, Any]:
     import numpy as np
 
     images = originals['images']
@@ -237,7 +238,7 @@ def _results(originals: Dict[str, Any], probe: Any, psnrs: Dict[int, float], pub
         'lidar_encode_p50_ms': float(encoder.get('lidar_encode_latency_p50_ms', 'nan')),
     }
     rounded = {k: round(v, 3) if isinstance(v, float) else v for k, v in values.items()}
-    return {'json': rounded, 'encoder': encoder, 'out': out}
+    return {'json': rounded, 'encoder': encoder, 'out': out, 'rate': rate}
 
 
 def _mean(values: List[float]) -> float:
@@ -252,8 +253,8 @@ def _summary_lines(result: Dict[str, Any]) -> List[str]:
     hint = []
     if v['encoder_dropped']:
         hint = [f'note: the encoder kept up with {v["frames_in"] - v["encoder_dropped"]} of {v["frames_in"]} '
-                'frames at the recorded rate (it codes the newest image and drops older ones): use a GPU '
-                '(--device cuda), --frustum-only, or replay slower with --rate']
+                f'frames at {result["rate"]:g}x the recorded rate (it codes the newest image and drops older '
+                'ones): use a GPU (--device cuda), --frustum-only, or replay slower with --rate']
     return hint + [
         f'frames: {v["frames_in"]} played, {v["frames_out"]} decoded ({v["width"]}x{v["height"]}, '
         f'{v["image_hz"]:.1f} Hz camera, {v["lidar_hz"]:.1f} Hz LiDAR); encoder drops: {drops}; '

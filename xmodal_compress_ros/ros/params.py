@@ -84,8 +84,8 @@ class EncoderNodeConfig:
     output_qos: str = param('reliable', 'Reliability of the packet publisher.', choices=OUTPUT_QOS,
                             read_only=True)
     output_depth: int = param(10, 'History depth of the packet publisher.', bounds=(1, 1000), read_only=True)
-    max_time_delta: float = param(0.05, 'Largest |image stamp - scan stamp| in seconds for a pair.',
-                                  bounds=(0.0, 10.0))
+    max_time_delta: float = param(0.05, 'Largest difference in seconds between the stamps of a paired image '
+                                  'and scan.', bounds=(0.0, 10.0))
     pairing_wait: float = param(0.1, 'Longest wall-clock wait in seconds of an image for a scan stamped at '
                                 'or after it (LiDAR drivers publish a sweep after it ends).',
                                 bounds=(0.0, 2.0))

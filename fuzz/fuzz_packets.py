@@ -15,6 +15,7 @@ the models in use. Without atheris (``--engine random``) the packet-aware mutati
     .venv/bin/python fuzz/fuzz_packets.py --iterations 100000 --out bench/results/fuzz_packets_cpu-2core.json
     .venv/bin/python fuzz/fuzz_packets.py --write-corpus test/fuzz/corpus   # regenerate the seed corpus
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,16 +40,28 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--iterations', type=int, default=100_000, help='inputs to decode')
     parser.add_argument('--seed', type=int, default=0, help='random seed of the mutations')
-    parser.add_argument('--engine', choices=('auto', 'atheris', 'random'), default='auto',
-                        help='auto: atheris if installed, else random mutations without coverage')
-    parser.add_argument('--models', default='', help='two model stems LIDAR,TWIN (default: tiny untrained '
-                        'models written to a temporary folder; fast, and the decode path is the same)')
+    parser.add_argument(
+        '--engine',
+        choices=('auto', 'atheris', 'random'),
+        default='auto',
+        help='auto: atheris if installed, else random mutations without coverage',
+    )
+    parser.add_argument(
+        '--models',
+        default='',
+        help='two model stems LIDAR,TWIN (default: tiny untrained '
+        'models written to a temporary folder; fast, and the decode path is the same)',
+    )
     parser.add_argument('--corpus', type=Path, default=CORPUS, help='seed packets (*.bin)')
     parser.add_argument('--trace-every', type=int, default=1, help='trace allocations of every n-th input')
     parser.add_argument('--findings-dir', type=Path, default=None, help='save crashing/hanging inputs here')
     parser.add_argument('--out', type=Path, default=None, help='write the JSON summary here too')
-    parser.add_argument('--write-corpus', type=Path, default=None,
-                        help='write freshly coded seed packets to this folder and exit')
+    parser.add_argument(
+        '--write-corpus',
+        type=Path,
+        default=None,
+        help='write freshly coded seed packets to this folder and exit',
+    )
     return parser.parse_args(argv)
 
 
@@ -93,10 +106,12 @@ def build(args, workdir: Path, packet_fuzz, pipeline):
     torch.set_num_threads(1)
     stems = args.models.split(',') if args.models else packet_fuzz.write_tiny_models(workdir)
     calib = kitti_calibration(*IMAGE_SIZE)
-    encoder = pipeline.Encoder(pipeline.EncoderConfig(model=stems[0], fallback_model=stems[1], quality=0,
-                                                      warmup=False), calib)
-    decoder = pipeline.Decoder(pipeline.DecoderConfig(models=tuple(stems), resolutions=(IMAGE_SIZE,),
-                                                      warmup=False))
+    encoder = pipeline.Encoder(
+        pipeline.EncoderConfig(model=stems[0], fallback_model=stems[1], quality=0, warmup=False), calib
+    )
+    decoder = pipeline.Decoder(
+        pipeline.DecoderConfig(models=tuple(stems), resolutions=(IMAGE_SIZE,), warmup=False)
+    )
     fresh = packet_fuzz.seed_packets(encoder)
     stored = [path.read_bytes() for path in sorted(Path(args.corpus).glob('*.bin'))]
     scans = {}
@@ -148,11 +163,15 @@ class Run:
         peak = self.packet_fuzz.peak_rss_bytes()
         result = dict(self.info)
         result.update(self.stats.summary())
-        result.update({
-            'elapsed_s': round(elapsed, 1), 'inputs_per_s': round(self.stats.iterations / max(elapsed, 1e-9), 1),
-            'peak_rss_mb': round(peak / 2**20, 1), 'rss_growth_mb': round((peak - self.rss_start) / 2**20, 1),
-            'load_average_end': [round(x, 2) for x in os.getloadavg()],
-        })
+        result.update(
+            {
+                'elapsed_s': round(elapsed, 1),
+                'inputs_per_s': round(self.stats.iterations / max(elapsed, 1e-9), 1),
+                'peak_rss_mb': round(peak / 2**20, 1),
+                'rss_growth_mb': round((peak - self.rss_start) / 2**20, 1),
+                'load_average_end': [round(x, 2) for x in os.getloadavg()],
+            }
+        )
         return result
 
     def finish(self) -> None:
@@ -204,9 +223,16 @@ def run_atheris(run: Run, seeds, packet_fuzz, atheris, args, workdir: Path) -> N
             out = packet_fuzz.mutate(base, rng, reseal_crc=rng.random() < 0.85, pool=pool)
         return out[:max_size]
 
-    argv = [sys.argv[0], f'-runs={args.iterations * 2 + len(seeds)}', f'-seed={args.seed + 1}',
-            f'-timeout={WATCHDOG_S}', '-rss_limit_mb=6144', '-max_len=65536', '-print_final_stats=0',
-            str(corpus)]
+    argv = [
+        sys.argv[0],
+        f'-runs={args.iterations * 2 + len(seeds)}',
+        f'-seed={args.seed + 1}',
+        f'-timeout={WATCHDOG_S}',
+        '-rss_limit_mb=6144',
+        '-max_len=65536',
+        '-print_final_stats=0',
+        str(corpus),
+    ]
     atheris.Setup(argv, test_one_input, custom_mutator=custom_mutator)
     atheris.Fuzz()
 
@@ -226,10 +252,14 @@ def main(argv=None) -> int:
         for data in seeds:  # warm-up: first calls allocate caches that later inputs reuse
             harness.feed(data)
         info = {
-            'engine': 'atheris' if atheris else 'random', 'seed': args.seed,
+            'engine': 'atheris' if atheris else 'random',
+            'seed': args.seed,
             'atheris_version': _version('atheris') if atheris else None,
-            'models': model_ids, 'seeds': len(seeds), 'stored_seeds': len(stored),
-            'machine': f'{platform.machine()} {os.cpu_count()}-core CPU', 'python': platform.python_version(),
+            'models': model_ids,
+            'seeds': len(seeds),
+            'stored_seeds': len(stored),
+            'machine': f'{platform.machine()} {os.cpu_count()}-core CPU',
+            'python': platform.python_version(),
             'load_average_start': [round(x, 2) for x in os.getloadavg()],
         }
         run = Run(args, harness, packet_fuzz.FuzzStats(), packet_fuzz, info)

@@ -1,4 +1,5 @@
 """Shared fixtures: tiny untrained models, a real encoder/decoder pair, and the packets they make."""
+
 from dataclasses import dataclass
 from typing import Dict, List
 
@@ -24,8 +25,10 @@ def codec_kit(tmp_path_factory) -> CodecKit:
 
     torch.set_num_threads(1)
     stems = packet_fuzz.write_tiny_models(tmp_path_factory.mktemp('models'))
-    encoder = pipeline.Encoder(pipeline.EncoderConfig(model=stems[0], fallback_model=stems[1], quality=0,
-                                                      warmup=False), kitti_calibration(64, 64))
+    encoder = pipeline.Encoder(
+        pipeline.EncoderConfig(model=stems[0], fallback_model=stems[1], quality=0, warmup=False),
+        kitti_calibration(64, 64),
+    )
     decoder = pipeline.Decoder(pipeline.DecoderConfig(models=stems, resolutions=((64, 64),), warmup=False))
     seeds = packet_fuzz.seed_packets(encoder)
     scans = {}

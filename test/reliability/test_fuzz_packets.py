@@ -1,4 +1,5 @@
-"""A CI-sized run of fuzz/fuzz_packets.py (the full run is 100,000 inputs, see bench/results/) and its corpus."""
+"""A CI-sized run of fuzz/fuzz_packets.py (the full run, 100,000 inputs, is in bench/results/); its corpus."""
+
 import json
 import subprocess
 import sys
@@ -12,12 +13,26 @@ CORPUS = REPO / 'test' / 'fuzz' / 'corpus'
 
 def test_short_fuzz_run_finds_nothing(tmp_path):
     out = tmp_path / 'summary.json'
-    subprocess.run([sys.executable, str(REPO / 'fuzz' / 'fuzz_packets.py'), '--iterations', '1500',
-                    '--findings-dir', str(tmp_path / 'findings'), '--out', str(out)],
-                   check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [
+            sys.executable,
+            str(REPO / 'fuzz' / 'fuzz_packets.py'),
+            '--iterations',
+            '1500',
+            '--findings-dir',
+            str(tmp_path / 'findings'),
+            '--out',
+            str(out),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     summary = json.loads(out.read_text())
     assert summary['iterations'] == 1500
-    assert summary['crashes'] == 0 and summary['hangs'] == 0 and summary['alloc_over_bound'] == 0, summary['findings']
+    assert summary['crashes'] == 0 and summary['hangs'] == 0 and summary['alloc_over_bound'] == 0, summary[
+        'findings'
+    ]
     assert summary['alloc_traced_inputs'] == 1500 and summary['peak_alloc'] > 0
     # The mutations reach past the CRC: into the section parsers, the entropy decoder and Draco.
     stages = {key.split(':')[1] for key in summary['outcomes']}

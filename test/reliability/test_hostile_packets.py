@@ -1,8 +1,9 @@
-"""The decoder under hostile packets: it decodes or raises PacketError, quickly and within an allocation bound.
+"""The decoder under hostile packets: it decodes or raises PacketError, fast and within an allocation bound.
 
 Mutations are applied with and without recomputing the CRC: with the CRC recomputed they reach the
 header checks, the section parsers, the entropy decoder and Draco.
 """
+
 import random
 import struct
 
@@ -15,7 +16,9 @@ from xmodal_compress_ros.codec import bitstream, packet_fuzz
 from xmodal_compress_ros.codec.pipeline import UnknownModelError
 from xmodal_compress_ros.errors import PacketError
 
-SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+SETTINGS = settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 
 def _check(outcome, data):
@@ -36,8 +39,13 @@ def test_seed_packets_decode(codec_kit, harness):
 
 
 @SETTINGS
-@given(index=st.integers(0, 5), kind=st.sampled_from(packet_fuzz.MUTATIONS), reseal=st.booleans(),
-       seed=st.integers(0, 2**32 - 1), rounds=st.integers(1, 3))
+@given(
+    index=st.integers(0, 5),
+    kind=st.sampled_from(packet_fuzz.MUTATIONS),
+    reseal=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+    rounds=st.integers(1, 3),
+)
 def test_mutated_packets_decode_or_raise_packet_error(codec_kit, harness, index, kind, reseal, seed, rounds):
     rng = random.Random(seed)
     data = codec_kit.seeds[index]

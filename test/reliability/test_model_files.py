@@ -1,4 +1,5 @@
 """Tampered or mismatched model files are refused with an error that names the difference."""
+
 import json
 import shutil
 import struct
@@ -40,7 +41,10 @@ def _rewrite_tensors(tensor_path, json_path, tensors):
     meta = json.loads(json_path.read_text())
     meta['model_id'] = compute_model_id(tensors)
     json_path.write_text(json.dumps(meta))
-    header = {k: json.dumps(meta[k], sort_keys=True) for k in ('format_version', 'architecture', 'config', 'model_id')}
+    header = {
+        k: json.dumps(meta[k], sort_keys=True)
+        for k in ('format_version', 'architecture', 'config', 'model_id')
+    }
     save_file(tensors, str(tensor_path), metadata=header)
 
 
@@ -52,7 +56,7 @@ def test_flipped_weight_byte(pair):
     _, tensor_path, _ = pair
     data = bytearray(tensor_path.read_bytes())
     (header_length,) = struct.unpack_from('<Q', data)
-    data[8 + header_length + len(data[8 + header_length:]) // 2] ^= 0x10
+    data[8 + header_length + len(data[8 + header_length :]) // 2] ^= 0x10
     tensor_path.write_bytes(bytes(data))
     with pytest.raises(ModelFileError, match='model_id .* does not match'):
         load_model(pair[0])
@@ -74,14 +78,17 @@ def test_truncated_weights(pair):
         load_model(pair[0])
 
 
-@pytest.mark.parametrize('changes, named', [
-    ({'architecture': 'xmodal-hyperprior'}, "'architecture'"),
-    ({'architecture': 'xmodal-nonexistent'}, 'xmodal-hyperprior'),   # unknown: the valid names are listed
-    ({'format_version': 2}, 'format_version 2'),
-    ({'config': {'conditioning': 'zeros'}}, "'config'"),             # same tensors, different behaviour
-    ({'config': {'N': 32}}, "'config'"),
-    ({'model_id': '0' * 32}, "'model_id'"),
-])
+@pytest.mark.parametrize(
+    'changes, named',
+    [
+        ({'architecture': 'xmodal-hyperprior'}, "'architecture'"),
+        ({'architecture': 'xmodal-nonexistent'}, 'xmodal-hyperprior'),  # unknown: the valid names are listed
+        ({'format_version': 2}, 'format_version 2'),
+        ({'config': {'conditioning': 'zeros'}}, "'config'"),  # same tensors, different behaviour
+        ({'config': {'N': 32}}, "'config'"),
+        ({'model_id': '0' * 32}, "'model_id'"),
+    ],
+)
 def test_edited_json(pair, changes, named):
     _edit_json(pair[2], **changes)
     with pytest.raises(ModelFileError, match=named):
@@ -96,7 +103,9 @@ def test_renamed_tensor(pair):
     with pytest.raises(ModelFileError, match='model_id'):
         load_model(pair[0])
     _rewrite_tensors(tensor_path, json_path, tensors)  # even with a consistent id
-    with pytest.raises(ModelFileError, match=r"missing tensors \['g_s.deconv1.weight'\].*'g_s.renamed.weight'"):
+    with pytest.raises(
+        ModelFileError, match=r"missing tensors \['g_s.deconv1.weight'\].*'g_s.renamed.weight'"
+    ):
         load_model(pair[0])
 
 
@@ -105,7 +114,9 @@ def test_wrong_dtype(pair):
     tensors = _load(tensor_path)
     tensors['g_a.conv1.weight'] = tensors['g_a.conv1.weight'].half()
     _rewrite_tensors(tensor_path, json_path, tensors)
-    with pytest.raises(ModelFileError, match='g_a.conv1.weight has dtype torch.float16, expected torch.float32'):
+    with pytest.raises(
+        ModelFileError, match='g_a.conv1.weight has dtype torch.float16, expected torch.float32'
+    ):
         load_model(pair[0])
 
 
@@ -130,7 +141,7 @@ def test_wrong_shape(pair):
 
 def test_json_of_another_model(pair, codec_kit):
     stem, _, json_path = pair
-    shutil.copyfile(model_paths(codec_kit.stems[1])[1], json_path)   # the twin's JSON beside LiDAR weights
+    shutil.copyfile(model_paths(codec_kit.stems[1])[1], json_path)  # the twin's JSON beside LiDAR weights
     with pytest.raises(ModelFileError, match='disagree on'):
         load_model(stem)
 

@@ -230,7 +230,8 @@ def _check_draco_header(stream: bytes, num_points: int) -> None:
                           f'(magic {magic!r}, version {major}, type {encoder_type}, method {method}, '
                           f'flags 0x{flags:04x})')
     if declared != num_points:
-        raise PacketError(f'LiDAR payload holds a Draco stream of {declared} points, the packet declares {num_points}')
+        raise PacketError(f'LiDAR payload holds a Draco stream of {declared} points, the packet declares '
+                          f'{num_points}')
 
 
 def _decode(payload: bytes, config: LidarCodecConfig) -> np.ndarray:

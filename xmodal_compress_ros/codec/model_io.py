@@ -37,9 +37,9 @@ def model_paths(stem_or_path: PathLike) -> tuple:
     """(``stem.safetensors``, ``stem.json``) for a stem or either file's path."""
     path = Path(stem_or_path)
     if path.suffix in PICKLE_SUFFIXES:
-        raise ModelFileError(f'{path} looks like a pickle checkpoint ({path.suffix}); pickles are refused because '
-                             'loading them can run arbitrary code: export the model with `xmodal train` '
-                             '(.safetensors + .json) and give its stem')
+        raise ModelFileError(f'{path} looks like a pickle checkpoint ({path.suffix}); pickles are refused '
+                             'because loading them can run arbitrary code: export the model with `xmodal '
+                             'train` (.safetensors + .json) and give its stem')
     if path.suffix in ('.safetensors', '.json'):
         path = path.with_suffix('')
     return path.with_name(path.name + '.safetensors'), path.with_name(path.name + '.json')
@@ -95,8 +95,9 @@ def _check_not_pickle(tensor_path: Path) -> None:
     is_zip = head[:4] == b'PK\x03\x04'
     is_pickle = len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5
     if head[8:9] != b'{' and (is_zip or is_pickle):
-        raise ModelFileError(f'{tensor_path} is a pickle / torch.save checkpoint, not safetensors; pickles are '
-                             'refused because loading them can run arbitrary code: re-export with `xmodal train`')
+        raise ModelFileError(f'{tensor_path} is a pickle / torch.save checkpoint, not safetensors; pickles '
+                             'are refused because loading them can run arbitrary code: re-export with '
+                             '`xmodal train`')
 
 
 def _check_header(tensor_path: Path, meta: Dict) -> None:
@@ -112,8 +113,8 @@ def _check_header(tensor_path: Path, meta: Dict) -> None:
     for key in HEADER_KEYS:
         if key in header and header[key] != expected[key]:
             raise ModelFileError(f'{tensor_path} and its .json disagree on {key!r}: weights file says '
-                                 f'{header[key]}, .json says {expected[key]}: the .json was edited or belongs to '
-                                 'another model; restore the pair written together')
+                                 f'{header[key]}, .json says {expected[key]}: the .json was edited or '
+                                 'belongs to another model; restore the pair written together')
 
 
 def check_dtypes(model, tensors: Dict[str, torch.Tensor], source: str) -> None:

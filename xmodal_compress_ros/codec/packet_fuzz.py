@@ -1,4 +1,4 @@
-"""Hostile packets: mutate real packets, feed them to the :class:`~codec.pipeline.Decoder`, classify the result.
+"""Hostile packets: mutate real packets, feed them to :class:`~codec.pipeline.Decoder`, classify the result.
 
 The decoder's contract under bad input is: it returns a decoded image or scan, or raises
 :class:`PacketError`; it never raises anything else, never runs long, and never allocates more than
@@ -10,6 +10,7 @@ Most random damage is caught by the CRC at the very start. :func:`mutate` theref
 recomputes the CRC after mutating (``reseal=True``), so that the damage reaches the header
 checks, the section parsers, the entropy decoder and Draco.
 """
+
 from __future__ import annotations
 
 import random
@@ -42,22 +43,62 @@ HANG_SECONDS = 1.0
 #: e.g. Draco or the networks, are invisible to tracemalloc; legitimate small packets stay far below).
 RSS_JUMP_BYTES = 64 << 20
 
-MUTATIONS = ('truncate', 'bit_flip', 'byte_set', 'length_inflate', 'version', 'header_field', 'splice',
-             'random')
+MUTATIONS = (
+    'truncate',
+    'bit_flip',
+    'byte_set',
+    'length_inflate',
+    'version',
+    'header_field',
+    'splice',
+    'random',
+)
 _U32 = struct.Struct('<I')
 # Byte offsets from the layout in docs/bitstream.md.
 _IMAGE_HEADER_BYTES = 52
 _LIDAR_FRAME_ID_LENGTH = 17
 _IMAGE_FIELDS = {  # offset, struct format, of the image header fields worth mangling
-    'flags': (5, '<B'), 'quality': (22, '<B'), 'width': (23, '<H'), 'height': (25, '<H'),
-    'padded_width': (27, '<H'), 'padded_height': (29, '<H'), 'scan_id': (39, '<I'), 'substreams': (51, '<B'),
+    'flags': (5, '<B'),
+    'quality': (22, '<B'),
+    'width': (23, '<H'),
+    'height': (25, '<H'),
+    'padded_width': (27, '<H'),
+    'padded_height': (29, '<H'),
+    'scan_id': (39, '<I'),
+    'substreams': (51, '<B'),
 }
 _LIDAR_TAIL_FIELDS = {  # offset after the frame id
-    'codec': (0, '<B'), 'quantization_bits': (1, '<B'), 'flags': (2, '<B'), 'intensity_bits': (3, '<B'),
-    'intensity_max': (4, '<f'), 'num_points': (8, '<I'), 'payload_length': (12, '<I'),
+    'codec': (0, '<B'),
+    'quantization_bits': (1, '<B'),
+    'flags': (2, '<B'),
+    'intensity_bits': (3, '<B'),
+    'intensity_max': (4, '<f'),
+    'num_points': (8, '<I'),
+    'payload_length': (12, '<I'),
 }
-_INTERESTING = (0, 1, 2, 7, 8, 15, 16, 31, 32, 63, 64, 65, 127, 128, 255, 256, 0x7FFF, 0xFFFF, 0x10000,
-                0x7FFFFFFF, 0xFFFFFFFF)
+_INTERESTING = (
+    0,
+    1,
+    2,
+    7,
+    8,
+    15,
+    16,
+    31,
+    32,
+    63,
+    64,
+    65,
+    127,
+    128,
+    255,
+    256,
+    0x7FFF,
+    0xFFFF,
+    0x10000,
+    0x7FFFFFFF,
+    0xFFFFFFFF,
+)
 
 
 def reseal(data: bytes) -> bytes:
@@ -81,14 +122,18 @@ def _length_fields(data: bytes) -> List[Tuple[int, str]]:
             fields.append((offset, '<I'))
             count = data[offset + 4]
             fields.append((offset + 4, '<B'))
-            fields += [(offset + 5 + 4 * k, '<I') for k in range(min(count, 64))
-                       if offset + 9 + 4 * k <= len(data)]
+            fields += [
+                (offset + 5 + 4 * k, '<I') for k in range(min(count, 64)) if offset + 9 + 4 * k <= len(data)
+            ]
             offset += 4 + length
     elif magic == bitstream.LIDAR_MAGIC and len(data) > _LIDAR_FRAME_ID_LENGTH:
         fields.append((_LIDAR_FRAME_ID_LENGTH, '<B'))
         tail = _LIDAR_FRAME_ID_LENGTH + 1 + data[_LIDAR_FRAME_ID_LENGTH]
-        fields += [(tail + off, fmt) for off, fmt in _LIDAR_TAIL_FIELDS.values()
-                   if tail + off + struct.calcsize(fmt) <= len(data)]
+        fields += [
+            (tail + off, fmt)
+            for off, fmt in _LIDAR_TAIL_FIELDS.values()
+            if tail + off + struct.calcsize(fmt) <= len(data)
+        ]
     return fields
 
 
@@ -106,13 +151,24 @@ def _set_field(data: bytearray, offset: int, fmt: str, rng: random.Random) -> No
         return
     top = (1 << (8 * size)) - 1
     (old,) = struct.unpack_from(fmt, data, offset)
-    value = rng.choice((rng.choice(_INTERESTING) & top, rng.randint(0, top), (old + rng.randint(-3, 3)) & top,
-                        (old * rng.choice((2, 16, 256))) & top))
+    value = rng.choice(
+        (
+            rng.choice(_INTERESTING) & top,
+            rng.randint(0, top),
+            (old + rng.randint(-3, 3)) & top,
+            (old * rng.choice((2, 16, 256))) & top,
+        )
+    )
     struct.pack_into(fmt, data, offset, value)
 
 
-def mutate(data: bytes, rng: random.Random, kind: Optional[str] = None, reseal_crc: bool = True,
-           pool: Sequence[bytes] = ()) -> bytes:
+def mutate(
+    data: bytes,
+    rng: random.Random,
+    kind: Optional[str] = None,
+    reseal_crc: bool = True,
+    pool: Sequence[bytes] = (),
+) -> bytes:
     """One damaged copy of a packet.
 
     Args:
@@ -125,7 +181,7 @@ def mutate(data: bytes, rng: random.Random, kind: Optional[str] = None, reseal_c
     kind = kind or rng.choice(MUTATIONS)
     out = bytearray(data)
     if kind == 'truncate':
-        out = out[:rng.randrange(len(out) + 1)] if out else out
+        out = out[: rng.randrange(len(out) + 1)] if out else out
     elif kind == 'bit_flip':
         for _ in range(rng.choice((1, 1, 2, 8))):
             if out:
@@ -143,7 +199,7 @@ def mutate(data: bytes, rng: random.Random, kind: Optional[str] = None, reseal_c
             out[4] = rng.choice((0, 1, 2, 3, 4, 127, 255, rng.randrange(256)))
     elif kind == 'splice':
         other = rng.choice(pool) if pool else bytes(out)
-        out = out[:rng.randrange(len(out) + 1)] + other[rng.randrange(len(other) + 1):]
+        out = out[: rng.randrange(len(out) + 1)] + other[rng.randrange(len(other) + 1) :]
     elif kind == 'random':
         out = bytearray(out[:5]) + bytearray(rng.getrandbits(8) for _ in range(rng.randrange(4, 256)))
     else:
@@ -157,7 +213,9 @@ def declared_size(data: bytes) -> Tuple[int, int]:
         padded_w, padded_h = struct.unpack_from('<HH', data, _IMAGE_FIELDS['padded_width'][0])
         return min(padded_w * padded_h, bitstream.MAX_PIXELS), 0
     if data[:4] == bitstream.LIDAR_MAGIC and len(data) > _LIDAR_FRAME_ID_LENGTH:
-        offset = _LIDAR_FRAME_ID_LENGTH + 1 + data[_LIDAR_FRAME_ID_LENGTH] + _LIDAR_TAIL_FIELDS['num_points'][0]
+        offset = (
+            _LIDAR_FRAME_ID_LENGTH + 1 + data[_LIDAR_FRAME_ID_LENGTH] + _LIDAR_TAIL_FIELDS['num_points'][0]
+        )
         if offset + 4 <= len(data):
             (points,) = _U32.unpack_from(data, offset)
             return 0, min(points, bitstream.MAX_LIDAR_POINTS)
@@ -274,8 +332,17 @@ class DecodeHarness:
         if trace:
             peak = tracemalloc.get_traced_memory()[1]
             tracemalloc.stop()
-        return Outcome(status, kind, stage, error[:300], wall_ms, cpu_ms, peak, allocation_bound(data),
-                       peak_rss_bytes() - rss)
+        return Outcome(
+            status,
+            kind,
+            stage,
+            error[:300],
+            wall_ms,
+            cpu_ms,
+            peak,
+            allocation_bound(data),
+            peak_rss_bytes() - rss,
+        )
 
 
 def peak_rss_bytes() -> int:
@@ -336,14 +403,22 @@ class FuzzStats:
 
     def summary(self) -> Dict:
         return {
-            'iterations': self.iterations, 'crashes': self.crashes, 'hangs': self.hangs,
-            'hang_threshold_cpu_s': HANG_SECONDS, 'wall_over_1s': self.wall_over_1s,
-            'max_ms': round(self.max_ms, 2), 'max_cpu_ms': round(self.max_cpu_ms, 2),
-            'peak_alloc': self.peak_alloc, 'alloc_traced_inputs': self.traced,
-            'alloc_over_bound': self.over_bound, 'max_alloc_over_bound': round(self.max_alloc_ratio, 4),
-            'rss_jumps': self.rss_jumps, 'rss_jump_threshold_mb': RSS_JUMP_BYTES >> 20,
+            'iterations': self.iterations,
+            'crashes': self.crashes,
+            'hangs': self.hangs,
+            'hang_threshold_cpu_s': HANG_SECONDS,
+            'wall_over_1s': self.wall_over_1s,
+            'max_ms': round(self.max_ms, 2),
+            'max_cpu_ms': round(self.max_cpu_ms, 2),
+            'peak_alloc': self.peak_alloc,
+            'alloc_traced_inputs': self.traced,
+            'alloc_over_bound': self.over_bound,
+            'max_alloc_over_bound': round(self.max_alloc_ratio, 4),
+            'rss_jumps': self.rss_jumps,
+            'rss_jump_threshold_mb': RSS_JUMP_BYTES >> 20,
             'max_rss_growth_one_input_mb': round(self.max_rss_growth / 2**20, 1),
-            'outcomes': dict(sorted(self.outcomes.items())), 'findings': sorted(self.examples)[:20],
+            'outcomes': dict(sorted(self.outcomes.items())),
+            'findings': sorted(self.examples)[:20],
         }
 
 
@@ -367,7 +442,9 @@ def write_tiny_models(folder: Path, seed: int = 0) -> Tuple[str, str]:
     folder = Path(folder)
     stems = (folder / 'fuzz-lidar', folder / 'fuzz-twin')
     torch.manual_seed(seed)
-    for stem, model in zip(stems, (LidarConditionedCodec(**TINY_LIDAR_CONFIG), HyperpriorCodec(**TINY_CONFIG))):
+    for stem, model in zip(
+        stems, (LidarConditionedCodec(**TINY_LIDAR_CONFIG), HyperpriorCodec(**TINY_CONFIG))
+    ):
         model.eval().update()
         save_model(model, stem, {'training': {'note': 'untrained fuzzing model'}})
     return str(stems[0]), str(stems[1])
@@ -396,6 +473,9 @@ def seed_packets(encoder, sizes=((64, 64), (128, 64)), points: int = 2000) -> Li
         image, cloud = procedural_frame(width, height, points, seed=k)
         stamp = 1_317_000_000_000_000_000 + k * 100_000_000
         lidar, scan = encoder.encode_scan(cloud, stamp, frame_id='velodyne')
-        packets += [lidar, encoder.encode_image(image, stamp + 6_000_000, scan).packet,
-                    encoder.encode_image(image, stamp + 7_000_000, None, quality=0).packet]
+        packets += [
+            lidar,
+            encoder.encode_image(image, stamp + 6_000_000, scan).packet,
+            encoder.encode_image(image, stamp + 7_000_000, None, quality=0).packet,
+        ]
     return packets

@@ -1,6 +1,6 @@
 """Play a sensor bag (image, CameraInfo, PointCloud2) into ROS at the recorded rate, without ros2 bag.
 
-``python -m xmodal_compress_ros.ros.bag_player BAG [--rate 1] [--publish-log FILE]``
+``python -m xmodal_compress_ros.ros.bag_player BAG [--rate 1] [--loop-seconds S] [--publish-log FILE]``
 
 Messages keep their recorded header stamps and frame ids and are published when their stamp is
 due (stamp offsets from the first message, divided by ``--rate``). Messages are converted just
@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help='seconds to wait for a subscriber on the image and LiDAR topics before playing')
     parser.add_argument('--qos', choices=('reliable', 'best_effort'), default='reliable',
                         help='reliability of the publishers (reliable also reaches sensor-data subscribers)')
+    parser.add_argument('--loop-seconds', type=float, default=0.0,
+                        help='play the bag in a loop (stamps shifted to keep increasing) for this many '
+                             'seconds (default 0: once)')
     parser.add_argument('--publish-log',
                         help='write {"stamp_ns", "time"} JSON lines, one per image published')
     return parser
@@ -75,28 +78,52 @@ class BagPlayer:
         return False
 
     def play(self, log: Any = None) -> int:
-        """Publish every event when it is due; returns the number of images published."""
+        """Publish every event when it is due; returns the number of images published.
+
+        With ``--loop-seconds`` the bag is played again and again, its stamps shifted by the bag's
+        length each time (so they keep increasing, one image period apart at the seam), until that
+        many seconds have passed.
+        """
+        deadline = time.monotonic() + self.args.loop_seconds
+        clock: List[Any] = [None, 0.0]  # first stamp, monotonic time it was published at
+        offset = 0
+        while True:
+            span = self._play_once(log, offset, clock, deadline if self.args.loop_seconds else None)
+            if not self.args.loop_seconds or span is None or time.monotonic() >= deadline:
+                break
+            offset += span
+        for pub in self.publishers.values():
+            pub.wait_for_all_acked()
+        return self.images
+
+    def _play_once(self, log: Any, offset: int, clock: List[Any], deadline: Optional[float]) -> Optional[int]:
+        """One pass over the bag, stamps shifted by ``offset``; returns the span to shift the next pass by."""
         events = rosbag_io.read_sensor_bag(self.args.bag, self.args.image_topic, self.args.lidar_topic,
                                            self.args.info_topic or None)
-        first_stamp: Optional[int] = None
-        start = 0.0
+        first = last = None
         for event in events:
             if event.kind == rosbag_io.IMAGE and self.args.max_images and self.images >= self.args.max_images:
-                break
+                return None
+            if deadline is not None and time.monotonic() >= deadline:
+                return None
+            event = event._replace(stamp_ns=event.stamp_ns + offset)
             msg = to_message(event)
-            if first_stamp is None:
+            if clock[0] is None:
                 # The clock starts at the first message, after the bag was opened and decoded.
-                first_stamp, start = event.stamp_ns, time.monotonic()
-            due = start + (event.stamp_ns - first_stamp) / 1e9 / self.args.rate
+                clock[0], clock[1] = event.stamp_ns, time.monotonic()
+            due = clock[1] + (event.stamp_ns - clock[0]) / 1e9 / self.args.rate
             time.sleep(max(0.0, due - time.monotonic()))
             self.publishers[event.kind].publish(msg)
             if event.kind == rosbag_io.IMAGE:
                 self.images += 1
                 if log is not None:
                     log.write(json.dumps({'stamp_ns': event.stamp_ns, 'time': time.time()}) + '\n')
-        for pub in self.publishers.values():
-            pub.wait_for_all_acked()
-        return self.images
+                first = event.stamp_ns if first is None else first
+                period = event.stamp_ns - last if last is not None else 0
+                last = event.stamp_ns
+        if first is None:
+            return None
+        return last - first + max(period, 1)
 
 
 def to_message(event: rosbag_io.BagEvent) -> Any:

@@ -29,6 +29,16 @@ def test_bd_rate_of_a_rate_scaled_curve_is_exactly_the_factor(factor):
     assert result.overlap == (29.0, 37.0)
 
 
+def test_bd_quality_of_a_quality_shifted_curve_is_exactly_the_shift():
+    rates = np.array([0.1, 0.2, 0.4, 0.8, 1.6])
+    quality = 30 + 3 * np.log(rates) + 0.2 * np.log(rates) ** 2
+    shifted = 30 + 3 * np.log(rates * 1.1) + 0.2 * np.log(rates * 1.1) ** 2 + 0.75
+    result = metrics.bd_quality(rates, quality, rates * 1.1, shifted)
+    assert result.delta == pytest.approx(0.75, abs=1e-9)
+    assert result.overlap == pytest.approx((0.11, 1.6))
+    assert metrics.bd_quality([0.1, 0.2], [20, 22], [1, 2], [30, 32]).delta is None
+
+
 def test_bd_rate_states_missing_overlap():
     result = metrics.bd_rate([0.1, 0.2, 0.4, 0.8], [20, 22, 24, 26], [1, 2, 4, 8], [30, 32, 34, 36])
     assert result.percent is None and result.overlap is None and 'overlap' in result.note
@@ -91,7 +101,42 @@ def test_report_structure_of_a_jpeg_webp_run(tmp_path):
     assert [p['bpp'] for p in jpeg] == sorted(p['bpp'] for p in jpeg)
     assert loaded['bd_rate_vs_jpeg']['jpeg'] == 0.0
     assert isinstance(loaded['bd_rate_vs_jpeg']['webp'], float)
+    entry = next(e for e in loaded['bd_rate']['entries'] if e['codec'] == 'webp' and e['metric'] == 'psnr_db')
+    assert entry['anchor'] == 'jpeg' and entry['overlap'][0] < entry['overlap'][1]
+    assert isinstance(entry['delta_quality'], float) and entry['rate_overlap'][0] < entry['rate_overlap'][1]
     assert loaded['crop']['panels'][0]['codec'] == 'jpeg'
     assert report['curves'][0]['kbit_s'] == pytest.approx(report['curves'][0]['bytes'] * 8 * 10 / 1000)
     markdown = (tmp_path / 'report.md').read_text()
     assert '| webp |' in markdown and 'BD-rate' in markdown and 'rd_psnr.png' in markdown
+
+
+class _Counting:
+    """Wraps a codec and counts its runs."""
+
+    def __init__(self, codec):
+        self.codec, self.runs = codec, 0
+        self.settings = codec.settings
+
+    def unavailable_reason(self):
+        return None
+
+    def describe(self):
+        return self.codec.describe()
+
+    def run(self, frames, setting, fps):
+        self.runs += 1
+        return self.codec.run(frames, setting, fps)
+
+
+def test_cache_reuses_measurements_of_the_same_frames(tmp_path):
+    data = _bench_data()
+    first = _Counting(baseline_codecs()['jpeg'])
+    result = run_benchmark({'jpeg': first}, data, {'jpeg': [20, 80]}, False, cache_dir=tmp_path)
+    again = _Counting(baseline_codecs()['jpeg'])
+    cached = run_benchmark({'jpeg': again}, data, {'jpeg': [20, 80]}, False, cache_dir=tmp_path)
+    assert first.runs == 2 and again.runs == 0
+    assert cached.records == result.records
+    assert np.array_equal(cached.crops[('jpeg', 20.0)], result.crops[('jpeg', 20.0)])
+    other = _bench_data(height=180)
+    run_benchmark({'jpeg': again}, other, {'jpeg': [20]}, False, cache_dir=tmp_path)
+    assert again.runs == 1

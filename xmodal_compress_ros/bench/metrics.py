@@ -87,3 +87,48 @@ def ms_ssim(reference: np.ndarray, decoded: np.ndarray) -> float:
 
     with torch.no_grad():
         return float(_ms_ssim(tensor(reference), tensor(decoded), data_range=255.0, size_average=True))
+
+
+@dataclass(frozen=True)
+class BDQualityResult:
+    """Bjontegaard delta quality (e.g. BD-PSNR in dB; positive = test is better at equal rate).
+
+    ``overlap`` is the common rate range (not log); None without overlap.
+    """
+
+    delta: Optional[float]
+    overlap: Optional[Tuple[float, float]]
+    note: str = ''
+
+
+def bd_quality(rate_anchor: Sequence[float], quality_anchor: Sequence[float], rate_test: Sequence[float],
+               quality_test: Sequence[float]) -> BDQualityResult:
+    """Average quality difference of ``test`` vs ``anchor`` at equal rate (Bjontegaard's BD-PSNR).
+
+    The companion of :func:`bd_rate` with the axes swapped: each curve's quality is fitted by a
+    polynomial of log-rate (3rd order with >= 4 points), both fits are integrated over the
+    overlapping log-rate range, and the mean difference is returned. Useful when the quality
+    ranges do not overlap but the rate ranges do.
+    """
+    curves = []
+    for rate, quality in ((rate_anchor, quality_anchor), (rate_test, quality_test)):
+        rate, quality = np.asarray(rate, np.float64), np.asarray(quality, np.float64)
+        keep = np.isfinite(rate) & np.isfinite(quality) & (rate > 0)
+        rate, quality = rate[keep], quality[keep]
+        if rate.size < 2 or np.unique(rate).size < 2:
+            return BDQualityResult(None, None, 'each curve needs at least two points of distinct rate')
+        curves.append((np.log(rate), quality))
+    low = max(r.min() for r, _ in curves)
+    high = min(r.max() for r, _ in curves)
+    if not high > low:
+        return BDQualityResult(None, None, 'the rate ranges do not overlap')
+    integrals = []
+    notes = []
+    for log_rate, quality in curves:
+        degree = min(3, np.unique(log_rate).size - 1)
+        if degree < 3:
+            notes.append(f'fit of order {degree} ({log_rate.size} points)')
+        poly = np.polyint(np.polyfit(log_rate, quality, degree))
+        integrals.append((np.polyval(poly, high) - np.polyval(poly, low)) / (high - low))
+    return BDQualityResult(float(integrals[1] - integrals[0]), (float(np.exp(low)), float(np.exp(high))),
+                           '; '.join(notes))

@@ -54,8 +54,10 @@ def bd_entry(points: Sequence[dict], anchor: str, test: str, key: str) -> dict:
     rate_a, qual_a = _curve(points, anchor, key)
     rate_t, qual_t = _curve(points, test, key)
     result = metrics.bd_rate(rate_a, qual_a, rate_t, qual_t)
+    delta = metrics.bd_quality(rate_a, qual_a, rate_t, qual_t)
     return {'codec': test, 'anchor': anchor, 'metric': key, 'percent': result.percent,
-            'overlap': list(result.overlap) if result.overlap else None, 'note': result.note}
+            'overlap': list(result.overlap) if result.overlap else None, 'note': result.note,
+            'delta_quality': delta.delta, 'rate_overlap': list(delta.overlap) if delta.overlap else None}
 
 
 def bd_tables(points: Sequence[dict]) -> Dict[str, object]:
@@ -69,6 +71,9 @@ def bd_tables(points: Sequence[dict]) -> Dict[str, object]:
             table = {ANCHOR: 0.0}
             table.update({e['codec']: e['percent'] for e in entries})
             out['vs_jpeg_' + name] = table
+            deltas = {ANCHOR: 0.0}
+            deltas.update({e['codec']: e['delta_quality'] for e in entries})
+            out['delta_vs_jpeg_' + name] = deltas
         if OURS in codecs:
             out['entries'] += [dict(bd_entry(points, c, OURS, key), codec=OURS, anchor=c)
                                for c in codecs if c not in (OURS, ANCHOR)]
@@ -164,32 +169,32 @@ def markdown(report: dict) -> str:
              f'{report["machine"]["cores"]} cores. Rates are real coded bytes of the image alone; quality is '
              'RGB PSNR and MS-SSIM of the decoded image, averaged over frames. BD-rate: negative = '
              'fewer bits '
-             'for the same quality, over the overlapping quality range only (see docs/benchmark.md).', '']
+             'for the same quality, over the overlapping quality range only; BD-PSNR/BD-quality: dB gained '
+             'at equal rate, over the overlapping rate range (see docs/benchmark.md).', '']
     bd = report['bd_rate']
     curves_by = defaultdict(list)
     for p in report['curves']:
         curves_by[p['codec']].append(p)
     lines += ['## Headline: BD-rate against JPEG (4:2:0, compressed_image_transport)', '',
-              '| codec | BD-rate PSNR | BD-rate MS-SSIM | bpp range | PSNR range (dB) | encode ms '
-              '| decode ms |',
-              '|---|---:|---:|---|---|---:|---:|']
+              '| codec | BD-rate PSNR | BD-rate MS-SSIM | BD-PSNR (dB) | bpp range | PSNR range (dB) '
+              '| encode ms | decode ms |',
+              '|---|---:|---:|---:|---|---|---:|---:|']
     for codec, points in curves_by.items():
         bpps = [p['bpp'] for p in points]
         psnrs = [p['psnr_db'] for p in points]
         lines.append(
             f'| {codec} | {_fmt(bd.get("vs_jpeg_psnr", {}).get(codec))} | '
-            f'{_fmt(bd.get("vs_jpeg_ms_ssim", {}).get(codec))} | {min(bpps):.3f}-{max(bpps):.3f} | '
+            f'{_fmt(bd.get("vs_jpeg_ms_ssim", {}).get(codec))} | '
+            f'{_fmt(bd.get("delta_vs_jpeg_psnr", {}).get(codec), "+.2f", "")} | '
+            f'{min(bpps):.3f}-{max(bpps):.3f} | '
             f'{min(psnrs):.2f}-{max(psnrs):.2f} | {np.median([p["encode_ms"] for p in points]):.1f} | '
             f'{np.median([p["decode_ms"] for p in points]):.1f} |')
     ours = [e for e in bd['entries'] if e['codec'] == OURS]
     if ours:
         lines += ['', '## Ours (xmodal) against each codec', '',
-                  '| anchor | metric | BD-rate of xmodal | overlap (quality) | note |',
-                  '|---|---|---:|---|---|']
-        for e in ours:
-            overlap = '-' if not e['overlap'] else f'{e["overlap"][0]:.2f}-{e["overlap"][1]:.2f}'
-            label = 'PSNR (dB)' if e['metric'] == 'psnr_db' else 'MS-SSIM (dB)'
-            lines.append(f'| {e["anchor"]} | {label} | {_fmt(e["percent"])} | {overlap} | {e["note"]} |')
+                  '| anchor | metric | BD-rate of xmodal | overlap (quality) | BD-quality (dB) | note |',
+                  '|---|---|---:|---|---:|---|']
+        lines += [_bd_row(e) for e in ours]
     lidar = report.get('lidar')
     if lidar:
         lines += ['', '## LiDAR stream beside the images', '', lidar['summary'], '']
@@ -197,11 +202,9 @@ def markdown(report: dict) -> str:
         lines += ['', f'## Ours with the frustum LiDAR packet counted (+{lidar["frustum_bpp"]:.3f} bpp)', '',
                   'When the scan would not be sent without our codec, its bytes belong to the image '
                   'rate.', '',
-                  '| anchor | metric | BD-rate | overlap (quality) | note |', '|---|---|---:|---|---|']
-        for e in report['bd_rate_with_lidar']:
-            overlap = '-' if not e['overlap'] else f'{e["overlap"][0]:.2f}-{e["overlap"][1]:.2f}'
-            label = 'PSNR (dB)' if e['metric'] == 'psnr_db' else 'MS-SSIM (dB)'
-            lines.append(f'| {e["anchor"]} | {label} | {_fmt(e["percent"])} | {overlap} | {e["note"]} |')
+                  '| anchor | metric | BD-rate | overlap (quality) | BD-quality (dB) | note |',
+                  '|---|---|---:|---|---:|---|']
+        lines += [_bd_row(e) for e in report['bd_rate_with_lidar']]
     if report.get('live'):
         from xmodal_compress_ros.bench.live import live_markdown
         lines += live_markdown(report['live'])
@@ -223,13 +226,22 @@ def markdown(report: dict) -> str:
     return '\n'.join(lines)
 
 
+def _bd_row(e: dict) -> str:
+    """A report.md row: anchor, metric, BD-rate with its quality overlap, BD-quality, notes."""
+    overlap = '-' if not e['overlap'] else f'{e["overlap"][0]:.2f}-{e["overlap"][1]:.2f}'
+    label = 'PSNR (dB)' if e['metric'] == 'psnr_db' else 'MS-SSIM (dB)'
+    return (f'| {e["anchor"]} | {label} | {_fmt(e["percent"])} | {overlap} | '
+            f'{_fmt(e["delta_quality"], "+.2f", "")} | {e["note"]} |')
+
+
 def _describe(info: dict) -> str:
     """One line of a codec's settings for report.md."""
-    parts = [f'{key}: {info[key]}' for key in ('encoder', 'decoder', 'chroma', 'mode', 'args', 'bitstream_filter',
-                                                 'variant', 'torch_threads') if info.get(key)]
+    keys = ('encoder', 'decoder', 'chroma', 'mode', 'args', 'bitstream_filter', 'variant', 'torch_threads')
+    parts = [f'{key}: {info[key]}' for key in keys if info.get(key)]
     for stem, model in info.get('models', {}).items():
-        parts.append(f'model {stem} (id {model["model_id"]}, trained {model.get("training_steps")} steps on '
-                     f'{model.get("training_frames")} frames of {", ".join(model.get("training_sources", []))})')
+        sources = ', '.join(model.get('training_sources', []))
+        parts.append(f'model {stem} (id {model["model_id"]}, trained {model.get("training_steps")} steps '
+                     f'on {model.get("training_frames")} frames of {sources})')
     return '; '.join(parts)
 
 

@@ -51,6 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--threads', type=int, default=1,
                         help='PyTorch threads for our codec and MS-SSIM '
                              '(default 1: every encoder single-threaded)')
+    parser.add_argument('--cache', default=None, metavar='DIR',
+                        help='keep each codec and setting\'s measurements in DIR and reuse them on reruns '
+                             '(same frames, codec options, model ids and setting)')
     parser.add_argument('--quiet', action='store_true', help='no progress bar')
 
 
@@ -105,7 +108,8 @@ def main(args: argparse.Namespace) -> int:
     codecs = codec_registry.build_codecs(names, gop=args.gop, model=args.model,
                                          fallback_model=args.fallback_model,
                                          qualities=[int(q) for q in ours] or None)
-    result = run_benchmark(codecs, data, settings, show_progress=not args.quiet)
+    result = run_benchmark(codecs, data, settings, show_progress=not args.quiet,
+                           cache_dir=Path(args.cache) if args.cache else None)
     if not result.records:
         raise DatasetError('no codec could run: ' + '; '.join(f'{k}: {v}' for k, v in result.skipped.items()))
     extra = {'lidar': lidar_summary(data), 'models': codec_registry.model_ids(codecs)}

@@ -41,6 +41,8 @@ def offline_psnr(codec, frames, quality):
 def session(tmp_path, codec, on_image=None, **encoder_params):
     encoder = {'calibration_file': str(tmp_path / 'calibration.yaml'), 'quality': 2, **codec.params,
                **encoder_params}
+    if 'camera_info_topic' in encoder_params:
+        del encoder['calibration_file']
     decoder = dict(codec.decoder_params)
     tiny_calibration().to_yaml(tmp_path / 'calibration.yaml')
     return StreamSession(tmp_path / 'logs', encoder, decoder, start_timeout=60, on_image=on_image)
@@ -87,6 +89,21 @@ def cloud_msg(points, stamp_ns):
     return conversions.numpy_to_pointcloud2(points, conversions.make_header(stamp_ns, 'lidar'))
 
 
+def set_parameter(node, target, name, value):
+    """Set a parameter of node ``target`` through its service; '' on success, else the reason."""
+    from rclpy.parameter import Parameter
+    from rclpy.parameter_client import AsyncParameterClient
+
+    client = AsyncParameterClient(node, target)
+    assert client.wait_for_services(5.0)
+    future = client.set_parameters([Parameter(name, value=value)])
+    deadline = time.monotonic() + 5
+    while not future.done() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    result = future.result().results[0]
+    return '' if result.successful else result.reason
+
+
 def unknown_model_packet(codec, frame):
     """A valid image packet whose model id no decoder holds."""
     from dataclasses import replace
@@ -100,13 +117,17 @@ def unknown_model_packet(codec, frame):
 
 
 def test_bad_inputs_are_counted_and_the_nodes_keep_answering(tmp_path, node_codec):
-    from sensor_msgs.msg import CompressedImage, Image, PointCloud2
+    """Also runs the encoder in CameraInfo mode: calibration from CameraInfo + the T_cam_lidar parameter."""
+    from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
     frames = list(tiny_frames(12, seed=3))
-    with session(tmp_path, node_codec, lidar_timeout=0.3) as s:
+    T = [float(v) for v in tiny_calibration().T_cam_lidar.ravel()]
+    with session(tmp_path, node_codec, lidar_timeout=0.3, camera_info_topic='/camera/camera_info',
+                 T_cam_lidar=T) as s:
         node = s.probe.node
         qos = 10
         image_pub = node.create_publisher(Image, '/camera/image_raw', qos)
+        info_pub = node.create_publisher(CameraInfo, '/camera/camera_info', qos)
         cloud_pub = node.create_publisher(PointCloud2, '/lidar/points', qos)
         packet_pub = node.create_publisher(CompressedImage, '/camera/image_raw/xmodal', qos)
         assert s.probe.wait_for(lambda: image_pub.get_subscription_count() > 0
@@ -116,9 +137,11 @@ def test_bad_inputs_are_counted_and_the_nodes_keep_answering(tmp_path, node_code
 
         def send_frame(i, image=None, points=None, encoding='rgb8'):
             stamp = frames[i].image_stamp_ns
-            cloud_pub.publish(cloud_msg(frames[i].points if points is None else points, stamp))
+            if points is not False:
+                cloud_pub.publish(cloud_msg(frames[i].points if points is None else points, stamp))
             image_pub.publish(image_msg(frames[i].image if image is None else image, stamp, encoding))
-            time.sleep(0.15)
+            # One frame at a time: on a loaded machine a frame sent early would replace the previous one.
+            assert s.probe.wait_for(lambda: stamp in {r.stamp_ns for r in s.probe.images}, 20), i
 
         def garbage(fmt, data):
             msg = CompressedImage(format=fmt)
@@ -127,7 +150,8 @@ def test_bad_inputs_are_counted_and_the_nodes_keep_answering(tmp_path, node_code
             msg.data = payload
             packet_pub.publish(msg)
 
-        send_frame(0)
+        info_pub.publish(conversions.camera_info_from_calibration(tiny_calibration()))
+        send_frame(0)                                                      # builds the encoder
         send_frame(1, points=np.zeros((0, 4), np.float32))                 # empty cloud
         nan_points = frames[2].points.copy()
         nan_points[::3, 0] = np.nan
@@ -144,18 +168,22 @@ def test_bad_inputs_are_counted_and_the_nodes_keep_answering(tmp_path, node_code
         garbage('xmodal/image;v1', unknown_model_packet(node_codec, frames[9]))
         time.sleep(0.5)
         for i in (6, 7, 8):                                                # LiDAR missing: image-only
-            image_pub.publish(image_msg(frames[i].image, frames[i].image_stamp_ns))
-            time.sleep(0.15)
+            send_frame(i, points=False)
         send_frame(10)
         send_frame(11)                                                     # scans are back
-        last = frames[11].image_stamp_ns
-        assert s.probe.wait_for(lambda: last in {r.stamp_ns for r in s.probe.images}, 10)
 
         def reported(node_name):  # the 1 Hz diagnostics have caught up with every decoded image
             return s.probe.node_diagnostics(node_name).get('frames_out') == str(len(s.probe.images))
 
         assert s.probe.wait_for(lambda: reported('xmodal_encoder') and reported('xmodal_decoder'), 5)
         assert s.nodes_alive()
+        levels = node_codec.pipeline.Encoder(node_codec.encoder_config(1), tiny_calibration()).num_qualities
+        assert 'out of range' in set_parameter(node, 'xmodal_encoder', 'quality', 99)  # the descriptor's range
+        assert set_parameter(node, 'xmodal_encoder', 'quality', levels) == \
+            f'quality = {levels} is out of range: the model has levels 0..{levels - 1}'
+        assert set_parameter(node, 'xmodal_encoder', 'quality', 1) == ''
+        assert set_parameter(node, 'xmodal_encoder', 'backend', 'onnxruntime') != ''  # read-only
+        assert set_parameter(node, 'xmodal_decoder', 'output_encoding', 'mono8').endswith('use one of rgb8, bgr8')
         enc = s.probe.node_diagnostics('xmodal_encoder')
         dec = s.probe.node_diagnostics('xmodal_decoder')
         encoder_log = (s.log_dir / 'encoder.log').read_text()
@@ -166,6 +194,7 @@ def test_bad_inputs_are_counted_and_the_nodes_keep_answering(tmp_path, node_code
     assert frames[5].image_stamp_ns not in got
     assert enc['scan_warnings.empty_cloud'] == '1' and enc['scan_warnings.non_finite_points'] == '1'
     assert enc['warnings.size_mismatch'] == '1' and enc['dropped.bad_image'] == '1'
+    assert enc['calibration'].startswith('CameraInfo on /camera/camera_info')
     assert int(enc['image_only']) >= 4  # the size mismatch and the three images without LiDAR
     assert dec['errors.corrupt_packet'] == '3' and dec['errors.unknown_format'] == '1'
     assert dec['errors.unknown_model'] == '1'

@@ -174,7 +174,10 @@ class EncoderNode(Node):
             self._stats.count('scan_drop.superseded')
 
     def _on_camera_info(self, msg: Any) -> None:
+        first = self._camera_info is None
         self._camera_info = msg
+        if first:
+            self._worker.wake()  # an image may be waiting for the first calibration
 
     # ---------------------------------------------------------------------------- worker
 
@@ -186,6 +189,7 @@ class EncoderNode(Node):
             self.get_logger().error(f'unexpected error (frame dropped): {exc!r}')
 
     def _encode_scan(self, msg: Any) -> None:
+        self._refresh_camera_info()
         encoder = self._encoder
         if encoder is None:
             self._report('scan_drop', 'no_calibration',
@@ -220,13 +224,15 @@ class EncoderNode(Node):
         return last is not None and time.monotonic() - last > self._config.lidar_timeout
 
     def _pairing_delay(self, pending: _PendingImage) -> float:
-        """Seconds the image may still wait for a scan that could pair better (0: encode now)."""
-        if self._encoder is None or self._lidar_timed_out():
+        """Seconds the image may still wait for a scan that could pair better, or for the first
+        CameraInfo (0: encode now)."""
+        remaining = max(0.0, self._config.pairing_wait - (time.monotonic() - pending.received))
+        if self._encoder is None:
+            return remaining if self._camera_info is None else 0.0
+        if self._lidar_timed_out():
             return 0.0
         stamp_ns = conversions.stamp_to_ns(pending.msg.header.stamp)
-        if self._scans.pairing_settled(stamp_ns):
-            return 0.0
-        return max(0.0, self._config.pairing_wait - (time.monotonic() - pending.received))
+        return 0.0 if self._scans.pairing_settled(stamp_ns) else remaining
 
     def _encode_image(self, pending: _PendingImage) -> None:
         msg = pending.msg

@@ -81,6 +81,11 @@ class FrameWorker(Generic[Side, Frame]):
             self._cond.notify_all()
         return dropped
 
+    def wake(self) -> None:
+        """Make a waiting frame re-check ``frame_delay`` (something it waits for has arrived)."""
+        with self._cond:
+            self._cond.notify_all()
+
     def _run(self) -> None:
         while True:
             with self._cond:

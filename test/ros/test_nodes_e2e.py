@@ -120,7 +120,7 @@ def test_bad_inputs_are_counted_and_the_nodes_keep_answering(tmp_path, node_code
     """Also runs the encoder in CameraInfo mode: calibration from CameraInfo + the T_cam_lidar parameter."""
     from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
-    frames = list(tiny_frames(12, seed=3))
+    frames = list(tiny_frames(14, seed=3))
     T = [float(v) for v in tiny_calibration().T_cam_lidar.ravel()]
     with session(tmp_path, node_codec, lidar_timeout=0.3, camera_info_topic='/camera/camera_info',
                  T_cam_lidar=T) as s:
@@ -178,12 +178,23 @@ def test_bad_inputs_are_counted_and_the_nodes_keep_answering(tmp_path, node_code
         assert s.probe.wait_for(lambda: reported('xmodal_encoder') and reported('xmodal_decoder'), 5)
         assert s.nodes_alive()
         levels = node_codec.pipeline.Encoder(node_codec.encoder_config(1), tiny_calibration()).num_qualities
-        assert 'out of range' in set_parameter(node, 'xmodal_encoder', 'quality', 99)  # the descriptor's range
+        # The descriptor's range (rclpy checks it), then the model's levels (the node's own check).
+        assert 'out of range' in set_parameter(node, 'xmodal_encoder', 'quality', 99)
         assert set_parameter(node, 'xmodal_encoder', 'quality', levels) == \
             f'quality = {levels} is out of range: the model has levels 0..{levels - 1}'
         assert set_parameter(node, 'xmodal_encoder', 'quality', 1) == ''
         assert set_parameter(node, 'xmodal_encoder', 'backend', 'onnxruntime') != ''  # read-only
-        assert set_parameter(node, 'xmodal_decoder', 'output_encoding', 'mono8').endswith('use one of rgb8, bgr8')
+        reason = set_parameter(node, 'xmodal_decoder', 'output_encoding', 'mono8')
+        assert reason.endswith('use one of rgb8, bgr8')
+        # Changes that take: a budget no quality fits (rate control drops to level 0), BGR output.
+        assert set_parameter(node, 'xmodal_encoder', 'target_kbps', 1.0) == ''
+        assert set_parameter(node, 'xmodal_decoder', 'output_encoding', 'bgr8') == ''
+        send_frame(12)
+        send_frame(13)
+        assert s.probe.wait_for(lambda: s.probe.node_diagnostics('xmodal_encoder').get('frames_out') ==
+                                str(len(s.probe.images)), 5)
+        assert s.probe.node_diagnostics('xmodal_encoder')['quality'] == '0'
+        assert [r.encoding for r in s.probe.images[-2:]] == ['bgr8', 'bgr8']
         enc = s.probe.node_diagnostics('xmodal_encoder')
         dec = s.probe.node_diagnostics('xmodal_decoder')
         encoder_log = (s.log_dir / 'encoder.log').read_text()

@@ -98,7 +98,7 @@ class DecoderNode(Node):
         self._stats.record_bytes(kind, len(packet))
         if kind == 'lidar':
             if self._worker.put_side((msg.header, packet)):
-                self._stats.count('error.lidar_backlog')
+                self._stats.count('lidar_drop.backlog')
             return
         self._stats.count('frames_in')
         if self._worker.put_frame((msg.header, packet, time.monotonic())):
@@ -164,7 +164,8 @@ class DecoderNode(Node):
         errors = stats.counts('error.')
         values = {'packets_in': stats.get('packets_in'), 'frames_in': stats.get('frames_in'),
                   'frames_out': stats.get('frames_out'), 'scans_out': stats.get('scans_out'),
-                  'dropped.superseded': stats.get('drop.superseded'), 'errors': sum(errors.values())}
+                  'dropped.superseded': stats.get('drop.superseded'),
+                  'lidar_dropped.backlog': stats.get('lidar_drop.backlog'), 'errors': sum(errors.values())}
         values.update({f'errors.{k}': v for k, v in errors.items()})
         values.update({f'warnings.{k}': v for k, v in stats.counts('warning.').items()})
         image_kbps, lidar_kbps = stats.kbps('image'), stats.kbps('lidar')

@@ -37,8 +37,8 @@ from xmodal_compress_ros.ros.params import EncoderNodeConfig, declare_config, wa
 from xmodal_compress_ros.ros.rate_control import RateController
 
 NS_PER_S = 1_000_000_000
-# Diagnostics keys of the errors the codec raises for a bad message.
-_ERROR_KINDS = {ImageFormatError: 'bad_image', PointCloudError: 'bad_cloud', CalibrationError: 'calibration'}
+# Diagnostics keys of the errors the codec may raise for a bad message (others: the class name).
+_ERROR_KINDS = {ImageFormatError: 'bad_image', PointCloudError: 'bad_cloud'}
 
 
 def packet_format(kind: str) -> str:
@@ -96,13 +96,15 @@ class EncoderNode(Node):
     # ---------------------------------------------------------------------------- setup
 
     def _codec_config(self) -> Any:
-        c = self._config
         from xmodal_compress_ros.codec.lidar_codec import LidarCodecConfig
 
+        c = self._config
         lidar = LidarCodecConfig(quantization_bits=c.lidar_quantization_bits, frustum_only=c.frustum_only,
                                  intensity_max=c.lidar_intensity_max)
+        # quality=0: every frame passes its own quality (checked against the model's levels separately),
+        # so an encoder built from CameraInfo never fails on a quality set before the model was known.
         return self._pipeline.EncoderConfig(model=c.model, fallback_model=c.fallback_model, backend=c.backend,
-                                            device=c.device, precision=c.precision, quality=c.quality,
+                                            device=c.device, precision=c.precision, quality=0,
                                             lidar=lidar, threads=c.threads)
 
     def _load_static_calibration(self) -> None:
@@ -254,7 +256,10 @@ class EncoderNode(Node):
         if config.target_kbps > 0:
             quality = rate.choose(config.target_kbps, config.quality)
         # A CameraInfo-built encoder may have fewer levels than the quality set before it existed.
-        quality = min(quality, encoder.num_qualities - 1)
+        if quality >= encoder.num_qualities:
+            self._report('warning', 'quality_clamped', f'quality = {quality} but the model has levels '
+                         f'0..{encoder.num_qualities - 1}: coding at {encoder.num_qualities - 1}')
+            quality = encoder.num_qualities - 1
         start = time.perf_counter()
         encoded = encoder.encode_image(rgb, stamp_ns, scan, quality)
         self._stats.record_latency('encode', time.perf_counter() - start)

@@ -37,7 +37,7 @@ def test_only_the_newest_frame_is_processed_while_busy():
         worker.stop()
 
 
-def test_side_items_in_order_and_bounded_alternating_with_a_ready_frame():
+def test_side_items_in_order_and_bounded_then_the_frame_taken_with_them():
     order = []
     gate = threading.Event()
     worker = FrameWorker(lambda s: (gate.wait(5), order.append(('side', s))),
@@ -51,41 +51,42 @@ def test_side_items_in_order_and_bounded_alternating_with_a_ready_frame():
         assert evicted == [False, False, False, True]  # 'b' dropped for 'e'
         gate.set()
         wait_for(lambda: len(order) == 5)
-        assert order == [('side', 'a'), ('frame', 'img'), ('side', 'c'), ('side', 'd'), ('side', 'e')]
+        assert order == [('side', 'a'), ('side', 'c'), ('side', 'd'), ('side', 'e'), ('frame', 'img')]
     finally:
         worker.stop()
 
 
-def test_a_waiting_frame_lets_pending_side_items_go_first():
+def test_a_frame_waits_for_its_side_item_then_both_are_taken():
     order = []
-    gate = threading.Event()
-    worker = FrameWorker(lambda s: (gate.wait(5), order.append(s)), order.append, side_capacity=3,
-                         frame_delay=lambda frame: 0.0 if 'scan' in order else 10.0)
-    worker.start()
-    try:
-        worker.put_side('first')
-        wait_for(lambda: not worker._side)
-        worker.put_frame('img')
-        worker.put_side('scan')
-        gate.set()
-        wait_for(lambda: len(order) == 3)
-        assert order == ['first', 'scan', 'img']
-    finally:
-        worker.stop()
+    seen = []
 
+    def delay(frame, waiting):
+        seen.append(list(waiting))
+        return 0.0 if 'scan' in waiting else 10.0
 
-def test_frame_delay_waits_until_ready_or_woken():
-    ready = threading.Event()
-    done = []
-    worker = FrameWorker(lambda s: ready.set(), done.append, side_capacity=1,
-                         frame_delay=lambda frame: 0.0 if ready.is_set() else 10.0)
+    worker = FrameWorker(order.append, order.append, side_capacity=1, frame_delay=delay)
     worker.start()
     try:
         worker.put_frame('img')
         time.sleep(0.1)
-        assert done == []
-        worker.put_side('scan')  # wakes the worker, makes the frame ready
+        assert order == []  # waiting for its scan
+        worker.put_side('scan')  # wakes the worker: the frame is ready with the waiting scan
+        wait_for(lambda: order == ['scan', 'img'])
+        assert seen[0] == [] and seen[-1] == ['scan']
+    finally:
+        worker.stop()
+
+
+def test_the_delay_runs_out():
+    done = []
+    start = time.monotonic()
+    worker = FrameWorker(done.append, done.append, side_capacity=1,
+                         frame_delay=lambda frame, waiting: 0.2 - (time.monotonic() - start))
+    worker.start()
+    try:
+        worker.put_frame('img')
         wait_for(lambda: done == ['img'], timeout=2.0)
+        assert time.monotonic() - start >= 0.2
     finally:
         worker.stop()
 
@@ -118,10 +119,10 @@ def test_rejects_zero_capacity():
 
 def test_a_stream_of_side_items_cannot_starve_the_frames():
     done = []
-    worker = FrameWorker(lambda s: (time.sleep(0.02), done.append('side')), lambda f: done.append(f),
-                         side_capacity=1)
+    worker = FrameWorker(lambda s: (time.sleep(0.02), done.append('side')), done.append, side_capacity=1)
     worker.start()
     try:
+        worker.put_side('scan')
         worker.put_frame('img')
         deadline = time.monotonic() + 2
         while 'img' not in done and time.monotonic() < deadline:

@@ -122,7 +122,7 @@ def test_bad_inputs_are_counted_and_the_nodes_keep_answering(tmp_path, node_code
 
     frames = list(tiny_frames(14, seed=3))
     T = [float(v) for v in tiny_calibration().T_cam_lidar.ravel()]
-    with session(tmp_path, node_codec, lidar_timeout=0.3, camera_info_topic='/camera/camera_info',
+    with session(tmp_path, node_codec, lidar_timeout=0.15, camera_info_topic='/camera/camera_info',
                  T_cam_lidar=T) as s:
         node = s.probe.node
         qos = 10

@@ -8,13 +8,14 @@ Data flow::
 
 Callbacks only hand messages to the worker, so the executor never blocks. Every scan the worker
 takes is encoded once (``Encoder.encode_scan``), its LiDAR packet published once, and its decoded
-scan buffered for pairing. The worker takes only the newest scan and the newest image: one that is
-replaced before its turn is dropped and counted, so an overloaded CPU drops frames instead of
-falling behind (a full 120k-point scan alone takes hundreds of ms to code on a small CPU).
+scan buffered for pairing. The worker takes only the newest scan and the newest image, together:
+one that is replaced before its turn is dropped and counted, so an overloaded CPU drops frames
+instead of falling behind (a full 120k-point scan alone takes hundreds of ms to code on a small CPU)
+and still codes each image with the scan that came with it.
 
 An image is paired with the buffered scan nearest in stamp within ``max_time_delta``, waiting at
-most ``pairing_wait`` (wall time) for a later scan; after ``lidar_timeout`` without scans images
-are encoded image-only. Topics, parameters and diagnostics are documented in ``docs/nodes.md``.
+most ``pairing_wait`` (wall time) for a later scan; images stamped more than ``lidar_timeout``
+after the newest scan are encoded image-only at once. Topics, parameters and diagnostics are documented in ``docs/nodes.md``.
 """
 from __future__ import annotations
 
@@ -73,9 +74,11 @@ class EncoderNode(Node):
         self._calibration_source = ''
         self._camera_info: Any = None
         self._used_camera_info: Any = None
-        # LiDAR silence is timed from the first image (or the last scan), not from start-up.
-        self._first_image: Optional[float] = None
-        self._last_scan: Optional[float] = None
+        # LiDAR silence is measured in sensor time (stamps), from the newest scan or else the first
+        # image: a CPU-bound worker holding the GIL delays callbacks, not stamps.
+        self._first_image_stamp: Optional[int] = None
+        self._last_image_stamp: Optional[int] = None
+        self._last_scan_stamp: Optional[int] = None
         self._image_only_mode = False
         self._last_quality = self._config.quality
         self._last_bpp = 0.0
@@ -163,15 +166,16 @@ class EncoderNode(Node):
 
     def _on_image(self, msg: Any) -> None:
         self._stats.count('frames_in')
-        now = time.monotonic()
-        if self._first_image is None:
-            self._first_image = now
-        if self._worker.put_frame(_PendingImage(msg, now)):
+        self._last_image_stamp = conversions.stamp_to_ns(msg.header.stamp)
+        if self._first_image_stamp is None:
+            self._first_image_stamp = self._last_image_stamp
+        if self._worker.put_frame(_PendingImage(msg, time.monotonic())):
             self._stats.count('drop.superseded')
 
     def _on_scan(self, msg: Any) -> None:
         self._stats.count('scans_in')
-        self._last_scan = time.monotonic()
+        stamp_ns = conversions.stamp_to_ns(msg.header.stamp)
+        self._last_scan_stamp = max(stamp_ns, self._last_scan_stamp or stamp_ns)
         if self._worker.put_side(msg):
             self._stats.count('scan_drop.superseded')
 
@@ -221,20 +225,27 @@ class EncoderNode(Node):
         self._rate.observe_lidar(len(packet), stamp_ns / NS_PER_S)
         self._scans.add(stamp_ns, scan)
 
-    def _lidar_timed_out(self) -> bool:
-        last = self._last_scan if self._last_scan is not None else self._first_image
-        return last is not None and time.monotonic() - last > self._config.lidar_timeout
+    def _lidar_timed_out(self, stamp_ns: Optional[int] = None) -> bool:
+        """True if the image stamped ``stamp_ns`` (default: the newest) is more than ``lidar_timeout``
+        after the newest scan (or, before any scan, after the first image)."""
+        stamp_ns = self._last_image_stamp if stamp_ns is None else stamp_ns
+        last = self._last_scan_stamp if self._last_scan_stamp is not None else self._first_image_stamp
+        return None not in (stamp_ns, last) and stamp_ns - last > self._config.lidar_timeout * NS_PER_S
 
-    def _pairing_delay(self, pending: _PendingImage) -> float:
+    def _pairing_delay(self, pending: _PendingImage, waiting_scans: List[Any]) -> float:
         """Seconds the image may still wait for a scan that could pair better, or for the first
-        CameraInfo (0: encode now)."""
+        CameraInfo (0: encode now). ``waiting_scans`` will be encoded just before the image."""
         remaining = max(0.0, self._config.pairing_wait - (time.monotonic() - pending.received))
-        if self._encoder is None:
-            return remaining if self._camera_info is None else 0.0
-        if self._lidar_timed_out():
-            return 0.0
+        if self._encoder is None and self._camera_info is None:
+            return remaining
         stamp_ns = conversions.stamp_to_ns(pending.msg.header.stamp)
-        return 0.0 if self._scans.pairing_settled(stamp_ns) else remaining
+        if self._lidar_timed_out(stamp_ns):
+            return 0.0
+        # Scans come in stamp order: one at or after the image means no later scan can pair better.
+        if self._scans.pairing_settled(stamp_ns) or any(
+                conversions.stamp_to_ns(scan.header.stamp) >= stamp_ns for scan in waiting_scans):
+            return 0.0
+        return remaining
 
     def _encode_image(self, pending: _PendingImage) -> None:
         msg = pending.msg
@@ -274,12 +285,13 @@ class EncoderNode(Node):
 
     def _pick_scan(self, stamp_ns: int, width: int, height: int) -> Any:
         """The scan to condition this image on, or None (image-only), counting why."""
-        timed_out = self._lidar_timed_out()
+        timed_out = self._lidar_timed_out(stamp_ns)
         if timed_out != self._image_only_mode:
             self._image_only_mode = timed_out
             if timed_out:
-                self.get_logger().warning(f'no LiDAR scan on {self._config.lidar_topic} for '
-                                          f'{self._config.lidar_timeout:g} s: encoding images image-only')
+                self.get_logger().warning(f'no LiDAR scan on {self._config.lidar_topic} within '
+                                          f'{self._config.lidar_timeout:g} s of the images: encoding '
+                                          'images image-only')
             else:
                 self.get_logger().info(f'LiDAR scans are back on {self._config.lidar_topic}: '
                                        'encoding with LiDAR again')

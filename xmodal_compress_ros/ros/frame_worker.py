@@ -7,16 +7,17 @@ Callbacks only hand messages over. The worker serves two inboxes:
 * a *frame* slot holding only the newest image: a frame that is replaced before the worker gets to
   it is dropped, so the node never works on stale images and no queue can grow.
 
-The worker alternates: it takes all waiting side items, then the frame if it is ready. A frame
-still waiting for a side item (``frame_delay`` > 0, e.g. an image waiting for its scan) lets the
-waiting side items go first; a ready frame goes before side items that came in meanwhile, so side
-items arriving faster than they are handled cannot starve the frames.
+Each round the worker takes the waiting side items *and* the pending frame together, handles the
+side items, then the frame. A frame that is not ready yet (``frame_delay`` > 0: an image waiting
+for the scan stamped with it) holds the round back until it is ready, a new item arrives, or the
+delay runs out. Taking both at once keeps an image with the scan that came with it when the CPU is
+overloaded, and side items arriving faster than they are handled cannot starve the frames.
 """
 from __future__ import annotations
 
 import threading
 from collections import deque
-from typing import Callable, Deque, Generic, Optional, TypeVar
+from typing import Callable, Deque, Generic, List, Optional, Tuple, TypeVar
 
 Side = TypeVar('Side')
 Frame = TypeVar('Frame')
@@ -29,13 +30,14 @@ class FrameWorker(Generic[Side, Frame]):
         handle_side: called with each side item.
         handle_frame: called with the newest pending frame.
         side_capacity: most side items waiting; beyond it the oldest is dropped.
-        frame_delay: optional; given the pending frame, the seconds it should still wait (for a scan
-            that may pair better). The worker sleeps that long unless a new item wakes it first.
+        frame_delay: optional; given the pending frame and the waiting side items (which will be
+            handled before it), the seconds the frame should still wait (for a scan that may pair
+            better). The worker waits that long unless a new item wakes it first.
         on_error: called with any exception a handler raises; the worker keeps running.
     """
 
     def __init__(self, handle_side: Callable[[Side], None], handle_frame: Callable[[Frame], None],
-                 side_capacity: int, frame_delay: Optional[Callable[[Frame], float]] = None,
+                 side_capacity: int, frame_delay: Optional[Callable[[Frame, List[Side]], float]] = None,
                  on_error: Optional[Callable[[BaseException], None]] = None,
                  name: str = 'xmodal-worker') -> None:
         if side_capacity < 1:
@@ -88,33 +90,38 @@ class FrameWorker(Generic[Side, Frame]):
 
     def _run(self) -> None:
         while True:
-            with self._cond:
-                while not (self._stopping or self._side or self._has_frame):
-                    self._cond.wait()
-                if self._stopping:
-                    return
-                sides = list(self._side)
-                self._side.clear()
+            work = self._take_round()
+            if work is None:
+                return
+            sides, frame = work
             for item in sides:
                 self._call(self._handle_side, item)
-            frame = self._take_frame()
-            if frame is not None:
+            if frame:
                 self._call(self._handle_frame, frame[0])
 
-    def _take_frame(self) -> Optional[tuple]:
-        """The pending frame (in a 1-tuple, frames may be falsy), or None if it is not ready yet."""
+    def _take_round(self) -> Optional[Tuple[List[Side], tuple]]:
+        """The waiting side items and the pending frame (a 1-tuple, or () for none); None to stop."""
         with self._cond:
-            if not self._has_frame or self._stopping:
-                return None
-            delay = self._frame_delay(self._frame) if self._frame_delay is not None else 0.0
-            if delay > 0.0:
-                if not self._side:
-                    # Woken early by a new side item or frame; the loop then re-evaluates.
+            while True:
+                if self._stopping:
+                    return None
+                if self._has_frame:
+                    delay = self._frame_delay(self._frame, list(self._side)) if self._frame_delay else 0.0
+                    if delay <= 0.0:
+                        frame = (self._frame,)
+                        self._frame, self._has_frame = None, False
+                        return self._take_sides(), frame
+                    # Woken early by a new side item or frame; then the frame is re-evaluated.
                     self._cond.wait(delay)
-                return None
-            frame = (self._frame,)
-            self._frame, self._has_frame = None, False
-            return frame
+                elif self._side:
+                    return self._take_sides(), ()
+                else:
+                    self._cond.wait()
+
+    def _take_sides(self) -> List[Side]:
+        sides = list(self._side)
+        self._side.clear()
+        return sides
 
     def _call(self, handler: Callable, item: object) -> None:
         try:

@@ -89,7 +89,8 @@ class EncoderNodeConfig:
     pairing_wait: float = param(0.1, 'Longest wall-clock wait in seconds of an image for a scan stamped at '
                                 'or after it (LiDAR drivers publish a sweep after it ends).',
                                 bounds=(0.0, 2.0))
-    lidar_timeout: float = param(1.0, 'Seconds without scans after which images are encoded image-only.',
+    lidar_timeout: float = param(1.0, 'Sensor-time seconds (image stamp minus newest scan stamp) after which '
+                                 'images are encoded image-only without waiting.',
                                  bounds=(0.01, 3600.0))
     scan_buffer: int = param(10, 'Decoded scans kept for pairing (when full, the oldest leaves).',
                              bounds=(1, 100), read_only=True)

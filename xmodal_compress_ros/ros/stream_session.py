@@ -39,13 +39,11 @@ class StreamSession:
         log_dir: where node logs and parameter files go.
         encoder_params, decoder_params: ROS parameters of the two nodes (``ros/params.py``).
         start_timeout: seconds for both nodes to load their models and subscribe.
-        encoder_command, decoder_command: the Python arguments that run each node.
         on_image: passed to :class:`StreamProbe`.
     """
 
     def __init__(self, log_dir: Path, encoder_params: Mapping[str, Any], decoder_params: Mapping[str, Any],
-                 start_timeout: float = 120.0, encoder_command: Sequence[str] = ENCODER_COMMAND,
-                 decoder_command: Sequence[str] = DECODER_COMMAND, on_image: Any = None) -> None:
+                 start_timeout: float = 120.0, on_image: Any = None) -> None:
         from xmodal_compress_ros.ros.params import DecoderNodeConfig, EncoderNodeConfig, config_from_values
 
         self.log_dir = Path(log_dir)
@@ -54,7 +52,6 @@ class StreamSession:
         self._encoder_params = dict(encoder_params)
         self._decoder_params = dict(decoder_params)
         self._start_timeout = start_timeout
-        self._commands = (encoder_command, decoder_command)
         self._on_image = on_image
         self.env = isolated_environment()
         self.processes: List[NodeProcess] = []
@@ -75,9 +72,8 @@ class StreamSession:
         return self
 
     def _start(self) -> None:
-        encoder_command, decoder_command = self._commands
-        for name, command, params in (('decoder', decoder_command, self._decoder_params),
-                                      ('encoder', encoder_command, self._encoder_params)):
+        for name, command, params in (('decoder', DECODER_COMMAND, self._decoder_params),
+                                      ('encoder', ENCODER_COMMAND, self._encoder_params)):
             self.processes.append(start_node(name, command, self.log_dir, self.env, params))
         enc, dec = self.encoder_config, self.decoder_config
         self.probe = StreamProbe(dec.image_topic, enc.resolved_packet_topic(),

@@ -31,6 +31,16 @@ def test_short_run_writes_json(capsys, tmp_path):
         assert any(u['backend'] == 'tensorrt' and u['reason'] for u in result['unmeasured'])
 
 
+def test_frame_counts_per_size():
+    from xmodal_compress_ros.cli.bench_runtime import _frame_counts
+    from xmodal_compress_ros.errors import ParameterError
+
+    assert _frame_counts('100', 2) == [100, 100] and _frame_counts('100,20', 2) == [100, 20]
+    for bad in ('0', '1,2,3', 'x'):
+        with pytest.raises(ParameterError, match='--frames'):
+            _frame_counts(bad, 2)
+
+
 def test_percentiles():
     stats = percentiles(list(range(1, 101)))
     assert stats == {'p50': 50.5, 'p95': 95.05, 'p99': 99.01, 'mean': 50.5}

@@ -19,7 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--devices', default='cpu,cuda', help='comma-separated devices')
     parser.add_argument('--precisions', default='fp32,fp16', help='comma-separated precisions')
     parser.add_argument('--sizes', default='1242x375,1920x1080', help='image sizes WIDTHxHEIGHT')
-    parser.add_argument('--frames', type=int, default=100, help='timed frames per row (default 100)')
+    parser.add_argument('--frames', default='100',
+                        help='timed frames per row (default 100), or one per --sizes entry: 100,20')
     parser.add_argument('--warmup', type=int, default=5, help='untimed frames first (default 5)')
     parser.add_argument('--model', default='', help='LiDAR model stem (default: the committed model, else an '
                                                     'untrained one of the default architecture)')
@@ -41,9 +42,10 @@ def main(args: argparse.Namespace) -> int:
                                                        unavailable_reason)
     from xmodal_compress_ros.runtime.samples import committed_models, frames_for, untrained_models
 
-    if args.frames < 1 or args.warmup < 0:
-        raise ParameterError(f'--frames {args.frames} must be >= 1 and --warmup {args.warmup} >= 0')
     sizes = parse_resolutions(args.sizes)
+    frame_counts = _frame_counts(args.frames, len(sizes))
+    if args.warmup < 0:
+        raise ParameterError(f'--warmup {args.warmup} must be >= 0')
     wanted = [(b, d, p) for b, d, p in DEFAULT_PLAN if b in args.backends.split(',')
               and d in args.devices.split(',') and p in args.precisions.split(',')]
     temp = tempfile.TemporaryDirectory(prefix='xmodal-bench-')
@@ -56,8 +58,8 @@ def main(args: argparse.Namespace) -> int:
             stems, trained = untrained_models(temp.name), False
     has_cuda = any(d == 'cuda' and unavailable_reason('torch', 'cuda', 'fp32') is None for _, d, _ in wanted)
     rows, unmeasured = [], []
-    for width, height in sizes:
-        frames = list(frames_for(width, height, count=min(args.frames, 20)))
+    for (width, height), count in zip(sizes, frame_counts):
+        frames = list(frames_for(width, height, count=min(count, 20)))
         source = 'synthetic' if frames[0].name.startswith('synthetic') else 'kitti'
         for backend, device, precision in wanted:
             reason = unavailable_reason(backend, device, precision)
@@ -66,7 +68,7 @@ def main(args: argparse.Namespace) -> int:
                                    'width': width, 'height': height, 'reason': reason})
                 continue
             settings = BenchSettings(backend, device, precision, width, height)
-            row = run_row(settings, stems, frames, args.frames, args.warmup, threads=args.threads,
+            row = run_row(settings, stems, frames, count, args.warmup, threads=args.threads,
                           cache_dir=os.path.join(temp.name, 'cache'), quality=args.quality)
             row['source'] = source
             decode_p50 = row['stages_ms']['decode_image']['p50']
@@ -90,3 +92,18 @@ def main(args: argparse.Namespace) -> int:
     temp.cleanup()
     print(json.dumps({'out': str(out), 'rows': len(rows), 'unmeasured': len(unmeasured)}))
     return 0
+
+
+def _frame_counts(text: str, sizes: int):
+    """``'100'`` or ``'100,20'`` -> one positive count per size."""
+    from xmodal_compress_ros.errors import ParameterError
+
+    try:
+        counts = [int(v) for v in str(text).split(',')]
+    except ValueError:
+        raise ParameterError(f'--frames {text!r} must be an integer or one integer per size') from None
+    if len(counts) == 1:
+        counts *= sizes
+    if len(counts) != sizes or min(counts) < 1:
+        raise ParameterError(f'--frames {text!r}: give one count >= 1, or one per --sizes entry ({sizes})')
+    return counts

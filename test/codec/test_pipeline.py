@@ -20,7 +20,7 @@ from xmodal_compress_ros.runtime.base import available_backends
 from xmodal_compress_ros.runtime.samples import (TINY_CONFIG, committed_models, crop_frame, kitti_frames,
                                                  synthetic_frame, untrained_models)
 
-WIDTH, HEIGHT = 256, 128
+WIDTH, HEIGHT = 192, 128
 # (backend, precision) pairs every frame is encoded with and decoded with, in all combinations.
 SETTINGS = [('torch', 'fp32'), ('torch', 'fp16'), ('onnxruntime', 'fp32')]
 

@@ -128,6 +128,7 @@ def main(argv=None) -> int:
             'decoder_errors': dec.get('errors'),
             'player_errors': playback.errors,
             'memory_growth_under_5_percent': node_load.growth_ok(summary),
+            'memory_growth_under_5_percent_second_half': node_load.growth_ok(summary, suffix='_second_half'),
             'load_average_end': [round(x, 2) for x in os.getloadavg()],
         }
     )

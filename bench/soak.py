@@ -74,6 +74,7 @@ def main(argv=None) -> int:
         result['published'] = sum(len(v) for v in playback.published().values())
         result['published_hz'] = round(result['published'] / max(playback.active_seconds(), 1e-9), 2)
     result['memory_growth_under_5_percent'] = node_load.growth_ok(result)
+    result['memory_growth_under_5_percent_second_half'] = node_load.growth_ok(result, suffix='_second_half')
     result['load_average_end'] = [round(x, 2) for x in os.getloadavg()]
     text = json.dumps(result, indent=1)
     if args.out:

@@ -34,6 +34,13 @@ CORPUS = REPO / 'test' / 'fuzz' / 'corpus'
 #: Seconds after which a single input is killed as a hard hang (the 1 s CPU limit is checked per input).
 WATCHDOG_S = 20
 IMAGE_SIZE = (64, 64)
+RSS_EVERY = 5000
+
+
+def current_rss_bytes() -> int:
+    """This process's resident set size now (Linux /proc)."""
+    with open('/proc/self/statm') as handle:
+        return int(handle.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
 
 
 def parse_args(argv):
@@ -141,6 +148,8 @@ class Run:
         self.packet_fuzz = packet_fuzz
         self.start = time.perf_counter()
         self.rss_start = packet_fuzz.peak_rss_bytes()
+        # Current (not peak) RSS every RSS_EVERY inputs: a leak shows as a steady climb.
+        self.rss_trace = []
         if args.findings_dir:
             args.findings_dir.mkdir(parents=True, exist_ok=True)
             stats.on_finding = self._save
@@ -156,6 +165,8 @@ class Run:
         faulthandler.dump_traceback_later(WATCHDOG_S, exit=True)
         self.stats.add(data, self.harness.feed(data))
         faulthandler.cancel_dump_traceback_later()
+        if self.stats.iterations % RSS_EVERY == 0:
+            self.rss_trace.append(round(current_rss_bytes() / 2**20, 1))
         return self.stats.iterations >= self.args.iterations
 
     def summary(self) -> dict:
@@ -169,6 +180,7 @@ class Run:
                 'inputs_per_s': round(self.stats.iterations / max(elapsed, 1e-9), 1),
                 'peak_rss_mb': round(peak / 2**20, 1),
                 'rss_growth_mb': round((peak - self.rss_start) / 2**20, 1),
+                f'rss_mb_every_{RSS_EVERY}': self.rss_trace,
                 'load_average_end': [round(x, 2) for x in os.getloadavg()],
             }
         )

@@ -18,7 +18,7 @@ def test_short_fuzz_run_finds_nothing(tmp_path):
             sys.executable,
             str(REPO / 'fuzz' / 'fuzz_packets.py'),
             '--iterations',
-            '1500',
+            '2000',
             '--findings-dir',
             str(tmp_path / 'findings'),
             '--out',
@@ -29,11 +29,11 @@ def test_short_fuzz_run_finds_nothing(tmp_path):
         timeout=120,
     )
     summary = json.loads(out.read_text())
-    assert summary['iterations'] == 1500
+    assert summary['iterations'] == 2000
     assert summary['crashes'] == 0 and summary['hangs'] == 0 and summary['alloc_over_bound'] == 0, summary[
         'findings'
     ]
-    assert summary['alloc_traced_inputs'] == 1500 and summary['peak_alloc'] > 0
+    assert summary['alloc_traced_inputs'] == 2000 and summary['peak_alloc'] > 0
     # The mutations reach past the CRC: into the section parsers, the entropy decoder and Draco.
     stages = {key.split(':')[1] for key in summary['outcomes']}
     assert {'rejected_crc', 'rejected_header', 'rejected_entropy', 'rejected_draco', 'decoded'} <= stages

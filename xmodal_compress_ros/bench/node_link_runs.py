@@ -257,7 +257,7 @@ def summarise(workdir: Path, publish_log: Path, config: LinkConfig, setup: NodeS
     sent = json.loads((workdir / 'sent.json').read_text())['records']
     # Image packets the encoder published (their stamp is the camera stamp), and the bytes of all packets.
     encoded = {int(r[2]) for r in sent if 'image' in r[5]}
-    packet_bytes = [r[4] for r in sent]
+    packet_bytes = {kind: [r[4] for r in sent if kind in r[5]] for kind in ('image', 'lidar')}
     decoded = {int(r[2]): r[3] for r in received['records'] if r[0] == DECODED_TOPIC}
     diagnostics = received.get('diagnostics', {})
     dec = diagnostics.get(DECODER_STATUS, {}).get('values', {})
@@ -273,7 +273,8 @@ def summarise(workdir: Path, publish_log: Path, config: LinkConfig, setup: NodeS
     latencies = [(decoded[s] - published[s]) / 1e6 for s in decoded if s in published]
     counts = {
         k: int(dec.get(k, 0))
-        for k in ('packets_in', 'frames_in', 'frames_out', 'scans_out', 'dropped.superseded', 'errors')
+        for k in ('packets_in', 'frames_in', 'frames_out', 'scans_out', 'dropped.superseded', 'errors',
+                  'lidar_missing')
     }
     result = {
         'transport': setup.transport.name,
@@ -284,7 +285,7 @@ def summarise(workdir: Path, publish_log: Path, config: LinkConfig, setup: NodeS
         'published': len(published),
         'encoded': len(encoded),
         'packets_sent': len(sent),
-        'packet_bytes_mean': round(float(sum(packet_bytes) / len(packet_bytes)), 1) if packet_bytes else None,
+        'packet_bytes_mean': {k: round(sum(v) / len(v)) if v else None for k, v in packet_bytes.items()},
         'encoder_dropped': {k: int(v) for k, v in enc.items() if k.startswith('dropped')},
         'decoded_received': len(decoded),
         'steady_encoded': len(steady),

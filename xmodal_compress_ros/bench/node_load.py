@@ -162,17 +162,25 @@ def latencies(session, playback: LoopedPlayback, sampler: rm.Sampler) -> List[Tu
     return pairs
 
 
-def summarise(
-    sampler: rm.Sampler, latencies: List[Tuple[float, float]], warmup_s: float, start_time: float
-) -> Dict:
-    """Memory trends after warm-up, latency percentiles overall and per half after warm-up."""
-    out: Dict = {'samples': sampler.samples, 'warmup_s': warmup_s}
+def memory_trends(sampler: rm.Sampler, warmup_s: float) -> Dict:
+    """Per memory series: its trend after warm-up, and over the second half of the run (the settled state)."""
+    out: Dict = {}
     for name in sampler.pids:
         for kind in ('rss', 'gpu'):
             key = f'{name}_{kind}_mb'
             times, values = sampler.series(key)
             if any(v is not None for v in values):
                 out[f'{key}_trend'] = rm.trend(times, values, warmup_s)
+                out[f'{key}_second_half'] = rm.trend(times, values, times[-1] / 2 if times else 0.0)
+    return out
+
+
+def summarise(
+    sampler: rm.Sampler, latencies: List[Tuple[float, float]], warmup_s: float, start_time: float
+) -> Dict:
+    """Memory trends after warm-up, latency percentiles overall and per half after warm-up."""
+    out: Dict = {'samples': sampler.samples, 'warmup_s': warmup_s}
+    out.update(memory_trends(sampler, warmup_s))
     steady = [(t - start_time, x) for t, x in latencies if t - start_time >= warmup_s]
     half = (steady[0][0] + steady[-1][0]) / 2 if steady else 0.0
     out['latency_ms'] = rm.percentiles_ms([x for _, x in latencies])
@@ -183,11 +191,11 @@ def summarise(
     return out
 
 
-def growth_ok(summary: Dict, limit_percent: float = 5.0) -> Optional[bool]:
-    """True if no memory trend after warm-up grew more than ``limit_percent`` (None without data)."""
+def growth_ok(summary: Dict, limit_percent: float = 5.0, suffix: str = '_trend') -> Optional[bool]:
+    """True if no memory series (suffix `_trend`: after warm-up, or `_second_half`) grew over the limit."""
     growths = [
         v['growth_percent']
         for k, v in summary.items()
-        if k.endswith('_trend') and v['growth_percent'] is not None
+        if k.endswith(suffix) and v['growth_percent'] is not None
     ]
     return None if not growths else all(g <= limit_percent for g in growths)

@@ -5,7 +5,7 @@
 * ``webp``: libwebp through OpenCV (lossy WebP is always 4:2:0).
 * ``h264``, ``h265``, ``av1`` (+ ``-444``): libx264, libx265, libaom through the ffmpeg CLI, as
   ffmpeg_image_transport does. Intra-only by default; ``-p`` appends low-delay P coding
-  (no B-frames, no lookahead: ``-tune zerolatency``, libaom ``lag-in-frames=0``) with a GOP of
+  (no B-frames, no lookahead: x264/x265 ``-tune zerolatency``, libaom ``-usage realtime``) with a GOP of
   ``gop`` frames. AV1 intra codes every frame as a still picture (``-usage allintra -still-picture``).
 
 Every encoder runs single-threaded so that its bytes do not depend on the machine. Encoder-info
@@ -197,8 +197,9 @@ def _ffmpeg_codecs(gop: int) -> List[FfmpegCodec]:
                 aom = ('-usage', 'allintra', '-still-picture', '1', '-cpu-used', str(AOM_CPU_USED),
                        '-threads', '1')
             else:
-                aom = ('-usage', 'good', '-lag-in-frames', '0', '-cpu-used', str(AOM_CPU_USED),
-                       '-g', str(gop), '-threads', '1')
+                # 'realtime': libaom's low-delay mode. 'good' with lag-in-frames 0 ignores the crf
+                # erratically (later P frames grow larger than the key frame as the crf rises).
+                aom = ('-usage', 'realtime', '-cpu-used', str(AOM_CPU_USED), '-g', str(gop), '-threads', '1')
             codecs.append(FfmpegCodec(
                 name=f'av1{suffix}{tail}', family='av1', chroma=chroma, mode=mode, settings=AV1_CRFS,
                 encoder='libaom-av1', decoder='libdav1d', stream_format='obu', codec_args=aom,

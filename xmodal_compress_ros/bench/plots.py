@@ -22,15 +22,15 @@ def family(codec: str) -> str:
 
 def _style(codec: str) -> Dict[str, object]:
     ours = codec.startswith('xmodal')
-    dashed = codec.endswith('-p')
     return {
         'color': FAMILY_COLOURS.get(family(codec), '#7f7f7f'),
-        'linestyle': '--' if dashed else '-',
-        'linewidth': 2.6 if codec == 'xmodal' else (1.8 if ours else 1.3),
-        'marker': ('o' if ours else ('s' if '-444' in codec else '.')),
+        'linestyle': ':' if codec == 'xmodal-zeros' else ('--' if codec.endswith('-p') else '-'),
+        'linewidth': 2.8 if codec == 'xmodal' else (1.8 if ours else 1.3),
+        'marker': 'o' if ours else ('s' if '-444' in codec else '.'),
         'markersize': 5 if ours else 4,
         'markerfacecolor': 'white' if '-444' in codec else None,
-        'zorder': 3 if ours else 2,
+        # Ours on top, the main variant topmost: the ablation often lies right under it.
+        'zorder': 4 if codec == 'xmodal' else (3 if ours else 2),
     }
 
 
@@ -43,9 +43,19 @@ def _axes_limits(curves: Sequence[dict], key: str, max_bpp: float) -> Tuple[floa
     return low - pad, high + pad
 
 
+def _panels(codecs: Sequence[str]) -> List[Tuple[str, List[str]]]:
+    """4:2:0 codecs and 4:4:4 codecs side by side; ours and the JPEG anchor appear in both."""
+    shared = [c for c in codecs if c.startswith('xmodal') or c == 'jpeg']
+    full = [c for c in codecs if '-444' in c]
+    subsampled = [c for c in codecs if c not in full and c not in shared]
+    if not full:
+        return [('', list(codecs))]
+    return [('4:2:0 baselines', shared + subsampled), ('4:4:4 baselines', shared + full)]
+
+
 def rd_plot(curves: Sequence[dict], key: str, ylabel: str, title: str, path: Path,
             max_bpp: Optional[float] = None) -> None:
-    """Quality ``key`` against bpp, one line per codec, written to ``path`` (PNG)."""
+    """Quality ``key`` against bpp, one line per codec (4:2:0 and 4:4:4 panels), written to ``path``."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -53,19 +63,24 @@ def rd_plot(curves: Sequence[dict], key: str, ylabel: str, title: str, path: Pat
     codecs = list(dict.fromkeys(c['codec'] for c in curves))
     if max_bpp is None:
         max_bpp = max(c['bpp'] for c in curves)
-    fig, ax = plt.subplots(figsize=(8.5, 5.6), dpi=110)
-    for codec in codecs:
-        points = sorted((c['bpp'], c[key]) for c in curves if c['codec'] == codec)
-        xs, ys = zip(*points)
-        ax.plot(xs, ys, label=codec, **_style(codec))
-    ax.set_xlim(0, max_bpp)
-    ax.set_ylim(*_axes_limits(curves, key, max_bpp))
-    ax.set_xlabel('bits per pixel (image only)')
-    ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=11)
-    ax.grid(True, color='#dddddd', linewidth=0.6)
-    ax.spines[['top', 'right']].set_visible(False)
-    ax.legend(fontsize=7.5, ncol=1, frameon=False, loc='center left', bbox_to_anchor=(1.0, 0.5))
+    panels = _panels(codecs)
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.4 * len(panels), 6.2), dpi=100, sharey=True,
+                             squeeze=False)
+    for ax, (label, names) in zip(axes[0], panels):
+        for codec in names:
+            points = sorted((c['bpp'], c[key]) for c in curves if c['codec'] == codec)
+            xs, ys = zip(*points)
+            ax.plot(xs, ys, label=codec, **_style(codec))
+        ax.set_xlim(0, max_bpp)
+        ax.set_ylim(*_axes_limits(curves, key, max_bpp))
+        ax.set_xlabel('bits per pixel (image only)')
+        ax.set_title(label, fontsize=10)
+        ax.grid(True, color='#dddddd', linewidth=0.6)
+        ax.spines[['top', 'right']].set_visible(False)
+        # Below the axes: inside, it would cover the curves somewhere whatever the data.
+        ax.legend(fontsize=8, frameon=False, loc='upper center', bbox_to_anchor=(0.5, -0.12), ncol=4)
+    axes[0][0].set_ylabel(ylabel)
+    fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

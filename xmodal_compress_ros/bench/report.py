@@ -20,6 +20,8 @@ ANCHOR = 'jpeg'
 OURS = 'xmodal'
 # (report key, curve key, label): BD-rates are computed on PSNR and on MS-SSIM in dB.
 BD_METRICS = (('psnr', 'psnr_db', 'PSNR'), ('ms_ssim', 'ms_ssim_db', 'MS-SSIM'))
+# A BD-rate over less than 1 dB of common quality rests on fits extrapolated past their data.
+NARROW_OVERLAP_DB = 1.0
 
 
 def ms_ssim_db(value: float) -> float:
@@ -55,8 +57,11 @@ def bd_entry(points: Sequence[dict], anchor: str, test: str, key: str) -> dict:
     rate_t, qual_t = _curve(points, test, key)
     result = metrics.bd_rate(rate_a, qual_a, rate_t, qual_t)
     delta = metrics.bd_quality(rate_a, qual_a, rate_t, qual_t)
+    notes = [result.note] if result.note else []
+    if result.overlap and result.overlap[1] - result.overlap[0] < NARROW_OVERLAP_DB:
+        notes.append(f'narrow overlap ({result.overlap[1] - result.overlap[0]:.2f} dB): indicative only')
     return {'codec': test, 'anchor': anchor, 'metric': key, 'percent': result.percent,
-            'overlap': list(result.overlap) if result.overlap else None, 'note': result.note,
+            'overlap': list(result.overlap) if result.overlap else None, 'note': '; '.join(notes),
             'delta_quality': delta.delta, 'rate_overlap': list(delta.overlap) if delta.overlap else None}
 
 

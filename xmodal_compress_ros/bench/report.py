@@ -184,16 +184,26 @@ def markdown(report: dict) -> str:
               '| codec | BD-rate PSNR | BD-rate MS-SSIM | BD-PSNR (dB) | bpp range | PSNR range (dB) '
               '| encode ms | decode ms |',
               '|---|---:|---:|---:|---|---|---:|---:|']
+    vs_jpeg = {(e['codec'], e['metric']): e for e in bd['entries'] if e['anchor'] == ANCHOR}
+
+    def headline_bd(codec: str, name: str, key: str) -> str:
+        text = _fmt(bd.get('vs_jpeg_' + name, {}).get(codec))
+        narrow = 'narrow overlap' in vs_jpeg.get((codec, key), {}).get('note', '')
+        return text + ' *' if narrow else text
+
     for codec, points in curves_by.items():
         bpps = [p['bpp'] for p in points]
         psnrs = [p['psnr_db'] for p in points]
         lines.append(
-            f'| {codec} | {_fmt(bd.get("vs_jpeg_psnr", {}).get(codec))} | '
-            f'{_fmt(bd.get("vs_jpeg_ms_ssim", {}).get(codec))} | '
+            f'| {codec} | {headline_bd(codec, "psnr", "psnr_db")} | '
+            f'{headline_bd(codec, "ms_ssim", "ms_ssim_db")} | '
             f'{_fmt(bd.get("delta_vs_jpeg_psnr", {}).get(codec), "+.2f", "")} | '
             f'{min(bpps):.3f}-{max(bpps):.3f} | '
             f'{min(psnrs):.2f}-{max(psnrs):.2f} | {np.median([p["encode_ms"] for p in points]):.1f} | '
             f'{np.median([p["decode_ms"] for p in points]):.1f} |')
+    lines += ['', f'\\* less than {NARROW_OVERLAP_DB:g} dB of common quality: the fits are extrapolated, '
+              'treat as indicative. n/a: no common quality range (BD-PSNR still compares at equal rate). '
+              'Encode/decode ms: median over settings of the per-frame wall time on this machine.']
     ours = [e for e in bd['entries'] if e['codec'] == OURS]
     if ours:
         lines += ['', '## Ours (xmodal) against each codec', '',

@@ -90,6 +90,7 @@ def test_nodes_best_effort_10_percent_burst_and_late_decoder(link_possible, code
             link, setup, tmp_path / 'run', seconds=14.0, late_decoder_s=0.5, burst=(1.0, 1.0)
         )
     assert result['decoder']['packets_in'] > 0 and result['every_arrival_decoded'], result
+    assert result['published_not_seen_by_listener'] == 0, result
     late, burst = result['late_decoder'], result['burst']
     # Intra-only coding and volatile QoS: the first frames after the decoder is up decode (allowing for loss).
     assert late['first_decoded_after_ms'] is not None and late['frames_lost_first'] <= 3, late

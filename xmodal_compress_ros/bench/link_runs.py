@@ -39,9 +39,10 @@ class Transport:
     qos: str
     heartbeat_ms: int = 20
 
-    def profile(self, peer: str) -> UdpLinkProfile:
+    def profile(self, peer: str, own: str) -> UdpLinkProfile:
+        # The own address too: processes on the same host find each other at once, not only by multicast.
         return UdpLinkProfile(
-            peers=(peer,), max_message_size=self.max_message_size, heartbeat_ms=self.heartbeat_ms
+            peers=(peer, own), max_message_size=self.max_message_size, heartbeat_ms=self.heartbeat_ms
         )
 
 
@@ -62,8 +63,8 @@ def environments(transport: Transport, workdir: Path) -> Dict[str, Dict[str, str
     """Per side ('enc', 'dec'): the environment with its own profile (peer: the other side), one domain."""
     domain = random.randint(1, 101)
     envs = {}
-    for side, peer in (('enc', DEC_ADDR), ('dec', ENC_ADDR)):
-        path = write_profile(workdir / f'fastdds-{side}.xml', transport.profile(peer))
+    for side, peer, own in (('enc', DEC_ADDR, ENC_ADDR), ('dec', ENC_ADDR, DEC_ADDR)):
+        path = write_profile(workdir / f'fastdds-{side}.xml', transport.profile(peer, own))
         envs[side] = link_environment(path, domain)
     return envs
 

@@ -128,7 +128,8 @@ class _Events:
             return self._cond.wait_for(lambda: event in self.times, timeout=timeout)
 
 
-def _start_decoder_side(link: LossyLink, setup: NodeSetup, envs: Dict, workdir: Path, seconds: float):
+def _start_listener(link: LossyLink, envs: Dict, workdir: Path, seconds: float):
+    """The decoder-side listener (decoded images, /diagnostics), started first so it misses no image."""
     listener = link_runs.start_listener(
         link,
         envs['dec'],
@@ -140,8 +141,11 @@ def _start_decoder_side(link: LossyLink, setup: NodeSetup, envs: Dict, workdir: 
         topic='',
         diagnostics=True,
     )
-    _node(link, 'dec', 'xmodal_compress_ros.ros.decoder_node', setup.decoder_params(), envs['dec'], workdir)
     return listener, _Events(listener)
+
+
+def _start_decoder(link: LossyLink, setup: NodeSetup, envs: Dict, workdir: Path) -> None:
+    _node(link, 'dec', 'xmodal_compress_ros.ros.decoder_node', setup.decoder_params(), envs['dec'], workdir)
 
 
 def _stop(proc: subprocess.Popen, grace: float) -> None:
@@ -180,9 +184,9 @@ def run_nodes(
     workdir.mkdir(parents=True, exist_ok=True)
     envs = link_runs.environments(setup.transport, workdir)
     bound = seconds + late_decoder_s + 3 * start_timeout
-    listener = events = None
+    listener, events = _start_listener(link, envs, workdir, bound)
     if not late_decoder_s:
-        listener, events = _start_decoder_side(link, setup, envs, workdir, bound)
+        _start_decoder(link, setup, envs, workdir)
     sent_listener = link_runs.start_listener(
         link,
         envs['enc'],
@@ -218,7 +222,7 @@ def run_nodes(
         if late_decoder_s:
             time.sleep(late_decoder_s)
             marks['decoder_started_ns'] = time.time_ns()
-            listener, events = _start_decoder_side(link, setup, envs, workdir, bound)
+            _start_decoder(link, setup, envs, workdir)
         if events.wait(f'first {DECODED_TOPIC}', start_timeout) and burst is not None:
             time.sleep(burst[0])
             marks['burst_begin_ns'] = time.time_ns()
@@ -229,9 +233,8 @@ def run_nodes(
         time.sleep(seconds)
     _stop(player, 0.0)
     for proc in (listener, sent_listener):
-        if proc is not None:
-            _stop(proc, 10.0)
-    if events is not None and f'status {DECODER_STATUS}' in events.times:
+        _stop(proc, 10.0)
+    if f'status {DECODER_STATUS}' in events.times:
         marks['decoder_up_ns'] = events.times[f'status {DECODER_STATUS}']
     return summarise(workdir, publish_log, link.config, setup, marks)
 
@@ -273,8 +276,15 @@ def summarise(workdir: Path, publish_log: Path, config: LinkConfig, setup: NodeS
     latencies = [(decoded[s] - published[s]) / 1e6 for s in decoded if s in published]
     counts = {
         k: int(dec.get(k, 0))
-        for k in ('packets_in', 'frames_in', 'frames_out', 'scans_out', 'dropped.superseded', 'errors',
-                  'lidar_missing')
+        for k in (
+            'packets_in',
+            'frames_in',
+            'frames_out',
+            'scans_out',
+            'dropped.superseded',
+            'errors',
+            'lidar_missing',
+        )
     }
     result = {
         'transport': setup.transport.name,
@@ -292,10 +302,11 @@ def summarise(workdir: Path, publish_log: Path, config: LinkConfig, setup: NodeS
         'steady_decoded': sum(1 for s in steady if s in decoded),
         'decoder': counts,
         'latency_ms': link_runs.percentiles(latencies),
+        # Every image packet that reached the decoder was decoded and published, or superseded by a newer one.
         'every_arrival_decoded': bool(dec)
         and counts['frames_in'] == counts['frames_out'] + counts['dropped.superseded'] + counts['errors']
-        and counts['errors'] == 0
-        and counts['frames_out'] == len(decoded),
+        and counts['errors'] == 0,
+        'published_not_seen_by_listener': counts['frames_out'] - len(decoded),
     }
     # Of the image packets the encoder sent (after start-up), the share decoded at the far end.
     result['delivery'] = round(result['steady_decoded'] / len(steady), 4) if steady else None

@@ -36,7 +36,8 @@ class UdpLinkProfile:
     """What goes into the XML.
 
     Attributes:
-        peers: unicast addresses of the other host(s): discovery goes there (multicast may not cross).
+        peers: unicast addresses for discovery (multicast may not cross hosts): the other host(s), and
+            this host's own address so that processes on it find each other by unicast too.
         max_message_size: bytes per RTPS message: ``SINGLE_FRAME_MESSAGE_SIZE`` makes DDS fragment,
             ``IP_FRAGMENTED_MESSAGE_SIZE`` leaves it to IP.
         heartbeat_ms: period of a reliable writer's heartbeats (Fast DDS default: 3000 ms), i.e. how

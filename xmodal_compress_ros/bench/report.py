@@ -170,7 +170,7 @@ def markdown(report: dict) -> str:
     ds = report['dataset']
     lines = [f'# xmodal bench: {ds["name"]}', '',
              f'{len(ds["frames"])} frames of {ds["source"]} ({ds["size"][0]}x{ds["size"][1]} after the '
-             f'common crop), {ds["fps"]:g} fps for kbit/s. Machine: {report["machine"]["cpu"]}, '
+             f'common crop), {ds["fps"]:.1f} fps for kbit/s. Machine: {report["machine"]["cpu"]}, '
              f'{report["machine"]["cores"]} cores. Rates are real coded bytes of the image alone; quality is '
              'RGB PSNR and MS-SSIM of the decoded image, averaged over frames. BD-rate: negative = '
              'fewer bits '
@@ -310,13 +310,14 @@ def _plot_bpp_limit(points: Sequence[dict]) -> float:
 
 
 def _finite(value):
-    """JSON-ready copy: NumPy scalars to Python, NaN/inf to None (strict JSON has neither)."""
+    """JSON-ready copy: NumPy scalars to Python floats of 6 significant digits, NaN/inf to None."""
     if isinstance(value, dict):
         return {str(k): _finite(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_finite(v) for v in value]
     if isinstance(value, (np.floating, np.integer)):
         value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
+    if isinstance(value, float):
+        # Six significant digits: far below measurement noise, and half the file size.
+        return float(f'{value:.6g}') if math.isfinite(value) else None
     return value

@@ -1,4 +1,4 @@
-"""The decoder node refuses packets it cannot decode: one clear log line per kind, a counter, and it keeps going."""
+"""The decoder node refuses packets it cannot decode: one log line per kind, a counter, and it goes on."""
 import time
 
 import pytest

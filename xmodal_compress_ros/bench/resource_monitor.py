@@ -110,7 +110,7 @@ def read_publish_logs(paths: Iterable[Path]) -> Dict[int, List[float]]:
 def end_to_end(
     received: Iterable[Tuple[int, float]], published: Dict[int, List[float]]
 ) -> List[Tuple[float, float]]:
-    """(receive time, latency s) per received (stamp, time), from the latest publish of the stamp before it."""
+    """(receive time, latency s) per received (stamp, time), from the last publish of that stamp before."""
     out = []
     for stamp, received_at in received:
         times = published.get(stamp)

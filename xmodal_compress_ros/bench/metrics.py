@@ -40,28 +40,11 @@ def bd_rate(rate_anchor: Sequence[float], quality_anchor: Sequence[float], rate_
     one order less than the point count), both fits are integrated over the overlapping quality
     range, and the mean log-rate difference is returned as a percentage.
     """
-    curves = []
-    for rate, quality in ((rate_anchor, quality_anchor), (rate_test, quality_test)):
-        rate, quality = np.asarray(rate, np.float64), np.asarray(quality, np.float64)
-        keep = np.isfinite(rate) & np.isfinite(quality) & (rate > 0)
-        rate, quality = rate[keep], quality[keep]
-        if rate.size < 2 or np.unique(quality).size < 2:
-            return BDResult(None, None, 'each curve needs at least two points of distinct quality')
-        curves.append((np.log(rate), quality))
-    low = max(q.min() for _, q in curves)
-    high = min(q.max() for _, q in curves)
-    if not high > low:
-        return BDResult(None, None, 'the quality ranges do not overlap')
-    integrals = []
-    notes = []
-    for log_rate, quality in curves:
-        degree = min(3, np.unique(quality).size - 1)
-        if degree < 3:
-            notes.append(f'fit of order {degree} ({quality.size} points)')
-        poly = np.polyint(np.polyfit(quality, log_rate, degree))
-        integrals.append((np.polyval(poly, high) - np.polyval(poly, low)) / (high - low))
-    percent = float((np.exp(integrals[1] - integrals[0]) - 1.0) * 100.0)
-    return BDResult(percent, (float(low), float(high)), '; '.join(notes))
+    fit = _mean_fit_difference(rate_anchor, quality_anchor, rate_test, quality_test, over='quality')
+    if isinstance(fit, str):
+        return BDResult(None, None, fit)
+    difference, low, high, note = fit
+    return BDResult(float((np.exp(difference) - 1.0) * 100.0), (low, high), note)
 
 
 MS_SSIM_MIN_SIDE = 161  # 11-tap window after four 2x downsamplings: (11 - 1) * 2**4 + 1
@@ -110,25 +93,39 @@ def bd_quality(rate_anchor: Sequence[float], quality_anchor: Sequence[float], ra
     overlapping log-rate range, and the mean difference is returned. Useful when the quality
     ranges do not overlap but the rate ranges do.
     """
+    fit = _mean_fit_difference(rate_anchor, quality_anchor, rate_test, quality_test, over='rate')
+    if isinstance(fit, str):
+        return BDQualityResult(None, None, fit)
+    difference, low, high, note = fit
+    return BDQualityResult(float(difference), (float(np.exp(low)), float(np.exp(high))), note)
+
+
+def _mean_fit_difference(rate_anchor, quality_anchor, rate_test, quality_test, over: str):
+    """Mean difference (test - anchor) of two 3rd-order fits over their overlapping range.
+
+    ``over='quality'`` fits log-rate as a function of quality (BD-rate); ``over='rate'`` fits quality
+    as a function of log-rate (BD-quality). Returns ``(difference, low, high, note)`` with the overlap
+    in the fitted variable (log-rate for ``'rate'``), or a string saying why there is no result.
+    """
     curves = []
     for rate, quality in ((rate_anchor, quality_anchor), (rate_test, quality_test)):
         rate, quality = np.asarray(rate, np.float64), np.asarray(quality, np.float64)
         keep = np.isfinite(rate) & np.isfinite(quality) & (rate > 0)
         rate, quality = rate[keep], quality[keep]
-        if rate.size < 2 or np.unique(rate).size < 2:
-            return BDQualityResult(None, None, 'each curve needs at least two points of distinct rate')
-        curves.append((np.log(rate), quality))
-    low = max(r.min() for r, _ in curves)
-    high = min(r.max() for r, _ in curves)
+        x, y = (quality, np.log(rate)) if over == 'quality' else (np.log(rate), quality)
+        if rate.size < 2 or np.unique(x).size < 2:
+            return f'each curve needs at least two points of distinct {over}'
+        curves.append((x, y))
+    low = max(x.min() for x, _ in curves)
+    high = min(x.max() for x, _ in curves)
     if not high > low:
-        return BDQualityResult(None, None, 'the rate ranges do not overlap')
+        return f'the {over} ranges do not overlap'
     integrals = []
     notes = []
-    for log_rate, quality in curves:
-        degree = min(3, np.unique(log_rate).size - 1)
+    for x, y in curves:
+        degree = min(3, np.unique(x).size - 1)
         if degree < 3:
-            notes.append(f'fit of order {degree} ({log_rate.size} points)')
-        poly = np.polyint(np.polyfit(log_rate, quality, degree))
+            notes.append(f'fit of order {degree} ({x.size} points)')
+        poly = np.polyint(np.polyfit(x, y, degree))
         integrals.append((np.polyval(poly, high) - np.polyval(poly, low)) / (high - low))
-    return BDQualityResult(float(integrals[1] - integrals[0]), (float(np.exp(low)), float(np.exp(high))),
-                           '; '.join(notes))
+    return integrals[1] - integrals[0], float(low), float(high), '; '.join(notes)

@@ -139,3 +139,26 @@ def test_draco_point_count_is_checked_before_draco_allocates(codec_kit, harness)
     outcome = harness.feed(packet_fuzz.reseal(bytes(packet)))
     assert outcome.status == 'rejected' and 'Draco stream of 134219728 points' in outcome.error
     assert outcome.cpu_ms < 50 and not outcome.rss_jump
+
+
+def test_the_decoder_applies_its_own_pixel_cap_before_decoding(codec_kit):
+    """A legitimate 64x64 packet is refused by a decoder capped below it, naming the cap."""
+    import dataclasses
+
+    from xmodal_compress_ros.codec import pipeline
+
+    config = dataclasses.replace(codec_kit.decoder.config, max_pixels=64 * 63)
+    capped = pipeline.Decoder(config)
+    image_packet = next(p for p in codec_kit.seeds if p[:4] == bitstream.IMAGE_MAGIC)
+    with pytest.raises(PacketError, match='cap of 4032'):
+        capped.decode_image(image_packet, None)
+    with pytest.raises(PacketError, match='cap of 4032'):
+        capped.scan_reference(image_packet)
+    assert codec_kit.decoder.decode_image(image_packet, None).rgb.shape == (64, 64, 3)
+
+
+def test_the_default_decoder_cap_admits_4k_and_refuses_the_format_maximum():
+    from xmodal_compress_ros.codec.pipeline import DecoderConfig
+
+    cap = DecoderConfig().max_pixels
+    assert 3840 * 2176 <= cap < bitstream.MAX_PIXELS

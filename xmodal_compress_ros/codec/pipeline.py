@@ -39,6 +39,9 @@ from xmodal_compress_ros.runtime.base import DEFAULT_RESOLUTIONS, BackendOptions
 
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 _SCAN_ID_MODULUS = 1 << 32
+# 4096 x 2304 (past 4K UHD once padded): a per-decoder cap far below the format's MAX_PIXELS,
+# because a declared size turns into float tensors of 12 bytes per pixel and more.
+DEFAULT_MAX_PIXELS = 4096 * 2304
 
 
 class UnknownModelError(PacketError):
@@ -86,6 +89,8 @@ class DecoderConfig:
         models: stems of every model the decoder knows; packets pick one by model id.
         backend, device, precision: as in :class:`EncoderConfig`.
         resolutions: image sizes (width, height) to warm up at and to build TensorRT profiles for.
+        max_pixels: the largest padded width x height a packet may declare; larger packets are
+            refused before anything is allocated (the default admits 4K frames).
         warmup, cache_dir, profile, threads: as in :class:`EncoderConfig`.
     """
 
@@ -94,6 +99,7 @@ class DecoderConfig:
     device: str = 'cpu'
     precision: str = 'fp32'
     resolutions: tuple = DEFAULT_RESOLUTIONS
+    max_pixels: int = DEFAULT_MAX_PIXELS
     warmup: bool = True
     cache_dir: str = ''
     profile: bool = False
@@ -415,7 +421,7 @@ class Decoder:
 
     def scan_reference(self, packet: bytes) -> Optional[Tuple[int, int]]:
         """(scan_id, scan_stamp_ns) an image packet was conditioned on; None if image-only."""
-        parsed = parse_image_packet(packet)
+        parsed = self._parse(packet)
         return (parsed.scan_id, parsed.scan_stamp_ns) if parsed.lidar_conditioned else None
 
     def decode_image(self, packet: bytes, scan: Optional[DecodedScan]) -> DecodedImage:
@@ -427,7 +433,7 @@ class Decoder:
         model this decoder lacks UnknownModelError.
         """
         start = time.perf_counter()
-        parsed = parse_image_packet(packet)
+        parsed = self._parse(packet)
         codec = self._codec_for(parsed)
         watch = _Stopwatch(codec.backend.synchronize if self.config.profile else None)
         with watch.stage('entropy_decode'):
@@ -455,8 +461,11 @@ class Decoder:
 
     def parse_latents(self, packet: bytes) -> Latents:
         """The integers an image packet holds (integer-only: identical on every backend)."""
-        parsed = parse_image_packet(packet)
+        parsed = self._parse(packet)
         return _parse_latents(parsed, self._codec_for(parsed))
+
+    def _parse(self, packet: bytes) -> ImagePacket:
+        return parse_image_packet(packet, max_pixels=self.config.max_pixels)
 
     def _codec_for(self, parsed: ImagePacket) -> _Codec:
         codec = self._codecs.get(parsed.model_id)

@@ -42,7 +42,7 @@ class DecoderNode(Node):
         resolutions = tuple(zip(c.resolutions[::2], c.resolutions[1::2]))
         self._decoder = pipeline.Decoder(pipeline.DecoderConfig(
             models=c.models, backend=c.backend, device=c.device, precision=c.precision, threads=c.threads,
-            resolutions=resolutions))
+            resolutions=resolutions, max_pixels=c.max_image_pixels))
         self._stats = NodeStats()
         self._report = ProblemReporter(self._stats, self.get_logger())
         self._scans: 'OrderedDict[int, Any]' = OrderedDict()

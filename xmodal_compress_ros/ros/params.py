@@ -130,6 +130,9 @@ class DecoderNodeConfig:
     resolutions: Tuple[int, ...] = param(
         (1242, 375), 'Image sizes to warm up at (and build TensorRT profiles for), as W1, H1, W2, H2, ...',
         read_only=True, pairs=True)
+    max_image_pixels: int = param(4096 * 2304, 'Largest padded width x height an image packet may declare; '
+                                  'larger packets are refused before any allocation.',
+                                  bounds=(64 * 64, 8192 * 8192), read_only=True)
     output_encoding: str = param('rgb8', 'Encoding of the decoded images. Changeable at run time.',
                                  choices=OUTPUT_ENCODINGS)
     input_qos: str = param('reliable', 'Reliability of the packet subscription (match the encoder).',

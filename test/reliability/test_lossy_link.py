@@ -93,9 +93,12 @@ def test_nodes_best_effort_10_percent_burst_and_late_decoder(link_possible, code
     assert result['decoder']['packets_in'] > 0 and result['every_arrival_decoded'], result
     assert result['published_not_seen_by_listener'] == 0, result
     late, burst = result['late_decoder'], result['burst']
-    # Intra-only coding and volatile QoS: the first frames after the decoder is up decode (allowing for loss).
-    # A late joiner first has to be discovered over the lossy link: on the loaded 2-core CI machine that
-    # took up to ~1 s (10 frames), measured; the frames after discovery all decode (every_arrival_decoded).
-    assert late['first_decoded_after_ms'] is not None and late['frames_lost_first'] <= 12, late
+    # Intra-only coding and volatile QoS: once DDS discovery has matched the decoder (logged by the node;
+    # over the lossy link that can take a second, and the listener's view of "decoder up" lags it
+    # further), the very next frame decodes; one frame of slack for the link dropping that one.
+    after_match, slack = late.get('after_match'), 1
+    if after_match is None:  # rclpy without matched events (Humble): from the decoder's first diagnostics
+        after_match, slack = late, 12
+    assert after_match['first_decoded_after_ms'] is not None and after_match['frames_lost_first'] <= slack, late
     assert burst['first_decoded_after_ms'] is not None and burst['frames_lost_first'] <= 3, burst
     assert burst['first_decoded_after_ms'] < 1500, burst

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -321,11 +322,24 @@ def summarise(workdir: Path, publish_log: Path, config: LinkConfig, setup: NodeS
             events['burst_end_ns'] - events['burst_begin_ns'],
         )
     if since:
-        # From the decoder's first diagnostics (it is subscribed by then): the next frames should decode.
+        # From the decoder's first diagnostics (it is subscribed by then), and from the moment DDS
+        # discovery matched it with the encoder: frames published after the match should all decode.
         up = events.get('decoder_up_ns') or since
         result['late_decoder'] = _after(up, published, encoded, decoded, 0)
         result['late_decoder']['decoder_up_after_start_s'] = round((up - since) / 1e9, 2)
+        matched = _matched_ns(workdir / 'decoder_node.log')
+        if matched:
+            result['late_decoder']['after_match'] = _after(matched, published, encoded, decoded, 0)
+            result['late_decoder']['matched_after_up_s'] = round((matched - up) / 1e9, 2)
     return result
+
+
+def _matched_ns(decoder_log: Path) -> Optional[int]:
+    """Wall time the decoder node logged its packet subscription's first match (None if it did not)."""
+    if not decoder_log.exists():
+        return None
+    found = re.search(r'packet subscription matched a publisher .* at (\d+) ns', decoder_log.read_text())
+    return int(found.group(1)) if found else None
 
 
 def _after(

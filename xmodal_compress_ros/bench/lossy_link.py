@@ -221,11 +221,15 @@ class LossyLink:
             raise LinkError(f'the delay relay did not start: {line} {self._relay.stdout.read()[-500:]}')
 
     def set_loss(self, percent: int) -> None:
-        """Drop ``percent`` % of the IP packets leaving each end (0 = none), from now on."""
+        """Drop ``percent`` % of the IPv4 packets leaving each end (0 = none), from now on.
+
+        IPv4 only, so that the counters hold the link's own traffic (DDS and test datagrams) and not
+        IPv6 neighbour discovery, which the kernel sends by itself.
+        """
         if not 0 <= int(percent) <= 100:
             raise ValueError(f'loss percent is {percent}; it must be in 0..100')
         match = f'numgen random mod 100 < {int(percent)} ' if percent < 100 else ''
-        rule = f'add rule netdev {_LOSS_TABLE} egress {match}counter drop\n'
+        rule = f'add rule netdev {_LOSS_TABLE} egress meta protocol ip {match}counter drop\n'
         for side in ('enc', 'dec'):
             self._ns(
                 side,
@@ -234,7 +238,8 @@ class LossyLink:
                 '-',
                 stdin=(
                     f'flush chain netdev {_LOSS_TABLE} egress\n'
-                    f'add rule netdev {_LOSS_TABLE} egress counter\n' + (rule if percent else '')
+                    f'add rule netdev {_LOSS_TABLE} egress meta protocol ip counter\n'
+                    + (rule if percent else '')
                 ),
             )
 

@@ -327,19 +327,26 @@ def summarise(workdir: Path, publish_log: Path, config: LinkConfig, setup: NodeS
         up = events.get('decoder_up_ns') or since
         result['late_decoder'] = _after(up, published, encoded, decoded, 0)
         result['late_decoder']['decoder_up_after_start_s'] = round((up - since) / 1e9, 2)
-        matched = _matched_ns(workdir / 'decoder_node.log')
+        matched = _matched_ns(workdir, since)
         if matched:
             result['late_decoder']['after_match'] = _after(matched, published, encoded, decoded, 0)
             result['late_decoder']['matched_after_up_s'] = round((matched - up) / 1e9, 2)
     return result
 
 
-def _matched_ns(decoder_log: Path) -> Optional[int]:
-    """Wall time the decoder node logged its packet subscription's first match (None if it did not)."""
-    if not decoder_log.exists():
-        return None
-    found = re.search(r'packet subscription matched a publisher .* at (\d+) ns', decoder_log.read_text())
-    return int(found.group(1)) if found else None
+def _matched_ns(workdir: Path, since_ns: int) -> Optional[int]:
+    """When both ends had matched after ``since_ns`` (the decoder's start): the later of the decoder's
+    subscription match and the encoder's publisher match, as the nodes logged them (None if absent)."""
+    ends = []
+    for log, what in (('decoder_node.log', 'packet subscription'), ('encoder_node.log', 'packet publisher')):
+        path = workdir / log
+        times = [int(t) for t in re.findall(rf'{what} matched \(\d+ in all\) at (\d+) ns',
+                                            path.read_text() if path.exists() else '')]
+        later = [t for t in times if t >= since_ns]
+        if not later:
+            return None
+        ends.append(min(later))
+    return max(ends)
 
 
 def _after(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 import numpy as np
 from rclpy.node import Node
@@ -20,7 +20,7 @@ from xmodal_compress_ros.errors import PacketError, XmodalError
 from xmodal_compress_ros.ros import conversions
 from xmodal_compress_ros.ros.diagnostics import OK, WARN, diagnostic_array
 from xmodal_compress_ros.ros.frame_worker import FrameWorker
-from xmodal_compress_ros.ros.node_main import ProblemReporter, qos_profile, run_node
+from xmodal_compress_ros.ros.node_main import ProblemReporter, match_logging, qos_profile, run_node
 from xmodal_compress_ros.ros.node_stats import NodeStats
 from xmodal_compress_ros.ros.params import DecoderNodeConfig, declare_config, watch_config
 
@@ -50,7 +50,6 @@ class DecoderNode(Node):
         self._last_quality: Any = ''
         self._last_model = ''
         self._errors_reported = 0
-        self._publishers_matched = 0
         watch_config(self, DecoderNodeConfig, lambda: self._config, self._apply_config)
         self._worker: FrameWorker = FrameWorker(
             self._decode_lidar, self._decode_image, side_capacity=c.scan_buffer,
@@ -72,28 +71,9 @@ class DecoderNode(Node):
             if c.publish_points else None
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self.create_subscription(CompressedImage, c.packet_topic, self._on_packet,
-                                 qos_profile(c.input_qos, c.output_depth), **self._matched_events())
+                                 qos_profile(c.input_qos, c.output_depth),
+                                 **match_logging(self, 'subscription', 'packet subscription'))
         self.create_timer(c.diagnostics_period, self._publish_diagnostics)
-
-    def _matched_events(self) -> Dict[str, Any]:
-        """Log when an encoder's packet publisher matches (rclpy of Iron and newer; Humble has no such event).
-
-        The log line marks when a decoder that joins late can first receive packets: discovery over a
-        lossy link takes a while, and frames before the match never reach this node.
-        """
-        try:
-            from rclpy.event_handler import SubscriptionEventCallbacks
-
-            return {'event_callbacks': SubscriptionEventCallbacks(matched=self._on_matched)}
-        except (ImportError, TypeError):  # Humble: rclpy.qos_event, without a matched event
-            return {}
-
-    def _on_matched(self, info: Any) -> None:
-        # The EventsExecutor reports current_count_change as 0, so compare counts ourselves.
-        matched, self._publishers_matched = self._publishers_matched, info.current_count
-        if info.current_count > matched:
-            self.get_logger().info(f'packet subscription matched a publisher ({info.current_count} in all) '
-                                   f'at {time.time_ns()} ns')
 
     def close(self) -> None:
         """Stop the worker thread (the node itself is destroyed by the caller)."""

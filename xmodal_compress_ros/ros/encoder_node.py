@@ -31,7 +31,8 @@ from xmodal_compress_ros.errors import (
 from xmodal_compress_ros.ros import conversions
 from xmodal_compress_ros.ros.diagnostics import OK, WARN, diagnostic_array
 from xmodal_compress_ros.ros.frame_worker import FrameWorker
-from xmodal_compress_ros.ros.node_main import INPUT_DEPTH, ProblemReporter, qos_profile, run_node
+from xmodal_compress_ros.ros.node_main import (INPUT_DEPTH, ProblemReporter, match_logging, qos_profile,
+                                                 run_node)
 from xmodal_compress_ros.ros.node_stats import NodeStats
 from xmodal_compress_ros.ros.pairing import ScanBuffer
 from xmodal_compress_ros.ros.params import EncoderNodeConfig, declare_config, watch_config
@@ -137,7 +138,8 @@ class EncoderNode(Node):
 
         c = self._config
         self._packet_pub = self.create_publisher(
-            CompressedImage, c.resolved_packet_topic(), qos_profile(c.output_qos, c.output_depth))
+            CompressedImage, c.resolved_packet_topic(), qos_profile(c.output_qos, c.output_depth),
+            **match_logging(self, 'publisher', 'packet publisher'))
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         input_qos = qos_profile(c.input_qos, INPUT_DEPTH)
         # Subscriptions last: once they exist the node is ready (tools wait for them to appear).

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import sys
-from typing import Any, Callable, List, Optional
+import time
+from typing import Any, Callable, Dict, List, Optional
 
 from xmodal_compress_ros.errors import XmodalError
 
@@ -21,6 +22,29 @@ def qos_profile(reliability: str, depth: int) -> Any:
         return qos_profile_sensor_data
     policy = ReliabilityPolicy.RELIABLE if reliability == 'reliable' else ReliabilityPolicy.BEST_EFFORT
     return QoSProfile(depth=depth, reliability=policy)
+
+
+def match_logging(node: Any, endpoint: str, what: str) -> Dict[str, Any]:
+    """``event_callbacks`` for ``create_publisher``/``create_subscription`` (``endpoint``) that log each new match.
+
+    The log line (``<what> matched (N in all) at <ns> ns``) marks when a peer that joined late can
+    first exchange messages: DDS discovery over a lossy link takes a while, and messages before the
+    match never reach the peer. Empty on rclpy without matched events (Humble).
+    """
+    try:
+        from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
+    except ImportError:  # Humble: rclpy.qos_event, without a matched event
+        return {}
+    seen = [0]
+
+    def on_matched(info: Any) -> None:
+        # The EventsExecutor reports current_count_change as 0, so compare counts ourselves.
+        before, seen[0] = seen[0], info.current_count
+        if info.current_count > before:
+            node.get_logger().info(f'{what} matched ({info.current_count} in all) at {time.time_ns()} ns')
+
+    callbacks = PublisherEventCallbacks if endpoint == 'publisher' else SubscriptionEventCallbacks
+    return {'event_callbacks': callbacks(matched=on_matched)}
 
 
 class ProblemReporter:

@@ -6,18 +6,19 @@ Includes vehicle.launch.py and remote.launch.py (every argument of theirs can be
 """
 import os
 
-from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, ExecuteProcess, IncludeLaunchDescription
 from launch.conditions import LaunchConfigurationNotEquals
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration
 
+from xmodal_compress_ros.ros.launch_support import share_folder
+
 PACKAGE = 'xmodal_compress_ros'
 
 
 def generate_launch_description():
-    launch_dir = os.path.join(get_package_share_directory(PACKAGE), 'launch')
+    launch_dir = share_folder('launch')
     arguments = [
         DeclareLaunchArgument('bag', default_value='',
                               description='rosbag2 to play with "ros2 bag play" (empty: none, publish '

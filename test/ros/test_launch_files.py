@@ -11,6 +11,7 @@ from xmodal_compress_ros.ros.params import DecoderNodeConfig, EncoderNodeConfig,
 
 REPO = Path(__file__).resolve().parents[2]
 LAUNCH_FILES = sorted((REPO / 'launch').glob('*.launch.py'))
+SUPPORT = REPO / 'xmodal_compress_ros' / 'ros' / 'launch_support.py'
 
 
 def calls(tree, name):
@@ -38,7 +39,8 @@ def test_the_three_launch_files_exist():
 def test_every_argument_is_described_and_used_names_are_declared(path):
     tree = ast.parse(path.read_text())
     declared = {}
-    for call in calls(tree, 'DeclareLaunchArgument'):
+    shared = calls(ast.parse(SUPPORT.read_text()), 'DeclareLaunchArgument') if calls(tree, 'node_arguments') else []
+    for call in calls(tree, 'DeclareLaunchArgument') + shared:
         description = keyword(call, 'description')
         name = ast.literal_eval(call.args[0])
         assert description is not None and ast.literal_eval(description).strip(), f'{name} has no description'
@@ -46,11 +48,13 @@ def test_every_argument_is_described_and_used_names_are_declared(path):
         declared[name] = call
     used = {ast.literal_eval(c.args[0]) for c in calls(tree, 'LaunchConfiguration')}
     used |= {ast.literal_eval(c.args[0]) for c in calls(tree, 'LaunchConfigurationNotEquals')}
+    for call in calls(tree, 'typed_overrides'):
+        used |= {ast.literal_eval(k) for k in call.args[0].keys}
     assert used <= set(declared), f'undeclared: {used - set(declared)}'
     assert {'backend', 'device'} <= set(declared)
 
 
-@pytest.mark.parametrize('path', LAUNCH_FILES, ids=lambda p: p.name)
+@pytest.mark.parametrize('path', LAUNCH_FILES + [SUPPORT], ids=lambda p: p.name)
 def test_executables_and_config_files_exist(path):
     text = path.read_text()
     tree = ast.parse(text)
@@ -65,8 +69,8 @@ def test_executables_and_config_files_exist(path):
 
 @pytest.mark.parametrize('name', ['vehicle.launch.py', 'remote.launch.py'])
 def test_node_launch_files_set_the_transport(name):
-    tree = ast.parse((REPO / 'launch' / name).read_text())
-    variables = {ast.literal_eval(c.args[0]) for c in calls(tree, 'SetEnvironmentVariable')}
+    assert calls(ast.parse((REPO / 'launch' / name).read_text()), 'transport_environment')
+    variables = {ast.literal_eval(c.args[0]) for c in calls(ast.parse(SUPPORT.read_text()), 'SetEnvironmentVariable')}
     assert {'FASTDDS_DEFAULT_PROFILES_FILE', 'RMW_IMPLEMENTATION', 'MALLOC_MMAP_THRESHOLD_'} <= variables
 
 
@@ -113,3 +117,9 @@ def test_launch_descriptions_build_with_launch_ros(path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert module.generate_launch_description().entities
+
+
+def test_only_launch_files_import_launch_support():
+    """launch and launch_ros come with a ROS install only: nothing the package runs may import them."""
+    users = [p for p in (REPO / 'xmodal_compress_ros').rglob('*.py') if 'launch_support' in p.read_text()]
+    assert users == []

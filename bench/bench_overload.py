@@ -13,9 +13,6 @@ queue, the drops are counted in the nodes' diagnostics, and memory stays flat.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -34,16 +31,7 @@ def parse_args(argv):
         help='length of phase 1 (the bag at its recorded rate, to time the encoder)',
     )
     parser.add_argument('--period', type=float, default=5.0, help='seconds between samples')
-    parser.add_argument(
-        '--bag', type=Path, default=None, help='sensor bag (default: xmodal synth into --workdir)'
-    )
-    parser.add_argument('--frames', type=int, default=30, help='frames to synthesize when no --bag is given')
-    parser.add_argument(
-        '--models', default='', help='LIDAR,TWIN stems (default: models/ if present, else tiny)'
-    )
-    parser.add_argument('--quality', type=int, default=3)
-    parser.add_argument('--workdir', type=Path, default=Path('out/overload'))
-    parser.add_argument('--out', type=Path, default=None, help='write the JSON here too')
+    node_load.add_run_arguments(parser, 'out/overload')
     return parser.parse_args(argv)
 
 
@@ -60,22 +48,11 @@ def main(argv=None) -> int:
     from xmodal_compress_ros.ros.stream_session import StreamSession
 
     args = parse_args(argv)
-    args.workdir.mkdir(parents=True, exist_ok=True)
-    models, which = (
-        (tuple(args.models.split(',')), 'given') if args.models else node_load.default_models(args.workdir)
-    )
-    bag = args.bag or node_load.synthetic_bag(args.workdir, args.frames)
-    size = node_load.bag_image_size(bag)
+    run = node_load.prepare_run(args)
+    bag = run.bag
     recorded_hz = bag_rate_hz(bag)
-    encoder, decoder = node_load.node_params(bag, models, size, args.quality)
-    result = {
-        'machine': f'{platform.machine()} {os.cpu_count()}-core CPU',
-        'models': list(models),
-        'model_kind': which,
-        'image_size': list(size),
-        'bag_rate_hz': round(recorded_hz, 2),
-        'load_average_start': [round(x, 2) for x in os.getloadavg()],
-    }
+    result = dict(run.result, bag_rate_hz=round(recorded_hz, 2))
+    encoder, decoder = run.encoder, run.decoder
     with StreamSession(args.workdir / 'logs', encoder, decoder, start_timeout=600) as session:
         node_load.LoopedPlayback(
             session, bag, 1.0, args.calibration_seconds, args.workdir / 'calibration'
@@ -129,14 +106,10 @@ def main(argv=None) -> int:
             'player_errors': playback.errors,
             'memory_growth_under_5_percent': node_load.growth_ok(summary),
             'memory_growth_under_5_percent_second_half': node_load.growth_ok(summary, suffix='_second_half'),
-            'load_average_end': [round(x, 2) for x in os.getloadavg()],
+            'load_average_end': node_load.load_average(),
         }
     )
-    text = json.dumps(result, indent=1)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + '\n')
-    print(json.dumps({k: v for k, v in result.items() if k != 'samples'}, indent=1))
+    node_load.write_result(result, args.out)
     return 0
 
 

@@ -13,12 +13,8 @@ than 10 Hz drops frames (newest-frame policy) and the drops are counted.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import sys
 import time
-from pathlib import Path
 
 from xmodal_compress_ros.bench import node_load
 
@@ -28,16 +24,7 @@ def parse_args(argv):
     parser.add_argument('--minutes', type=float, default=10.0, help='length of the run')
     parser.add_argument('--period', type=float, default=10.0, help='seconds between samples')
     parser.add_argument('--warmup', type=float, default=60.0, help='seconds excluded from the trends')
-    parser.add_argument(
-        '--bag', type=Path, default=None, help='sensor bag (default: xmodal synth into --workdir)'
-    )
-    parser.add_argument('--frames', type=int, default=30, help='frames to synthesize when no --bag is given')
-    parser.add_argument(
-        '--models', default='', help='LIDAR,TWIN stems (default: models/ if present, else tiny)'
-    )
-    parser.add_argument('--quality', type=int, default=3)
-    parser.add_argument('--workdir', type=Path, default=Path('out/soak'))
-    parser.add_argument('--out', type=Path, default=None, help='write the JSON here too')
+    node_load.add_run_arguments(parser, 'out/soak')
     return parser.parse_args(argv)
 
 
@@ -45,26 +32,12 @@ def main(argv=None) -> int:
     from xmodal_compress_ros.ros.stream_session import StreamSession
 
     args = parse_args(argv)
-    args.workdir.mkdir(parents=True, exist_ok=True)
-    models, which = (
-        (tuple(args.models.split(',')), 'given') if args.models else node_load.default_models(args.workdir)
-    )
-    bag = args.bag or node_load.synthetic_bag(args.workdir, args.frames)
-    size = node_load.bag_image_size(bag)
-    encoder, decoder = node_load.node_params(bag, models, size, args.quality)
+    run = node_load.prepare_run(args)
     seconds = args.minutes * 60.0
-    result = {
-        'machine': f'{platform.machine()} {os.cpu_count()}-core CPU',
-        'minutes': args.minutes,
-        'models': list(models),
-        'model_kind': which,
-        'bag': str(bag),
-        'image_size': list(size),
-        'load_average_start': [round(x, 2) for x in os.getloadavg()],
-    }
-    with StreamSession(args.workdir / 'logs', encoder, decoder, start_timeout=600) as session:
+    result = dict(run.result, minutes=args.minutes)
+    with StreamSession(args.workdir / 'logs', run.encoder, run.decoder, start_timeout=600) as session:
         start = time.time()
-        playback = node_load.LoopedPlayback(session, bag, 1.0, seconds, args.workdir).start()
+        playback = node_load.LoopedPlayback(session, run.bag, 1.0, seconds, args.workdir).start()
         sampler = node_load.run_sampled(session, seconds, args.period)
         playback.wait()
         result.update(
@@ -75,12 +48,8 @@ def main(argv=None) -> int:
         result['published_hz'] = round(result['published'] / max(playback.active_seconds(), 1e-9), 2)
     result['memory_growth_under_5_percent'] = node_load.growth_ok(result)
     result['memory_growth_under_5_percent_second_half'] = node_load.growth_ok(result, suffix='_second_half')
-    result['load_average_end'] = [round(x, 2) for x in os.getloadavg()]
-    text = json.dumps(result, indent=1)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + '\n')
-    print(json.dumps({k: v for k, v in result.items() if k != 'samples'}, indent=1))
+    result['load_average_end'] = node_load.load_average()
+    node_load.write_result(result, args.out)
     return 0
 
 

@@ -9,8 +9,11 @@ the bag player is restarted whenever the bag ends, and every loop stops by itsel
 from __future__ import annotations
 
 import json
+import os
+import platform
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
@@ -18,6 +21,59 @@ from xmodal_compress_ros.bench import resource_monitor as rm
 
 ENCODER = 'xmodal_encoder'
 DECODER = 'xmodal_decoder'
+
+
+def add_run_arguments(parser, workdir: str) -> None:
+    """The options every node-load script takes: what to play, which models, where to write."""
+    parser.add_argument('--bag', type=Path, default=None, help='sensor bag (default: xmodal synth into --workdir)')
+    parser.add_argument('--frames', type=int, default=30, help='frames to synthesize when no --bag is given')
+    parser.add_argument('--models', default='', help='LIDAR,TWIN stems (default: models/ if present, else tiny)')
+    parser.add_argument('--quality', type=int, default=3)
+    parser.add_argument('--workdir', type=Path, default=Path(workdir))
+    parser.add_argument('--out', type=Path, default=None, help='write the JSON here too')
+
+
+@dataclass
+class RunSetup:
+    """The bag, the models and the node parameters of one run, and the result's opening fields."""
+
+    bag: Path
+    encoder: Dict
+    decoder: Dict
+    result: Dict
+
+
+def prepare_run(args) -> RunSetup:
+    """Resolve :func:`add_run_arguments`' options: synthesize the bag and write tiny models if needed."""
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    if args.models:
+        models, which = tuple(args.models.split(',')), 'given'
+    else:
+        models, which = default_models(args.workdir)
+    bag = args.bag or synthetic_bag(args.workdir, args.frames)
+    size = bag_image_size(bag)
+    encoder, decoder = node_params(bag, models, size, args.quality)
+    result = {
+        'machine': f'{platform.machine()} {os.cpu_count()}-core CPU',
+        'models': list(models),
+        'model_kind': which,
+        'bag': str(bag),
+        'image_size': list(size),
+        'load_average_start': load_average(),
+    }
+    return RunSetup(bag, encoder, decoder, result)
+
+
+def load_average() -> List[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def write_result(result: Dict, out: Optional[Path]) -> None:
+    """The full JSON to ``out`` (if given); the summary without the samples to stdout."""
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=1) + '\n')
+    print(json.dumps({k: v for k, v in result.items() if k != 'samples'}, indent=1))
 
 
 def default_models(workdir: Path) -> Tuple[Tuple[str, str], str]:

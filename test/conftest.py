@@ -18,3 +18,14 @@ def kitti_root() -> Path:
     if not (root / 'kitti_object').is_dir():
         pytest.skip(f'real KITTI frames not found at {root}')
     return root
+
+
+@pytest.fixture(scope='module')
+def one_torch_thread():
+    """One torch thread for a module: on a loaded 2-core machine two spinning threads are 10x slower."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -20,18 +20,11 @@ from xmodal_compress_ros.runtime.base import available_backends
 from xmodal_compress_ros.runtime.samples import (TINY_CONFIG, committed_models, crop_frame, kitti_frames,
                                                  synthetic_frame, untrained_models)
 
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
+
 WIDTH, HEIGHT = 192, 128
 # (backend, precision) pairs every frame is encoded with and decoded with, in all combinations.
 SETTINGS = [('torch', 'fp32'), ('torch', 'fp16'), ('onnxruntime', 'fp32')]
-
-
-@pytest.fixture(scope='module', autouse=True)
-def one_thread():
-    """One torch thread: on a loaded 2-core machine two spinning threads are 10x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope='module')

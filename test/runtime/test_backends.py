@@ -10,16 +10,9 @@ from xmodal_compress_ros.runtime.base import (BackendOptions, available_backends
 from xmodal_compress_ros.runtime.graphs import GRAPH_NAMES, example_inputs, graph_specs
 from xmodal_compress_ros.runtime.samples import TINY_CONFIG, untrained_models
 
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
+
 H, W = 128, 192
-
-
-@pytest.fixture(scope='module', autouse=True)
-def one_thread():
-    """One torch thread: on a loaded 2-core machine two spinning threads are 10x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope='module')

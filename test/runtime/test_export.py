@@ -13,15 +13,9 @@ from xmodal_compress_ros.runtime.export import (MANIFEST_NAME, TENSORRT_OPS, che
 from xmodal_compress_ros.runtime.samples import (TINY_CONFIG, crop_frame, kitti_frames, synthetic_frame,
                                                  untrained_models)
 
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
+
 pytest.importorskip('onnxruntime')
-
-
-@pytest.fixture(scope='module', autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope='module')

@@ -5,14 +5,9 @@ import argparse
 import json
 from pathlib import Path
 
+from xmodal_compress_ros.cli.arguments import positive_int
+
 HELP = 'Convert a KITTI raw drive into a rosbag2 (MCAP or sqlite3): Image, CameraInfo, PointCloud2.'
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f'must be >= 1, got {value}')
-    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--camera', type=int, default=2, help='KITTI camera number (default 2, left colour)')
     parser.add_argument('--storage', choices=('mcap', 'sqlite3'), default='mcap',
                         help='rosbag2 storage plugin (default mcap)')
-    parser.add_argument('--frames', type=_positive_int, metavar='N', help='convert only the first N frames')
+    parser.add_argument('--frames', type=positive_int, metavar='N', help='convert only the first N frames')
     parser.add_argument('--extrinsic-out', type=Path, metavar='YAML',
                         help='where to write the full calibration incl. T_cam_lidar, which CameraInfo '
                              'cannot carry (default: BAG/calibration.yaml)')

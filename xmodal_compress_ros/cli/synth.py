@@ -6,29 +6,24 @@ import json
 import time
 from pathlib import Path
 
+from xmodal_compress_ros.cli.arguments import positive_int
+
 HELP = 'Generate a synthetic street drive: camera images and LiDAR scans (KITTI raw layout + rosbag2 MCAP).'
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f'must be >= 1, got {value}')
-    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--out', required=True, type=Path, metavar='DIR',
                         help='output folder: DIR/<date>/<date>_drive_synth_sync, DIR/bag, '
                              'DIR/calibration.yaml')
-    parser.add_argument('--frames', type=_positive_int, default=100, metavar='N',
+    parser.add_argument('--frames', type=positive_int, default=100, metavar='N',
                         help='frames at 10 Hz (default 100)')
     parser.add_argument('--seed', type=int, default=0, help='scene, motion and noise seed (default 0)')
-    parser.add_argument('--width', type=_positive_int, default=1242, help='image width (default 1242, KITTI)')
-    parser.add_argument('--height', type=_positive_int, default=375, help='image height (default 375, KITTI)')
-    parser.add_argument('--beams', type=_positive_int, default=64, help='LiDAR beams (default 64, HDL-64E)')
-    parser.add_argument('--columns', type=_positive_int, default=2083,
+    parser.add_argument('--width', type=positive_int, default=1242, help='image width (default 1242, KITTI)')
+    parser.add_argument('--height', type=positive_int, default=375, help='image height (default 375, KITTI)')
+    parser.add_argument('--beams', type=positive_int, default=64, help='LiDAR beams (default 64, HDL-64E)')
+    parser.add_argument('--columns', type=positive_int, default=2083,
                         help='LiDAR azimuth steps per revolution (default 2083: 0.17 deg at 10 Hz)')
-    parser.add_argument('--workers', type=_positive_int, default=1,
+    parser.add_argument('--workers', type=positive_int, default=1,
                         help='processes rendering frames in parallel (default 1; frames are identical '
                              'for any count)')
     parser.add_argument('--no-bag', action='store_true', help='write only the KITTI raw files, no rosbag2')

@@ -176,10 +176,7 @@ class DecoderNode(Node):
                        'quality': self._last_quality, 'model': self._last_model,
                        'backend': c.backend, 'device': c.device, 'precision': c.precision,
                        'output_encoding': c.output_encoding})
-        for name in ('decode', 'lidar_decode', 'node'):
-            latency = stats.latency_ms(name)
-            if latency is not None:
-                values[f'{name}_latency_p50_ms'], values[f'{name}_latency_p99_ms'] = latency
+        values.update(stats.latency_values('decode', 'lidar_decode', 'node'))
         return values
 
     def _publish_diagnostics(self) -> None:

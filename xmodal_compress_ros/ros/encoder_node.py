@@ -366,10 +366,7 @@ class EncoderNode(Node):
                        'lidar': 'timeout' if self._lidar_timed_out() else 'ok',
                        'backend': config.backend, 'device': config.device, 'precision': config.precision,
                        'calibration': self._calibration_source or 'none'})
-        for name in ('encode', 'lidar_encode', 'node'):
-            latency = stats.latency_ms(name)
-            if latency is not None:
-                values[f'{name}_latency_p50_ms'], values[f'{name}_latency_p99_ms'] = latency
+        values.update(stats.latency_values('encode', 'lidar_encode', 'node'))
         return values
 
     def _publish_diagnostics(self) -> None:

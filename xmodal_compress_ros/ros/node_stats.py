@@ -60,6 +60,15 @@ class NodeStats:
         p50, p99 = np.percentile(np.asarray(samples) * 1000.0, (50, 99))
         return float(p50), float(p99)
 
+    def latency_values(self, *names: str) -> Dict[str, float]:
+        """``<name>_latency_p50_ms`` and ``_p99_ms`` of each name that has samples (diagnostics keys)."""
+        values = {}
+        for name in names:
+            latency = self.latency_ms(name)
+            if latency is not None:
+                values[f'{name}_latency_p50_ms'], values[f'{name}_latency_p99_ms'] = latency
+        return values
+
     def kbps(self, stream: str) -> float:
         """kbit/s of ``stream`` over the last ``window_s`` seconds (or since start, if shorter)."""
         now = self._clock()

@@ -59,6 +59,7 @@ def test_train_exports_loadable_model_and_resumes(tmp_path, arch):
     train(TrainConfig(arch=arch, out=str(out), steps=3, **TINY), bank, progress=False)
     meta = read_metadata(out)
     assert meta['training']['steps'] == 3 and meta['training']['frames'] == bank.names
+    assert meta['training_speed']['device'] == 'cpu' and meta['training_speed']['steps_per_second_last_session'] > 0
     model = load_model(out)
     decoded = model.decompress(model.compress(torch.rand(1, 3, 40, 50), quality=1))
     assert decoded.shape == (1, 3, 40, 50)
@@ -89,3 +90,27 @@ def test_cli_trains_on_real_frames(kitti_root, tmp_path):
                  '--threads', '1', '--no-progress', '--out', str(out)])
     assert code == 0
     assert read_metadata(out)['training']['frames'] == ['kitti_object_fov/training/000011']
+
+
+def test_resident_frames_cut_the_same_crops_as_the_bank():
+    bank = _bank(3)
+    x, depth = bank.sample(5, 64, np.random.default_rng(4))
+    x_res, depth_res = bank.resident('cpu').sample(5, 64, np.random.default_rng(4))
+    torch.testing.assert_close(x_res, x)
+    torch.testing.assert_close(depth_res, depth)
+
+
+def test_bf16_autocast_is_refused_on_the_cpu(tmp_path):
+    with pytest.raises(ValueError, match='CUDA'):
+        train(TrainConfig(out=str(tmp_path / 'm'), steps=1, amp='bf16', **TINY), _bank(), progress=False)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
+@pytest.mark.parametrize('amp', ['none', 'bf16'])
+def test_cuda_training_exports_a_cpu_loadable_model(tmp_path, amp):
+    out = tmp_path / 'm'
+    train(TrainConfig(arch='xmodal-lidar', out=str(out), steps=3, device='cuda', amp=amp, **TINY), _bank(),
+          progress=False)
+    assert read_metadata(out)['training_speed']['device'].startswith('cuda')
+    model = load_model(out)
+    assert model.decompress(model.compress(torch.rand(1, 3, 64, 64), quality=0)).shape == (1, 3, 64, 64)

@@ -25,6 +25,10 @@ def add_arguments(parser) -> None:
     parser.add_argument('--checkpoint-every', type=int, default=d.checkpoint_every)
     parser.add_argument('--seed', type=int, default=d.seed)
     parser.add_argument('--threads', type=int, default=d.threads, help='torch CPU threads')
+    parser.add_argument('--device', default=d.device,
+                        help='cpu, cuda or cuda:N (on CUDA the frames stay on the GPU and TF32 is on)')
+    parser.add_argument('--amp', default=d.amp, choices=('none', 'bf16'),
+                        help='bfloat16 autocast for the transforms (CUDA only)')
     parser.add_argument('--max-frames', type=int, default=0, help='use at most this many frames per source')
     parser.add_argument('--init-from', default=None, help='model file stem: a twin, or the same architecture')
     parser.add_argument('--resume', action='store_true', help='continue from <out>.ckpt.* if present')
@@ -47,7 +51,8 @@ def main(args) -> int:
         N=args.N, M=args.M, fusion=args.fusion, conditioning=args.conditioning,
         hyper_refiner=not args.no_hyper_refiner, lidar_dropout=args.lidar_dropout, alpha=args.alpha,
         checkpoint_every=args.checkpoint_every, seed=args.seed, threads=args.threads,
-        init_from=args.init_from, resume=args.resume, data=tuple(args.data))
+        init_from=args.init_from, resume=args.resume, data=tuple(args.data), device=args.device,
+        amp=args.amp)
     frames = []
     for spec in args.data:
         source = frames_from_spec(spec)

@@ -41,28 +41,61 @@ class FrameBank:
     def __len__(self) -> int:
         return len(self.images)
 
+    def resident(self, device: str) -> 'ResidentFrames':
+        """The frames copied once to ``device`` (a GPU keeps its training data there, no per-step upload)."""
+        return ResidentFrames(self, device)
+
+    def draws(self, batch: int, crop: int, rng: np.random.Generator) -> List[Tuple[int, int, int, bool]]:
+        """``batch`` random (frame, top, left, flip) crop positions; the only use of ``rng`` in sampling."""
+        if not self.images:
+            raise DatasetError('no training frames: give at least one --data source with frames')
+        out = []
+        for _ in range(batch):
+            k = int(rng.integers(len(self.images)))
+            h, w = self.depths[k].shape
+            if h < crop or w < crop:
+                raise DatasetError(f'frame {self.names[k]} ({w}x{h}) is smaller than the crop {crop}: '
+                                   'use a smaller --crop')
+            top, left = int(rng.integers(h - crop + 1)), int(rng.integers(w - crop + 1))
+            out.append((k, top, left, bool(rng.random() < 0.5)))
+        return out
+
     def sample(self, batch: int, crop: int, rng: np.random.Generator) -> Tuple[torch.Tensor, torch.Tensor]:
         """``batch`` random ``crop`` x ``crop`` crops (random frames, offsets, horizontal flips).
 
         Returns images (B, 3, crop, crop) float in [0, 1] and depth maps (B, 1, crop, crop) float
         holding the uint8 values 0..255; image and map are cut and flipped together.
         """
-        if not self.images:
-            raise DatasetError('no training frames: give at least one --data source with frames')
+        draws = self.draws(batch, crop, rng)
         xs = np.empty((batch, crop, crop, 3), dtype=np.uint8)
         ds = np.empty((batch, crop, crop), dtype=np.uint8)
-        for i in range(batch):
-            k = int(rng.integers(len(self.images)))
-            img, dep = self.images[k], self.depths[k]
-            h, w = dep.shape
-            if h < crop or w < crop:
-                raise DatasetError(f'frame {self.names[k]} ({w}x{h}) is smaller than the crop {crop}: '
-                                   'use a smaller --crop')
-            top, left = int(rng.integers(h - crop + 1)), int(rng.integers(w - crop + 1))
-            xi, di = img[top:top + crop, left:left + crop], dep[top:top + crop, left:left + crop]
-            if rng.random() < 0.5:
-                xi, di = xi[:, ::-1], di[:, ::-1]
-            xs[i], ds[i] = xi, di
+        for i, (k, top, left, flip) in enumerate(draws):
+            xi = self.images[k][top:top + crop, left:left + crop]
+            di = self.depths[k][top:top + crop, left:left + crop]
+            xs[i], ds[i] = (xi[:, ::-1], di[:, ::-1]) if flip else (xi, di)
         x = torch.from_numpy(xs).permute(0, 3, 1, 2).float() / 255.0
         d = torch.from_numpy(ds)[:, None].float()
         return x, d
+
+
+class ResidentFrames:
+    """A :class:`FrameBank` held on a device as uint8 tensors; crops are cut there.
+
+    ``sample`` draws the same positions from ``rng`` as :meth:`FrameBank.sample` and returns the same
+    values, on ``device``.
+    """
+
+    def __init__(self, bank: FrameBank, device: str):
+        self.bank = bank
+        self.device = torch.device(device)
+        # (4, H, W): RGB and the depth map stacked, so one slice cuts both.
+        self.frames = [torch.from_numpy(np.dstack([img, dep])).permute(2, 0, 1).to(self.device)
+                       for img, dep in zip(bank.images, bank.depths)]
+
+    def sample(self, batch: int, crop: int, rng: np.random.Generator) -> Tuple[torch.Tensor, torch.Tensor]:
+        crops = []
+        for k, top, left, flip in self.bank.draws(batch, crop, rng):
+            c = self.frames[k][:, top:top + crop, left:left + crop]
+            crops.append(c.flip(-1) if flip else c)
+        both = torch.stack(crops).float()
+        return both[:, :3] / 255.0, both[:, 3:]

@@ -35,6 +35,8 @@ class TrainConfig:
     ``lidar_dropout``: probability that the decoder side of a sample sees the zeros map (half of
     those samples lose the map at the encoder too). ``alpha``: initial weight of the P2I loss,
     annealed linearly to 0 over the run. The learning rate drops tenfold for the last 10% of steps.
+    ``device``: 'cpu' or a CUDA device; on CUDA the frames stay resident on the GPU, TF32 is on, and
+    ``amp='bf16'`` runs the transforms under bfloat16 autocast (the rate terms stay float32).
     """
 
     arch: str = 'xmodal-hyperprior'
@@ -60,6 +62,8 @@ class TrainConfig:
     init_from: Optional[str] = None
     resume: bool = False
     data: Tuple[str, ...] = ()
+    device: str = 'cpu'
+    amp: str = 'none'
 
     def model_kwargs(self) -> Dict:
         kwargs = dict(N=self.N, M=self.M, Nz=self.Nz, hyper_hidden=self.hyper_hidden, lambdas=self.lambdas)
@@ -106,10 +110,30 @@ def _lidar_dropout(depth: torch.Tensor, p: float, rng: np.random.Generator):
     b = depth.shape[0]
     drop_dec = rng.random(b) < p
     drop_enc = drop_dec & (rng.random(b) < 0.5)
-    enc = depth * torch.from_numpy(~drop_enc).float()[:, None, None, None]
+    enc = depth * _keep_mask(drop_enc, depth.device)
     if not drop_dec.any():
         return enc, None
-    return enc, depth * torch.from_numpy(~drop_dec).float()[:, None, None, None]
+    return enc, depth * _keep_mask(drop_dec, depth.device)
+
+
+def _keep_mask(drop: np.ndarray, device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(~drop).float().to(device)[:, None, None, None]
+
+
+def _setup_device(config: TrainConfig) -> torch.device:
+    """The training device, with TF32 and cuDNN autotuning on CUDA (stable for these convolutions)."""
+    device = torch.device(config.device)
+    if config.amp not in ('none', 'bf16'):
+        raise ValueError(f"amp must be 'none' or 'bf16', got {config.amp!r}")
+    if device.type == 'cuda':
+        if not torch.cuda.is_available():
+            raise ValueError(f'device {config.device!r} asked for, but this torch has no CUDA device')
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+    elif config.amp != 'none':
+        raise ValueError('amp=bf16 is for CUDA training; on the CPU train in float32')
+    return device
 
 
 def train(config: TrainConfig, bank: FrameBank, progress: bool = True,
@@ -120,43 +144,59 @@ def train(config: TrainConfig, bank: FrameBank, progress: bool = True,
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
+    device = _setup_device(config)
     out = Path(config.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    model = build_model(config)
+    model = build_model(config).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     step = 0
     if config.resume and _checkpoint_paths(out)[0].exists():
         step, rng = load_checkpoint(out, model, optimizer)
-    lambdas = torch.tensor(model.lambdas)
+    frames = bank if device.type == 'cpu' else bank.resident(str(device))
+    lambdas = torch.tensor(model.lambdas, device=device)
     model.train()
     bar = tqdm(total=config.steps, initial=step, disable=not progress, unit='step', smoothing=0.05)
-    start = time.time()
+    start, first_step = time.time(), step
     while step < config.steps:
         for group in optimizer.param_groups:
             group['lr'] = _lr_at(config, step)
-        x, depth = bank.sample(config.batch_size, config.crop, rng)
-        quality = torch.from_numpy(rng.integers(model.quality_levels, size=config.batch_size))
-        target = None
-        if model.uses_lidar:
-            depth, depth_dec = _lidar_dropout(depth, config.lidar_dropout, rng)
-            result = model(x, depth, quality, depth_dec=depth_dec)
-            target = colour_randomised_target(x)
-        else:
-            result = model(x, None, quality)
-        terms = rd_loss(x, result, lambdas[quality], _alpha_at(config, step), target)
+        x, depth = frames.sample(config.batch_size, config.crop, rng)
+        quality = torch.from_numpy(rng.integers(model.quality_levels, size=config.batch_size)).to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.amp == 'bf16'):
+            result, target = _forward(model, x, depth, quality, config, rng)
+        terms = rd_loss(x, _float32(result), lambdas[quality], _alpha_at(config, step), target)
         optimizer.zero_grad(set_to_none=True)
         terms['loss'].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         optimizer.step()
         step += 1
         bar.update(1)
-        bar.set_postfix({k: f'{float(v.detach()):.4g}' for k, v in terms.items()})
+        if step % 10 == 0:  # reading the values waits for the GPU: not every step
+            bar.set_postfix({k: f'{float(v.detach()):.4g}' for k, v in terms.items()})
         if step % config.checkpoint_every == 0 or step == config.steps:
             save_checkpoint(out, model, optimizer, step, rng, config)
     bar.close()
     elapsed = time.time() - start
-    export(model, config, bank, step, elapsed, metadata)
+    speed = {'steps_per_second_last_session': round((step - first_step) / max(elapsed, 1e-9), 3),
+             'device': str(device)}
+    export(model.cpu(), config, bank, step, elapsed, dict(metadata or {}, **{'training_speed': speed}))
     return model
+
+
+def _forward(model: HyperpriorCodec, x: torch.Tensor, depth: torch.Tensor, quality: torch.Tensor,
+             config: TrainConfig, rng: np.random.Generator):
+    """(model output, P2I target or None) for one batch, with LiDAR dropout for LiDAR models."""
+    if not model.uses_lidar:
+        return model(x, None, quality), None
+    depth, depth_dec = _lidar_dropout(depth, config.lidar_dropout, rng)
+    return model(x, depth, quality, depth_dec=depth_dec), colour_randomised_target(x)
+
+
+def _float32(result):
+    """Under bf16 autocast the reconstruction and likelihoods come back in bf16: score them in fp32."""
+    prediction = None if result.prediction is None else result.prediction.float()
+    return dataclasses.replace(result, x_hat=result.x_hat.float(), prediction=prediction,
+                               likelihoods={k: v.float() for k, v in result.likelihoods.items()})
 
 
 def export(model: HyperpriorCodec, config: TrainConfig, bank: FrameBank, step: int, elapsed_s: float,
@@ -189,11 +229,11 @@ def save_checkpoint(out: Path, model: torch.nn.Module, optimizer: torch.optim.Op
     """Write a resumable checkpoint (tensors in safetensors, scalars in JSON), atomically."""
     from safetensors.torch import save_file
 
-    tensors = {'model.' + k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    tensors = {'model.' + k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     opt_state = optimizer.state_dict()
     for idx, state in opt_state['state'].items():
         for key, value in state.items():
-            tensors[f'optim.{idx}.{key}'] = torch.as_tensor(value).detach().contiguous()
+            tensors[f'optim.{idx}.{key}'] = torch.as_tensor(value).detach().cpu().contiguous()
     tensors['rng.torch'] = torch.get_rng_state()
     scalars = {
         'checkpoint_version': CHECKPOINT_VERSION,

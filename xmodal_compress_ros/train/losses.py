@@ -22,7 +22,7 @@ def colour_randomised_target(x: torch.Tensor, generator: Optional[torch.Generato
     boundaries) that survives any such jitter, not for one particular colouring.
     """
     b = x.shape[0]
-    rand = torch.rand(b, 3, 1, 1, generator=generator, dtype=x.dtype)
+    rand = torch.rand(b, 3, 1, 1, generator=generator, dtype=x.dtype).to(x.device)
     contrast = 0.6 + 0.8 * rand[:, 0:1]
     brightness = 0.4 * rand[:, 1:2] - 0.2
     invert = (rand[:, 2:3] < 0.5).to(x.dtype)

@@ -9,7 +9,7 @@ def add_arguments(parser) -> None:
     parser.add_argument('--arch', default=d.arch, help='registered architecture: xmodal-hyperprior | xmodal-lidar')
     parser.add_argument('--data', action='append', default=[], metavar='KIND:LOCATION', required=True,
                         help='training source, repeatable: kitti-object:DIR, kitti-raw:DRIVE_DIR,CALIB_DIR, '
-                             'synthetic:DIR, bag:PATH')
+                             'synthetic:DIR, bag:PATH, photos:DIR (no LiDAR)')
     parser.add_argument('--out', required=True, help='model file stem, e.g. models/xmodal-lidar')
     parser.add_argument('--steps', type=int, default=d.steps)
     parser.add_argument('--batch-size', type=int, default=d.batch_size)

@@ -3,7 +3,10 @@
 Kinds: ``kitti-object:DIR`` (a KITTI object split folder with image_2/velodyne/calib, or a root
 holding ``training/``), ``kitti-raw:DRIVE_DIR,CALIB_DIR``, ``synthetic:DIR`` (the KITTI raw layout
 written by ``xmodal synth``: every ``<date>/<drive>_sync`` below DIR, calibration in its date
-folder) and ``bag:PATH`` (a sensor rosbag written by ``xmodal kitti2bag``/``write_sensor_bag``).
+folder), ``bag:PATH`` (a sensor rosbag written by ``xmodal kitti2bag``/``write_sensor_bag``) and
+``photos:DIR`` (JPEG/PNG/WebP photographs without LiDAR, e.g. the wallpapers Debian packages ship:
+general image statistics for the image backbone; they train with an all-zero depth map, which the
+LiDAR model also sees under LiDAR dropout).
 """
 from __future__ import annotations
 
@@ -12,7 +15,11 @@ from typing import Iterator, List
 
 from xmodal_compress_ros.errors import DatasetError
 
-KINDS = ('kitti-object', 'kitti-raw', 'synthetic', 'bag')
+KINDS = ('kitti-object', 'kitti-raw', 'synthetic', 'bag', 'photos')
+PHOTO_SUFFIXES = ('.jpg', '.jpeg', '.png', '.webp')
+# Photographs are downscaled (area filter) so the longer side is at most this: wallpapers are 2-6k
+# pixels wide, where a 256-pixel crop holds almost no structure; KITTI frames are 1242 wide.
+PHOTO_MAX_SIDE = 1280
 
 
 def frames_from_spec(spec: str) -> Iterator:
@@ -32,6 +39,8 @@ def frames_from_spec(spec: str) -> Iterator:
         drives = _synthetic_drives(Path(location))
         for drive in drives:
             yield from _kitti_raw(drive, drive.parent)
+    elif kind == 'photos':
+        yield from _photos(Path(location))
     else:
         from xmodal_compress_ros.data.rosbag_io import read_sensor_frames
 
@@ -67,3 +76,26 @@ def _synthetic_drives(root: Path) -> List[Path]:
         raise DatasetError(f'no <date>/<drive>_sync folders under {root}: give the folder written by '
                            '`xmodal synth`')
     return drives
+
+
+def _photos(root: Path) -> Iterator:
+    """Every photograph below ``root`` as a SensorFrame with an empty scan (so an all-zero depth map)."""
+    import cv2
+    import numpy as np
+
+    from xmodal_compress_ros.data.frames import SensorFrame
+    from xmodal_compress_ros.data.synthetic.sequence import kitti_calibration
+
+    paths = sorted(p for p in root.rglob('*') if p.suffix.lower() in PHOTO_SUFFIXES)
+    if not paths:
+        raise DatasetError(f'no {"/".join(PHOTO_SUFFIXES)} files under {root}')
+    for path in paths:
+        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise DatasetError(f'{path} is not a readable image')
+        scale = PHOTO_MAX_SIDE / max(bgr.shape[:2])
+        if scale < 1:
+            bgr = cv2.resize(bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        height, width = bgr.shape[:2]
+        yield SensorFrame(image=cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), points=np.zeros((0, 4), np.float32),
+                          calib=kitti_calibration(width, height), name=f'photos/{path.relative_to(root)}')

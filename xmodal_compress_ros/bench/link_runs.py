@@ -94,8 +94,12 @@ def start_listener(
     depth: int = 10,
     diagnostics: bool = False,
     side: str = 'dec',
+    matched_file: Optional[Path] = None,
 ) -> subprocess.Popen:
-    """Start the link_probe listener in the namespace of ``side``; returns once it is subscribed."""
+    """Start the link_probe listener in the namespace of ``side``; returns once it is subscribed.
+
+    ``matched_file``: the listener creates it once its subscriptions have matched a publisher.
+    """
     argv = [
         sys.executable,
         *PROBE,
@@ -113,6 +117,7 @@ def start_listener(
     ]
     argv += ['--topic', topic] if topic is not None else []
     argv += ['--diagnostics'] if diagnostics else []
+    argv += ['--matched-file', str(matched_file)] if matched_file else []
     for spec in watch:
         argv += ['--watch', spec]
     proc = link.popen(side, argv, env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
@@ -140,8 +145,10 @@ def measure_raw(
     workdir.mkdir(parents=True, exist_ok=True)
     envs = environments(transport, workdir)
     received_path = workdir / 'received.json'
+    matched_file = workdir / 'listener.matched'
     listener = start_listener(
-        link, envs['dec'], received_path, transport.qos, count / rate + 60, 4.0, depth=depth
+        link, envs['dec'], received_path, transport.qos, count / rate + 60, 4.0, depth=depth,
+        matched_file=matched_file,
     )
     talker = link.popen(
         'enc',
@@ -159,6 +166,8 @@ def measure_raw(
             str(nbytes),
             '--depth',
             str(depth),
+            '--wait-file',
+            str(matched_file),
         ],
         envs['enc'],
         stdout=subprocess.PIPE,

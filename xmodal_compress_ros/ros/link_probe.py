@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from typing import Dict, List, Optional
@@ -41,6 +42,10 @@ def talk(args) -> dict:
     while publisher.get_subscription_count() == 0 and time.monotonic() < deadline:
         rclpy.spin_once(node, timeout_sec=0.05)
     matched = publisher.get_subscription_count() > 0
+    # The writer can see the reader before the reader has matched the writer; samples sent in between
+    # are dropped by the reader (volatile), so wait for the listener to say it has matched too.
+    while args.wait_file and not os.path.exists(args.wait_file) and time.monotonic() < deadline:
+        rclpy.spin_once(node, timeout_sec=0.05)
     time.sleep(args.settle)
     payload = bytes((i * 7) & 0xFF for i in range(args.bytes))
     period = 1.0 / args.rate
@@ -114,6 +119,8 @@ def listen(args) -> dict:
     last = None
     try:
         while time.monotonic() < end:
+            if args.matched_file and not os.path.exists(args.matched_file) and _matched(node):
+                open(args.matched_file, 'w').close()
             before = len(records)
             rclpy.spin_once(node, timeout_sec=0.05)
             if len(records) > before:
@@ -129,6 +136,11 @@ def listen(args) -> dict:
         'fields': ['topic', 'frame_id', 'stamp_ns', 'received_ns', 'bytes', 'format'],
         'diagnostics': diagnostics,
     }
+
+
+def _matched(node) -> bool:
+    """Whether every subscription of ``node`` has matched at least one publisher."""
+    return all(sub.get_publisher_count() > 0 for sub in node.subscriptions)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -148,11 +160,13 @@ def build_parser() -> argparse.ArgumentParser:
     talk_p.add_argument('--count', type=int, default=100)
     talk_p.add_argument('--match-timeout', type=float, default=20.0, help='seconds to wait for a subscriber')
     talk_p.add_argument('--settle', type=float, default=1.0, help='seconds between matching and publishing')
+    talk_p.add_argument('--wait-file', default='', help='also wait for this file (the listener matched)')
     talk_p.add_argument(
         '--linger', type=float, default=2.0, help='seconds to keep serving repairs at the end'
     )
     listen_p.add_argument('--seconds', type=float, default=60.0, help='stop after this long in any case')
     listen_p.add_argument('--idle', type=float, default=3.0, help='stop this long after the last message')
+    listen_p.add_argument('--matched-file', default='', help='create this file once every subscription matched')
     listen_p.add_argument(
         '--watch',
         action='append',

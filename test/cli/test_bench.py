@@ -32,23 +32,9 @@ def _sensor_bag(path, lidar_offset_ms=0):
     return path
 
 
-def _custom_bag(path, image_encoding='rgb8', lidar_messages=1):
-    """Written with rosbags directly: contents write_sensor_bag refuses to produce."""
-    from rosbags.rosbag2 import Writer
-
-    store = rb.typestore()
-    header = conversions.make_header(START, 'camera', store.types['std_msgs/msg/Header'])
-    image = conversions.numpy_to_image(np.zeros((6, 8, 3), np.uint8), 'rgb8', header,
-                                       store.types[rb.IMAGE_TYPE])
-    image.encoding = image_encoding
-    cloud = conversions.numpy_to_pointcloud2(np.zeros((3, 4), np.float32), header,
-                                             msg_type=store.types[rb.POINTCLOUD_TYPE])
-    with Writer(path, version=9) as writer:
-        image_conn = writer.add_connection(rb.IMAGE_TOPIC, rb.IMAGE_TYPE, typestore=store)
-        writer.write(image_conn, START, store.serialize_cdr(image, rb.IMAGE_TYPE))
-        lidar_conn = writer.add_connection(rb.LIDAR_TOPIC, rb.POINTCLOUD_TYPE, typestore=store)
-        for _ in range(lidar_messages):
-            writer.write(lidar_conn, START, store.serialize_cdr(cloud, rb.POINTCLOUD_TYPE))
+def _custom_bag(custom_bag, path, **kwargs):
+    """A bag ``write_sensor_bag`` refuses to produce, with the calibration the bench source needs."""
+    custom_bag(path, **kwargs)
     _calibration().to_yaml(path / rb.CALIBRATION_FILE)
     return path
 
@@ -59,7 +45,7 @@ def test_bag_frames_load(tmp_path):
     assert data.fps == pytest.approx(10.0)
 
 
-def test_bad_bags_raise_dataset_errors(tmp_path):
+def test_bad_bags_raise_dataset_errors(tmp_path, custom_bag):
     with pytest.raises(DatasetError, match='rosbag not found'):
         sources.load_bag(str(tmp_path / 'missing'))
     good = _sensor_bag(tmp_path / 'good')
@@ -69,9 +55,9 @@ def test_bad_bags_raise_dataset_errors(tmp_path):
             pytest.warns(UserWarning, match='no LiDAR scan within'):
         sources.load_bag(str(_sensor_bag(tmp_path / 'late', lidar_offset_ms=5000)))
     with pytest.raises(DatasetError, match='no LiDAR messages'):
-        sources.load_bag(str(_custom_bag(tmp_path / 'silent', lidar_messages=0)))
+        sources.load_bag(str(_custom_bag(custom_bag, tmp_path / 'silent', lidar_messages=0)))
     with pytest.raises(DatasetError, match='yuv422'):
-        sources.load_bag(str(_custom_bag(tmp_path / 'yuv', image_encoding='yuv422')))
+        sources.load_bag(str(_custom_bag(custom_bag, tmp_path / 'yuv', image_encoding='yuv422')))
 
 
 def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):

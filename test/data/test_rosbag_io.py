@@ -162,35 +162,14 @@ def test_write_errors(tmp_path):
     assert not (tmp_path / 'a').exists()  # a failed write leaves nothing behind
 
 
-def _custom_bag(path, image_encoding='rgb8', lidar_messages=1, lidar_topic=rb.LIDAR_TOPIC,
-                lidar_type=rb.POINTCLOUD_TYPE):
-    """A bag written directly with rosbags, for contents write_sensor_bag refuses to produce."""
-    from rosbags.rosbag2 import Writer
-
-    store = rb.typestore()
-    header = conversions.make_header(START, 'camera', store.types['std_msgs/msg/Header'])
-    image = conversions.numpy_to_image(np.zeros((2, 2, 3), np.uint8), 'rgb8', header,
-                                       store.types[rb.IMAGE_TYPE])
-    image.encoding = image_encoding
-    cloud = conversions.numpy_to_pointcloud2(np.zeros((3, 4), np.float32), header,
-                                             msg_type=store.types[rb.POINTCLOUD_TYPE])
-    with Writer(path, version=9) as writer:
-        image_conn = writer.add_connection(rb.IMAGE_TOPIC, rb.IMAGE_TYPE, typestore=store)
-        writer.write(image_conn, START, store.serialize_cdr(image, rb.IMAGE_TYPE))
-        lidar_conn = writer.add_connection(lidar_topic, lidar_type, typestore=store)
-        msg = cloud if lidar_type == rb.POINTCLOUD_TYPE else image
-        for _ in range(lidar_messages):
-            writer.write(lidar_conn, START, store.serialize_cdr(msg, lidar_type))
-
-
-def test_read_errors(tmp_path):
+def test_read_errors(tmp_path, custom_bag):
     with pytest.raises(DatasetError, match='rosbag not found'):
         rb.read_sensor_bag(tmp_path / 'missing')
     (tmp_path / 'empty_dir').mkdir()
     with pytest.raises(DatasetError, match='cannot read rosbag'):
         rb.bag_topics(tmp_path / 'empty_dir')
 
-    _custom_bag(tmp_path / 'renamed', lidar_topic='/velodyne_points')
+    custom_bag(tmp_path / 'renamed', lidar_topic='/velodyne_points')
     with pytest.raises(DatasetError, match=r"no scan topic '/lidar/points'.*/velodyne_points \(sensor_msgs"):
         rb.read_sensor_bag(tmp_path / 'renamed', info_topic=None)
     assert len(list(rb.read_sensor_bag(tmp_path / 'renamed', lidar_topic='/velodyne_points',
@@ -198,15 +177,15 @@ def test_read_errors(tmp_path):
     with pytest.raises(DatasetError, match="no camera_info topic '/camera/camera_info'"):
         rb.read_sensor_bag(tmp_path / 'renamed', lidar_topic='/velodyne_points')
 
-    _custom_bag(tmp_path / 'silent', lidar_messages=0)
+    custom_bag(tmp_path / 'silent', lidar_messages=0)
     with pytest.raises(DatasetError, match='no LiDAR messages'):
         rb.read_sensor_bag(tmp_path / 'silent', info_topic=None)
 
-    _custom_bag(tmp_path / 'wrongtype', lidar_type=rb.IMAGE_TYPE)
+    custom_bag(tmp_path / 'wrongtype', lidar_type=rb.IMAGE_TYPE)
     with pytest.raises(DatasetError, match='carries sensor_msgs/msg/Image, expected .*PointCloud2'):
         rb.read_sensor_bag(tmp_path / 'wrongtype', info_topic=None)
 
-    _custom_bag(tmp_path / 'yuv', image_encoding='yuv422')
+    custom_bag(tmp_path / 'yuv', image_encoding='yuv422')
     events = rb.read_sensor_bag(tmp_path / 'yuv', info_topic=None)
     with pytest.raises(DatasetError, match="yuv422"):
         list(events)

@@ -8,7 +8,6 @@ from xmodal_compress_ros.data import rosbag_io as rb
 from xmodal_compress_ros.data.frames import SensorFrame
 from xmodal_compress_ros.errors import CalibrationError, DatasetError, ImageFormatError, PointCloudError
 from xmodal_compress_ros.geometry.calibration import Calibration
-from xmodal_compress_ros.ros import conversions
 
 START = 1_700_000_000_000_000_000
 MS = 1_000_000

@@ -129,13 +129,17 @@ def listen(args) -> dict:
                 break
     except KeyboardInterrupt:  # stopped by the harness (SIGINT): still report what arrived
         pass
-    node.destroy_node()
-    rclpy.shutdown()
-    return {
+    result = {
         'records': records,
         'fields': ['topic', 'frame_id', 'stamp_ns', 'received_ns', 'bytes', 'format'],
         'diagnostics': diagnostics,
     }
+    # Written before shutting rclpy down: a harness that loses patience with a slow shutdown and kills
+    # the process still finds the records.
+    _write(result, args.out)
+    node.destroy_node()
+    rclpy.shutdown()
+    return result
 
 
 def _matched(node) -> bool:
@@ -183,14 +187,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    result = talk(args) if args.mode == 'talk' else listen(args)
+    if args.mode == 'talk':
+        _write(talk(args), args.out)
+    else:
+        listen(args)
+    return 0
+
+
+def _write(result: dict, out: str) -> None:
+    """The result as JSON to ``out``, or to stdout when no file is given."""
     text = json.dumps(result)
-    if args.out:
-        with open(args.out, 'w') as handle:
+    if out:
+        with open(out, 'w') as handle:
             handle.write(text)
     else:
         print(text, flush=True)
-    return 0
 
 
 if __name__ == '__main__':

@@ -31,6 +31,8 @@ DECODER_STATUS = 'xmodal_compress: xmodal_decoder'
 #: Frames published in the first seconds of playback may meet a packet writer still being discovered
 #: across the link; they are reported apart from the steady state.
 STARTUP_S = 1.5
+# Listeners end by themselves after this long without a message (once playback has stopped).
+LISTENER_IDLE_S = 8.0
 
 
 def procedural_bag(
@@ -137,7 +139,7 @@ def _start_listener(link: LossyLink, envs: Dict, workdir: Path, seconds: float):
         workdir / 'received.json',
         'reliable',
         seconds,
-        8.0,
+        LISTENER_IDLE_S,
         watch=[f'{DECODED_TOPIC}:image'],
         topic='',
         diagnostics=True,
@@ -188,13 +190,15 @@ def run_nodes(
     listener, events = _start_listener(link, envs, workdir, bound)
     if not late_decoder_s:
         _start_decoder(link, setup, envs, workdir)
+    # It ends by itself once the encoder has been quiet for LISTENER_IDLE_S (playback stopped) instead of
+    # being interrupted: fresh-clone CI runs lost its file when it was stopped with SIGINT.
     sent_listener = link_runs.start_listener(
         link,
         envs['enc'],
         workdir / 'sent.json',
         setup.transport.qos,
         bound,
-        bound,
+        LISTENER_IDLE_S,
         topic=PACKET_TOPIC,
         side='enc',
     )
@@ -234,7 +238,7 @@ def run_nodes(
         time.sleep(seconds)
     _stop(player, 0.0)
     for proc in (listener, sent_listener):
-        _stop(proc, 10.0)
+        _stop(proc, LISTENER_IDLE_S + 5.0)
     if f'status {DECODER_STATUS}' in events.times:
         marks['decoder_up_ns'] = events.times[f'status {DECODER_STATUS}']
     return summarise(workdir, publish_log, link.config, setup, marks)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 from typing import Dict, List, Optional
@@ -79,8 +80,11 @@ def listen(args) -> dict:
 
     from rclpy.signals import SignalHandlerOptions
 
-    # Python's own SIGINT handling, so that an interrupted listener still writes its records.
+    # SIGINT (the harness stopping it) only sets a flag: an exception raised wherever the signal lands,
+    # possibly inside rclpy, could end the process before the records are written.
     rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
+    interrupted: List[int] = []
+    signal.signal(signal.SIGINT, lambda signum, frame: interrupted.append(signum))
     node = rclpy.create_node('xmodal_link_listener')
     records: List[list] = []
     diagnostics: Dict[str, dict] = {}
@@ -117,18 +121,15 @@ def listen(args) -> dict:
     print('listening', flush=True)
     end = time.monotonic() + args.seconds
     last = None
-    try:
-        while time.monotonic() < end:
-            if args.matched_file and not os.path.exists(args.matched_file) and _matched(node):
-                open(args.matched_file, 'w').close()
-            before = len(records)
-            rclpy.spin_once(node, timeout_sec=0.05)
-            if len(records) > before:
-                last = time.monotonic()
-            elif last is not None and time.monotonic() - last > args.idle:
-                break
-    except KeyboardInterrupt:  # stopped by the harness (SIGINT): still report what arrived
-        pass
+    while time.monotonic() < end and not interrupted:
+        if args.matched_file and not os.path.exists(args.matched_file) and _matched(node):
+            open(args.matched_file, 'w').close()
+        before = len(records)
+        rclpy.spin_once(node, timeout_sec=0.05)
+        if len(records) > before:
+            last = time.monotonic()
+        elif last is not None and time.monotonic() - last > args.idle:
+            break
     result = {
         'records': records,
         'fields': ['topic', 'frame_id', 'stamp_ns', 'received_ns', 'bytes', 'format'],

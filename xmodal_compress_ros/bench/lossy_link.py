@@ -127,6 +127,10 @@ class LossyLink:
     def _ns(self, side: str, *argv: str, stdin: Optional[str] = None) -> str:
         return _run(['ip', 'netns', 'exec', self.namespaces[side], *argv], stdin)
 
+    def _nft(self, side: str, script: str) -> None:
+        """Apply an nftables script in the namespace of ``side``."""
+        self._ns(side, 'nft', '-f', '-', stdin=script)
+
     def _build(self) -> None:
         ns = self.namespaces
         for name in ns.values():
@@ -162,15 +166,10 @@ class LossyLink:
             _run(['ip', '-n', ns['relay'], 'link', 'set', relay_dev, 'up'])
         self._build_relay()
         for side in ('enc', 'dec'):
-            self._ns(
+            self._nft(
                 side,
-                'nft',
-                '-f',
-                '-',
-                stdin=(
-                    f'table netdev {_LOSS_TABLE} {{\n chain egress {{\n  type filter hook egress device '
-                    f'"{self.devices[side]}" priority 0; policy accept;\n }}\n}}\n'
-                ),
+                f'table netdev {_LOSS_TABLE} {{\n chain egress {{\n  type filter hook egress device '
+                f'"{self.devices[side]}" priority 0; policy accept;\n }}\n}}\n',
             )
         self.set_loss(self.config.loss_percent)
 
@@ -231,16 +230,11 @@ class LossyLink:
         match = f'numgen random mod 100 < {int(percent)} ' if percent < 100 else ''
         rule = f'add rule netdev {_LOSS_TABLE} egress meta protocol ip {match}counter drop\n'
         for side in ('enc', 'dec'):
-            self._ns(
+            self._nft(
                 side,
-                'nft',
-                '-f',
-                '-',
-                stdin=(
-                    f'flush chain netdev {_LOSS_TABLE} egress\n'
-                    f'add rule netdev {_LOSS_TABLE} egress meta protocol ip counter\n'
-                    + (rule if percent else '')
-                ),
+                f'flush chain netdev {_LOSS_TABLE} egress\n'
+                f'add rule netdev {_LOSS_TABLE} egress meta protocol ip counter\n'
+                + (rule if percent else ''),
             )
 
     def packet_counts(self) -> Dict[str, Dict[str, int]]:

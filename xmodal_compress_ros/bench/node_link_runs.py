@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from typing import Dict, Optional, Tuple
 
 from xmodal_compress_ros.bench import link_runs
 from xmodal_compress_ros.bench.lossy_link import LinkConfig, LossyLink
+from xmodal_compress_ros.ros.node_main import match_times
 
 DECODED_TOPIC = '/camera/image_decoded'
 PACKET_TOPIC = '/camera/image_raw/xmodal'
@@ -344,8 +344,7 @@ def _matched_ns(workdir: Path, since_ns: int) -> Optional[int]:
     ends = []
     for log, what in (('decoder_node.log', 'packet subscription'), ('encoder_node.log', 'packet publisher')):
         path = workdir / log
-        times = [int(t) for t in re.findall(rf'{what} matched \(\d+ in all\) at (\d+) ns',
-                                            path.read_text() if path.exists() else '')]
+        times = match_times(path.read_text() if path.exists() else '', what)
         later = [t for t in times if t >= since_ns]
         if not later:
             return None

@@ -1,6 +1,7 @@
 """What the encoder and decoder nodes share: QoS profiles, problem reporting and the process main."""
 from __future__ import annotations
 
+import re
 import sys
 import time
 from typing import Any, Callable, Dict, List, Optional
@@ -24,8 +25,19 @@ def qos_profile(reliability: str, depth: int) -> Any:
     return QoSProfile(depth=depth, reliability=policy)
 
 
+_MATCH_LOG = '{what} matched ({count} in all) at {ns} ns'
+
+
+def match_times(log_text: str, what: str) -> List[int]:
+    """Wall times (ns) of the matches :func:`match_logging` logged for ``what``, in log order."""
+    pattern = re.escape(_MATCH_LOG).replace(r'\{what\}', re.escape(what))
+    pattern = pattern.replace(r'\{count\}', r'\d+').replace(r'\{ns\}', r'(\d+)')
+    return [int(t) for t in re.findall(pattern, log_text)]
+
+
 def match_logging(node: Any, endpoint: str, what: str) -> Dict[str, Any]:
-    """``event_callbacks`` for ``create_publisher``/``create_subscription`` (``endpoint``) that log each new match.
+    """``event_callbacks`` for ``create_publisher``/``create_subscription`` (``endpoint``) that log each
+    new match.
 
     The log line (``<what> matched (N in all) at <ns> ns``) marks when a peer that joined late can
     first exchange messages: DDS discovery over a lossy link takes a while, and messages before the
@@ -41,7 +53,7 @@ def match_logging(node: Any, endpoint: str, what: str) -> Dict[str, Any]:
         # The EventsExecutor reports current_count_change as 0, so compare counts ourselves.
         before, seen[0] = seen[0], info.current_count
         if info.current_count > before:
-            node.get_logger().info(f'{what} matched ({info.current_count} in all) at {time.time_ns()} ns')
+            node.get_logger().info(_MATCH_LOG.format(what=what, count=info.current_count, ns=time.time_ns()))
 
     callbacks = PublisherEventCallbacks if endpoint == 'publisher' else SubscriptionEventCallbacks
     return {'event_callbacks': callbacks(matched=on_matched)}

@@ -39,7 +39,8 @@ def test_the_three_launch_files_exist():
 def test_every_argument_is_described_and_used_names_are_declared(path):
     tree = ast.parse(path.read_text())
     declared = {}
-    shared = calls(ast.parse(SUPPORT.read_text()), 'DeclareLaunchArgument') if calls(tree, 'node_arguments') else []
+    support = ast.parse(SUPPORT.read_text())
+    shared = calls(support, 'DeclareLaunchArgument') if calls(tree, 'node_arguments') else []
     for call in calls(tree, 'DeclareLaunchArgument') + shared:
         description = keyword(call, 'description')
         name = ast.literal_eval(call.args[0])
@@ -70,7 +71,8 @@ def test_executables_and_config_files_exist(path):
 @pytest.mark.parametrize('name', ['vehicle.launch.py', 'remote.launch.py'])
 def test_node_launch_files_set_the_transport(name):
     assert calls(ast.parse((REPO / 'launch' / name).read_text()), 'transport_environment')
-    variables = {ast.literal_eval(c.args[0]) for c in calls(ast.parse(SUPPORT.read_text()), 'SetEnvironmentVariable')}
+    support = ast.parse(SUPPORT.read_text())
+    variables = {ast.literal_eval(c.args[0]) for c in calls(support, 'SetEnvironmentVariable')}
     assert {'FASTDDS_DEFAULT_PROFILES_FILE', 'RMW_IMPLEMENTATION', 'MALLOC_MMAP_THRESHOLD_'} <= variables
 
 

@@ -36,7 +36,8 @@ def test_latency_values_name_the_diagnostics_keys_of_streams_with_samples():
     stats = NodeStats(latency_samples=10)
     stats.record_latency('decode', 0.02)
     values = stats.latency_values('decode', 'lidar_decode')
-    assert values == {'decode_latency_p50_ms': pytest.approx(20.0), 'decode_latency_p99_ms': pytest.approx(20.0)}
+    assert values == {'decode_latency_p50_ms': pytest.approx(20.0),
+                      'decode_latency_p99_ms': pytest.approx(20.0)}
 
 
 def test_kbps_over_the_window():

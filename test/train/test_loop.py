@@ -59,7 +59,8 @@ def test_train_exports_loadable_model_and_resumes(tmp_path, arch):
     train(TrainConfig(arch=arch, out=str(out), steps=3, **TINY), bank, progress=False)
     meta = read_metadata(out)
     assert meta['training']['steps'] == 3 and meta['training']['frames'] == bank.names
-    assert meta['training_speed']['device'] == 'cpu' and meta['training_speed']['steps_per_second_last_session'] > 0
+    speed = meta['training_speed']
+    assert speed['device'] == 'cpu' and speed['steps_per_second_last_session'] > 0
     model = load_model(out)
     decoded = model.decompress(model.compress(torch.rand(1, 3, 40, 50), quality=1))
     assert decoded.shape == (1, 3, 40, 50)

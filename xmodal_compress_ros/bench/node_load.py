@@ -25,9 +25,11 @@ DECODER = 'xmodal_decoder'
 
 def add_run_arguments(parser, workdir: str) -> None:
     """The options every node-load script takes: what to play, which models, where to write."""
-    parser.add_argument('--bag', type=Path, default=None, help='sensor bag (default: xmodal synth into --workdir)')
+    parser.add_argument('--bag', type=Path, default=None,
+                        help='sensor bag (default: xmodal synth into --workdir)')
     parser.add_argument('--frames', type=int, default=30, help='frames to synthesize when no --bag is given')
-    parser.add_argument('--models', default='', help='LIDAR,TWIN stems (default: models/ if present, else tiny)')
+    parser.add_argument('--models', default='',
+                        help='LIDAR,TWIN stems (default: models/ if present, else tiny)')
     parser.add_argument('--quality', type=int, default=3)
     parser.add_argument('--workdir', type=Path, default=Path(workdir))
     parser.add_argument('--out', type=Path, default=None, help='write the JSON here too')

@@ -171,7 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     listen_p.add_argument('--seconds', type=float, default=60.0, help='stop after this long in any case')
     listen_p.add_argument('--idle', type=float, default=3.0, help='stop this long after the last message')
-    listen_p.add_argument('--matched-file', default='', help='create this file once every subscription matched')
+    listen_p.add_argument('--matched-file', default='',
+                          help='create this file once every subscription matched')
     listen_p.add_argument(
         '--watch',
         action='append',

@@ -9,7 +9,7 @@ from xmodal_compress_ros.codec.model_io import load_model, read_metadata
 from xmodal_compress_ros.errors import DatasetError
 from xmodal_compress_ros.train.crops import FrameBank
 from xmodal_compress_ros.train.loop import TrainConfig, train
-from xmodal_compress_ros.train.losses import colour_randomised_target, rd_loss
+from xmodal_compress_ros.train.losses import affine_invariant_mse, colour_randomised_target, rd_loss
 
 TINY = dict(N=16, M=24, Nz=8, hyper_hidden=8, batch_size=2, crop=64, checkpoint_every=2, threads=1)
 
@@ -50,6 +50,21 @@ def test_colour_target_and_loss_terms():
     # Perfect reconstruction: loss = bpp (8 bits over 256 px) + the prediction term.
     assert terms['mse'] == 0 and terms['bpp'] == pytest.approx(8 / 256)
     assert terms['loss'].item() == pytest.approx(8 / 256 + terms['prediction'].item(), rel=1e-5)
+
+
+def test_prediction_loss_rewards_structure_under_any_colouring():
+    # Mid-range images, so the jitter's clamp leaves the target an exact affine map of x.
+    x = (0.5 + 0.05 * torch.randn(8, 3, 32, 32, generator=torch.Generator().manual_seed(0))).clamp(0.3, 0.7)
+    targets = [colour_randomised_target(x, torch.Generator().manual_seed(s)) for s in range(4)]
+    for target in targets:
+        structure = affine_invariant_mse(x, target).item()
+        inverted = affine_invariant_mse(1.0 - x, target).item()
+        flat = affine_invariant_mse(torch.full_like(x, 0.5), target).item()
+        assert structure < 1e-3 * flat and inverted < 1e-3 * flat
+        assert flat == pytest.approx(target.flatten(2).var(dim=-1, unbiased=False).mean().item(), rel=1e-4)
+    # What the plain MSE did: averaged over colourings, flat grey beats the true structure.
+    plain = [(torch.full_like(x, 0.5) - t).square().mean() - (x - t).square().mean() for t in targets]
+    assert sum(plain) < 0
 
 
 @pytest.mark.parametrize('arch', ['xmodal-hyperprior', 'xmodal-lidar'])

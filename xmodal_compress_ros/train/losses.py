@@ -31,9 +31,26 @@ def colour_randomised_target(x: torch.Tensor, generator: Optional[torch.Generato
     return invert * (1.0 - target) + (1.0 - invert) * target
 
 
+def affine_invariant_mse(prediction: torch.Tensor, target: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """MSE left after the best affine map ``a * prediction + b`` of each sample and channel is fitted
+    to ``target`` (least squares, closed form).
+
+    A plain MSE against a target that is inverted half of the time is minimised by the constant 0.5:
+    the P2I network collapsed to a flat grey prediction that way (measured on the session-2 model). Under
+    this loss contrast, brightness and inversion cost nothing and a constant costs the target's full
+    variance, so only structure lowers it.
+    """
+    p = prediction.flatten(2)
+    t = target.flatten(2)
+    p = p - p.mean(dim=-1, keepdim=True)
+    t = t - t.mean(dim=-1, keepdim=True)
+    gain = (p * t).mean(dim=-1, keepdim=True) / (p.square().mean(dim=-1, keepdim=True) + eps)
+    return (t - gain * p).square().mean()
+
+
 def rd_loss(x: torch.Tensor, result, lambdas: torch.Tensor, alpha: float = 0.0,
             target: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
-    """``mean_i(lambda_i * 255^2 * MSE_i + bpp_i) + alpha * MSE(prediction, target)``.
+    """``mean_i(lambda_i * 255^2 * MSE_i + bpp_i) + alpha * affine_invariant_mse(prediction, target)``.
 
     ``lambdas`` holds each sample's lambda (B,); ``result`` is a model's forward output.
     """
@@ -42,7 +59,7 @@ def rd_loss(x: torch.Tensor, result, lambdas: torch.Tensor, alpha: float = 0.0,
     loss = (lambdas * 255.0 ** 2 * mse + bpp).mean()
     out = {'mse': mse.mean().detach(), 'bpp': bpp.mean().detach()}
     if result.prediction is not None and target is not None:
-        pred = (result.prediction - target).square().mean()
+        pred = affine_invariant_mse(result.prediction, target)
         out['prediction'] = pred.detach()
         if alpha > 0:
             loss = loss + alpha * pred

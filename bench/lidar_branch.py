@@ -1,0 +1,87 @@
+"""Is the LiDAR branch of a model learning anything? Measured on the held-out KITTI frames.
+
+For each frame, with its scan and with the zeros map (scan lost):
+- P2I: the share of the image's variance its prediction explains up to an affine map of each channel
+  (1 - affine_invariant_mse / variance; 0 for a flat prediction, as the session-2 model had).
+- Context features c1, c2, c3, c_hyper: RMS and mean spatial standard deviation with the scan, and the
+  RMS of their change when the scan is replaced by zeros. Features near zero, or unchanged without the
+  scan, cannot move the reconstruction: decoding without the scan then costs nothing.
+
+    .venv/bin/python bench/lidar_branch.py [--model models/xmodal-lidar] [--max-frames 6] [--tag cpu-2core]
+
+Writes bench/results/lidar_branch_<tag>.json.
+"""
+import argparse
+import json
+import socket
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from eval_codec import REPO, held_out_frames
+from xmodal_compress_ros.codec.model_io import load_model
+from xmodal_compress_ros.codec.models import pad_to_multiple
+from xmodal_compress_ros.geometry.projection import depth_condition
+from xmodal_compress_ros.train.losses import affine_invariant_mse
+
+FEATURES = ('c1', 'c2', 'c3', 'c_hyper')
+
+
+@torch.no_grad()
+def frame_record(model, image: np.ndarray, depth: np.ndarray) -> dict:
+    h, w = image.shape[:2]
+    x = pad_to_multiple(torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255.0)
+    with_scan = model.lidar_context(torch.from_numpy(depth)[None, None].float(), x)
+    without = model.lidar_context(None, x)
+    target = x[..., :h, :w]
+    variance = target.flatten(2).var(dim=-1, unbiased=False).mean()
+    record = {'p2i_explained': float(1.0 - affine_invariant_mse(with_scan.prediction[..., :h, :w], target)
+                                     / variance)}
+    for name in FEATURES:
+        a, b = getattr(with_scan, name), getattr(without, name)
+        record[name] = {'rms': float(a.square().mean().sqrt()),
+                        'spatial_std': float(a.std(dim=(2, 3)).mean()),
+                        'change_without_scan_rms': float((a - b).square().mean().sqrt())}
+    return record
+
+
+def mean_record(records: list) -> dict:
+    out = {'p2i_explained': float(np.mean([r['p2i_explained'] for r in records]))}
+    for name in FEATURES:
+        out[name] = {k: float(np.mean([r[name][k] for r in records])) for k in records[0][name]}
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--model', default=str(REPO / 'models' / 'xmodal-lidar'))
+    parser.add_argument('--raw-stride', type=int, default=5, help='use every n-th kitti_raw frame')
+    parser.add_argument('--max-frames', type=int, default=0, help='stop after this many frames (0: all)')
+    parser.add_argument('--threads', type=int, default=2)
+    parser.add_argument('--tag', default=socket.gethostname())
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    model = load_model(args.model)
+    if not model.uses_lidar:
+        parser.error(f'{args.model} is an image-only model: it has no LiDAR branch')
+    records = {}
+    for k, (name, frame) in enumerate(held_out_frames(args.raw_stride)):
+        if args.max_frames and k >= args.max_frames:
+            break
+        records[name] = frame_record(model, frame.image, depth_condition(frame.points, frame.calib))
+        print(name, f"P2I explains {records[name]['p2i_explained']:.3f}", ' '.join(
+            f"{f} rms {records[name][f]['rms']:.4f}" for f in FEATURES), flush=True)
+    summary = mean_record(list(records.values()))
+    print('mean:', json.dumps(summary))
+    result = {'host': socket.gethostname(), 'tag': args.tag, 'model': args.model,
+              'model_id': model.metadata['model_id'], 'frames': records, 'mean': summary}
+    out = REPO / 'bench' / 'results' / f'lidar_branch_{args.tag}.json'
+    out.write_text(json.dumps(result, indent=1) + '\n')
+    print(f'wrote {out}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

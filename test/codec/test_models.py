@@ -98,23 +98,6 @@ def test_zero_initialised_lidar_model_equals_twin(models):
     torch.testing.assert_close(a['likelihoods']['y'], b['likelihoods']['y'])
 
 
-def test_context_gain_scales_the_lidar_features_and_is_stored(tmp_path):
-    from xmodal_compress_ros.codec.model_io import load_model, save_model
-
-    plain = LidarConditionedCodec(**TINY).eval()
-    gained = LidarConditionedCodec(**TINY, context_gain=10.0).eval()
-    gained.load_state_dict(plain.state_dict())
-    x, depth = torch.rand(1, 3, 64, 64), _depth(64, 64)
-    with torch.no_grad():
-        a, b = plain.lidar_context(depth, x), gained.lidar_context(depth, x)
-    for name in ('c1', 'c2', 'c3', 'c_hyper'):
-        torch.testing.assert_close(10.0 * getattr(a, name), getattr(b, name))
-    torch.testing.assert_close(a.prediction, b.prediction)
-    gained.update()
-    save_model(gained, tmp_path / 'gained', {})
-    assert load_model(tmp_path / 'gained').context_gain == 10.0
-
-
 def test_mmfft_and_zeros_conditioning_run():
     for kwargs in (dict(fusion='mmfft'), dict(conditioning='zeros', hyper_refiner=False)):
         model = LidarConditionedCodec(**TINY, **kwargs).eval()

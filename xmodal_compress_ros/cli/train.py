@@ -20,8 +20,6 @@ def add_arguments(parser) -> None:
     parser.add_argument('--fusion', default=d.fusion, choices=('concat', 'mmfft'))
     parser.add_argument('--conditioning', default=d.conditioning, choices=('lidar', 'zeros'))
     parser.add_argument('--no-hyper-refiner', action='store_true', help='do not refine the means with LiDAR')
-    parser.add_argument('--context-gain', type=float, default=d.context_gain,
-                        help='fixed factor on the LiDAR context features (LiDAR model)')
     parser.add_argument('--lidar-dropout', type=float, default=d.lidar_dropout)
     parser.add_argument('--alpha', type=float, default=d.alpha, help='initial P2I loss weight (annealed to 0)')
     parser.add_argument('--checkpoint-every', type=int, default=d.checkpoint_every)
@@ -51,7 +49,7 @@ def main(args) -> int:
     config = TrainConfig(
         arch=args.arch, out=args.out, steps=args.steps, batch_size=args.batch_size, crop=args.crop, lr=args.lr,
         N=args.N, M=args.M, fusion=args.fusion, conditioning=args.conditioning,
-        hyper_refiner=not args.no_hyper_refiner, context_gain=args.context_gain, lidar_dropout=args.lidar_dropout, alpha=args.alpha,
+        hyper_refiner=not args.no_hyper_refiner, lidar_dropout=args.lidar_dropout, alpha=args.alpha,
         checkpoint_every=args.checkpoint_every, seed=args.seed, threads=args.threads,
         init_from=args.init_from, resume=args.resume, data=tuple(args.data), device=args.device,
         amp=args.amp)

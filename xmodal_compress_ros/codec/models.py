@@ -471,10 +471,6 @@ class LidarConditionedCodec(HyperpriorCodec):
         hyper_refiner: refine the means mu with c_hyper (never the scales).
         p2i_ch: channels of the P2I network.
         ctx_ch: channels of c1, c2, c3.
-        context_gain: fixed factor on c1, c2, c3 and c_hyper. Their LiDAR-dependent part starts about
-            100x smaller than the image features they join (spatial std 0.005-0.015 at init, measured),
-            so under Adam the fusion weights would need 100x more steps to make them matter; a gain is
-            the same as a larger learning rate for just those weights.
     """
 
     registry_name = 'xmodal-lidar'
@@ -483,7 +479,7 @@ class LidarConditionedCodec(HyperpriorCodec):
     def __init__(self, N: int = 48, M: int = 128, Nz: int = 64, hyper_hidden: int = 64,
                  lambdas: Tuple[float, ...] = DEFAULT_LAMBDAS, fusion: str = 'concat',
                  conditioning: str = 'lidar', hyper_refiner: bool = True, p2i_ch: int = 24,
-                 ctx_ch: Tuple[int, int, int] = _DEFAULT_CTX, context_gain: float = 1.0):
+                 ctx_ch: Tuple[int, int, int] = _DEFAULT_CTX):
         if fusion not in ('concat', 'mmfft'):
             raise ValueError(f"fusion must be 'concat' or 'mmfft', got {fusion!r}")
         if conditioning not in ('lidar', 'zeros'):
@@ -492,9 +488,8 @@ class LidarConditionedCodec(HyperpriorCodec):
         self._ctx_ch = tuple(int(c) for c in ctx_ch)
         super().__init__(N, M, Nz, hyper_hidden, lambdas)
         self.config.update(fusion=fusion, conditioning=conditioning, hyper_refiner=hyper_refiner,
-                           p2i_ch=p2i_ch, ctx_ch=list(self._ctx_ch), context_gain=float(context_gain))
+                           p2i_ch=p2i_ch, ctx_ch=list(self._ctx_ch))
         self.conditioning = conditioning
-        self.context_gain = float(context_gain)
         self.p2i = P2INetwork(p2i_ch)
         self.context_mining = ContextMining(p2i_ch, self._ctx_ch, hyper_ch=M // 4)
         self.hyper_refiner = None
@@ -516,8 +511,7 @@ class LidarConditionedCodec(HyperpriorCodec):
             if depth01.shape[-2:] != (h, w) or depth01.shape[0] != b:
                 raise ValueError(f'depth map {tuple(depth.shape)} does not match image {tuple(like.shape)}')
         prediction, f_half, f_quarter = self.p2i(depth01)
-        c1, c2, c3, c_hyper = (self.context_gain * c for c in
-                               self.context_mining(prediction, depth01, f_half, f_quarter))
+        c1, c2, c3, c_hyper = self.context_mining(prediction, depth01, f_half, f_quarter)
         return LidarContext(c1, c2, c3, c_hyper, prediction)
 
     def mean(self, z_hat: torch.Tensor, ctx: Optional[LidarContext] = None) -> torch.Tensor:

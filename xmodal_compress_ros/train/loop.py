@@ -53,7 +53,6 @@ class TrainConfig:
     fusion: str = 'concat'
     conditioning: str = 'lidar'
     hyper_refiner: bool = True
-    context_gain: float = 1.0
     lidar_dropout: float = 0.1
     alpha: float = 5.0
     grad_clip: float = 1.0
@@ -69,8 +68,7 @@ class TrainConfig:
     def model_kwargs(self) -> Dict:
         kwargs = dict(N=self.N, M=self.M, Nz=self.Nz, hyper_hidden=self.hyper_hidden, lambdas=self.lambdas)
         if get_model_class(self.arch).uses_lidar:
-            kwargs.update(fusion=self.fusion, conditioning=self.conditioning, hyper_refiner=self.hyper_refiner,
-                          context_gain=self.context_gain)
+            kwargs.update(fusion=self.fusion, conditioning=self.conditioning, hyper_refiner=self.hyper_refiner)
         return kwargs
 
     def to_json(self) -> Dict:

@@ -13,6 +13,7 @@ Held-out frames only (never used for training): kitti_object (training 000000-00
                                          [--raw-stride 5] [--max-frames N] [--tag cpu-2core]
 """
 import argparse
+import itertools
 import json
 import socket
 import sys
@@ -43,6 +44,20 @@ def held_out_frames(raw_stride: int):
     for i in range(0, len(drive), raw_stride):
         frame = drive[i]
         yield f'kitti_raw/{frame.name}', frame
+
+
+def add_frame_arguments(parser) -> None:
+    """The options every held-out-frame script shares: which frames, how many threads, the result tag."""
+    parser.add_argument('--raw-stride', type=int, default=5, help='use every n-th kitti_raw frame')
+    parser.add_argument('--max-frames', type=int, default=0, help='stop after this many frames (0: all)')
+    parser.add_argument('--threads', type=int, default=2)
+    parser.add_argument('--tag', default=socket.gethostname())
+
+
+def selected_frames(args):
+    """The held-out frames that ``add_frame_arguments``' options select."""
+    frames = held_out_frames(args.raw_stride)
+    return itertools.islice(frames, args.max_frames) if args.max_frames else frames
 
 
 def jpeg_points(image: np.ndarray):
@@ -114,17 +129,12 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--lidar', default=str(REPO / 'models' / 'xmodal-lidar'))
     parser.add_argument('--twin', default=str(REPO / 'models' / 'xmodal-hyperprior'))
-    parser.add_argument('--raw-stride', type=int, default=5, help='use every n-th kitti_raw frame')
-    parser.add_argument('--max-frames', type=int, default=0, help='stop after this many frames (0: all)')
-    parser.add_argument('--threads', type=int, default=2)
-    parser.add_argument('--tag', default=socket.gethostname())
+    add_frame_arguments(parser)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     models = {'lidar': load_model(args.lidar), 'twin': load_model(args.twin)}
     records = []
-    for k, (name, frame) in enumerate(held_out_frames(args.raw_stride)):
-        if args.max_frames and k >= args.max_frames:
-            break
+    for name, frame in selected_frames(args):
         image = frame.image
         h, w = image.shape[:2]
         depth = depth_condition(frame.points, frame.calib)

@@ -15,12 +15,11 @@ import argparse
 import json
 import socket
 import sys
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from eval_codec import REPO, held_out_frames
+from eval_codec import REPO, add_frame_arguments, selected_frames
 from xmodal_compress_ros.codec.model_io import load_model
 from xmodal_compress_ros.codec.models import pad_to_multiple
 from xmodal_compress_ros.geometry.projection import depth_condition
@@ -57,19 +56,14 @@ def mean_record(records: list) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--model', default=str(REPO / 'models' / 'xmodal-lidar'))
-    parser.add_argument('--raw-stride', type=int, default=5, help='use every n-th kitti_raw frame')
-    parser.add_argument('--max-frames', type=int, default=0, help='stop after this many frames (0: all)')
-    parser.add_argument('--threads', type=int, default=2)
-    parser.add_argument('--tag', default=socket.gethostname())
+    add_frame_arguments(parser)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     model = load_model(args.model)
     if not model.uses_lidar:
         parser.error(f'{args.model} is an image-only model: it has no LiDAR branch')
     records = {}
-    for k, (name, frame) in enumerate(held_out_frames(args.raw_stride)):
-        if args.max_frames and k >= args.max_frames:
-            break
+    for name, frame in selected_frames(args):
         records[name] = frame_record(model, frame.image, depth_condition(frame.points, frame.calib))
         print(name, f"P2I explains {records[name]['p2i_explained']:.3f}", ' '.join(
             f"{f} rms {records[name][f]['rms']:.4f}" for f in FEATURES), flush=True)

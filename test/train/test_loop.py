@@ -68,10 +68,14 @@ def test_prediction_loss_rewards_structure_under_any_colouring():
 
 
 @pytest.mark.parametrize('arch', ['xmodal-hyperprior', 'xmodal-lidar'])
-def test_train_exports_loadable_model_and_resumes(tmp_path, arch):
+def test_train_exports_loadable_model_and_resumes(tmp_path, arch, capsys):
     out = tmp_path / arch
     bank = _bank()
     train(TrainConfig(arch=arch, out=str(out), steps=3, **TINY), bank, progress=False)
+    # Without a progress bar, one line of mean loss terms per checkpoint (every 2 steps, and the last).
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith('step ')]
+    assert [line.split(' ')[1] for line in lines] == ['2/3', '3/3']
+    assert all('mse=' in line and 'bpp=' in line and 'loss=' in line for line in lines)
     meta = read_metadata(out)
     assert meta['training']['steps'] == 3 and meta['training']['frames'] == bank.names
     speed = meta['training_speed']

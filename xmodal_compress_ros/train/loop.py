@@ -157,7 +157,8 @@ def train(config: TrainConfig, bank: FrameBank, progress: bool = True,
     model.train()
     bar = tqdm(total=config.steps, initial=step, disable=not progress, unit='step', smoothing=0.05)
     start, first_step = time.time(), step
-    sums: Dict[str, torch.Tensor] = {}
+    sums: Dict[str, torch.Tensor] = {}  # loss terms since the last log line (no progress bar)
+    logged = step
     while step < config.steps:
         for group in optimizer.param_groups:
             group['lr'] = _lr_at(config, step)
@@ -174,26 +175,30 @@ def train(config: TrainConfig, bank: FrameBank, progress: bool = True,
         bar.update(1)
         if step % 10 == 0:  # reading the values waits for the GPU: not every step
             bar.set_postfix({k: f'{float(v.detach()):.4g}' for k, v in terms.items()})
-        for key, value in dict(terms, count=torch.ones(())).items():
-            sums[key] = sums.get(key, 0.0) + value.detach()
+        if not progress:  # logs and nohup runs still see how training goes
+            for key, value in terms.items():
+                sums[key] = sums.get(key, 0.0) + value.detach()
         if step % config.checkpoint_every == 0 or step == config.steps:
             save_checkpoint(out, model, optimizer, step, rng, config)
-            if not progress:  # logs and nohup runs still see how training goes
-                _log_terms(step, config.steps, sums, start, first_step)
-            sums = {}
+            if not progress:
+                rate = _steps_per_second(step - first_step, time.time() - start)
+                _log_terms(step, config.steps, sums, step - logged, rate)
+                sums, logged = {}, step
     bar.close()
     elapsed = time.time() - start
-    speed = {'steps_per_second_last_session': round((step - first_step) / max(elapsed, 1e-9), 3),
+    speed = {'steps_per_second_last_session': round(_steps_per_second(step - first_step, elapsed), 3),
              'device': str(device)}
     export(model.cpu(), config, bank, step, elapsed, dict(metadata or {}, **{'training_speed': speed}))
     return model
 
 
-def _log_terms(step: int, steps: int, sums: Dict[str, torch.Tensor], start: float, first_step: int) -> None:
-    """One line of the loss terms averaged since the last checkpoint (``sums['count']`` steps)."""
-    count = float(sums.pop('count'))
+def _steps_per_second(steps: int, seconds: float) -> float:
+    return steps / max(seconds, 1e-9)
+
+
+def _log_terms(step: int, steps: int, sums: Dict[str, torch.Tensor], count: int, rate: float) -> None:
+    """One line of the loss terms averaged over the ``count`` steps since the previous line."""
     means = ' '.join(f'{k}={float(v) / count:.4g}' for k, v in sums.items())
-    rate = (step - first_step) / max(time.time() - start, 1e-9)
     print(f'step {step}/{steps} {rate:.2f} step/s: {means}', flush=True)
 
 

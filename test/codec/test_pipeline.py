@@ -23,8 +23,11 @@ from xmodal_compress_ros.runtime.samples import (TINY_CONFIG, committed_models, 
 pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
 WIDTH, HEIGHT = 192, 128
-# (backend, precision) pairs every frame is encoded with and decoded with, in all combinations.
-SETTINGS = [('torch', 'fp32'), ('torch', 'fp16'), ('onnxruntime', 'fp32')]
+# (backend, device, precision) every frame is encoded with and decoded with, in all combinations; the
+# CUDA ones where this machine has a GPU (a GPU encoder against a CPU decoder is the deployment case).
+SETTINGS = [('torch', 'cpu', 'fp32'), ('torch', 'cpu', 'fp16'), ('onnxruntime', 'cpu', 'fp32'),
+            ('torch', 'cuda', 'fp32'), ('torch', 'cuda', 'fp16'), ('onnxruntime', 'cuda', 'fp32')]
+REFERENCE = ('torch', 'cpu', 'fp32')
 
 
 @pytest.fixture(scope='module')
@@ -38,23 +41,22 @@ def cache(tmp_path_factory):
     return str(tmp_path_factory.mktemp('cache'))
 
 
-def _encoder(stems, cache, backend='torch', precision='fp32', fallback=True, calib=None, **kwargs):
+def _encoder(stems, cache, backend='torch', precision='fp32', fallback=True, calib=None, device='cpu',
+             **kwargs):
     config = EncoderConfig(model=stems[0], fallback_model=stems[1] if fallback else '', backend=backend,
-                           precision=precision, warmup=False, cache_dir=cache, **kwargs)
+                           device=device, precision=precision, warmup=False, cache_dir=cache, **kwargs)
     return Encoder(config, calib if calib is not None else synthetic_frame(WIDTH, HEIGHT).calib)
 
 
-def _decoder(stems, cache, backend='torch', precision='fp32', models=None):
-    return Decoder(DecoderConfig(models=tuple(models or stems), backend=backend, precision=precision,
-                                 warmup=False, cache_dir=cache, resolutions=((WIDTH, HEIGHT),)))
+def _decoder(stems, cache, backend='torch', precision='fp32', models=None, device='cpu'):
+    return Decoder(DecoderConfig(models=tuple(models or stems), backend=backend, device=device,
+                                 precision=precision, warmup=False, cache_dir=cache,
+                                 resolutions=((WIDTH, HEIGHT),)))
 
 
 def _settings():
-    usable = []
-    for backend, precision in SETTINGS:
-        if backend in available_backends('cpu'):
-            usable.append((backend, precision))
-    return usable
+    return [(backend, device, precision) for backend, device, precision in SETTINGS
+            if backend in available_backends(device)]
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -71,32 +73,33 @@ def _frame(kind: str, request):
 
 @pytest.fixture(scope='module')
 def coders(stems, cache):
-    """(encoder, decoder) per usable (backend, precision), for frames of WIDTH x HEIGHT."""
+    """(encoder, decoder) per usable (backend, device, precision), for frames of WIDTH x HEIGHT."""
     calib = synthetic_frame(WIDTH, HEIGHT).calib
     built = {}
-    for backend, precision in _settings():
+    for backend, device, precision in _settings():
         try:
-            built[backend, precision] = (_encoder(stems, cache, backend, precision, calib=calib),
-                                         _decoder(stems, cache, backend, precision))
+            built[backend, device, precision] = (
+                _encoder(stems, cache, backend, precision, calib=calib, device=device),
+                _decoder(stems, cache, backend, precision, device=device))
         except ParameterError as exc:  # e.g. no CPU fp16 kernels in this PyTorch build
-            if (backend, precision) == ('torch', 'fp32'):
+            if (backend, device, precision) == REFERENCE:
                 raise
-            warnings.warn(f'not testing {backend}/{precision}: {exc}')
+            warnings.warn(f'not testing {backend}/{device}/{precision}: {exc}')
     return built
 
 
 @pytest.mark.parametrize('kind', ['synthetic', pytest.param('kitti', marks=pytest.mark.kitti)])
 def test_every_backend_decodes_every_backend_identically(coders, kind, request):
-    """Encode with each backend/precision, decode with each: identical symbols and scale indexes,
-    reconstructions within 0.1 dB PSNR of the PyTorch fp32 reference."""
+    """Encode with each backend/device/precision, decode with each: identical symbols and scale indexes,
+    reconstructions within 0.1 dB PSNR of the PyTorch fp32 CPU reference."""
     frame = _frame(kind, request)
-    _, reference_decoder = coders['torch', 'fp32']
+    _, reference_decoder = coders[REFERENCE]
     packets = {}
     for key, (encoder, _) in coders.items():
         # Each encoder was built for the synthetic calibration; condition on this frame's own.
         scan = replace(encoder.encode_scan(frame.points, 10)[1], calib=compact_calibration(frame.calib))
         packets[key] = (scan, encoder.encode_image(frame.image, 20, scan))
-    ref_scan, ref_image = packets['torch', 'fp32']
+    ref_scan, ref_image = packets[REFERENCE]
     reference = psnr(frame.image, reference_decoder.decode_image(ref_image.packet, ref_scan).rgb)
     for enc_key, (scan, encoded) in packets.items():
         assert not encoded.image_only

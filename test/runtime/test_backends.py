@@ -58,10 +58,15 @@ def test_unavailable_backends_say_why(models):
     assert 'cuda' in cls.unavailable_reason('cpu')
 
 
-@pytest.mark.parametrize('backend, precision, tolerance', [
-    ('torch', 'fp32', 0.0), ('torch', 'fp16', 0.05), ('torch', 'bf16', 0.3), ('onnxruntime', 'fp32', 1e-4)])
-def test_graphs_agree_with_the_reference(models, tmp_path_factory, backend, precision, tolerance):
-    options = BackendOptions(precision=precision, cache_dir=str(tmp_path_factory.getbasetemp() / 'cache'))
+@pytest.mark.parametrize('backend, device, precision, tolerance', [
+    ('torch', 'cpu', 'fp32', 0.0), ('torch', 'cpu', 'fp16', 0.05), ('torch', 'cpu', 'bf16', 0.3),
+    ('onnxruntime', 'cpu', 'fp32', 1e-4),
+    ('torch', 'cuda', 'fp32', 1e-4), ('torch', 'cuda', 'fp16', 0.05), ('onnxruntime', 'cuda', 'fp32', 1e-4)])
+def test_graphs_agree_with_the_reference(models, tmp_path_factory, backend, device, precision, tolerance):
+    """Every graph on every backend, device and precision matches PyTorch fp32 on the CPU (CUDA rows run
+    where there is a GPU; TF32 convolutions keep fp32 within 1e-4)."""
+    options = BackendOptions(device=device, precision=precision,
+                             cache_dir=str(tmp_path_factory.getbasetemp() / 'cache'))
     for model in models:
         reference = create_backend('torch', model)
         try:
@@ -77,7 +82,7 @@ def test_graphs_agree_with_the_reference(models, tmp_path_factory, backend, prec
             for out in spec.outputs:
                 assert tuple(got[out.name].shape) == out.concrete_shape(H, W)
                 assert got[out.name].device == other.device
-                diff = (got[out.name].float() - expected[out.name]).abs().max().item()
+                diff = (got[out.name].float().cpu() - expected[out.name]).abs().max().item()
                 scale = max(1.0, expected[out.name].abs().max().item())
                 assert diff <= tolerance * scale, (name, out.name, diff)
 

@@ -108,7 +108,7 @@ class Backend(abc.ABC):
         self.model = model
         self.options = options
         self.specs: Dict[str, GraphSpec] = graph_specs(model)
-        self.device = torch.device(options.device)
+        self.device = _concrete(torch.device(options.device))
 
     @classmethod
     @abc.abstractmethod
@@ -171,6 +171,14 @@ def get_backend_class(name: str):
         raise ParameterError(f'unknown backend {name!r}; valid: {", ".join(backend_names())}')
     module = importlib.import_module(_BACKEND_MODULES[name])
     return module.BACKEND
+
+
+def _concrete(device: torch.device) -> torch.device:
+    """``cuda`` as ``cuda:<current>``: tensors report the indexed device, and ``tensor.device ==
+    backend.device`` must hold for outputs (on the H100, a bare ``cuda`` failed that comparison)."""
+    if device.type == 'cuda' and device.index is None:
+        return torch.device('cuda', torch.cuda.current_device())
+    return device
 
 
 def available_backends(device: str = 'cpu') -> Tuple[str, ...]:

@@ -60,6 +60,16 @@ def selected_frames(args):
     return itertools.islice(frames, args.max_frames) if args.max_frames else frames
 
 
+def write_model_result(kind: str, args, model, fields: dict) -> Path:
+    """Write ``bench/results/<kind>_<tag>.json``: host, tag, model stem and id, then ``fields``."""
+    result = {'host': socket.gethostname(), 'tag': args.tag, 'model': args.model,
+              'model_id': model.metadata['model_id'], **fields}
+    out = REPO / 'bench' / 'results' / f'{kind}_{args.tag}.json'
+    out.write_text(json.dumps(result, indent=1) + '\n')
+    print(f'wrote {out}')
+    return out
+
+
 def jpeg_points(image: np.ndarray):
     bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
     for q in JPEG_QUALITIES:

@@ -13,13 +13,12 @@ Writes bench/results/lidar_branch_<tag>.json.
 """
 import argparse
 import json
-import socket
 import sys
 
 import numpy as np
 import torch
 
-from eval_codec import REPO, add_frame_arguments, selected_frames
+from eval_codec import REPO, add_frame_arguments, selected_frames, write_model_result
 from xmodal_compress_ros.codec.model_io import load_model
 from xmodal_compress_ros.codec.models import pad_to_multiple
 from xmodal_compress_ros.geometry.projection import depth_condition
@@ -69,11 +68,7 @@ def main(argv=None) -> int:
             f"{f} rms {records[name][f]['rms']:.4f}" for f in FEATURES), flush=True)
     summary = mean_record(list(records.values()))
     print('mean:', json.dumps(summary))
-    result = {'host': socket.gethostname(), 'tag': args.tag, 'model': args.model,
-              'model_id': model.metadata['model_id'], 'frames': records, 'mean': summary}
-    out = REPO / 'bench' / 'results' / f'lidar_branch_{args.tag}.json'
-    out.write_text(json.dumps(result, indent=1) + '\n')
-    print(f'wrote {out}')
+    write_model_result('lidar_branch', args, model, {'frames': records, 'mean': summary})
     return 0
 
 

@@ -26,7 +26,6 @@ Writes bench/results/lidar_probe_<tag>.json.
 import argparse
 import json
 import math
-import socket
 import sys
 from typing import Dict, List
 
@@ -34,7 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from eval_codec import REPO, add_frame_arguments, selected_frames
+from eval_codec import REPO, add_frame_arguments, selected_frames, write_model_result
 from xmodal_compress_ros.codec.integer_hyper import index_to_scale
 from xmodal_compress_ros.codec.layers import gaussian_likelihood
 from xmodal_compress_ros.codec.model_io import load_model
@@ -203,13 +202,10 @@ def main(argv=None) -> int:
         depth = depth_condition(frame.points, frame.calib)
         data.append(frame_data(model, frame.image, depth, args.quality, rng))
         print(name, flush=True)
-    result = {'host': socket.gethostname(), 'tag': args.tag, 'model': args.model,
-              'model_id': model.metadata['model_id'], 'quality': args.quality, 'frames': names,
-              'ridge': RIDGE, 'pixels_per_frame': PIXELS_PER_FRAME, **run_probes(data)}
-    print(json.dumps({k: result[k] for k in ('means', 'reconstruction_error_removed_percent')}, indent=1))
-    out = REPO / 'bench' / 'results' / f'lidar_probe_{args.tag}.json'
-    out.write_text(json.dumps(result, indent=1) + '\n')
-    print(f'wrote {out}')
+    probes = run_probes(data)
+    print(json.dumps(probes, indent=1))
+    write_model_result('lidar_probe', args, model, {'quality': args.quality, 'frames': names, 'ridge': RIDGE,
+                                                    'pixels_per_frame': PIXELS_PER_FRAME, **probes})
     return 0
 
 

@@ -54,12 +54,20 @@ def dense_depth(depth01: torch.Tensor, valid: torch.Tensor, sigma: float = 3.0) 
 
 
 def _blur(a: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of each channel of (1, C, H, W)."""
     radius = int(3 * sigma)
     t = torch.arange(-radius, radius + 1, dtype=torch.float32)
     g = torch.exp(-t ** 2 / (2 * sigma ** 2))
     g = g / g.sum()
-    a = F.conv2d(a, g.view(1, 1, 1, -1), padding=(0, radius))
-    return F.conv2d(a, g.view(1, 1, -1, 1), padding=(radius, 0))
+    channels = a.transpose(0, 1)  # each channel as its own one-channel image
+    channels = F.conv2d(channels, g.view(1, 1, 1, -1), padding=(0, radius))
+    return F.conv2d(channels, g.view(1, 1, -1, 1), padding=(radius, 0)).transpose(0, 1)
+
+
+def _abs_differences(a: torch.Tensor):
+    """|horizontal| and |vertical| neighbour differences of (1, C, H, W), zero-padded to its size."""
+    return (F.pad((a[..., :, 1:] - a[..., :, :-1]).abs(), (0, 1)),
+            F.pad((a[..., 1:, :] - a[..., :-1, :]).abs(), (0, 0, 0, 1)))
 
 
 def depth_maps(depth: np.ndarray, like: torch.Tensor) -> torch.Tensor:
@@ -69,9 +77,7 @@ def depth_maps(depth: np.ndarray, like: torch.Tensor) -> torch.Tensor:
     d = d[..., :like.shape[-2], :like.shape[-1]]
     valid = (d > 0).float()
     dense = dense_depth(d, valid)
-    gx = F.pad(dense[..., :, 1:] - dense[..., :, :-1], (0, 1))
-    gy = F.pad(dense[..., 1:, :] - dense[..., :-1, :], (0, 0, 0, 1))
-    return torch.cat([valid, d, dense, gx.abs(), gy.abs()], dim=1)
+    return torch.cat([valid, d, dense, *_abs_differences(dense)], dim=1)
 
 
 def block_features(maps: torch.Tensor) -> torch.Tensor:
@@ -93,14 +99,8 @@ def _with_neighbours(grid: torch.Tensor, radius: int) -> torch.Tensor:
 def image_maps(x: torch.Tensor) -> torch.Tensor:
     """(1, 5, H, W) control features from an image: RGB, luma and luma edge magnitude."""
     luma = (0.299 * x[:, :1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
-    edge = F.pad((luma[..., :, 1:] - luma[..., :, :-1]).abs(), (0, 1)) + \
-        F.pad((luma[..., 1:, :] - luma[..., :-1, :]).abs(), (0, 0, 0, 1))
-    return torch.cat([x, luma, edge], dim=1)
-
-
-def blurred(x: torch.Tensor, sigma: float = 3.0) -> torch.Tensor:
-    """Each channel of ``x`` blurred like the densified depth (the reconstruction probe's control)."""
-    return torch.cat([_blur(x[:, c:c + 1], sigma) for c in range(x.shape[1])], dim=1)
+    gx, gy = _abs_differences(luma)
+    return torch.cat([x, luma, gx + gy], dim=1)
 
 
 @torch.no_grad()
@@ -128,7 +128,8 @@ def frame_data(model, image: np.ndarray, depth: np.ndarray, quality: int,
     pick = rng.choice(h * w, size=min(PIXELS_PER_FRAME, h * w), replace=False)
     error = (x - x_hat)[..., :h, :w]
     out['error'] = error[0].reshape(3, -1).T.numpy()[pick]
-    pixel_maps = {'pixel_decoded': x_hat, 'pixel_depth': d_maps, 'pixel_blurred_original': blurred(x)}
+    # The control blurs the original like the densified depth (sigma 3 pixels).
+    pixel_maps = {'pixel_decoded': x_hat, 'pixel_depth': d_maps, 'pixel_blurred_original': _blur(x, 3.0)}
     for name, maps in pixel_maps.items():
         out[name] = _with_neighbours(maps[..., :h, :w], 1).numpy()[pick]
     return out
@@ -155,9 +156,7 @@ def ridge_two_fold(features: List[np.ndarray], targets: List[np.ndarray]) -> Lis
 def mean_probe(data: List[Dict], key: str) -> Dict:
     """Normalised residual energy a probe on ``key`` removes, and the y bits that saves (estimate)."""
     targets = [d['normalised_residual'] for d in data]
-    predictions = ridge_two_fold([d[key] for d in data], targets)
-    energy = sum(float((t ** 2).sum()) for t in targets)
-    removed = energy - sum(float(((t - p) ** 2).sum()) for t, p in zip(targets, predictions))
+    energy, removed = _energy_removed(targets, ridge_two_fold([d[key] for d in data], targets))
     bits = sum(d['y_bits'] for d in data)
     return {'normalised_energy_removed_percent': 100.0 * removed / energy,
             'y_bits_saved_percent_estimate': 100.0 * removed / (2.0 * math.log(2.0)) / bits}
@@ -166,10 +165,16 @@ def mean_probe(data: List[Dict], key: str) -> Dict:
 def error_probe(data: List[Dict], keys: List[str]) -> float:
     """Share (%) of the held-out reconstruction error energy a linear probe on ``keys`` removes."""
     features = [np.concatenate([d[k] for k in keys], axis=1) for d in data]
-    predictions = ridge_two_fold(features, [d['error'] for d in data])
-    energy = sum(float((d['error'] ** 2).sum()) for d in data)
-    left = sum(float(((d['error'] - p) ** 2).sum()) for d, p in zip(data, predictions))
-    return 100.0 * (1.0 - left / energy)
+    targets = [d['error'] for d in data]
+    energy, removed = _energy_removed(targets, ridge_two_fold(features, targets))
+    return 100.0 * removed / energy
+
+
+def _energy_removed(targets: List[np.ndarray], predictions: List[np.ndarray]):
+    """(energy of the targets, energy the predictions remove from them), summed over frames."""
+    energy = sum(float((t ** 2).sum()) for t in targets)
+    left = sum(float(((t - p) ** 2).sum()) for t, p in zip(targets, predictions))
+    return energy, energy - left
 
 
 def run_probes(data: List[Dict]) -> Dict:

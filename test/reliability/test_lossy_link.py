@@ -90,7 +90,10 @@ def test_nodes_best_effort_10_percent_burst_and_late_decoder(link_possible, code
             link, setup, tmp_path / 'run', seconds=14.0, late_decoder_s=0.5, burst=(1.0, 1.0)
         )
     assert result['decoder']['packets_in'] > 0 and result['every_arrival_decoded'], result
-    assert result['published_not_seen_by_listener'] == 0, result
+    # The listener misses only what the decoder published before their DDS endpoints matched (under
+    # CI load the local match can come after the decoder's match with the encoder across the link).
+    unseen, blind = result['published_not_seen_by_listener'], result['published_before_listener_matched']
+    assert unseen <= (blind or 0), result
     late, burst = result['late_decoder'], result['burst']
     # Intra-only coding and volatile QoS: once DDS discovery has matched the decoder (logged by the node;
     # over the lossy link that can take a second, and the listener's view of "decoder up" lags it

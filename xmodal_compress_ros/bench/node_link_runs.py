@@ -312,6 +312,7 @@ def summarise(workdir: Path, publish_log: Path, config: LinkConfig, setup: NodeS
         and counts['frames_in'] == counts['frames_out'] + counts['dropped.superseded'] + counts['errors']
         and counts['errors'] == 0,
         'published_not_seen_by_listener': counts['frames_out'] - len(decoded),
+        'published_before_listener_matched': _before_listener_matched(workdir, sent, received),
     }
     # Of the image packets the encoder sent (after start-up), the share decoded at the far end.
     result['delivery'] = round(result['steady_decoded'] / len(steady), 4) if steady else None
@@ -350,6 +351,22 @@ def _matched_ns(workdir: Path, since_ns: int) -> Optional[int]:
             return None
         ends.append(min(later))
     return max(ends)
+
+
+def _before_listener_matched(workdir: Path, sent: list, received: Dict) -> Optional[int]:
+    """Image packets the encoder sent after the decoder's packet subscription matched (less 0.1 s for
+    the link's delay) but before its decoded-image publisher and the listener had matched each other:
+    the most frames the decoder can have published that a volatile listener could not receive. None
+    when the match times were not logged."""
+    matched = received.get('matched_ns', {}).get(DECODED_TOPIC)
+    log = workdir / 'decoder_node.log'
+    text = log.read_text() if log.exists() else ''
+    packets = match_times(text, 'packet subscription')
+    if matched is None or not packets:
+        return None
+    seen = max([matched] + match_times(text, 'image publisher')[:1])
+    start = packets[0] - 100_000_000
+    return sum(1 for r in sent if 'image' in r[5] and start <= r[3] <= seen)
 
 
 def _after(

@@ -66,7 +66,8 @@ class DecoderNode(Node):
 
         c = self._config
         output_qos = qos_profile(c.output_qos, c.output_depth)
-        self._image_pub = self.create_publisher(Image, c.image_topic, output_qos)
+        self._image_pub = self.create_publisher(Image, c.image_topic, output_qos,
+                                                **match_logging(self, 'publisher', 'image publisher'))
         self._points_pub = self.create_publisher(PointCloud2, c.lidar_topic, output_qos) \
             if c.publish_points else None
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)

@@ -113,9 +113,14 @@ def listen(args) -> dict:
 
         return callback
 
+    subscriptions = {}
     for spec in ([f'{args.topic}:compressed'] if args.topic else []) + list(args.watch):
         topic, _, kind = spec.rpartition(':')
-        node.create_subscription(types[kind], topic, on_message(topic), _qos(args.qos, args.depth))
+        subscriptions[topic] = node.create_subscription(
+            types[kind], topic, on_message(topic), _qos(args.qos, args.depth))
+    # When each subscription first saw a publisher: a volatile reader misses whatever was published
+    # before, so a harness can tell such messages from ones lost later.
+    matched_ns: Dict[str, int] = {}
     if args.diagnostics:
         node.create_subscription(DiagnosticArray, '/diagnostics', on_diagnostics, 50)
     print('listening', flush=True)
@@ -124,6 +129,9 @@ def listen(args) -> dict:
     while time.monotonic() < end and not interrupted:
         if args.matched_file and not os.path.exists(args.matched_file) and _matched(node):
             open(args.matched_file, 'w').close()
+        for topic, sub in subscriptions.items():
+            if topic not in matched_ns and sub.get_publisher_count() > 0:
+                matched_ns[topic] = time.time_ns()
         before = len(records)
         rclpy.spin_once(node, timeout_sec=0.05)
         if len(records) > before:
@@ -134,6 +142,7 @@ def listen(args) -> dict:
         'records': records,
         'fields': ['topic', 'frame_id', 'stamp_ns', 'received_ns', 'bytes', 'format'],
         'diagnostics': diagnostics,
+        'matched_ns': matched_ns,
     }
     # Written before shutting rclpy down: a harness that loses patience with a slow shutdown and kills
     # the process still finds the records.

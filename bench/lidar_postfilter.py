@@ -52,10 +52,13 @@ class PostFilter(nn.Module):
         nn.init.zeros_(self.tail.bias)
 
     def forward(self, decoded: torch.Tensor, quality: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
-        plane = quality.view(-1, 1, 1, 1).expand(-1, 1, *decoded.shape[-2:])
+        height, width = decoded.shape[-2:]
+        plane = quality.view(-1, 1, 1, 1).expand(-1, 1, height, width)
         inputs = torch.cat([decoded, plane, depth, (depth > 0).float()], dim=1)
+        # Pixel-unshuffle needs even sizes (KITTI frames are 375 rows): pad by replication, crop back.
+        inputs = F.pad(inputs, (0, width % 2, 0, height % 2), mode='replicate')
         h = self.body(self.head(F.pixel_unshuffle(inputs, 2)))
-        return decoded + F.pixel_shuffle(self.tail(h), 2)
+        return decoded + F.pixel_shuffle(self.tail(h), 2)[..., :height, :width]
 
 
 def decoded_levels(twin, image: np.ndarray) -> List[np.ndarray]:

@@ -10,10 +10,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / 'bench'))
 from lidar_postfilter import PostFilter, batches, train_arms  # noqa: E402
 
 
-def test_an_untrained_filter_returns_the_decoded_image():
-    decoded = torch.rand(2, 3, 16, 24)
-    out = PostFilter(8, 1)(decoded, torch.tensor([0.0, 1.0]), torch.rand(2, 1, 16, 24))
-    assert torch.equal(out, decoded)
+def test_an_untrained_filter_returns_the_decoded_image_of_any_size():
+    for height, width in ((16, 24), (15, 23)):
+        decoded = torch.rand(2, 3, height, width)
+        out = PostFilter(8, 1)(decoded, torch.tensor([0.0, 1.0]), torch.rand(2, 1, height, width))
+        assert torch.equal(out, decoded)
 
 
 def test_both_arms_see_the_same_batches():

@@ -37,7 +37,8 @@ def parse_args(argv=None):
     parser.add_argument('--model', default=str(REPO / 'models' / 'xmodal-lidar'))
     parser.add_argument('--twin', default=str(REPO / 'models' / 'xmodal-hyperprior'))
     parser.add_argument('--quality', type=int, default=3)
-    parser.add_argument('--out', type=Path, help='result JSON (default bench/results/memory_format_<tag>.json)')
+    parser.add_argument('--out', type=Path,
+                        help='result JSON (default bench/results/memory_format_<tag>.json)')
     return parser.parse_args(argv)
 
 
@@ -86,7 +87,8 @@ def main(argv=None) -> dict:
     for row in rows:
         print(f"{row['model']:6s} {row['memory_format']:14s} "
               + '  '.join(f'{stage} {ms:6.1f}' for stage, ms in row['p50_ms'].items()))
-    result = {'device': device_description(args.device), 'date_utc': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
+    result = {'device': device_description(args.device),
+              'date_utc': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
               'image_size': list(size), 'frames': args.frames, 'threads': args.threads,
               'precision': args.precision, 'quality': args.quality, 'source': frames[0].name, 'rows': rows}
     out = args.out or REPO / 'bench' / 'results' / f'memory_format_{device_tag(args.device)}.json'

@@ -30,7 +30,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from eval_codec import DATA, REPO, add_frame_arguments, bd_table, selected_frames, to_uint8, write_model_result
+from eval_codec import (DATA, REPO, add_frame_arguments, bd_table, selected_frames, to_uint8,
+                        write_model_result)
 from xmodal_compress_ros.bench.metrics import bpp, psnr
 from xmodal_compress_ros.codec.layers import ResidualBlock, conv
 from xmodal_compress_ros.codec.model_io import load_model
@@ -101,8 +102,8 @@ def batches(entries: List[Dict], steps: int, batch: int, crop: int, levels: int,
             h, w = entry['image'].shape[:2]
             top, left = rng.integers(h - crop + 1), rng.integers(w - crop + 1)
             window = np.s_[top:top + crop, left:left + crop]
-            items.append(as_tensors(entry['image'][window], entry['depth'][window], entry['decoded'][q][window])
-                         + (torch.tensor(q / (levels - 1)),))
+            crops = as_tensors(entry['image'][window], entry['depth'][window], entry['decoded'][q][window])
+            items.append(crops + (torch.tensor(q / (levels - 1)),))
         yield [torch.stack(parts) for parts in zip(*items)]
 
 
@@ -171,7 +172,8 @@ def main(argv=None) -> int:
     parser.add_argument('--channels', type=int, default=32)
     parser.add_argument('--blocks', type=int, default=4)
     parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--train-frames', type=int, default=0, help='use the first N training frames (0: all)')
+    parser.add_argument('--train-frames', type=int, default=0,
+                        help='use the first N training frames (0: all)')
     add_frame_arguments(parser)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -191,9 +193,11 @@ def main(argv=None) -> int:
     for row in bd:
         print(f"{row['test']} vs {row['anchor']}: BD-rate {row['bd_rate_psnr_percent']:+.2f} %")
     write_model_result('lidar_postfilter', args, twin, {
-        'settings': {k: getattr(args, k) for k in ('steps', 'batch', 'crop', 'lr', 'channels', 'blocks', 'seed',
+        'settings': {k: getattr(args, k) for k in ('steps', 'batch', 'crop', 'lr', 'channels', 'blocks',
+                                                    'seed',
                                                     'threads', 'raw_stride')},
-        'training_frames': len(entries), 'training_mse_last_100_steps': training_mse, 'summary': summary, 'bd_rates': bd, 'records': records})
+        'training_frames': len(entries), 'training_mse_last_100_steps': training_mse, 'summary': summary,
+        'bd_rates': bd, 'records': records})
     return 0
 
 

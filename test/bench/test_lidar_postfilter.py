@@ -44,7 +44,8 @@ def _entries(count, informative, size=48, seed=0):
     entries = []
     for _ in range(count):
         image = rng.integers(60, 190, (size, size, 3)).astype(np.uint8)
-        depth = np.where(rng.random((size, size)) < 0.3, rng.integers(1, 256, (size, size)), 0).astype(np.uint8)
+        points = rng.random((size, size)) < 0.3
+        depth = np.where(points, rng.integers(1, 256, (size, size)), 0).astype(np.uint8)
         error = 0.3 * depth[..., None] if informative else rng.normal(0, 40, (size, size, 1))
         decoded = np.clip(image - error, 0, 255).astype(np.uint8)
         entries.append({'image': image, 'depth': depth, 'decoded': [decoded, decoded]})

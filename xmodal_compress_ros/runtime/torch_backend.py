@@ -31,7 +31,8 @@ class TorchBackend(Backend):
         if options.threads:
             torch.set_num_threads(options.threads)
         self.memory_format = MEMORY_FORMAT
-        model = copy.deepcopy(model).to(device=self.device, dtype=self.float_dtype, memory_format=self.memory_format)
+        model = copy.deepcopy(model).to(device=self.device, dtype=self.float_dtype,
+                                        memory_format=self.memory_format)
         if self.device.type != 'cpu' or options.precision != 'fp32':
             _check_precision_runs(self.device, self.float_dtype)
         self.modules = graph_modules(model)

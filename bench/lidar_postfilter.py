@@ -20,6 +20,7 @@ gives this network. The zeros arm also shows what the filter does without the sc
 Writes bench/results/lidar_postfilter_<tag>.json.
 """
 import argparse
+import copy
 import sys
 import time
 from pathlib import Path
@@ -30,8 +31,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from eval_codec import (DATA, REPO, add_frame_arguments, bd_table, selected_frames, to_uint8,
-                        write_model_result)
+from eval_codec import (DATA, REPO, add_frame_arguments, bd_table, learned_points, selected_frames, summarise,
+                        to_uint8, write_model_result)
 from xmodal_compress_ros.bench.metrics import bpp, psnr
 from xmodal_compress_ros.codec.layers import ResidualBlock, conv
 from xmodal_compress_ros.codec.model_io import load_model
@@ -39,6 +40,8 @@ from xmodal_compress_ros.data.kitti import KittiObjectDataset
 from xmodal_compress_ros.geometry.projection import depth_condition
 
 ARMS = ('depth', 'zeros')
+#: The options recorded with the result.
+SETTINGS = ('steps', 'batch', 'crop', 'lr', 'channels', 'blocks', 'seed', 'threads', 'raw_stride')
 
 
 class PostFilter(nn.Module):
@@ -62,15 +65,10 @@ class PostFilter(nn.Module):
         return decoded + F.pixel_shuffle(self.tail(h), 2)[..., :height, :width]
 
 
-def decoded_levels(twin, image: np.ndarray) -> List[np.ndarray]:
-    """The twin's reconstruction of ``image`` at every quality level, uint8 RGB, through its real
-    compress/decompress path."""
-    x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255.0
-    return [to_uint8(twin.decompress(twin.compress(x, None, quality=q))) for q in range(twin.quality_levels)]
-
-
 def frame_entry(twin, image: np.ndarray, depth: np.ndarray) -> Dict:
-    return {'image': image, 'depth': depth, 'decoded': decoded_levels(twin, image)}
+    """The frame and the twin's uint8 reconstructions of it at every quality level (real bytes)."""
+    decoded = [pixels for _, _, pixels, *_ in learned_points(twin, image, depth, drop_lidar=False)]
+    return {'image': image, 'depth': depth, 'decoded': decoded}
 
 
 def training_set(twin, limit: int) -> List[Dict]:
@@ -112,7 +110,7 @@ def train_arms(entries: List[Dict], args, levels: int) -> Tuple[Dict[str, PostFi
     each arm's mean training MSE over its last 100 steps."""
     torch.manual_seed(args.seed)
     first = PostFilter(args.channels, args.blocks)
-    filters = {arm: first if arm == ARMS[0] else _copy_of(first) for arm in ARMS}
+    filters = {arm: first if arm == ARMS[0] else copy.deepcopy(first) for arm in ARMS}
     optimizers = {arm: torch.optim.Adam(f.parameters(), lr=args.lr) for arm, f in filters.items()}
     losses = {arm: [] for arm in ARMS}
     start = time.perf_counter()
@@ -132,12 +130,6 @@ def train_arms(entries: List[Dict], args, levels: int) -> Tuple[Dict[str, PostFi
     return filters, {arm: float(np.mean(v[-100:])) for arm, v in losses.items()}
 
 
-def _copy_of(module: nn.Module) -> nn.Module:
-    twin = type(module)(module.head.out_channels, len(module.body))
-    twin.load_state_dict(module.state_dict())
-    return twin
-
-
 @torch.no_grad()
 def evaluate(filters: Dict[str, PostFilter], twin, args) -> List[Dict]:
     records = []
@@ -146,18 +138,15 @@ def evaluate(filters: Dict[str, PostFilter], twin, args) -> List[Dict]:
         image = frame.image
         h, w = image.shape[:2]
         depth = depth_condition(frame.points, frame.calib)
-        x_hat = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255.0
-        for q in range(levels):
-            compressed = twin.compress(x_hat, None, quality=q)
-            decoded = to_uint8(twin.decompress(compressed))
+        for q, num_bytes, decoded, *_ in learned_points(twin, image, depth, drop_lidar=False):
             _, d, dec = (t[None] for t in as_tensors(image, depth, decoded))
             outputs = {'twin': decoded}
             for arm, f in filters.items():
                 out = f(dec, torch.tensor([q / (levels - 1)]), d if arm == 'depth' else torch.zeros_like(d))
                 outputs[f'twin+filter-{arm}'] = to_uint8(out.clamp(0, 1))
             for codec, pixels in outputs.items():
-                records.append({'frame': name, 'codec': codec, 'setting': q, 'bytes': compressed.num_bytes,
-                                'bpp': bpp(compressed.num_bytes, w, h), 'psnr_db': psnr(image, pixels)})
+                records.append({'frame': name, 'codec': codec, 'setting': q, 'bytes': num_bytes,
+                                'bpp': bpp(num_bytes, w, h), 'psnr_db': psnr(image, pixels)})
         print(name, ' '.join(f"{r['codec']}:{r['psnr_db']:.2f}" for r in records[-3:]), flush=True)
     return records
 
@@ -184,8 +173,6 @@ def main(argv=None) -> int:
     for f in filters.values():
         f.eval()
     records = evaluate(filters, twin, args)
-    from eval_codec import summarise
-
     summary = summarise(records)
     pairs = [('twin+filter-depth', 'twin+filter-zeros'), ('twin+filter-zeros', 'twin'),
              ('twin+filter-depth', 'twin')]
@@ -193,9 +180,7 @@ def main(argv=None) -> int:
     for row in bd:
         print(f"{row['test']} vs {row['anchor']}: BD-rate {row['bd_rate_psnr_percent']:+.2f} %")
     write_model_result('lidar_postfilter', args, twin, {
-        'settings': {k: getattr(args, k) for k in ('steps', 'batch', 'crop', 'lr', 'channels', 'blocks',
-                                                    'seed',
-                                                    'threads', 'raw_stride')},
+        'settings': {k: getattr(args, k) for k in SETTINGS},
         'training_frames': len(entries), 'training_mse_last_100_steps': training_mse, 'summary': summary,
         'bd_rates': bd, 'records': records})
     return 0

@@ -1,18 +1,23 @@
 """Can a small non-linear network at the decoder use the scan to improve the twin's reconstruction?
 
 bench/lidar_probe.py rules out a linear use of the scan. This trains a decoder-side post-filter on
-top of the frozen image-only twin twice, identically except for one thing: one filter sees the
-depth map (the equalised projection of the scan, plus its valid mask), the other sees zeros in
-those two channels. The packets do not change, so the bits are the twin's in every arm. The
-difference in PSNR between the two filters on frames no model was trained on is the gain the scan
-gives this network. The zeros arm also shows what the filter does without the scan.
+top of the frozen image-only twin three times, identically except for what it sees of the scan:
+- ``depth+reflectance``: the depth map (the equalised projection of the scan, plus its valid mask)
+  and the reflectance map (each pixel's nearest point's reflectance, which the LiDAR packet carries);
+- ``depth``: the depth map, zeros for reflectance;
+- ``zeros``: zeros in all three scan channels.
+The packets do not change, so the bits are the twin's in every arm. The difference in PSNR between
+the filters on frames no model was trained on is the gain the scan gives this network. The zeros
+arm also shows what the filter does without the scan.
 
 - Training frames: the twin's own KITTI training frames (kitti_object_fov/training), decoded by the
   twin at every quality level and rounded to 8 bits, as a decoder node would publish them. Random
   crops; both arms see the same crops in the same order from the same initial weights.
 - The filter (:class:`PostFilter`): pixel-unshuffle by 2, four residual blocks at half resolution,
   pixel-shuffle back, added to the decoded image. Its input has the decoded image, the quality level
-  as a constant plane, and the two depth channels.
+  as a constant plane, and the three scan channels.
+- The maps come from the scan as read from disk, not from its Draco decode (sub-centimetre and 8-bit
+  reflectance differences, which a product integration would have to remove).
 - Evaluation: the held-out frames of bench/eval_codec.py, at every quality level.
 
     .venv/bin/python bench/lidar_postfilter.py [--steps 1500] [--batch 8] [--crop 128] [--tag cpu-2core]
@@ -37,38 +42,67 @@ from xmodal_compress_ros.bench.metrics import bpp, psnr
 from xmodal_compress_ros.codec.layers import ResidualBlock, conv
 from xmodal_compress_ros.codec.model_io import load_model
 from xmodal_compress_ros.data.kitti import KittiObjectDataset
-from xmodal_compress_ros.geometry.projection import depth_condition
+from xmodal_compress_ros.geometry.projection import MIN_DEPTH_M, depth_condition
 
-ARMS = ('depth', 'zeros')
+#: Each arm and the scan channels (0: depth, 1: reflectance) it sees.
+ARMS = {'depth+reflectance': (0, 1), 'depth': (0,), 'zeros': ()}
+SCAN_CHANNELS = 2
 #: The options recorded with the result.
 SETTINGS = ('steps', 'batch', 'crop', 'lr', 'channels', 'blocks', 'seed', 'threads', 'raw_stride')
 
 
 class PostFilter(nn.Module):
-    """Residual correction of a decoded image from [image, quality plane, depth, depth valid]."""
+    """Residual correction of a decoded image from [image, quality plane, depth, depth valid,
+    reflectance]."""
 
     def __init__(self, channels: int = 32, blocks: int = 4):
         super().__init__()
-        self.head = conv(6 * 4, channels, 3, 1)
+        self.head = conv(7 * 4, channels, 3, 1)
         self.body = nn.Sequential(*[ResidualBlock(channels) for _ in range(blocks)])
         self.tail = conv(channels, 3 * 4, 3, 1)
         nn.init.zeros_(self.tail.weight)
         nn.init.zeros_(self.tail.bias)
 
-    def forward(self, decoded: torch.Tensor, quality: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
+    def forward(self, decoded: torch.Tensor, quality: torch.Tensor, scan: torch.Tensor) -> torch.Tensor:
         height, width = decoded.shape[-2:]
         plane = quality.view(-1, 1, 1, 1).expand(-1, 1, height, width)
-        inputs = torch.cat([decoded, plane, depth, (depth > 0).float()], dim=1)
+        depth, reflectance = scan[:, :1], scan[:, 1:]
+        inputs = torch.cat([decoded, plane, depth, (depth > 0).float(), reflectance], dim=1)
         # Pixel-unshuffle needs even sizes (KITTI frames are 375 rows): pad by replication, crop back.
         inputs = F.pad(inputs, (0, width % 2, 0, height % 2), mode='replicate')
         h = self.body(self.head(F.pixel_unshuffle(inputs, 2)))
         return decoded + F.pixel_shuffle(self.tail(h), 2)[..., :height, :width]
 
 
-def frame_entry(twin, image: np.ndarray, depth: np.ndarray) -> Dict:
+def reflectance_map(points: np.ndarray, calib) -> np.ndarray:
+    """uint8 (H, W): 255 x the reflectance of each pixel's nearest point (clipped to [0, 1]), 0 where
+    no point lands; the pixels and the nearest point as in :func:`project_to_depth`."""
+    height, width = calib.height, calib.width
+    points = np.asarray(points, np.float64)
+    if len(points) == 0 or points.shape[1] < 4:
+        return np.zeros((height, width), np.uint8)
+    m = calib.lidar_to_pixel
+    with np.errstate(invalid='ignore', divide='ignore', over='ignore'):
+        a, b, w = (points[:, :3] @ m[:, :3].T + m[:, 3]).T
+        u, v = np.floor(a / w), np.floor(b / w)
+    keep = np.flatnonzero((w > MIN_DEPTH_M) & (w < np.inf) & (u >= 0) & (u < width) & (v >= 0) & (v < height))
+    # Farthest first, so that the nearest point's write lands last.
+    keep = keep[np.argsort(-w[keep], kind='stable')]
+    out = np.zeros(height * width, np.uint8)
+    value = np.rint(255.0 * np.clip(np.nan_to_num(points[keep, 3]), 0.0, 1.0)).astype(np.uint8)
+    out[v[keep].astype(np.int64) * width + u[keep].astype(np.int64)] = np.maximum(value, 1)
+    return out.reshape(height, width)
+
+
+def scan_maps(frame) -> np.ndarray:
+    """uint8 (H, W, 2): the depth condition and the reflectance map of the frame's scan."""
+    return np.stack([depth_condition(frame.points, frame.calib), reflectance_map(frame.points, frame.calib)], -1)
+
+
+def frame_entry(twin, image: np.ndarray, scan: np.ndarray) -> Dict:
     """The frame and the twin's uint8 reconstructions of it at every quality level (real bytes)."""
-    decoded = [pixels for _, _, pixels, *_ in learned_points(twin, image, depth, drop_lidar=False)]
-    return {'image': image, 'depth': depth, 'decoded': decoded}
+    decoded = [pixels for _, _, pixels, *_ in learned_points(twin, image, scan[..., 0], drop_lidar=False)]
+    return {'image': image, 'scan': scan, 'decoded': decoded}
 
 
 def training_set(twin, limit: int) -> List[Dict]:
@@ -77,19 +111,26 @@ def training_set(twin, limit: int) -> List[Dict]:
     for i, frame in enumerate(dataset):
         if limit and i >= limit:
             break
-        entries.append(frame_entry(twin, frame.image, depth_condition(frame.points, frame.calib)))
+        entries.append(frame_entry(twin, frame.image, scan_maps(frame)))
         print(f'decoded training frame {i + 1}/{len(dataset)}', end='\r', flush=True)
     print()
     return entries
 
 
-def as_tensors(image: np.ndarray, depth: np.ndarray, decoded: np.ndarray) -> Tuple[torch.Tensor, ...]:
-    to = lambda a: torch.from_numpy(np.ascontiguousarray(a)).float() / 255.0  # noqa: E731
-    return to(image).permute(2, 0, 1), to(depth)[None], to(decoded).permute(2, 0, 1)
+def as_tensors(image: np.ndarray, scan: np.ndarray, decoded: np.ndarray) -> Tuple[torch.Tensor, ...]:
+    to = lambda a: torch.from_numpy(np.ascontiguousarray(a)).float().permute(2, 0, 1) / 255.0  # noqa: E731
+    return to(image), to(scan), to(decoded)
+
+
+def visible(scan: torch.Tensor, arm: str) -> torch.Tensor:
+    """The scan channels the arm sees; zeros in the others."""
+    mask = torch.zeros(SCAN_CHANNELS, 1, 1)
+    mask[list(ARMS[arm])] = 1.0
+    return scan * mask
 
 
 def batches(entries: List[Dict], steps: int, batch: int, crop: int, levels: int, seed: int):
-    """Random crops (original, depth, decoded at a random level, level / (levels - 1)); the same
+    """Random crops (original, scan maps, decoded at a random level, level / (levels - 1)); the same
     sequence for every arm."""
     rng = np.random.default_rng(seed)
     for _ in range(steps):
@@ -100,24 +141,24 @@ def batches(entries: List[Dict], steps: int, batch: int, crop: int, levels: int,
             h, w = entry['image'].shape[:2]
             top, left = rng.integers(h - crop + 1), rng.integers(w - crop + 1)
             window = np.s_[top:top + crop, left:left + crop]
-            crops = as_tensors(entry['image'][window], entry['depth'][window], entry['decoded'][q][window])
+            crops = as_tensors(entry['image'][window], entry['scan'][window], entry['decoded'][q][window])
             items.append(crops + (torch.tensor(q / (levels - 1)),))
         yield [torch.stack(parts) for parts in zip(*items)]
 
 
 def train_arms(entries: List[Dict], args, levels: int) -> Tuple[Dict[str, PostFilter], Dict[str, float]]:
-    """Both arms, stepped together on the same batches from the same initial weights; the filters and
+    """All arms, stepped together on the same batches from the same initial weights; the filters and
     each arm's mean training MSE over its last 100 steps."""
     torch.manual_seed(args.seed)
     first = PostFilter(args.channels, args.blocks)
-    filters = {arm: first if arm == ARMS[0] else copy.deepcopy(first) for arm in ARMS}
+    filters = {arm: copy.deepcopy(first) for arm in ARMS}
     optimizers = {arm: torch.optim.Adam(f.parameters(), lr=args.lr) for arm, f in filters.items()}
     losses = {arm: [] for arm in ARMS}
     start = time.perf_counter()
-    for step, (x, depth, decoded, q) in enumerate(batches(entries, args.steps, args.batch, args.crop, levels,
-                                                          args.seed)):
+    for step, (x, scan, decoded, q) in enumerate(batches(entries, args.steps, args.batch, args.crop, levels,
+                                                         args.seed)):
         for arm, f in filters.items():
-            out = f(decoded, q, depth if arm == 'depth' else torch.zeros_like(depth))
+            out = f(decoded, q, visible(scan, arm))
             loss = F.mse_loss(out, x)
             optimizers[arm].zero_grad()
             loss.backward()
@@ -137,17 +178,17 @@ def evaluate(filters: Dict[str, PostFilter], twin, args) -> List[Dict]:
     for name, frame in selected_frames(args):
         image = frame.image
         h, w = image.shape[:2]
-        depth = depth_condition(frame.points, frame.calib)
-        for q, num_bytes, decoded, *_ in learned_points(twin, image, depth, drop_lidar=False):
-            _, d, dec = (t[None] for t in as_tensors(image, depth, decoded))
+        scan = scan_maps(frame)
+        for q, num_bytes, decoded, *_ in learned_points(twin, image, scan[..., 0], drop_lidar=False):
+            _, s, dec = (t[None] for t in as_tensors(image, scan, decoded))
             outputs = {'twin': decoded}
             for arm, f in filters.items():
-                out = f(dec, torch.tensor([q / (levels - 1)]), d if arm == 'depth' else torch.zeros_like(d))
+                out = f(dec, torch.tensor([q / (levels - 1)]), visible(s, arm))
                 outputs[f'twin+filter-{arm}'] = to_uint8(out.clamp(0, 1))
             for codec, pixels in outputs.items():
                 records.append({'frame': name, 'codec': codec, 'setting': q, 'bytes': num_bytes,
                                 'bpp': bpp(num_bytes, w, h), 'psnr_db': psnr(image, pixels)})
-        print(name, ' '.join(f"{r['codec']}:{r['psnr_db']:.2f}" for r in records[-3:]), flush=True)
+        print(name, ' '.join(f"{r['codec']}:{r['psnr_db']:.2f}" for r in records[-len(outputs):]), flush=True)
     return records
 
 
@@ -174,8 +215,8 @@ def main(argv=None) -> int:
         f.eval()
     records = evaluate(filters, twin, args)
     summary = summarise(records)
-    pairs = [('twin+filter-depth', 'twin+filter-zeros'), ('twin+filter-zeros', 'twin'),
-             ('twin+filter-depth', 'twin')]
+    pairs = [('twin+filter-depth+reflectance', 'twin+filter-zeros'), ('twin+filter-depth', 'twin+filter-zeros'),
+             ('twin+filter-zeros', 'twin'), ('twin+filter-depth+reflectance', 'twin')]
     bd = bd_table(summary, pairs)
     for row in bd:
         print(f"{row['test']} vs {row['anchor']}: BD-rate {row['bd_rate_psnr_percent']:+.2f} %")

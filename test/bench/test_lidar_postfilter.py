@@ -1,4 +1,4 @@
-"""bench/lidar_postfilter.py: a decoder-side filter trained with and without the depth map."""
+"""bench/lidar_postfilter.py: a decoder-side filter trained with and without the scan's maps."""
 import sys
 from argparse import Namespace
 from pathlib import Path
@@ -7,46 +7,83 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / 'bench'))
-from lidar_postfilter import PostFilter, batches, train_arms  # noqa: E402
+from lidar_postfilter import ARMS, PostFilter, batches, reflectance_map, train_arms, visible  # noqa: E402
+
+from xmodal_compress_ros.geometry.calibration import Calibration  # noqa: E402
+from xmodal_compress_ros.geometry.projection import project_to_depth  # noqa: E402
+
+TRAINING = Namespace(seed=0, channels=8, blocks=1, lr=3e-3, steps=200, batch=4, crop=32)
 
 
 def test_an_untrained_filter_returns_the_decoded_image_of_any_size():
     for height, width in ((16, 24), (15, 23)):
         decoded = torch.rand(2, 3, height, width)
-        out = PostFilter(8, 1)(decoded, torch.tensor([0.0, 1.0]), torch.rand(2, 1, height, width))
+        out = PostFilter(8, 1)(decoded, torch.tensor([0.0, 1.0]), torch.rand(2, 2, height, width))
         assert torch.equal(out, decoded)
 
 
-def test_both_arms_see_the_same_batches():
-    entries = _entries(3, informative=True)
+def test_each_arm_sees_only_its_scan_channels():
+    scan = torch.rand(1, 2, 4, 4) + 0.1
+    assert torch.equal(visible(scan, 'depth+reflectance'), scan)
+    assert torch.equal(visible(scan, 'depth')[:, 0], scan[:, 0])
+    assert not visible(scan, 'depth')[:, 1].any()
+    assert not visible(scan, 'zeros').any()
+
+
+def test_all_arms_see_the_same_batches():
+    entries = _entries(3, error_channel=0)
     first = list(batches(entries, 4, 2, 16, 2, seed=5))
     again = list(batches(entries, 4, 2, 16, 2, seed=5))
     assert all(torch.equal(a, b) for x, y in zip(first, again) for a, b in zip(x, y))
 
 
-def test_only_the_depth_arm_learns_a_correction_that_lives_in_the_depth_map():
-    """Positive control: where the coding error is the depth map itself, the arm that sees the depth
-    map removes it and the zeros arm cannot."""
-    args = Namespace(seed=0, channels=8, blocks=1, lr=3e-3, steps=200, batch=4, crop=32)
-    _, mse = train_arms(_entries(4, informative=True), args, levels=2)
+def test_only_the_arms_that_see_the_depth_map_learn_a_correction_that_lives_in_it():
+    """Positive control: where the coding error is the depth map itself, the arms that see the depth
+    map remove it and the zeros arm cannot."""
+    _, mse = train_arms(_entries(4, error_channel=0), TRAINING, levels=2)
     assert mse['depth'] < 0.3 * mse['zeros'], mse
+    assert mse['depth+reflectance'] < 0.3 * mse['zeros'], mse
 
 
-def test_neither_arm_gains_from_a_depth_map_unrelated_to_the_error():
-    args = Namespace(seed=0, channels=8, blocks=1, lr=3e-3, steps=200, batch=4, crop=32)
-    _, mse = train_arms(_entries(4, informative=False), args, levels=2)
-    assert abs(mse['depth'] - mse['zeros']) < 0.2 * mse['zeros'], mse
+def test_only_the_reflectance_arm_learns_a_correction_that_lives_in_the_reflectance_map():
+    # The depth arm's valid mask shows where the error is but not how large: it learns only its mean.
+    _, mse = train_arms(_entries(4, error_channel=1), TRAINING, levels=2)
+    assert mse['depth+reflectance'] < 0.3 * mse['depth'], mse
+    assert mse['depth'] < mse['zeros'], mse
 
 
-def _entries(count, informative, size=48, seed=0):
-    """Frames whose decoded image lacks 0.3 x the depth map (informative) or has independent noise."""
+def test_no_arm_gains_from_scan_maps_unrelated_to_the_error():
+    _, mse = train_arms(_entries(4, error_channel=None), TRAINING, levels=2)
+    assert set(mse) == set(ARMS)
+    assert max(mse.values()) - min(mse.values()) < 0.2 * mse['zeros'], mse
+
+
+def test_the_reflectance_map_holds_the_nearest_points_reflectance_where_the_depth_map_has_a_point():
+    K = np.array([[50.0, 0, 16], [0, 50.0, 12], [0, 0, 1]])
+    calib = Calibration(width=32, height=24, K=K, P=np.hstack([K, np.zeros((3, 1))]), T_cam_lidar=np.eye(4))
+    # Two points on one pixel (the nearer one's reflectance wins), one elsewhere, one behind the camera.
+    points = np.array([[0.0, 0.0, 10.0, 0.9], [0.0, 0.0, 5.0, 0.2], [1.0, 0.5, 8.0, 0.0],
+                       [0.0, 0.0, -3.0, 0.7]], np.float32)
+    reflectance = reflectance_map(points, calib)
+    assert np.array_equal(reflectance > 0, project_to_depth(points, calib) > 0)
+    assert reflectance[12, 16] == 51                 # round(0.2 x 255), the nearer point's
+    assert reflectance[15, 22] == 1                  # zero reflectance still marks a point
+    assert reflectance.sum() == 52
+
+
+def _entries(count, error_channel, size=48, seed=0):
+    """Frames whose decoded image lacks 0.3 x one scan map (0: depth, 1: reflectance) or has independent
+    noise (None)."""
     rng = np.random.default_rng(seed)
     entries = []
     for _ in range(count):
         image = rng.integers(60, 190, (size, size, 3)).astype(np.uint8)
         points = rng.random((size, size)) < 0.3
-        depth = np.where(points, rng.integers(1, 256, (size, size)), 0).astype(np.uint8)
-        error = 0.3 * depth[..., None] if informative else rng.normal(0, 40, (size, size, 1))
+        scan = np.where(points[..., None], rng.integers(1, 256, (size, size, 2)), 0).astype(np.uint8)
+        if error_channel is None:
+            error = rng.normal(0, 40, (size, size, 1))
+        else:
+            error = 0.3 * scan[..., error_channel:error_channel + 1]
         decoded = np.clip(image - error, 0, 255).astype(np.uint8)
-        entries.append({'image': image, 'depth': depth, 'decoded': [decoded, decoded]})
+        entries.append({'image': image, 'scan': scan, 'decoded': [decoded, decoded]})
     return entries

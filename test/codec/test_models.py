@@ -151,3 +151,49 @@ def test_compress_rejects_bad_input(models):
         model.compress(torch.rand(1, 3, 32, 32), quality=9)
     with pytest.raises(ValueError, match='depth map'):
         model.compress(torch.rand(1, 3, 32, 32), _depth(16, 16), quality=0)
+
+
+def _filtered(cls, seed=0):
+    """A model with a post filter whose last layer is not zero (as after training)."""
+    torch.manual_seed(seed)
+    model = cls(**TINY, post_filter=(8, 1)).eval()
+    torch.nn.init.normal_(model.post_filter.tail.weight, std=0.05)
+    model.update()
+    return model
+
+
+def test_an_untrained_post_filter_changes_nothing(models):
+    twin = models['xmodal-hyperprior']
+    filtered = HyperpriorCodec(**TINY, post_filter=(8, 1)).eval()
+    filtered.load_state_dict(twin.state_dict(), strict=False)
+    filtered.update()
+    assert filtered.config['post_filter'] == [8, 1] and 'post_filter' not in twin.config
+    x = torch.rand(1, 3, 45, 70)
+    compressed = twin.compress(x, quality=2)
+    torch.testing.assert_close(filtered.decompress(compressed), twin.decompress(compressed), atol=0, rtol=0)
+
+
+@pytest.mark.parametrize('cls', [HyperpriorCodec, LidarConditionedCodec])
+def test_the_post_filter_changes_the_reconstruction_never_the_bytes(cls):
+    filtered = _filtered(cls)
+    plain = cls(**TINY).eval()
+    plain.load_state_dict(filtered.state_dict(), strict=False)
+    plain.update()
+    x, depth = torch.rand(1, 3, 45, 70), _depth(45, 70)
+    for quality in (0, 5):
+        compressed = filtered.compress(x, depth, quality=quality)
+        again = plain.compress(x, depth, quality=quality)
+        assert (compressed.z_bytes, compressed.y_bytes) == (again.z_bytes, again.y_bytes)
+        decoded = filtered.decompress(compressed, depth)
+        with torch.no_grad():
+            expected = filtered(x, depth, torch.tensor([quality]))['x_hat'].clamp(0, 1)
+        torch.testing.assert_close(decoded, expected, atol=1e-5, rtol=0)
+        assert (decoded - plain.decompress(compressed, depth)).abs().max() > 1e-3
+
+
+def test_the_post_filter_sees_the_quality_level():
+    model = _filtered(HyperpriorCodec)
+    x_hat = torch.rand(1, 3, 32, 32)
+    low, high = (model.restore(x_hat, model.quality_plane(torch.tensor([q]))) for q in (0, 5))
+    assert model.quality_plane(torch.tensor([0, 5])).tolist() == [[0.0], [1.0]]
+    assert (low - high).abs().max() > 1e-4

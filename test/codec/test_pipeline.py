@@ -264,3 +264,21 @@ def test_warmup_and_timings(stems, cache):
     decoder = Decoder(DecoderConfig(models=stems, cache_dir=cache, resolutions=((128, 64),)))
     decoder.decode_image(encoded.packet, scan)
     assert set(decoder.last_timings) == {'entropy_decode', 'projection', 'decoder_network', 'total'}
+
+
+@pytest.mark.parametrize('backend', ['torch', 'onnxruntime'])
+def test_models_with_a_post_filter_decode_as_the_model_does(tmp_path, cache, backend):
+    """The decoder graph gets each packet's quality level as the post filter's plane."""
+    stems = untrained_models(tmp_path, dict(TINY_CONFIG, post_filter=(8, 1)), post_filter_std=0.05)
+    frame = synthetic_frame(WIDTH, HEIGHT, seed=3)
+    encoder, decoder = _encoder(stems, cache, backend), _decoder(stems, cache, backend)
+    _, scan = encoder.encode_scan(frame.points, 1)
+    model = load_model(stems[0])
+    x = torch.from_numpy(frame.image).permute(2, 0, 1)[None].float() / 255.0
+    depth = depth_condition(scan.points, scan.calib)
+    for quality in (0, model.quality_levels - 1):
+        packet = encoder.encode_image(frame.image, 2, scan, quality=quality).packet
+        decoded = decoder.decode_image(packet, scan)
+        expected = model.decompress(model.compress(x, depth, quality=quality), depth)
+        expected = (expected[0].permute(1, 2, 0) * 255.0 + 0.5).floor().numpy()
+        assert np.abs(decoded.rgb.astype(np.float64) - expected).max() <= 1, quality

@@ -17,8 +17,11 @@ H, W = 128, 192
 
 @pytest.fixture(scope='module')
 def models(tmp_path_factory):
+    """LiDAR model, twin, and both again with a post filter (its decoder graph has a quality input)."""
     stems = untrained_models(tmp_path_factory.mktemp('models'), TINY_CONFIG)
-    return [load_model(stem) for stem in stems]
+    filtered = untrained_models(tmp_path_factory.mktemp('filtered'), dict(TINY_CONFIG, post_filter=(8, 1)),
+                                post_filter_std=0.05)
+    return [load_model(stem) for stem in stems + filtered]
 
 
 def test_registry_names_and_errors():

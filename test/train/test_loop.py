@@ -134,3 +134,22 @@ def test_cuda_training_exports_a_cpu_loadable_model(tmp_path, amp):
     assert read_metadata(out)['training_speed']['device'].startswith('cuda')
     model = load_model(out)
     assert model.decompress(model.compress(torch.rand(1, 3, 64, 64), quality=0)).shape == (1, 3, 64, 64)
+
+
+def test_train_only_the_post_filter_keeps_the_codec_and_its_bytes(tmp_path):
+    bank = _bank(1)
+    train(TrainConfig(out=str(tmp_path / 'twin'), steps=1, **TINY), bank, progress=False)
+    model = train(TrainConfig(out=str(tmp_path / 'filtered'), steps=3, init_from=str(tmp_path / 'twin'),
+                              post_filter=(8, 1), train_only='post_filter', lr=1e-2, **TINY), bank,
+                  progress=False)
+    twin, filtered = load_model(tmp_path / 'twin'), load_model(tmp_path / 'filtered')
+    assert filtered.config['post_filter'] == [8, 1] and model.post_filter is not None
+    backbone = {k: v for k, v in filtered.state_dict().items() if not k.startswith('post_filter.')}
+    assert backbone.keys() == twin.state_dict().keys()
+    assert all(torch.equal(v, twin.state_dict()[k]) for k, v in backbone.items())
+    assert filtered.post_filter.tail.weight.abs().max() > 0  # trained away from its identity start
+    x = torch.rand(1, 3, 40, 50)
+    assert filtered.compress(x, quality=1).y_bytes == twin.compress(x, quality=1).y_bytes
+    with pytest.raises(ValueError, match='matches no parameter'):
+        train(TrainConfig(out=str(tmp_path / 'none'), steps=1, train_only='post_filter', **TINY), bank,
+              progress=False)

@@ -31,6 +31,10 @@ def add_arguments(parser) -> None:
                         help='bfloat16 autocast for the transforms (CUDA only)')
     parser.add_argument('--max-frames', type=int, default=0, help='use at most this many frames per source')
     parser.add_argument('--init-from', default=None, help='model file stem: a twin, or the same architecture')
+    parser.add_argument('--post-filter', default='0,0', metavar='CHANNELS,BLOCKS',
+                        help='decoder-side post filter after g_s (e.g. 32,4); 0,0 for none')
+    parser.add_argument('--train-only', default='', metavar='PREFIX',
+                        help='train only parameters named PREFIX* (e.g. post_filter), the rest frozen')
     parser.add_argument('--resume', action='store_true', help='continue from <out>.ckpt.* if present')
     parser.add_argument('--no-progress', action='store_true')
 
@@ -46,13 +50,14 @@ def main(args) -> int:
     if args.steps < 1 or args.batch_size < 1 or args.crop < 64 or args.crop % 64:
         raise DatasetError(f'--steps {args.steps} and --batch-size {args.batch_size} must be >= 1 and --crop '
                            f'{args.crop} a multiple of 64')
+    post_filter = _post_filter(args.post_filter)
     config = TrainConfig(
         arch=args.arch, out=args.out, steps=args.steps, batch_size=args.batch_size, crop=args.crop, lr=args.lr,
         N=args.N, M=args.M, fusion=args.fusion, conditioning=args.conditioning,
         hyper_refiner=not args.no_hyper_refiner, lidar_dropout=args.lidar_dropout, alpha=args.alpha,
         checkpoint_every=args.checkpoint_every, seed=args.seed, threads=args.threads,
         init_from=args.init_from, resume=args.resume, data=tuple(args.data), device=args.device,
-        amp=args.amp)
+        amp=args.amp, post_filter=post_filter, train_only=args.train_only)
     frames = []
     for spec in args.data:
         source = frames_from_spec(spec)
@@ -63,3 +68,17 @@ def main(args) -> int:
     train(config, bank, progress=not args.no_progress)
     print(f'xmodal train: wrote {config.out}.safetensors and {config.out}.json')
     return 0
+
+
+def _post_filter(text: str):
+    """``--post-filter CHANNELS,BLOCKS`` as a pair of ints >= 0."""
+    from xmodal_compress_ros.errors import DatasetError
+
+    try:
+        channels, blocks = (int(v) for v in text.split(','))
+    except ValueError:
+        raise DatasetError(f'--post-filter {text!r}: give CHANNELS,BLOCKS, e.g. 32,4 (0,0 for none)') \
+            from None
+    if channels < 0 or blocks < 0:
+        raise DatasetError(f'--post-filter {text!r}: channels and blocks must be >= 0')
+    return channels, blocks

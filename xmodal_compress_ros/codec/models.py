@@ -10,7 +10,7 @@ Data flow (both models; the LiDAR branch only in :class:`LidarConditionedCodec`)
                                                    │                              │
                                         GaussianConditional(index) <── h_s_scale (INTEGER)
                                                    │
-    x_hat <── g_s(y_hat; c3,c2,c1) <── * gain_dec[q] <── y_hat_g = symbols + mu
+    x_hat <── post filter(q) <── g_s(y_hat; c3,c2,c1) <── * gain_dec[q] <── y_hat_g = symbols + mu
 
 The scale index that selects each symbol's probability table comes only from ``z_hat`` through the
 integer :mod:`integer_hyper` path, never from the LiDAR or any float network, so the bitstream parses
@@ -30,6 +30,7 @@ from xmodal_compress_ros.codec import entropy
 from xmodal_compress_ros.codec.integer_hyper import (FakeQuantHyperSynthesis, IntegerHyperSynthesis,
                                                      index_to_scale, scale_table)
 from xmodal_compress_ros.codec.latent_coding import DEFAULT_Y_SUBSTREAMS, decode_latents, encode_latents
+from xmodal_compress_ros.codec.post_filter import PostFilter
 from xmodal_compress_ros.codec.layers import (GDN, AttentionBlock, ConcatFusion, FactorizedDensity, GainUnits,
                                               MMFFTFusion, conv, deconv, gaussian_likelihood,
                                               ste_round)
@@ -248,15 +249,23 @@ class HyperpriorCodec(nn.Module):
         Nz: channels of the hyper-latent z.
         hyper_hidden: hidden channels of the integer h_s_scale.
         lambdas: one rate-distortion lambda per quality level (loss = lambda*255^2*MSE + bpp).
+        post_filter: (channels, blocks) of the decoder-side :class:`PostFilter` after g_s; (0, 0)
+            for none (models trained before it existed have none).
     """
 
     registry_name = 'xmodal-hyperprior'
     uses_lidar = False
 
     def __init__(self, N: int = 48, M: int = 128, Nz: int = 64, hyper_hidden: int = 64,
-                 lambdas: Tuple[float, ...] = DEFAULT_LAMBDAS):
+                 lambdas: Tuple[float, ...] = DEFAULT_LAMBDAS, post_filter: Tuple[int, int] = (0, 0)):
         super().__init__()
         self.config = dict(N=N, M=M, Nz=Nz, hyper_hidden=hyper_hidden, lambdas=list(lambdas))
+        post_filter = tuple(int(v) for v in post_filter)
+        self.post_filter = None
+        if post_filter[0] > 0:
+            # Only models with a filter record it, so older configs (and their model files) stay as written.
+            self.config['post_filter'] = list(post_filter)
+            self.post_filter = PostFilter(*post_filter)
         self.lambdas = tuple(float(v) for v in lambdas)
         ctx = self._context_channels()
         fusion = getattr(self, 'fusion', 'concat')
@@ -297,7 +306,15 @@ class HyperpriorCodec(nn.Module):
     def synthesis(self, y_hat_g: torch.Tensor, quality: torch.Tensor,
                   ctx: Optional[LidarContext] = None) -> torch.Tensor:
         """Quantised gained latent -> padded reconstruction."""
-        return self.g_s(self.gain.decode(y_hat_g, quality), ctx)
+        return self.restore(self.g_s(self.gain.decode(y_hat_g, quality), ctx), self.quality_plane(quality))
+
+    def quality_plane(self, quality: torch.Tensor) -> torch.Tensor:
+        """(B, 1) float: each quality level as a fraction of the top level, the post filter's input."""
+        return (torch.as_tensor(quality).float() / max(self.quality_levels - 1, 1)).reshape(-1, 1)
+
+    def restore(self, x_hat: torch.Tensor, plane: torch.Tensor) -> torch.Tensor:
+        """The post filter on g_s's padded output (identity without one)."""
+        return x_hat if self.post_filter is None else self.post_filter(x_hat, plane)
 
     # -- training -----------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, depth: Optional[torch.Tensor] = None,
@@ -479,14 +496,14 @@ class LidarConditionedCodec(HyperpriorCodec):
     def __init__(self, N: int = 48, M: int = 128, Nz: int = 64, hyper_hidden: int = 64,
                  lambdas: Tuple[float, ...] = DEFAULT_LAMBDAS, fusion: str = 'concat',
                  conditioning: str = 'lidar', hyper_refiner: bool = True, p2i_ch: int = 24,
-                 ctx_ch: Tuple[int, int, int] = _DEFAULT_CTX):
+                 ctx_ch: Tuple[int, int, int] = _DEFAULT_CTX, post_filter: Tuple[int, int] = (0, 0)):
         if fusion not in ('concat', 'mmfft'):
             raise ValueError(f"fusion must be 'concat' or 'mmfft', got {fusion!r}")
         if conditioning not in ('lidar', 'zeros'):
             raise ValueError(f"conditioning must be 'lidar' or 'zeros', got {conditioning!r}")
         self.fusion = fusion
         self._ctx_ch = tuple(int(c) for c in ctx_ch)
-        super().__init__(N, M, Nz, hyper_hidden, lambdas)
+        super().__init__(N, M, Nz, hyper_hidden, lambdas, post_filter)
         self.config.update(fusion=fusion, conditioning=conditioning, hyper_refiner=hyper_refiner,
                            p2i_ch=p2i_ch, ctx_ch=list(self._ctx_ch))
         self.conditioning = conditioning

@@ -202,7 +202,7 @@ class _Codec:
 
     def __init__(self, stem: str, backend: str, options: BackendOptions):
         from xmodal_compress_ros.codec.model_io import load_model
-        from xmodal_compress_ros.runtime.graphs import quality_gains
+        from xmodal_compress_ros.runtime.graphs import quality_gains, quality_plane
 
         self.stem = stem
         self.model = load_model(resolve_model_stem(stem))
@@ -217,6 +217,16 @@ class _Codec:
         gains = [quality_gains(self.model, q) for q in range(self.levels)]
         self.gain_enc = [self.backend.to_input(g) for g, _ in gains]
         self.gain_dec = [self.backend.to_input(g) for _, g in gains]
+        has_filter = self.model.post_filter is not None
+        self.planes = [self.backend.to_input(quality_plane(self.model, q)) if has_filter else None
+                       for q in range(self.levels)]
+
+    def decoder_quality_inputs(self, quality: int) -> Dict[str, torch.Tensor]:
+        """The decoder graph's per-quality inputs: the gain, and the post filter's plane if it has one."""
+        inputs = {'gain': self.gain_dec[quality]}
+        if self.planes[quality] is not None:
+            inputs['quality'] = self.planes[quality]
+        return inputs
 
     @property
     def device(self) -> torch.device:
@@ -447,7 +457,7 @@ class Decoder:
             if codec.uses_lidar:
                 inputs['depth'] = _depth_input(scan if conditioned else None, parsed.height, parsed.width,
                                                codec.device)
-            inputs['gain'] = codec.gain_dec[parsed.quality]
+            inputs.update(codec.decoder_quality_inputs(parsed.quality))
         with watch.stage('decoder_network'):
             x_hat = codec.backend.run('decoder', inputs)['x_hat']
             rgb = _to_rgb(x_hat, parsed.height, parsed.width)
@@ -492,7 +502,7 @@ class Decoder:
             for width, height in resolutions:
                 ph, pw = _padded(height, width)
                 inputs = {t.name: torch.zeros(t.concrete_shape(ph, pw)) for t in spec.inputs}
-                inputs['gain'] = codec.gain_dec[0]
+                inputs.update(codec.decoder_quality_inputs(0))
                 codec.backend.run('decoder', inputs)
         for codec in self._codecs.values():
             codec.backend.synchronize()

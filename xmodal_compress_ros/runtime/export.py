@@ -25,7 +25,7 @@ import torch
 
 from xmodal_compress_ros.errors import ModelFileError
 from xmodal_compress_ros.runtime.graphs import (GRAPH_NAMES, GraphSpec, example_inputs, graph_modules,
-                                                graph_specs, quality_gains)
+                                                graph_specs, quality_gains, quality_plane)
 
 MANIFEST_NAME = 'manifest.json'
 MANIFEST_VERSION = 1
@@ -112,7 +112,9 @@ def export_model(model, out_dir, resolutions: Sequence[Tuple[int, int]] = (), dy
         'torch_version': torch.__version__,
         'graphs': entries,
         'notes': 'float parts only; quantisation, integer scale indexes and entropy coding run outside '
-                 '(codec.latent_coding). Graph "gain" inputs take runtime.graphs.quality_gains(model, q).',
+                 '(codec.latent_coding). Graph "gain" inputs take runtime.graphs.quality_gains(model, q), '
+                 'the decoder\'s "quality" input (models with a post filter) '
+                 'runtime.graphs.quality_plane(model, q).',
     }
     (out_dir / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1) + '\n')
     return manifest
@@ -216,7 +218,8 @@ def frame_graph_inputs(model, rgb: np.ndarray, depth: Optional[np.ndarray], qual
     mean_in = {k: mean_in[k] for k in specs['mean'].input_names}
     mu = modules['mean'](*mean_in.values())
     symbols = torch.from_numpy(round_half_up((enc_out['y_g'] - mu).numpy()).astype(np.float32))
-    dec_in = {'z_hat': z_hat, 'symbols': symbols, 'depth': depth_map, 'gain': gain_dec}
+    dec_in = {'z_hat': z_hat, 'symbols': symbols, 'depth': depth_map, 'gain': gain_dec,
+              'quality': quality_plane(model, quality)}
     return {'encoder': enc_in, 'mean': mean_in,
             'decoder': {k: dec_in[k] for k in specs['decoder'].input_names}}
 

@@ -95,11 +95,13 @@ def graph_specs(model: HyperpriorCodec) -> Dict[str, GraphSpec]:
         c_hyper = (TensorSpec('c_hyper', _at(model.hyper_refiner.in_channels - m, 16)),)
     gain = TensorSpec('gain', (1, m))
     z_hat = TensorSpec('z_hat', _at(nz, 64))
+    quality = (TensorSpec('quality', (1, 1)),) if model.post_filter is not None else ()
     return {
         'encoder': GraphSpec('encoder', (TensorSpec('x', _image(3)),) + depth + (gain,),
                              (TensorSpec('y_g', _at(m, 16)), TensorSpec('z', _at(nz, 64))) + c_hyper),
         'mean': GraphSpec('mean', (z_hat,) + c_hyper, (TensorSpec('mu', _at(m, 16)),)),
-        'decoder': GraphSpec('decoder', (z_hat, TensorSpec('symbols', _at(m, 16))) + depth + (gain,),
+        'decoder': GraphSpec('decoder',
+                             (z_hat, TensorSpec('symbols', _at(m, 16))) + depth + (gain,) + quality,
                              (TensorSpec('x_hat', _image(3)),)),
     }
 
@@ -137,7 +139,8 @@ class MeanGraph(nn.Module):
 
 
 class DecoderGraph(nn.Module):
-    """LiDAR branch, means, ``y_hat_g = symbols + mu``, the gain, g_s; output clamped to [0, 1]."""
+    """LiDAR branch, means, ``y_hat_g = symbols + mu``, the gain, g_s, the post filter (its ``quality``
+    input is :func:`quality_plane`); output clamped to [0, 1]."""
 
     def __init__(self, model: HyperpriorCodec):
         super().__init__()
@@ -145,10 +148,13 @@ class DecoderGraph(nn.Module):
 
     def forward(self, z_hat: torch.Tensor, symbols: torch.Tensor, *rest: torch.Tensor) -> torch.Tensor:
         model = self.model
-        depth, gain = rest if model.uses_lidar else (None, rest[0])
+        depth = rest[0] if model.uses_lidar else None
+        gain = rest[int(model.uses_lidar)]
         ctx = model.lidar_context(depth, depth) if model.uses_lidar else None
         y_hat_g = symbols + model.mean(z_hat, ctx)
         x_hat = model.g_s(y_hat_g * gain[:, :, None, None], ctx)
+        if model.post_filter is not None:
+            x_hat = model.post_filter(x_hat, rest[-1])
         return torch.clamp(x_hat, 0.0, 1.0)
 
 
@@ -167,6 +173,14 @@ def quality_gains(model: HyperpriorCodec, quality: int) -> Tuple[torch.Tensor, t
     gain = model.gain
     return (torch.exp(gain.log_gain_enc[int(quality)].float())[None].contiguous(),
             torch.exp(gain.log_gain_dec[int(quality)].float())[None].contiguous())
+
+
+@torch.no_grad()
+def quality_plane(model: HyperpriorCodec, quality: int) -> torch.Tensor:
+    """The decoder graph's ``quality`` input, float32 (1, 1), of quality level ``quality``."""
+    if not 0 <= int(quality) < model.quality_levels:
+        raise ValueError(f'quality {quality} out of range 0..{model.quality_levels - 1}')
+    return model.quality_plane(torch.tensor([int(quality)])).contiguous()
 
 
 def example_inputs(spec: GraphSpec, height: int, width: int, seed: int = 0) -> Dict[str, torch.Tensor]:

@@ -106,9 +106,13 @@ def committed_models() -> Optional[Tuple[str, str]]:
     return stems if all(Path(stem + '.json').is_file() for stem in stems) else None
 
 
-def untrained_models(out_dir, config: Optional[Dict] = None, seed: int = 0) -> Tuple[str, str]:
+def untrained_models(out_dir, config: Optional[Dict] = None, seed: int = 0,
+                     post_filter_std: float = 0.0) -> Tuple[str, str]:
     """Write an untrained LiDAR model and its twin (``config``: constructor arguments, default
-    architecture if None) to ``out_dir``; returns their stems. The LiDAR model starts as the twin."""
+    architecture if None) to ``out_dir``; returns their stems. The LiDAR model starts as the twin.
+
+    ``post_filter_std`` > 0 draws the last layer of a post filter (``config['post_filter']``) from a
+    normal distribution: an untrained filter is the identity, which would test nothing."""
     import torch
 
     from xmodal_compress_ros.codec.model_io import save_model
@@ -121,6 +125,8 @@ def untrained_models(out_dir, config: Optional[Dict] = None, seed: int = 0) -> T
     lidar.init_from_twin(twin)
     stems = (str(out_dir / 'untrained-lidar'), str(out_dir / 'untrained-hyperprior'))
     for model, stem in ((lidar, stems[0]), (twin, stems[1])):
+        if post_filter_std > 0:
+            torch.nn.init.normal_(model.post_filter.tail.weight, std=post_filter_std)
         model.update()
         save_model(model, stem, {'trained': False})
     return stems

@@ -13,7 +13,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -37,6 +37,9 @@ class TrainConfig:
     annealed linearly to 0 over the run. The learning rate drops tenfold for the last 10% of steps.
     ``device``: 'cpu' or a CUDA device; on CUDA the frames stay resident on the GPU, TF32 is on, and
     ``amp='bf16'`` runs the transforms under bfloat16 autocast (the rate terms stay float32).
+    ``post_filter``: (channels, blocks) of the decoder-side post filter, (0, 0) for none.
+    ``train_only``: train only the parameters whose names start with this prefix (e.g. ``'post_filter'``
+    after ``init_from`` a trained codec); the rest stays frozen, so the bits do not change.
     """
 
     arch: str = 'xmodal-hyperprior'
@@ -64,9 +67,12 @@ class TrainConfig:
     data: Tuple[str, ...] = ()
     device: str = 'cpu'
     amp: str = 'none'
+    post_filter: Tuple[int, int] = (0, 0)
+    train_only: str = ''
 
     def model_kwargs(self) -> Dict:
-        kwargs = dict(N=self.N, M=self.M, Nz=self.Nz, hyper_hidden=self.hyper_hidden, lambdas=self.lambdas)
+        kwargs = dict(N=self.N, M=self.M, Nz=self.Nz, hyper_hidden=self.hyper_hidden, lambdas=self.lambdas,
+                      post_filter=self.post_filter)
         if get_model_class(self.arch).uses_lidar:
             kwargs.update(fusion=self.fusion, conditioning=self.conditioning, hyper_refiner=self.hyper_refiner)
         return kwargs
@@ -75,6 +81,7 @@ class TrainConfig:
         d = dataclasses.asdict(self)
         d['lambdas'] = list(self.lambdas)
         d['data'] = list(self.data)
+        d['post_filter'] = list(self.post_filter)
         return d
 
 
@@ -86,13 +93,34 @@ def build_model(config: TrainConfig) -> HyperpriorCodec:
 
         source = load_model(config.init_from)
         if type(source) is type(model):
-            model.load_state_dict(source.state_dict())
+            _load_backbone(model, source)
         elif hasattr(model, 'init_from_twin') and not source.uses_lidar:
             model.init_from_twin(source)
         else:
             raise ModelFileError(f'cannot initialise {config.arch} from {config.init_from} '
                                  f'({source.registry_name}): give a twin or a model of the same architecture')
     return model
+
+
+def _load_backbone(model: HyperpriorCodec, source: HyperpriorCodec) -> None:
+    """Copy ``source``'s weights; a post filter that ``source`` lacks keeps its identity start."""
+    missing, unexpected = model.load_state_dict(source.state_dict(), strict=False)
+    if unexpected or any(not name.startswith('post_filter.') for name in missing):
+        raise ModelFileError(f'cannot initialise from a model with other tensors (missing {missing[:3]}, '
+                             f'unexpected {unexpected[:3]}): give the same N, M, Nz and post filter')
+
+
+def trainable_parameters(model: HyperpriorCodec, prefix: str) -> List[torch.nn.Parameter]:
+    """The parameters named ``prefix``* (all when ``prefix`` is empty); the others are frozen."""
+    chosen = []
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad_(name.startswith(prefix))
+        if parameter.requires_grad:
+            chosen.append(parameter)
+    if not chosen:
+        raise ValueError(f'train_only {prefix!r} matches no parameter of {model.registry_name} '
+                         '(a post filter needs post_filter=(channels, blocks))')
+    return chosen
 
 
 def _lr_at(config: TrainConfig, step: int) -> float:
@@ -148,7 +176,8 @@ def train(config: TrainConfig, bank: FrameBank, progress: bool = True,
     out = Path(config.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     model = build_model(config).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    parameters = trainable_parameters(model, config.train_only)
+    optimizer = torch.optim.Adam(parameters, lr=config.lr)
     step = 0
     if config.resume and _checkpoint_paths(out)[0].exists():
         step, rng = load_checkpoint(out, model, optimizer)
@@ -169,7 +198,7 @@ def train(config: TrainConfig, bank: FrameBank, progress: bool = True,
         terms = rd_loss(x, _float32(result), lambdas[quality], _alpha_at(config, step), target)
         optimizer.zero_grad(set_to_none=True)
         terms['loss'].backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        torch.nn.utils.clip_grad_norm_(parameters, config.grad_clip)
         optimizer.step()
         step += 1
         bar.update(1)

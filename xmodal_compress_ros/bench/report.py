@@ -255,8 +255,14 @@ def _describe(info: dict) -> str:
     parts = [f'{key}: {info[key]}' for key in keys if info.get(key)]
     for stem, model in info.get('models', {}).items():
         sources = ', '.join(model.get('training_sources', []))
-        parts.append(f'model {stem} (id {model["model_id"]}, trained {model.get("training_steps")} steps '
-                     f'on {model.get("training_frames")} frames of {sources})')
+        line = (f'model {stem} (id {model["model_id"]}, trained {model.get("training_steps")} steps '
+                f'on {model.get("training_frames")} frames of {sources}')
+        backbone = model.get('backbone')
+        if backbone:
+            line += (f'; those steps trained its post filter alone, on backbone {backbone["model_id"]}, whose '
+                     f'last run was {backbone.get("training_steps")} steps on {backbone.get("training_frames")} '
+                     'frames')
+        parts.append(line + ')')
     return '; '.join(parts)
 
 

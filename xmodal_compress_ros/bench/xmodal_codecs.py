@@ -89,9 +89,12 @@ class XmodalCodec:
             meta = read_metadata(resolve_model_stem(stem))
             training = meta.get('training') if isinstance(meta.get('training'), dict) else {}
             models[stem] = {'model_id': meta['model_id'], 'architecture': meta['architecture'],
-                            'training_sources': training.get('sources', []),
-                            'training_frames': len(training.get('frames', [])),
-                            'training_steps': training.get('total_steps', training.get('steps'))}
+                            **_training_summary(training)}
+            # A model whose last run trained only its post filter names the backbone it started from.
+            backbone = meta.get('backbone')
+            if isinstance(backbone, dict) and isinstance(backbone.get('training'), dict):
+                models[stem]['backbone'] = {'model_id': backbone.get('model_id'),
+                                            **_training_summary(backbone['training'])}
         return {'encoder': 'xmodal_compress_ros.codec.pipeline (torch, cpu, fp32)', 'variant': self.variant,
                 'mode': 'intra', 'setting': self.setting_name, 'models': models,
                 'torch_threads': torch.get_num_threads()}
@@ -141,3 +144,9 @@ class XmodalCodec:
             sizes.append(image.image_bytes)
             decoded.append(np.asarray(out.rgb))
         return CodedRun(tuple(sizes), tuple(decoded), tuple(enc_s), tuple(dec_s))
+
+
+def _training_summary(training: Dict) -> Dict[str, object]:
+    """Sources, frame count and steps of a model file's training record, for the report."""
+    return {'training_sources': training.get('sources', []), 'training_frames': len(training.get('frames', [])),
+            'training_steps': training.get('total_steps', training.get('steps'))}

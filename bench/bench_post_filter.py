@@ -45,11 +45,7 @@ def without_post_filter(stem: str, out_dir: Path) -> str:
     model = load_model(stem)
     if model.post_filter is None:
         raise SystemExit(f'{stem} has no post filter to compare against')
-    config = {k: v for k, v in model.config.items() if k != 'post_filter'}
-    plain = type(model)(**config).eval()
-    # The filter's tensors are the only ones the plain model lacks.
-    plain.load_state_dict(model.state_dict(), strict=False)
-    plain.update()
+    plain = model.without_post_filter()
     out = out_dir / (Path(stem).name + '-no-filter')
     save_model(plain, out, {'derived_from': model.metadata['model_id'], 'post_filter': 'removed'})
     return str(out)

@@ -107,3 +107,22 @@ def test_errors_are_one_line(capsys, files, tmp_path):
     (tmp_path / 'bad.xmc').write_bytes(b'XMCF\x01junk')
     code, _, err = run(capsys, 'info', tmp_path / 'bad.xmc')
     assert code == 2 and 'container' in err and len(err.strip().splitlines()) == 1
+
+
+def test_decode_without_the_post_filter(capsys, tmp_path):
+    lidar, twin = untrained_models(tmp_path, dict(TINY_CONFIG, post_filter=(8, 1)), post_filter_std=0.05)
+    frame = synthetic_frame(200, 120, seed=3)
+    cv2.imwrite(str(tmp_path / 'image.png'), cv2.cvtColor(frame.image, cv2.COLOR_RGB2BGR))
+    frame.points.astype('<f4').tofile(tmp_path / 'scan.bin')
+    frame.calib.to_yaml(tmp_path / 'calib.yaml')
+    code, _, _ = encode(capsys, (tmp_path, lidar, twin), '-o', tmp_path / 'frame.xmc')
+    assert code == 0
+    decoded = []
+    for flag in ([], ['--no-post-filter']):
+        out_png = tmp_path / f'recon{len(flag)}.png'
+        code, _, _ = run(capsys, 'decode', tmp_path / 'frame.xmc', '-o', out_png, '--model', lidar,
+                         '--model', twin, *flag)
+        assert code == 0
+        decoded.append(cv2.imread(str(out_png)).astype(np.int16))
+    assert decoded[0].shape == decoded[1].shape == (120, 200, 3)
+    assert np.abs(decoded[0] - decoded[1]).max() > 1

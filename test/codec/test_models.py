@@ -197,3 +197,21 @@ def test_the_post_filter_sees_the_quality_level():
     low, high = (model.restore(x_hat, model.quality_plane(torch.tensor([q]))) for q in (0, 5))
     assert model.quality_plane(torch.tensor([0, 5])).tolist() == [[0.0], [1.0]]
     assert (low - high).abs().max() > 1e-4
+
+
+def test_without_post_filter_is_a_separate_model_that_decodes_as_g_s_alone():
+    filtered = _filtered(LidarConditionedCodec)
+    filtered.metadata = {'model_id': 'ab' * 16}
+    plain = filtered.without_post_filter()
+    assert plain.post_filter is None and 'post_filter' not in plain.config
+    assert plain.metadata['model_id'] == 'ab' * 16 + '-no-post-filter'
+    assert plain.entropy_tables is filtered.entropy_tables
+    own = {t.data_ptr() for t in filtered.state_dict().values()}
+    assert not own & {t.data_ptr() for t in plain.state_dict().values()}
+    by_hand = LidarConditionedCodec(**TINY).eval()
+    by_hand.load_state_dict(filtered.state_dict(), strict=False)
+    by_hand.update()
+    x, depth = torch.rand(1, 3, 45, 70), _depth(45, 70)
+    compressed = filtered.compress(x, depth, quality=4)
+    torch.testing.assert_close(plain.decompress(compressed, depth), by_hand.decompress(compressed, depth),
+                               atol=0, rtol=0)

@@ -282,3 +282,23 @@ def test_models_with_a_post_filter_decode_as_the_model_does(tmp_path, cache, bac
         expected = model.decompress(model.compress(x, depth, quality=quality), depth)
         expected = (expected[0].permute(1, 2, 0) * 255.0 + 0.5).floor().numpy()
         assert np.abs(decoded.rgb.astype(np.float64) - expected).max() <= 1, quality
+
+
+def test_a_decoder_may_skip_the_post_filter(tmp_path, cache):
+    stems = untrained_models(tmp_path, dict(TINY_CONFIG, post_filter=(8, 1)), post_filter_std=0.05)
+    frame = synthetic_frame(WIDTH, HEIGHT, seed=3)
+    encoder = _encoder(stems, cache)
+    _, scan = encoder.encode_scan(frame.points, 1)
+    encoded = encoder.encode_image(frame.image, 2, scan, quality=1)
+    skipping = Decoder(DecoderConfig(models=stems, warmup=False, cache_dir=cache, post_filter=False))
+    decoded = skipping.decode_image(encoded.packet, scan)
+    model = load_model(stems[0])
+    assert decoded.model_id == model.metadata['model_id']  # packets still name the model file
+    plain = model.without_post_filter()
+    x = torch.from_numpy(frame.image).permute(2, 0, 1)[None].float() / 255.0
+    depth = depth_condition(scan.points, scan.calib)
+    expected = plain.decompress(plain.compress(x, depth, quality=1), depth)
+    expected = (expected[0].permute(1, 2, 0) * 255.0 + 0.5).floor().numpy()
+    assert np.abs(decoded.rgb.astype(np.float64) - expected).max() <= 1
+    filtered = _decoder(stems, cache).decode_image(encoded.packet, scan)
+    assert np.abs(filtered.rgb.astype(np.int16) - decoded.rgb).max() > 1

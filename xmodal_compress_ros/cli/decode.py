@@ -24,6 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--backend', default=d.backend, help='torch | onnxruntime | tensorrt (default torch)')
     parser.add_argument('--device', default=d.device, help='cpu | cuda (default cpu)')
     parser.add_argument('--precision', default=d.precision, help='fp32 | fp16 | bf16 (default fp32)')
+    parser.add_argument('--no-post-filter', action='store_true',
+                        help="skip the models' post filters: faster on a CPU, lower quality")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -50,6 +52,7 @@ def main(args: argparse.Namespace) -> int:
     if not images:
         raise PacketError(f'{args.input} holds no image packet')
     config = DecoderConfig(backend=args.backend, device=args.device, precision=args.precision, warmup=False,
+                           post_filter=not args.no_post_filter,
                            **({'models': tuple(args.model)} if args.model else {}))
     decoder = Decoder(config)
     scans = {}

@@ -316,6 +316,21 @@ class HyperpriorCodec(nn.Module):
         """The post filter on g_s's padded output (identity without one)."""
         return x_hat if self.post_filter is None else self.post_filter(x_hat, plane)
 
+    def without_post_filter(self) -> 'HyperpriorCodec':
+        """A copy that decodes without the post filter: the same packets, g_s's reconstruction.
+
+        The copy shares no tensor with this model. Its metadata (if this model has any) names it
+        ``<model_id>-no-post-filter``, so that compiled graphs and engines of the two are cached apart.
+        """
+        config = {k: v for k, v in self.config.items() if k != 'post_filter'}
+        plain = type(self)(**config).to(self.g_s.deconv1.weight)
+        plain.load_state_dict({k: v for k, v in self.state_dict().items() if not k.startswith('post_filter.')})
+        plain.entropy_tables = self.entropy_tables
+        meta = getattr(self, 'metadata', None)
+        if meta is not None:
+            plain.metadata = dict(meta, model_id=f"{meta['model_id']}-no-post-filter")
+        return plain.eval()
+
     # -- training -----------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, depth: Optional[torch.Tensor] = None,
                 quality: Optional[torch.Tensor] = None,

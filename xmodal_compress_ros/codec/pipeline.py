@@ -92,6 +92,8 @@ class DecoderConfig:
         max_pixels: the largest padded width x height a packet may declare; larger packets are
             refused before anything is allocated (the default admits 4K frames).
         warmup, cache_dir, profile, threads: as in :class:`EncoderConfig`.
+        post_filter: run each model's post filter (if it has one). Off, a CPU decodes about twice as
+            fast and the image loses the filter's gain (about 15 % more bits for the same PSNR on KITTI).
     """
 
     models: tuple = ('models/xmodal-lidar', 'models/xmodal-hyperprior')
@@ -104,6 +106,7 @@ class DecoderConfig:
     cache_dir: str = ''
     profile: bool = False
     threads: int = 0
+    post_filter: bool = True
 
 
 @dataclass(frozen=True)
@@ -200,7 +203,7 @@ def resolve_model_stem(stem: str) -> str:
 class _Codec:
     """One loaded model, the backend running its graphs, and its per-quality gains on that device."""
 
-    def __init__(self, stem: str, backend: str, options: BackendOptions):
+    def __init__(self, stem: str, backend: str, options: BackendOptions, post_filter: bool = True):
         from xmodal_compress_ros.codec.model_io import load_model
         from xmodal_compress_ros.runtime.graphs import quality_gains, quality_plane
 
@@ -213,11 +216,14 @@ class _Codec:
         self.uses_lidar = bool(self.model.uses_lidar)
         self.levels = self.model.quality_levels
         self.tables = self.model.entropy_tables
-        self.backend = create_backend(backend, self.model, options)
+        graphs = self.model
+        if not post_filter and self.model.post_filter is not None:
+            graphs = self.model.without_post_filter()
+        self.backend = create_backend(backend, graphs, options)
         gains = [quality_gains(self.model, q) for q in range(self.levels)]
         self.gain_enc = [self.backend.to_input(g) for g, _ in gains]
         self.gain_dec = [self.backend.to_input(g) for _, g in gains]
-        has_filter = self.model.post_filter is not None
+        has_filter = graphs.post_filter is not None
         self.planes = [self.backend.to_input(quality_plane(self.model, q)) if has_filter else None
                        for q in range(self.levels)]
 
@@ -406,7 +412,7 @@ class Decoder:
                                  resolutions=tuple(config.resolutions), threads=config.threads)
         self._codecs: Dict[bytes, _Codec] = {}
         for stem in config.models:
-            codec = _Codec(stem, config.backend, options)
+            codec = _Codec(stem, config.backend, options, config.post_filter)
             self._codecs.setdefault(codec.id_bytes, codec)
         self.last_timings: Dict[str, float] = {}
         if config.warmup:

@@ -28,7 +28,6 @@ import argparse
 import copy
 import sys
 import time
-from pathlib import Path
 from typing import Dict, List, Tuple
 
 import numpy as np
@@ -96,7 +95,8 @@ def reflectance_map(points: np.ndarray, calib) -> np.ndarray:
 
 def scan_maps(frame) -> np.ndarray:
     """uint8 (H, W, 2): the depth condition and the reflectance map of the frame's scan."""
-    return np.stack([depth_condition(frame.points, frame.calib), reflectance_map(frame.points, frame.calib)], -1)
+    maps = (depth_condition(frame.points, frame.calib), reflectance_map(frame.points, frame.calib))
+    return np.stack(maps, -1)
 
 
 def frame_entry(twin, image: np.ndarray, scan: np.ndarray) -> Dict:
@@ -215,8 +215,9 @@ def main(argv=None) -> int:
         f.eval()
     records = evaluate(filters, twin, args)
     summary = summarise(records)
-    pairs = [('twin+filter-depth+reflectance', 'twin+filter-zeros'), ('twin+filter-depth', 'twin+filter-zeros'),
-             ('twin+filter-zeros', 'twin'), ('twin+filter-depth+reflectance', 'twin')]
+    pairs = [('twin+filter-depth+reflectance', 'twin+filter-zeros'),
+             ('twin+filter-depth', 'twin+filter-zeros'), ('twin+filter-zeros', 'twin'),
+             ('twin+filter-depth+reflectance', 'twin')]
     bd = bd_table(summary, pairs)
     for row in bd:
         print(f"{row['test']} vs {row['anchor']}: BD-rate {row['bd_rate_psnr_percent']:+.2f} %")

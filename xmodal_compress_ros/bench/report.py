@@ -259,9 +259,9 @@ def _describe(info: dict) -> str:
                 f'on {model.get("training_frames")} frames of {sources}')
         backbone = model.get('backbone')
         if backbone:
-            line += (f'; those steps trained its post filter alone, on backbone {backbone["model_id"]}, whose '
-                     f'last run was {backbone.get("training_steps")} steps on {backbone.get("training_frames")} '
-                     'frames')
+            line += (f'; those steps trained its post filter alone, on backbone {backbone["model_id"]}, '
+                     f'whose last run was {backbone.get("training_steps")} steps on '
+                     f'{backbone.get("training_frames")} frames')
         parts.append(line + ')')
     return '; '.join(parts)
 

@@ -148,5 +148,6 @@ class XmodalCodec:
 
 def _training_summary(training: Dict) -> Dict[str, object]:
     """Sources, frame count and steps of a model file's training record, for the report."""
-    return {'training_sources': training.get('sources', []), 'training_frames': len(training.get('frames', [])),
+    return {'training_sources': training.get('sources', []),
+            'training_frames': len(training.get('frames', [])),
             'training_steps': training.get('total_steps', training.get('steps'))}

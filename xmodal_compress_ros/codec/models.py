@@ -324,7 +324,8 @@ class HyperpriorCodec(nn.Module):
         """
         config = {k: v for k, v in self.config.items() if k != 'post_filter'}
         plain = type(self)(**config).to(self.g_s.deconv1.weight)
-        plain.load_state_dict({k: v for k, v in self.state_dict().items() if not k.startswith('post_filter.')})
+        plain.load_state_dict({k: v for k, v in self.state_dict().items()
+                               if not k.startswith('post_filter.')})
         plain.entropy_tables = self.entropy_tables
         meta = getattr(self, 'metadata', None)
         if meta is not None:

@@ -28,17 +28,21 @@ STAGES = ('encoder_network', 'mean_network', 'entropy_encode', 'encode_total', '
           'entropy_decode', 'decode_total')
 
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_common_arguments(parser, kind: str) -> None:
+    """The options every side-by-side coding benchmark shares; ``kind`` names its result file."""
     parser.add_argument('--frames', type=int, default=20, help='timed frames (after 2 untimed)')
-    parser.add_argument('--device', default='cpu')
-    parser.add_argument('--precision', default='fp32')
-    parser.add_argument('--threads', type=int, default=2, help='CPU threads (0 = torch default)')
+    parser.add_argument('--threads', type=int, default=2, help='CPU threads (0 = library default)')
     parser.add_argument('--model', default=str(REPO / 'models' / 'xmodal-lidar'))
     parser.add_argument('--twin', default=str(REPO / 'models' / 'xmodal-hyperprior'))
     parser.add_argument('--quality', type=int, default=3)
-    parser.add_argument('--out', type=Path,
-                        help='result JSON (default bench/results/memory_format_<tag>.json)')
+    parser.add_argument('--out', type=Path, help=f'result JSON (default bench/results/{kind}_<tag>.json)')
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_common_arguments(parser, 'memory_format')
+    parser.add_argument('--device', default='cpu')
+    parser.add_argument('--precision', default='fp32')
     return parser.parse_args(argv)
 
 
@@ -68,6 +72,32 @@ def time_frame(encoder, decoder, frame, index):
     return times
 
 
+def p50_in_turn(pairs: dict, frames: list, count: int) -> dict:
+    """Code ``count`` frames (after 2 untimed) with every (encoder, decoder) pair in turn, so that all
+    meet the same machine load; the p50 of each stage per pair, in ms."""
+    samples = {key: {stage: [] for stage in STAGES} for key in pairs}
+    for index in range(2 + count):
+        for key, (encoder, decoder) in pairs.items():
+            times = time_frame(encoder, decoder, frames[index % len(frames)], index)
+            for stage in STAGES if index >= 2 else ():
+                samples[key][stage].append(times[stage])
+    return {key: {stage: round(float(np.median(v)), 1) for stage, v in stages.items()}
+            for key, stages in samples.items()}
+
+
+def write_result(kind: str, args, device: str, frames: list, rows: list, **fields) -> dict:
+    """bench/results/<kind>_<device tag>.json (or ``args.out``): the run's settings and its rows."""
+    result = {'device': device_description(device),
+              'date_utc': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
+              'image_size': [frames[0].image.shape[1], frames[0].image.shape[0]], 'frames': args.frames,
+              'threads': args.threads, 'quality': args.quality, 'source': frames[0].name, **fields,
+              'rows': rows}
+    out = args.out or REPO / 'bench' / 'results' / f'{kind}_{device_tag(device)}.json'
+    out.write_text(json.dumps(result, indent=1) + '\n')
+    print(f'wrote {out}')
+    return result
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
     frames = list(frames_for(1242, 375, 10))
@@ -75,26 +105,12 @@ def main(argv=None) -> dict:
     models = {'lidar': (args.model, args.twin), 'twin': (args.twin, args.twin)}
     pairs = {(model, name): pair for model, stems in models.items()
              for name, pair in coders(args, stems, frames[0].calib, size).items()}
-    samples = {key: {stage: [] for stage in STAGES} for key in pairs}
-    for index in range(2 + args.frames):
-        for key, (encoder, decoder) in pairs.items():
-            times = time_frame(encoder, decoder, frames[index % len(frames)], index)
-            for stage in STAGES if index >= 2 else ():
-                samples[key][stage].append(times[stage])
-    rows = [{'model': model, 'memory_format': name,
-             'p50_ms': {stage: round(float(np.median(v)), 1) for stage, v in samples[(model, name)].items()}}
-            for model, name in pairs]
+    p50 = p50_in_turn(pairs, frames, args.frames)
+    rows = [{'model': model, 'memory_format': name, 'p50_ms': p50[model, name]} for model, name in pairs]
     for row in rows:
         print(f"{row['model']:6s} {row['memory_format']:14s} "
               + '  '.join(f'{stage} {ms:6.1f}' for stage, ms in row['p50_ms'].items()))
-    result = {'device': device_description(args.device),
-              'date_utc': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
-              'image_size': list(size), 'frames': args.frames, 'threads': args.threads,
-              'precision': args.precision, 'quality': args.quality, 'source': frames[0].name, 'rows': rows}
-    out = args.out or REPO / 'bench' / 'results' / f'memory_format_{device_tag(args.device)}.json'
-    out.write_text(json.dumps(result, indent=1) + '\n')
-    print(f'wrote {out}')
-    return result
+    return write_result('memory_format', args, args.device, frames, rows, precision=args.precision)
 
 
 if __name__ == '__main__':

@@ -95,9 +95,10 @@ def test_nodes_best_effort_10_percent_burst_and_late_decoder(link_possible, code
     unseen, blind = result['published_not_seen_by_listener'], result['published_before_listener_matched']
     assert unseen <= (blind or 0), result
     late, burst = result['late_decoder'], result['burst']
-    # Intra-only coding and volatile QoS: once DDS discovery has matched the decoder (logged by the node;
-    # over the lossy link that can take a second, and the listener's view of "decoder up" lags it
-    # further), the very next frame decodes; one frame of slack for the link dropping that one.
+    # Intra-only coding and volatile QoS: once DDS discovery has matched the decoder with the encoder and
+    # with the listener (logged by the node; over the lossy link that can take a second, and the
+    # listener's view of "decoder up" lags it further), the very next frame decodes and is seen; one frame
+    # of slack for the link dropping that one.
     after_match, slack = late.get('after_match'), 1
     if after_match is None:  # rclpy without matched events (Humble): from the decoder's first diagnostics
         after_match, slack = late, 12

@@ -340,10 +340,13 @@ def summarise(workdir: Path, publish_log: Path, config: LinkConfig, setup: NodeS
 
 
 def _matched_ns(workdir: Path, since_ns: int) -> Optional[int]:
-    """When both ends had matched after ``since_ns`` (the decoder's start): the later of the decoder's
-    subscription match and the encoder's publisher match, as the nodes logged them (None if absent)."""
+    """When every link from the encoder to the listener had matched after ``since_ns`` (the decoder's
+    start): the latest of the decoder's packet subscription match, the encoder's packet publisher match
+    and the decoder's image publisher match (with the listener: images it publishes before that cannot
+    be seen), as the nodes logged them (None if absent)."""
     ends = []
-    for log, what in (('decoder_node.log', 'packet subscription'), ('encoder_node.log', 'packet publisher')):
+    for log, what in (('decoder_node.log', 'packet subscription'), ('encoder_node.log', 'packet publisher'),
+                      ('decoder_node.log', 'image publisher')):
         path = workdir / log
         times = match_times(path.read_text() if path.exists() else '', what)
         later = [t for t in times if t >= since_ns]

@@ -13,8 +13,9 @@ arm also shows what the filter does without the scan.
 - Training frames: the twin's own KITTI training frames (kitti_object_fov/training), decoded by the
   twin at every quality level and rounded to 8 bits, as a decoder node would publish them. Random
   crops; both arms see the same crops in the same order from the same initial weights.
-- The filter (:class:`PostFilter`): pixel-unshuffle by 2, four residual blocks at half resolution,
-  pixel-shuffle back, added to the decoded image. Its input has the decoded image, the quality level
+- The filter (:class:`ScanPostFilter`: the codec's own post filter with three side channels):
+  pixel-unshuffle by 2, four residual blocks at half resolution, pixel-shuffle back, added to the
+  decoded image. Its input has the decoded image, the quality level
   as a constant plane, and the three scan channels.
 - The maps come from the scan as read from disk, not from its Draco decode (sub-centimetre and 8-bit
   reflectance differences, which a product integration would have to remove).
@@ -38,8 +39,8 @@ import torch.nn.functional as F
 from eval_codec import (DATA, REPO, add_frame_arguments, bd_table, learned_points, selected_frames, summarise,
                         to_uint8, write_model_result)
 from xmodal_compress_ros.bench.metrics import bpp, psnr
-from xmodal_compress_ros.codec.layers import ResidualBlock, conv
 from xmodal_compress_ros.codec.model_io import load_model
+from xmodal_compress_ros.codec.post_filter import PostFilter
 from xmodal_compress_ros.data.kitti import KittiObjectDataset
 from xmodal_compress_ros.geometry.projection import MIN_DEPTH_M, depth_condition
 
@@ -50,27 +51,22 @@ SCAN_CHANNELS = 2
 SETTINGS = ('steps', 'batch', 'crop', 'lr', 'channels', 'blocks', 'seed', 'threads', 'raw_stride')
 
 
-class PostFilter(nn.Module):
-    """Residual correction of a decoded image from [image, quality plane, depth, depth valid,
-    reflectance]."""
+class ScanPostFilter(nn.Module):
+    """The codec's :class:`PostFilter` with three side channels: depth, depth valid, reflectance."""
 
     def __init__(self, channels: int = 32, blocks: int = 4):
         super().__init__()
-        self.head = conv(7 * 4, channels, 3, 1)
-        self.body = nn.Sequential(*[ResidualBlock(channels) for _ in range(blocks)])
-        self.tail = conv(channels, 3 * 4, 3, 1)
-        nn.init.zeros_(self.tail.weight)
-        nn.init.zeros_(self.tail.bias)
+        self.filter = PostFilter(channels, blocks, side_channels=3)
 
     def forward(self, decoded: torch.Tensor, quality: torch.Tensor, scan: torch.Tensor) -> torch.Tensor:
         height, width = decoded.shape[-2:]
-        plane = quality.view(-1, 1, 1, 1).expand(-1, 1, height, width)
         depth, reflectance = scan[:, :1], scan[:, 1:]
-        inputs = torch.cat([decoded, plane, depth, (depth > 0).float(), reflectance], dim=1)
+        side = torch.cat([depth, (depth > 0).float(), reflectance], dim=1)
         # Pixel-unshuffle needs even sizes (KITTI frames are 375 rows): pad by replication, crop back.
-        inputs = F.pad(inputs, (0, width % 2, 0, height % 2), mode='replicate')
-        h = self.body(self.head(F.pixel_unshuffle(inputs, 2)))
-        return decoded + F.pixel_shuffle(self.tail(h), 2)[..., :height, :width]
+        pad = (0, width % 2, 0, height % 2)
+        out = self.filter(F.pad(decoded, pad, mode='replicate'), quality.reshape(-1, 1),
+                          F.pad(side, pad, mode='replicate'))
+        return out[..., :height, :width]
 
 
 def reflectance_map(points: np.ndarray, calib) -> np.ndarray:
@@ -146,11 +142,12 @@ def batches(entries: List[Dict], steps: int, batch: int, crop: int, levels: int,
         yield [torch.stack(parts) for parts in zip(*items)]
 
 
-def train_arms(entries: List[Dict], args, levels: int) -> Tuple[Dict[str, PostFilter], Dict[str, float]]:
+def train_arms(entries: List[Dict], args,
+               levels: int) -> Tuple[Dict[str, ScanPostFilter], Dict[str, float]]:
     """All arms, stepped together on the same batches from the same initial weights; the filters and
     each arm's mean training MSE over its last 100 steps."""
     torch.manual_seed(args.seed)
-    first = PostFilter(args.channels, args.blocks)
+    first = ScanPostFilter(args.channels, args.blocks)
     filters = {arm: copy.deepcopy(first) for arm in ARMS}
     optimizers = {arm: torch.optim.Adam(f.parameters(), lr=args.lr) for arm, f in filters.items()}
     losses = {arm: [] for arm in ARMS}
@@ -172,7 +169,7 @@ def train_arms(entries: List[Dict], args, levels: int) -> Tuple[Dict[str, PostFi
 
 
 @torch.no_grad()
-def evaluate(filters: Dict[str, PostFilter], twin, args) -> List[Dict]:
+def evaluate(filters: Dict[str, ScanPostFilter], twin, args) -> List[Dict]:
     records = []
     levels = twin.quality_levels
     for name, frame in selected_frames(args):

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / 'bench'))
-from lidar_postfilter import ARMS, PostFilter, batches, reflectance_map, train_arms, visible  # noqa: E402
+from lidar_postfilter import ARMS, ScanPostFilter, batches, reflectance_map, train_arms, visible  # noqa: E402
 
 from xmodal_compress_ros.geometry.calibration import Calibration  # noqa: E402
 from xmodal_compress_ros.geometry.projection import project_to_depth  # noqa: E402
@@ -18,7 +18,7 @@ TRAINING = Namespace(seed=0, channels=8, blocks=1, lr=3e-3, steps=200, batch=4, 
 def test_an_untrained_filter_returns_the_decoded_image_of_any_size():
     for height, width in ((16, 24), (15, 23)):
         decoded = torch.rand(2, 3, height, width)
-        out = PostFilter(8, 1)(decoded, torch.tensor([0.0, 1.0]), torch.rand(2, 2, height, width))
+        out = ScanPostFilter(8, 1)(decoded, torch.tensor([0.0, 1.0]), torch.rand(2, 2, height, width))
         assert torch.equal(out, decoded)
 
 

@@ -10,6 +10,8 @@ been trained returns g_s's output unchanged.
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -23,21 +25,27 @@ class PostFilter(nn.Module):
     Args:
         channels: channels of the half-resolution residual blocks.
         blocks: number of residual blocks.
+        side_channels: extra full-resolution input planes (none in the codec; bench/lidar_postfilter.py
+            feeds the scan's maps through them to test whether the scan helps this network).
     """
 
-    def __init__(self, channels: int = 32, blocks: int = 4):
+    def __init__(self, channels: int = 32, blocks: int = 4, side_channels: int = 0):
         super().__init__()
-        if channels < 1 or blocks < 0:
-            raise ValueError(f'post filter needs channels >= 1 and blocks >= 0, got {channels}, {blocks}')
-        self.head = conv(4 * 4, channels, 3, 1)
+        if channels < 1 or blocks < 0 or side_channels < 0:
+            raise ValueError(f'post filter needs channels >= 1, blocks >= 0 and side_channels >= 0, got '
+                             f'{channels}, {blocks}, {side_channels}')
+        self.head = conv((4 + side_channels) * 4, channels, 3, 1)
         self.body = nn.Sequential(*[ResidualBlock(channels) for _ in range(blocks)])
         self.tail = conv(channels, 3 * 4, 3, 1)
         nn.init.zeros_(self.tail.weight)
         nn.init.zeros_(self.tail.bias)
 
-    def forward(self, x_hat: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
-        """``x_hat``: (B, 3, H, W) with even H and W; ``quality``: (B, 1) in [0, 1] (level / top level)."""
+    def forward(self, x_hat: torch.Tensor, quality: torch.Tensor,
+                side: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``x_hat``: (B, 3, H, W) with even H and W; ``quality``: (B, 1) in [0, 1] (level / top level);
+        ``side``: (B, side_channels, H, W) when the filter has side channels."""
         height, width = x_hat.shape[-2:]
         plane = quality.to(x_hat.dtype).reshape(-1, 1, 1, 1).expand(-1, 1, height, width)
-        features = self.body(self.head(F.pixel_unshuffle(torch.cat([x_hat, plane], dim=1), 2)))
+        inputs = [x_hat, plane] if side is None else [x_hat, plane, side]
+        features = self.body(self.head(F.pixel_unshuffle(torch.cat(inputs, dim=1), 2)))
         return x_hat + F.pixel_shuffle(self.tail(features), 2)

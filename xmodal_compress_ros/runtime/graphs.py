@@ -165,11 +165,15 @@ def graph_modules(model: HyperpriorCodec) -> Dict[str, nn.Module]:
             'decoder': DecoderGraph(model).eval()}
 
 
+def _check_level(model: HyperpriorCodec, quality: int) -> None:
+    if not 0 <= int(quality) < model.quality_levels:
+        raise ValueError(f'quality {quality} out of range 0..{model.quality_levels - 1}')
+
+
 @torch.no_grad()
 def quality_gains(model: HyperpriorCodec, quality: int) -> Tuple[torch.Tensor, torch.Tensor]:
     """(encoder gain, decoder gain), float32 (1, M), of quality level ``quality``."""
-    if not 0 <= int(quality) < model.quality_levels:
-        raise ValueError(f'quality {quality} out of range 0..{model.quality_levels - 1}')
+    _check_level(model, quality)
     gain = model.gain
     return (torch.exp(gain.log_gain_enc[int(quality)].float())[None].contiguous(),
             torch.exp(gain.log_gain_dec[int(quality)].float())[None].contiguous())
@@ -178,8 +182,7 @@ def quality_gains(model: HyperpriorCodec, quality: int) -> Tuple[torch.Tensor, t
 @torch.no_grad()
 def quality_plane(model: HyperpriorCodec, quality: int) -> torch.Tensor:
     """The decoder graph's ``quality`` input, float32 (1, 1), of quality level ``quality``."""
-    if not 0 <= int(quality) < model.quality_levels:
-        raise ValueError(f'quality {quality} out of range 0..{model.quality_levels - 1}')
+    _check_level(model, quality)
     return model.quality_plane(torch.tensor([int(quality)])).contiguous()
 
 

@@ -1,22 +1,26 @@
 """Can a small non-linear network at the decoder use the scan to improve the twin's reconstruction?
 
 bench/lidar_probe.py rules out a linear use of the scan. This trains a decoder-side post-filter on
-top of the frozen image-only twin three times, identically except for what it sees of the scan:
-- ``depth+reflectance``: the depth map (the equalised projection of the scan, plus its valid mask)
-  and the reflectance map (each pixel's nearest point's reflectance, which the LiDAR packet carries);
-- ``depth``: the depth map, zeros for reflectance;
-- ``zeros``: zeros in all three scan channels.
+top of the frozen image-only twin's backbone (its g_s output, without its own post filter) four times,
+identically except for what it sees of the scan:
+- ``depth+reflectance``: the sparse depth map (the equalised projection of the scan, plus its valid
+  mask) and the reflectance map (each pixel's nearest point's reflectance, which the LiDAR packet
+  carries);
+- ``dense``: the equalised dense depth map that :func:`complete_depth` (IP-Basic) fills in from the
+  sparse one, so that every pixel has a depth and object outlines are closed;
+- ``depth+reflectance+dense``: all three maps;
+- ``zeros``: zeros in all scan channels.
 The packets do not change, so the bits are the twin's in every arm. The difference in PSNR between
 the filters on frames no model was trained on is the gain the scan gives this network. The zeros
 arm also shows what the filter does without the scan.
 
 - Training frames: the twin's own KITTI training frames (kitti_object_fov/training), decoded by the
-  twin at every quality level and rounded to 8 bits, as a decoder node would publish them. Random
-  crops; both arms see the same crops in the same order from the same initial weights.
-- The filter (:class:`ScanPostFilter`: the codec's own post filter with three side channels):
+  twin's backbone at every quality level and rounded to 8 bits, as a decoder node would publish them.
+  Random crops; all arms see the same crops in the same order from the same initial weights.
+- The filter (:class:`ScanPostFilter`: the codec's own post filter with four side channels):
   pixel-unshuffle by 2, four residual blocks at half resolution, pixel-shuffle back, added to the
-  decoded image. Its input has the decoded image, the quality level
-  as a constant plane, and the three scan channels.
+  decoded image. Its input has the decoded image, the quality level as a constant plane, and the
+  scan channels.
 - The maps come from the scan as read from disk, not from its Draco decode (sub-centimetre and 8-bit
   reflectance differences, which a product integration would have to remove).
 - Evaluation: the held-out frames of bench/eval_codec.py, at every quality level.
@@ -42,26 +46,28 @@ from xmodal_compress_ros.bench.metrics import bpp, psnr
 from xmodal_compress_ros.codec.model_io import load_model
 from xmodal_compress_ros.codec.post_filter import PostFilter
 from xmodal_compress_ros.data.kitti import KittiObjectDataset
-from xmodal_compress_ros.geometry.projection import MIN_DEPTH_M, depth_condition
+from xmodal_compress_ros.geometry.depth_completion import complete_depth
+from xmodal_compress_ros.geometry.projection import MIN_DEPTH_M, equalize_depth, project_to_depth
 
-#: Each arm and the scan channels (0: depth, 1: reflectance) it sees.
-ARMS = {'depth+reflectance': (0, 1), 'depth': (0,), 'zeros': ()}
-SCAN_CHANNELS = 2
+#: Each arm and the scan channels (0: sparse depth, 1: reflectance, 2: dense depth) it sees.
+ARMS = {'depth+reflectance+dense': (0, 1, 2), 'depth+reflectance': (0, 1), 'dense': (2,), 'zeros': ()}
+SCAN_CHANNELS = 3
 #: The options recorded with the result.
 SETTINGS = ('steps', 'batch', 'crop', 'lr', 'channels', 'blocks', 'seed', 'threads', 'raw_stride')
 
 
 class ScanPostFilter(nn.Module):
-    """The codec's :class:`PostFilter` with three side channels: depth, depth valid, reflectance."""
+    """The codec's :class:`PostFilter` with four side channels: sparse depth, its valid mask,
+    reflectance and dense depth."""
 
     def __init__(self, channels: int = 32, blocks: int = 4):
         super().__init__()
-        self.filter = PostFilter(channels, blocks, side_channels=3)
+        self.filter = PostFilter(channels, blocks, side_channels=SCAN_CHANNELS + 1)
 
     def forward(self, decoded: torch.Tensor, quality: torch.Tensor, scan: torch.Tensor) -> torch.Tensor:
         height, width = decoded.shape[-2:]
-        depth, reflectance = scan[:, :1], scan[:, 1:]
-        side = torch.cat([depth, (depth > 0).float(), reflectance], dim=1)
+        depth = scan[:, :1]
+        side = torch.cat([depth, (depth > 0).float(), scan[:, 1:]], dim=1)
         # Pixel-unshuffle needs even sizes (KITTI frames are 375 rows): pad by replication, crop back.
         pad = (0, width % 2, 0, height % 2)
         out = self.filter(F.pad(decoded, pad, mode='replicate'), quality.reshape(-1, 1),
@@ -90,8 +96,10 @@ def reflectance_map(points: np.ndarray, calib) -> np.ndarray:
 
 
 def scan_maps(frame) -> np.ndarray:
-    """uint8 (H, W, 2): the depth condition and the reflectance map of the frame's scan."""
-    maps = (depth_condition(frame.points, frame.calib), reflectance_map(frame.points, frame.calib))
+    """uint8 (H, W, 3): the depth condition, the reflectance map and the equalised dense depth."""
+    depth = project_to_depth(frame.points, frame.calib)
+    maps = (equalize_depth(depth), reflectance_map(frame.points, frame.calib),
+            equalize_depth(complete_depth(depth)))
     return np.stack(maps, -1)
 
 
@@ -204,7 +212,10 @@ def main(argv=None) -> int:
     add_frame_arguments(parser)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    # The backbone, so that the arms are compared on g_s's output, not on top of the shipped filter.
     twin = load_model(args.model)
+    if twin.post_filter is not None:
+        twin = twin.without_post_filter()
     twin.eval()
     entries = training_set(twin, args.train_frames)
     filters, training_mse = train_arms(entries, args, twin.quality_levels)
@@ -212,9 +223,8 @@ def main(argv=None) -> int:
         f.eval()
     records = evaluate(filters, twin, args)
     summary = summarise(records)
-    pairs = [('twin+filter-depth+reflectance', 'twin+filter-zeros'),
-             ('twin+filter-depth', 'twin+filter-zeros'), ('twin+filter-zeros', 'twin'),
-             ('twin+filter-depth+reflectance', 'twin')]
+    pairs = [(f'twin+filter-{arm}', 'twin+filter-zeros') for arm in ARMS if arm != 'zeros']
+    pairs += [('twin+filter-zeros', 'twin'), ('twin+filter-depth+reflectance+dense', 'twin')]
     bd = bd_table(summary, pairs)
     for row in bd:
         print(f"{row['test']} vs {row['anchor']}: BD-rate {row['bd_rate_psnr_percent']:+.2f} %")

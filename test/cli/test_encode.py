@@ -99,6 +99,8 @@ def test_errors_are_one_line(capsys, files, tmp_path):
     assert code == 2 and 'quality 9 is out of range' in err
     code, _, err = encode(capsys, files, '--backend', 'nope', '-o', tmp_path / 'x.xmc')
     assert code == 2 and "unknown backend 'nope'" in err
+    code, _, err = encode(capsys, files, '--refine-steps', -1, '-o', tmp_path / 'x.xmc')
+    assert code == 2 and 'refinement steps' in err
     encode(capsys, files, '-o', tmp_path / 'ok.xmc')
     code, _, err = run(capsys, 'decode', tmp_path / 'ok.xmc', '-o', tmp_path / 'r.png', '--model', twin)
     assert code == 2 and 'does not hold' in err
@@ -107,6 +109,19 @@ def test_errors_are_one_line(capsys, files, tmp_path):
     (tmp_path / 'bad.xmc').write_bytes(b'XMCF\x01junk')
     code, _, err = run(capsys, 'info', tmp_path / 'bad.xmc')
     assert code == 2 and 'container' in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_refined_encode_decodes_with_the_same_decoder(capsys, files, tmp_path):
+    folder, lidar, twin = files
+    sizes = []
+    for steps in (0, 3):
+        out = tmp_path / f'frame{steps}.xmc'
+        code, text, _ = encode(capsys, files, '--refine-steps', steps, '-o', out)
+        assert code == 0
+        sizes.append(json.loads(text)['image_bytes'])
+        code, _, _ = run(capsys, 'decode', out, '-o', tmp_path / f'r{steps}.png', '--model', lidar, '--model', twin)
+        assert code == 0 and cv2.imread(str(tmp_path / f'r{steps}.png')).shape == (120, 200, 3)
+    assert all(size > 0 for size in sizes)
 
 
 def test_decode_without_the_post_filter(capsys, tmp_path):

@@ -30,6 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--backend', default=d.backend, help='torch | onnxruntime | tensorrt (default torch)')
     parser.add_argument('--device', default=d.device, help='cpu | cuda (default cpu)')
     parser.add_argument('--precision', default=d.precision, help='fp32 | fp16 | bf16 (default fp32)')
+    parser.add_argument('--refine-steps', type=int, default=d.refine_steps,
+                        help='latent refinement steps (0: off): fewer bits for the same quality, about one '
+                             'decoder pass forward and back per step of encoder time; any decoder reads it')
     parser.add_argument('-o', '--output', required=True, type=Path, help='the .xmc file to write')
 
 
@@ -59,7 +62,8 @@ def main(args: argparse.Namespace) -> int:
         # Image-only coding projects nothing; the encoder still wants a camera of the right size.
         calib = synthetic_calibration(width, height)
     config = EncoderConfig(model=args.model, fallback_model=args.fallback_model, backend=args.backend,
-                           device=args.device, precision=args.precision, quality=args.quality, warmup=False)
+                           device=args.device, precision=args.precision, quality=args.quality, warmup=False,
+                           refine_steps=args.refine_steps)
     encoder = Encoder(config, calib)
     start = time.perf_counter()
     packets, scan, points = [], None, 0

@@ -69,6 +69,13 @@ def round_half_up(values: np.ndarray) -> np.ndarray:
     return np.floor(np.asarray(values, dtype=np.float32) + np.float32(0.5)).astype(np.int64)
 
 
+def quantise_hyper_latent(z: np.ndarray, tables: Tables) -> np.ndarray:
+    """``z_hat``, int32 of ``z``'s shape: ``z`` rounded half up and clamped to its table's range."""
+    z_shape = tuple(np.shape(z))
+    z_sym = entropy.clamp_symbols(round_half_up(z).ravel(), channel_indexes(z_shape), tables[0])
+    return z_sym.reshape(z_shape).astype(np.int32)
+
+
 def encode_latents(y_g: np.ndarray, z: np.ndarray, mean: MeanFunction, tables: Tables,
                    y_substreams: int = DEFAULT_Y_SUBSTREAMS) -> EncodedLatents:
     """Quantise and entropy-code one image's latents.
@@ -81,11 +88,9 @@ def encode_latents(y_g: np.ndarray, z: np.ndarray, mean: MeanFunction, tables: T
         y_substreams: rANS substreams of the y section, 1..64.
     """
     z_table, y_table, int_hyper = tables
-    z_shape = tuple(np.shape(z))
-    z_idx = channel_indexes(z_shape)
-    z_sym = entropy.clamp_symbols(round_half_up(z).ravel(), z_idx, z_table)
-    z_bytes = entropy.get_coder(CODER_NAME).encode(z_sym, z_idx, z_table)
-    z_hat = z_sym.reshape(z_shape).astype(np.int32)
+    z_hat = quantise_hyper_latent(z, tables)
+    z_idx = channel_indexes(z_hat.shape)
+    z_bytes = entropy.get_coder(CODER_NAME).encode(z_hat.ravel(), z_idx, z_table)
     indexes = int_hyper(z_hat)
     if indexes.shape != tuple(np.shape(y_g)):
         raise ValueError(f'scale indexes {indexes.shape} do not match y_g {tuple(np.shape(y_g))}')

@@ -29,7 +29,9 @@ import torch.nn.functional as F
 from xmodal_compress_ros.codec import entropy
 from xmodal_compress_ros.codec.integer_hyper import (FakeQuantHyperSynthesis, IntegerHyperSynthesis,
                                                      index_to_scale, scale_table)
-from xmodal_compress_ros.codec.latent_coding import DEFAULT_Y_SUBSTREAMS, decode_latents, encode_latents
+from xmodal_compress_ros.codec.latent_coding import (DEFAULT_Y_SUBSTREAMS, decode_latents, encode_latents,
+                                                     quantise_hyper_latent)
+from xmodal_compress_ros.codec.latent_refinement import refine_latent
 from xmodal_compress_ros.codec.post_filter import PostFilter
 from xmodal_compress_ros.codec.layers import (GDN, AttentionBlock, ConcatFusion, FactorizedDensity, GainUnits,
                                               MMFFTFusion, conv, deconv, gaussian_likelihood,
@@ -440,12 +442,13 @@ class HyperpriorCodec(nn.Module):
 
     @torch.no_grad()
     def compress(self, x: torch.Tensor, depth=None, quality: int = 0,
-                 y_substreams: int = DEFAULT_Y_SUBSTREAMS) -> CompressedImage:
+                 y_substreams: int = DEFAULT_Y_SUBSTREAMS, refine_steps: int = 0) -> CompressedImage:
         """Encode one image ``x`` (1, 3, H, W) in [0, 1] at quality index ``quality``.
 
         ``depth``: the (H, W) or (1, 1, H, W) uint8-valued depth-condition map, or None (LiDAR model:
         an all-zero map, the same at the decoder). Entropy coding uses only integers: symbols, the
-        integer scale indexes, and the stored tables.
+        integer scale indexes, and the stored tables. ``refine_steps`` > 0 refines the latent for
+        this image (:mod:`latent_refinement`): slower encoding, same decoder.
         """
         if x.dim() != 4 or x.shape[:2] != (1, 3):
             raise ValueError(f'x must be (1, 3, H, W), got {tuple(x.shape)}')
@@ -454,6 +457,9 @@ class HyperpriorCodec(nn.Module):
         size = (int(x.shape[2]), int(x.shape[3]))
         xp, ctx, padded = self._prepare(x, depth, size, self.g_a.conv1.weight.dtype)
         y_g, z = self.analysis(xp, torch.tensor([int(quality)]), ctx)
+        if refine_steps:
+            z_hat = quantise_hyper_latent(z.float().numpy(), self._tables())
+            y_g = refine_latent(self, xp, y_g, z_hat, int(quality), ctx, refine_steps, size)
 
         def mean(z_hat: np.ndarray) -> np.ndarray:
             return self.mean(torch.from_numpy(z_hat).to(z.dtype), ctx).float().numpy()

@@ -16,6 +16,7 @@ quality, never corruption). See ``docs/pipeline.md``.
 """
 from __future__ import annotations
 
+import copy
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -30,7 +31,8 @@ from xmodal_compress_ros.codec.bitstream import (
     MODEL_ID_BYTES, PAD_MULTIPLE, CameraProjection, ImagePacket, pack_image_packet, pack_lidar_packet,
     parse_image_packet, parse_lidar_packet)
 from xmodal_compress_ros.codec.latent_coding import (DEFAULT_Y_SUBSTREAMS, Latents, decode_latents,
-                                                     encode_latents)
+                                                     encode_latents, quantise_hyper_latent)
+from xmodal_compress_ros.codec.latent_refinement import check_steps, refine_latent
 from xmodal_compress_ros.codec.lidar_codec import LidarCodecConfig, decode_packet, encode_scan
 from xmodal_compress_ros.errors import (CalibrationError, ImageFormatError, ModelFileError, PacketError,
                                         ParameterError)
@@ -65,6 +67,9 @@ class EncoderConfig:
         cache_dir: exported ONNX graphs / TensorRT engines ('' = the user cache folder).
         profile: synchronise the GPU between stages so ``last_timings`` splits GPU time correctly.
         threads: CPU threads of the float graphs (0 = default; PyTorch's setting is process-wide).
+        refine_steps: encoder-side latent refinement steps per image (0 = off;
+            :mod:`codec.latent_refinement`). They run in PyTorch (fp32) on ``device`` whatever the
+            backend: fewer bits at the same quality for much more encoder time; decoders are unchanged.
     """
 
     model: str = 'models/xmodal-lidar'
@@ -79,6 +84,7 @@ class EncoderConfig:
     cache_dir: str = ''
     profile: bool = False
     threads: int = 0
+    refine_steps: int = 0
 
 
 @dataclass(frozen=True)
@@ -226,6 +232,7 @@ class _Codec:
         has_filter = graphs.post_filter is not None
         self.planes = [self.backend.to_input(quality_plane(self.model, q)) if has_filter else None
                        for q in range(self.levels)]
+        self._device_model = None
 
     def decoder_quality_inputs(self, quality: int) -> Dict[str, torch.Tensor]:
         """The decoder graph's per-quality inputs: the gain, and the post filter's plane if it has one."""
@@ -237,6 +244,27 @@ class _Codec:
     @property
     def device(self) -> torch.device:
         return self.backend.device
+
+    def refine(self, x: torch.Tensor, depth: Optional[torch.Tensor], y_g: np.ndarray, z: np.ndarray,
+               quality: int, size: Tuple[int, int], steps: int) -> np.ndarray:
+        """``y_g`` refined for the padded image ``x`` (:func:`refine_latent`), in PyTorch fp32 on the
+        backend's device."""
+        model = self._refiner()
+        device = self.device
+        with torch.no_grad():
+            ctx = model.lidar_context(None if depth is None else depth.to(device, torch.float32), x)
+        z_hat = quantise_hyper_latent(z, self.tables)
+        y = refine_latent(model, x.to(device, torch.float32), torch.from_numpy(y_g).to(device), z_hat,
+                          quality, ctx, steps, size)
+        return y.float().cpu().numpy()
+
+    def _refiner(self):
+        """The fp32 PyTorch model on the backend's device (the loaded model itself on the CPU)."""
+        if self.device.type == 'cpu':
+            return self.model
+        if self._device_model is None:
+            self._device_model = copy.deepcopy(self.model).to(self.device).eval()
+        return self._device_model
 
 
 def _padded(height: int, width: int) -> Tuple[int, int]:
@@ -303,6 +331,10 @@ class Encoder:
                 raise ModelFileError(f'{config.fallback_model} has {self._fallback.levels} quality levels '
                                      f'but {config.model} has {self._main.levels}: use a matching twin')
         self._check_quality(config.quality)
+        try:
+            check_steps(config.refine_steps)
+        except ValueError as error:
+            raise ParameterError(str(error)) from None
         self._next_scan_id = 0
         self.last_timings: Dict[str, float] = {}
         if config.warmup:
@@ -357,6 +389,10 @@ class Encoder:
         with watch.stage('encoder_network'):
             out = codec.backend.run('encoder', inputs)
             y_g, z = out['y_g'].float().cpu().numpy(), out['z'].float().cpu().numpy()
+        if self.config.refine_steps:
+            with watch.stage('refinement'):
+                y_g = codec.refine(inputs['x'], inputs.get('depth'), y_g, z, quality, (height, width),
+                                   self.config.refine_steps)
 
         def mean(z_hat: np.ndarray) -> np.ndarray:
             with watch.stage('mean_network'):

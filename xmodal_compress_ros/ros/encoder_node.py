@@ -109,7 +109,7 @@ class EncoderNode(Node):
         # so an encoder built from CameraInfo never fails on a quality set before the model was known.
         return self._pipeline.EncoderConfig(model=c.model, fallback_model=c.fallback_model, backend=c.backend,
                                             device=c.device, precision=c.precision, quality=0,
-                                            lidar=lidar, threads=c.threads)
+                                            lidar=lidar, threads=c.threads, refine_steps=c.refine_steps)
 
     def _load_static_calibration(self) -> None:
         c = self._config

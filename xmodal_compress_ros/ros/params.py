@@ -79,6 +79,10 @@ class EncoderNodeConfig:
                          bounds=(0, MAX_QUALITY))
     target_kbps: float = param(0.0, 'Link budget in kbit/s for images plus LiDAR; the quality is chosen '
                                'per frame to stay under it. 0 disables rate control.', bounds=(0.0, 1e6))
+    refine_steps: int = param(0, 'Latent refinement steps per image (0: off), in PyTorch on the inference '
+                              'device: fewer bits for the same quality, one decoder pass forward and back '
+                              'of encoder time per step; decoders are unchanged.', bounds=(0, 1000),
+                              read_only=True)
     input_qos: str = param('sensor_data', 'QoS of the image, LiDAR and CameraInfo subscriptions.',
                            choices=INPUT_QOS, read_only=True)
     output_qos: str = param('reliable', 'Reliability of the packet publisher.', choices=OUTPUT_QOS,

@@ -1,4 +1,4 @@
-"""Our three codec variants in the benchmark, on tiny untrained models (real packets, real decoding)."""
+"""Our codec variants in the benchmark, on tiny untrained models (real packets, real decoding)."""
 import numpy as np
 import pytest
 
@@ -68,3 +68,20 @@ def test_missing_models_and_bad_qualities(models, tmp_path):
     assert 'not found' in codec.unavailable_reason()
     with pytest.raises(DatasetError, match='quality levels 0..1'):
         XmodalCodec.create('xmodal', models['lidar'], models['twin'], qualities=[0, 5])
+
+
+def test_the_refined_variant_refines_and_is_opt_in(models):
+    from xmodal_compress_ros.bench.codecs import all_codec_names, build_codecs, parse_codec_names
+
+    assert 'xmodal-refined' not in parse_codec_names('all')
+    assert parse_codec_names('xmodal-refined,jpeg') == ['xmodal-refined', 'jpeg']
+    assert 'xmodal-refined' not in all_codec_names()
+    codecs = build_codecs(['xmodal', 'xmodal-refined'], model=models['lidar'], fallback_model=models['twin'],
+                          refine_steps=3)
+    plain, refined = codecs['xmodal'], codecs['xmodal-refined']
+    assert (plain.refine_steps, refined.refine_steps) == (0, 3)
+    assert 'refine_steps' not in plain.describe() and refined.describe()['refine_steps'] == 3
+    frames = _frames(count=1)
+    assert refined.run(frames, 1, 10.0).decoded[0].shape == frames[0].image.shape
+    with pytest.raises(DatasetError, match='refine-steps'):
+        XmodalCodec.create('xmodal-refined', models['lidar'], models['twin'], refine_steps=-2)

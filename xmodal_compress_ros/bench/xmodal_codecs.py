@@ -5,6 +5,8 @@
 * ``xmodal-image-only``: the image-only twin (the encoder given no scan).
 * ``xmodal-zeros``: the LiDAR model with an all-zero conditioning map on both ends (an encoder
   without a twin, given no scan): what the LiDAR branch is worth at equal weights.
+* ``xmodal-refined``: ``xmodal`` with encoder-side latent refinement (``refine_steps`` per image,
+  :mod:`xmodal_compress_ros.codec.latent_refinement`); the same decoder.
 """
 from __future__ import annotations
 
@@ -18,7 +20,8 @@ from xmodal_compress_ros.bench.baselines import CodedRun
 from xmodal_compress_ros.data.frames import SensorFrame
 from xmodal_compress_ros.errors import DatasetError, XmodalError
 
-VARIANTS = {'xmodal': 'lidar', 'xmodal-image-only': 'image-only', 'xmodal-zeros': 'zeros'}
+VARIANTS = {'xmodal': 'lidar', 'xmodal-image-only': 'image-only', 'xmodal-zeros': 'zeros',
+            'xmodal-refined': 'lidar'}
 
 
 @dataclass
@@ -30,16 +33,23 @@ class XmodalCodec:
     fallback_model: str
     settings: Tuple[int, ...]
     setting_name: str = 'quality'
+    refine_steps: int = 0
     _encoders: Dict[object, object] = field(default_factory=dict, repr=False)
     _decoder: Optional[object] = field(default=None, repr=False)
 
     @classmethod
     def create(cls, name: str, model: Optional[str] = None, fallback_model: Optional[str] = None,
-               qualities: Optional[Sequence[int]] = None) -> 'XmodalCodec':
+               qualities: Optional[Sequence[int]] = None, refine_steps: int = 0) -> 'XmodalCodec':
         """``name`` from :data:`VARIANTS`; ``None`` model stems take the pipeline defaults."""
+        from xmodal_compress_ros.codec.latent_refinement import check_steps
         from xmodal_compress_ros.codec.pipeline import EncoderConfig
         defaults = EncoderConfig()
-        codec = cls(name, model or defaults.model, fallback_model or defaults.fallback_model, ())
+        try:
+            refine_steps = check_steps(refine_steps)
+        except ValueError as error:
+            raise DatasetError(f'--refine-steps: {error}') from None
+        codec = cls(name, model or defaults.model, fallback_model or defaults.fallback_model, (),
+                    refine_steps=refine_steps)
         levels = codec._levels()
         if qualities is None:
             codec.settings = tuple(range(levels)) if levels else ()
@@ -95,9 +105,12 @@ class XmodalCodec:
             if isinstance(backbone, dict) and isinstance(backbone.get('training'), dict):
                 models[stem]['backbone'] = {'model_id': backbone.get('model_id'),
                                             **_training_summary(backbone['training'])}
-        return {'encoder': 'xmodal_compress_ros.codec.pipeline (torch, cpu, fp32)', 'variant': self.variant,
+        info = {'encoder': 'xmodal_compress_ros.codec.pipeline (torch, cpu, fp32)', 'variant': self.variant,
                 'mode': 'intra', 'setting': self.setting_name, 'models': models,
                 'torch_threads': torch.get_num_threads()}
+        if self.refine_steps:
+            info['refine_steps'] = self.refine_steps
+        return info
 
     def _encoder(self, calib):
         from xmodal_compress_ros.codec.pipeline import Encoder, EncoderConfig
@@ -105,7 +118,8 @@ class XmodalCodec:
             # No twin for the zeros ablation: the encoder then codes scan-less images with the LiDAR
             # model and an all-zero map, and the decoder does the same for such packets.
             fallback = '' if self.variant == 'zeros' else self.fallback_model
-            config = EncoderConfig(model=self.model, fallback_model=fallback, quality=0)
+            config = EncoderConfig(model=self.model, fallback_model=fallback, quality=0,
+                                   refine_steps=self.refine_steps)
             self._encoders[calib] = Encoder(config, calib)
         return self._encoders[calib]
 

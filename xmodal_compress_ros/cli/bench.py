@@ -26,7 +26,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument('--kitti', metavar='DIR', help='KITTI object root/split or a KITTI raw drive folder')
     source.add_argument('--synthetic', type=int, metavar='N', help='N synthetic street frames')
     parser.add_argument('--codecs', default='all',
-                        help='comma-separated codec names, or "all" (default); see docs/benchmark.md')
+                        help='comma-separated codec names, or "all" (default: every codec but the slow '
+                             'xmodal-refined); see docs/benchmark.md')
+    parser.add_argument('--refine-steps', type=int, default=None,
+                        help='latent refinement steps of xmodal-refined (default 30)')
     parser.add_argument('--qualities', type=_settings, nargs='+', default=[], metavar='[CODEC=]LIST',
                         help='settings to run: "0,2,4" = quality levels of our codecs '
                              '(default: every level); '
@@ -105,9 +108,10 @@ def main(args: argparse.Namespace) -> int:
         raise DatasetError(f'--qualities names {", ".join(unknown)}, which --codecs does not run '
                            f'({", ".join(names)})')
     data = _load(args)
+    refine_steps = codec_registry.DEFAULT_REFINE_STEPS if args.refine_steps is None else args.refine_steps
     codecs = codec_registry.build_codecs(names, gop=args.gop, model=args.model,
                                          fallback_model=args.fallback_model,
-                                         qualities=[int(q) for q in ours] or None)
+                                         qualities=[int(q) for q in ours] or None, refine_steps=refine_steps)
     result = run_benchmark(codecs, data, settings, show_progress=not args.quiet,
                            cache_dir=Path(args.cache) if args.cache else None)
     if not result.records:

@@ -1,0 +1,85 @@
+"""Encoder-side latent refinement on held-out KITTI frames: bits saved and encoder time spent.
+
+Each frame is coded at every quality level with ``refine_steps`` 0 (the plain encoder) and each
+``--steps`` value, by the same model, conditioned on the same scan; every packet is decoded by the
+unchanged decoder and measured from real bytes. BD-rates (PSNR) are against the unrefined encode of
+the same frames. Encode times are medians over frames, each step count measured in turn on the same
+image, so their ratios hold on this machine.
+
+Frames: every ``--frame-stride``-th held-out frame of bench/eval_codec.py (none used in training).
+
+    .venv/bin/python bench/bench_refinement.py [--model models/xmodal-lidar] [--steps 10 30]
+                                               [--frame-stride 4] [--threads 2] [--tag cpu-2core]
+
+Writes bench/results/refinement_<tag>.json.
+"""
+import argparse
+import itertools
+import sys
+import time
+
+import numpy as np
+import torch
+
+from eval_codec import (REPO, add_frame_arguments, bd_table, selected_frames, summarise, to_uint8,
+                        write_model_result)
+from xmodal_compress_ros.bench.metrics import bpp, psnr
+from xmodal_compress_ros.codec.model_io import load_model
+from xmodal_compress_ros.geometry.projection import depth_condition
+
+
+def codec_name(steps: int) -> str:
+    return 'plain' if steps == 0 else f'refined-{steps}'
+
+
+def frame_records(model, name: str, frame, step_counts) -> list:
+    image = frame.image
+    h, w = image.shape[:2]
+    x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255.0
+    depth = torch.from_numpy(depth_condition(frame.points, frame.calib))[None, None] if model.uses_lidar else None
+    records = []
+    for q in range(model.quality_levels):
+        for steps in step_counts:
+            start = time.perf_counter()
+            compressed = model.compress(x, depth, quality=q, refine_steps=steps)
+            encode_ms = (time.perf_counter() - start) * 1e3
+            decoded = to_uint8(model.decompress(compressed, depth))
+            records.append({'frame': name, 'codec': codec_name(steps), 'setting': q, 'steps': steps,
+                            'bytes': compressed.num_bytes, 'bpp': bpp(compressed.num_bytes, w, h),
+                            'psnr_db': psnr(image, decoded), 'refine_encode_ms': encode_ms})
+        print(name, f'q{q}', ' '.join(f"{r['codec']}: {r['bpp']:.4f} bpp {r['psnr_db']:.2f} dB "
+                                      f"{r['refine_encode_ms'] / 1e3:.1f} s" for r in records[-len(step_counts):]),
+              flush=True)
+    return records
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--model', default=str(REPO / 'models' / 'xmodal-lidar'))
+    parser.add_argument('--steps', type=int, nargs='+', default=[10, 30])
+    parser.add_argument('--frame-stride', type=int, default=4, help='use every n-th held-out frame')
+    add_frame_arguments(parser)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    model = load_model(args.model)
+    step_counts = [0] + sorted(set(args.steps) - {0})
+    records = []
+    for name, frame in itertools.islice(selected_frames(args), 0, None, args.frame_stride):
+        records += frame_records(model, name, frame, step_counts)
+    summary = summarise(records)
+    for entry in summary:
+        entry['encode_ms_median'] = float(np.median([r['refine_encode_ms'] for r in records if (
+            r['codec'], r['setting']) == (entry['codec'], entry['setting'])]))
+    bd = bd_table(summary, [(codec_name(s), 'plain') for s in step_counts[1:]])
+    for row in bd:
+        print(f"{row['test']} vs {row['anchor']}: BD-rate {row['bd_rate_psnr_percent']:+.2f} %")
+    write_model_result('refinement', args, model, {
+        'settings': {'steps': step_counts, 'frame_stride': args.frame_stride, 'raw_stride': args.raw_stride,
+                     'threads': args.threads},
+        'frames': sorted({r['frame'] for r in records}), 'summary': summary, 'bd_rates': bd,
+        'records': records})
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -36,7 +36,9 @@ def frame_records(model, name: str, frame, step_counts) -> list:
     image = frame.image
     h, w = image.shape[:2]
     x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255.0
-    depth = torch.from_numpy(depth_condition(frame.points, frame.calib))[None, None] if model.uses_lidar else None
+    depth = None
+    if model.uses_lidar:
+        depth = torch.from_numpy(depth_condition(frame.points, frame.calib))[None, None]
     records = []
     for q in range(model.quality_levels):
         for steps in step_counts:
@@ -47,9 +49,9 @@ def frame_records(model, name: str, frame, step_counts) -> list:
             records.append({'frame': name, 'codec': codec_name(steps), 'setting': q, 'steps': steps,
                             'bytes': compressed.num_bytes, 'bpp': bpp(compressed.num_bytes, w, h),
                             'psnr_db': psnr(image, decoded), 'refine_encode_ms': encode_ms})
+        latest = records[-len(step_counts):]
         print(name, f'q{q}', ' '.join(f"{r['codec']}: {r['bpp']:.4f} bpp {r['psnr_db']:.2f} dB "
-                                      f"{r['refine_encode_ms'] / 1e3:.1f} s" for r in records[-len(step_counts):]),
-              flush=True)
+                                      f"{r['refine_encode_ms'] / 1e3:.1f} s" for r in latest), flush=True)
     return records
 
 

@@ -119,7 +119,8 @@ def test_a_refined_encode_decodes_with_the_same_decoder(capsys, files, tmp_path)
         code, text, _ = encode(capsys, files, '--refine-steps', steps, '-o', out)
         assert code == 0
         sizes.append(json.loads(text)['image_bytes'])
-        code, _, _ = run(capsys, 'decode', out, '-o', tmp_path / f'r{steps}.png', '--model', lidar, '--model', twin)
+        code, _, _ = run(capsys, 'decode', out, '-o', tmp_path / f'r{steps}.png', '--model', lidar,
+                         '--model', twin)
         assert code == 0 and cv2.imread(str(tmp_path / f'r{steps}.png')).shape == (120, 200, 3)
     assert all(size > 0 for size in sizes)
 

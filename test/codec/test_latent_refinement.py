@@ -9,7 +9,8 @@ from xmodal_compress_ros.codec.model_io import load_model
 from xmodal_compress_ros.codec.pipeline import Decoder, DecoderConfig, Encoder, EncoderConfig
 from xmodal_compress_ros.errors import ParameterError
 from xmodal_compress_ros.geometry.projection import depth_condition
-from xmodal_compress_ros.runtime.samples import TINY_CONFIG, committed_models, synthetic_frame, untrained_models
+from xmodal_compress_ros.runtime.samples import (TINY_CONFIG, committed_models, synthetic_frame,
+                                                 untrained_models)
 
 pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
@@ -29,7 +30,9 @@ def frame():
 
 def _inputs(frame, model):
     x = torch.from_numpy(frame.image).permute(2, 0, 1)[None].float() / 255.0
-    depth = torch.from_numpy(depth_condition(frame.points, frame.calib))[None, None] if model.uses_lidar else None
+    if not model.uses_lidar:
+        return x, None
+    depth = torch.from_numpy(depth_condition(frame.points, frame.calib))[None, None]
     return x, depth
 
 

@@ -105,9 +105,10 @@ def test_cli_trains_on_real_frames(kitti_root, tmp_path):
     from xmodal_compress_ros.cli.__main__ import main
 
     out = tmp_path / 'cli-model'
-    code = main(['train', '--arch', 'xmodal-lidar', '--data', f'kitti-object:{kitti_root}/kitti_object_fov/training',
-                 '--max-frames', '1', '--steps', '1', '--batch-size', '1', '--crop', '64', '--N', '16', '--M', '24',
-                 '--threads', '1', '--no-progress', '--out', str(out)])
+    data = f'kitti-object:{kitti_root}/kitti_object_fov/training'
+    code = main(['train', '--arch', 'xmodal-lidar', '--data', data, '--max-frames', '1', '--steps', '1',
+                 '--batch-size', '1', '--crop', '64', '--N', '16', '--M', '24', '--threads', '1',
+                 '--no-progress', '--out', str(out)])
     assert code == 0
     assert read_metadata(out)['training']['frames'] == ['kitti_object_fov/training/000011']
 

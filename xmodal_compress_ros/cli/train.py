@@ -21,7 +21,8 @@ def add_arguments(parser) -> None:
     parser.add_argument('--conditioning', default=d.conditioning, choices=('lidar', 'zeros'))
     parser.add_argument('--no-hyper-refiner', action='store_true', help='do not refine the means with LiDAR')
     parser.add_argument('--lidar-dropout', type=float, default=d.lidar_dropout)
-    parser.add_argument('--alpha', type=float, default=d.alpha, help='initial P2I loss weight (annealed to 0)')
+    parser.add_argument('--alpha', type=float, default=d.alpha,
+                        help='initial P2I loss weight (annealed to 0)')
     parser.add_argument('--checkpoint-every', type=int, default=d.checkpoint_every)
     parser.add_argument('--seed', type=int, default=d.seed)
     parser.add_argument('--threads', type=int, default=d.threads, help='torch CPU threads')
@@ -52,7 +53,8 @@ def main(args) -> int:
                            f'{args.crop} a multiple of 64')
     post_filter = _post_filter(args.post_filter)
     config = TrainConfig(
-        arch=args.arch, out=args.out, steps=args.steps, batch_size=args.batch_size, crop=args.crop, lr=args.lr,
+        arch=args.arch, out=args.out, steps=args.steps, batch_size=args.batch_size, crop=args.crop,
+        lr=args.lr,
         N=args.N, M=args.M, fusion=args.fusion, conditioning=args.conditioning,
         hyper_refiner=not args.no_hyper_refiner, lidar_dropout=args.lidar_dropout, alpha=args.alpha,
         checkpoint_every=args.checkpoint_every, seed=args.seed, threads=args.threads,

@@ -49,7 +49,7 @@ def check_steps(steps) -> int:
     return int(steps)
 
 
-def refine_latent(model, x: torch.Tensor, y_g: torch.Tensor, z_hat: np.ndarray, quality: int, ctx,
+def refine_latent(model, x: torch.Tensor, y_g: torch.Tensor, z_hat: np.ndarray, tables, quality: int, ctx,
                   steps: int, size: Tuple[int, int], lr: Optional[float] = None) -> torch.Tensor:
     """The refined gained latent, same shape, dtype and device as ``y_g``.
 
@@ -58,6 +58,7 @@ def refine_latent(model, x: torch.Tensor, y_g: torch.Tensor, z_hat: np.ndarray, 
         x: the padded image (1, 3, Hp, Wp) in [0, 1] that ``y_g`` encodes.
         y_g: the analysis output (1, M, Hp/16, Wp/16).
         z_hat: the quantised hyper-latent, int32 NumPy, as :func:`encode_latents` computes it.
+        tables: the model's entropy tables (their integer scale path gives the coder's scales).
         quality: the quality level (its lambda weighs distortion against rate).
         ctx: the LiDAR context of the encode (None for the twin).
         steps: gradient steps (0 returns ``y_g`` unchanged).
@@ -67,7 +68,7 @@ def refine_latent(model, x: torch.Tensor, y_g: torch.Tensor, z_hat: np.ndarray, 
     if steps == 0:
         return y_g
     device, dtype = y_g.device, y_g.dtype
-    _, _, int_hyper = model._tables()
+    _, _, int_hyper = tables
     scales = torch.from_numpy(scale_table()[int_hyper(z_hat)]).to(device, torch.float32)
     quality_t = torch.tensor([int(quality)], device=device)
     lam = float(model.lambdas[int(quality)])

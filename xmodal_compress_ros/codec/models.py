@@ -459,7 +459,7 @@ class HyperpriorCodec(nn.Module):
         y_g, z = self.analysis(xp, torch.tensor([int(quality)]), ctx)
         if refine_steps:
             z_hat = quantise_hyper_latent(z.float().numpy(), self._tables())
-            y_g = refine_latent(self, xp, y_g, z_hat, int(quality), ctx, refine_steps, size)
+            y_g = refine_latent(self, xp, y_g, z_hat, self._tables(), int(quality), ctx, refine_steps, size)
 
         def mean(z_hat: np.ndarray) -> np.ndarray:
             return self.mean(torch.from_numpy(z_hat).to(z.dtype), ctx).float().numpy()

@@ -255,7 +255,7 @@ class _Codec:
             ctx = model.lidar_context(None if depth is None else depth.to(device, torch.float32), x)
         z_hat = quantise_hyper_latent(z, self.tables)
         y = refine_latent(model, x.to(device, torch.float32), torch.from_numpy(y_g).to(device), z_hat,
-                          quality, ctx, steps, size)
+                          self.tables, quality, ctx, steps, size)
         return y.float().cpu().numpy()
 
     def _refiner(self):

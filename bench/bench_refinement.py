@@ -11,11 +11,15 @@ Frames: every ``--frame-stride``-th held-out frame of bench/eval_codec.py (none 
     .venv/bin/python bench/bench_refinement.py [--model models/xmodal-lidar] [--steps 10 30]
                                                [--frame-stride 4] [--threads 2] [--tag cpu-2core]
 
-Writes bench/results/refinement_<tag>.json.
+Writes bench/results/refinement_<tag>.json. ``--compare A.json B.json`` prints the BD-rates of each
+curve of result A against the same curve of result B (two models on the same frames, e.g. the LiDAR
+model against its twin at equal encoder effort).
 """
 import argparse
 import itertools
+import json
 import sys
+from pathlib import Path
 import time
 
 import numpy as np
@@ -55,13 +59,33 @@ def frame_records(model, name: str, frame, step_counts) -> list:
     return records
 
 
+def compare(test_path: str, anchor_path: str) -> list:
+    """BD-rates of every curve of one result against the same curve of another, on the same frames."""
+    test, anchor = (json.loads(open(path).read()) for path in (test_path, anchor_path))
+    if test['frames'] != anchor['frames']:
+        raise SystemExit(f'{test_path} and {anchor_path} were measured on different frames')
+    summary = [dict(s, codec=f"{which}:{s['codec']}")
+               for which, result in (('test', test), ('anchor', anchor)) for s in result['summary']]
+    codecs = sorted({s['codec'] for s in test['summary']} & {s['codec'] for s in anchor['summary']})
+    rows = bd_table(summary, [(f'test:{c}', f'anchor:{c}') for c in codecs])
+    for row in rows:
+        print(f"{Path(test['model']).name} {row['test'][5:]} vs {Path(anchor['model']).name}: "
+              f"BD-rate {row['bd_rate_psnr_percent']:+.2f} %")
+    return rows
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--compare', nargs=2, metavar=('TEST.json', 'ANCHOR.json'),
+                        help='only compare two results (see above); runs nothing')
     parser.add_argument('--model', default=str(REPO / 'models' / 'xmodal-lidar'))
     parser.add_argument('--steps', type=int, nargs='+', default=[10, 30])
     parser.add_argument('--frame-stride', type=int, default=4, help='use every n-th held-out frame')
     add_frame_arguments(parser)
     args = parser.parse_args(argv)
+    if args.compare:
+        compare(*args.compare)
+        return 0
     torch.set_num_threads(args.threads)
     model = load_model(args.model)
     step_counts = [0] + sorted(set(args.steps) - {0})

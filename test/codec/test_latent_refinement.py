@@ -94,6 +94,24 @@ def test_the_pipeline_refines_on_request_and_any_decoder_reads_the_packets(stems
     assert 'refinement' not in plain.last_timings
 
 
+def test_warm_up_refines_one_step_and_frames_refine_them_all(stems, frame, tmp_path, monkeypatch):
+    from xmodal_compress_ros.codec import pipeline
+
+    calls = []
+    real = pipeline.refine_latent
+
+    def counting(*args, **kwargs):
+        calls.append(args[7])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, 'refine_latent', counting)
+    encoder = Encoder(EncoderConfig(model=stems[0], fallback_model=stems[1], cache_dir=str(tmp_path),
+                                    refine_steps=3), frame.calib)
+    assert calls == [1, 1]
+    encoder.encode_image(frame.image, 0, None)
+    assert calls == [1, 1, 3]
+
+
 @pytest.mark.parametrize('steps', [-1, MAX_STEPS + 1, 2.5, True, '3'])
 def test_bad_step_counts_are_refused(stems, frame, steps):
     with pytest.raises(ValueError, match='refinement steps'):

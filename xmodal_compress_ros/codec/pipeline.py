@@ -332,7 +332,7 @@ class Encoder:
                                      f'but {config.model} has {self._main.levels}: use a matching twin')
         self._check_quality(config.quality)
         try:
-            check_steps(config.refine_steps)
+            self._refine_steps = check_steps(config.refine_steps)
         except ValueError as error:
             raise ParameterError(str(error)) from None
         self._next_scan_id = 0
@@ -389,10 +389,10 @@ class Encoder:
         with watch.stage('encoder_network'):
             out = codec.backend.run('encoder', inputs)
             y_g, z = out['y_g'].float().cpu().numpy(), out['z'].float().cpu().numpy()
-        if self.config.refine_steps:
+        if self._refine_steps:
             with watch.stage('refinement'):
                 y_g = codec.refine(inputs['x'], inputs.get('depth'), y_g, z, quality, (height, width),
-                                   self.config.refine_steps)
+                                   self._refine_steps)
 
         def mean(z_hat: np.ndarray) -> np.ndarray:
             with watch.stage('mean_network'):
@@ -419,8 +419,13 @@ class Encoder:
         """One image with an (empty) scan and one without, at the calibration size."""
         gray = np.full((self.calib.height, self.calib.width, 3), 128, np.uint8)
         empty = DecodedScan(0, 0, 'warmup', np.zeros((0, 4), np.float32), self.calib, 0)
-        for scan in (empty, None):
-            self.encode_image(gray, 0, scan)
+        # One refinement step readies its backward pass; all of them would delay start-up by seconds.
+        steps, self._refine_steps = self._refine_steps, min(self._refine_steps, 1)
+        try:
+            for scan in (empty, None):
+                self.encode_image(gray, 0, scan)
+        finally:
+            self._refine_steps = steps
         self.last_timings = {}
 
 

@@ -54,8 +54,7 @@ def main(args) -> int:
     post_filter = _post_filter(args.post_filter)
     config = TrainConfig(
         arch=args.arch, out=args.out, steps=args.steps, batch_size=args.batch_size, crop=args.crop,
-        lr=args.lr,
-        N=args.N, M=args.M, fusion=args.fusion, conditioning=args.conditioning,
+        lr=args.lr, N=args.N, M=args.M, fusion=args.fusion, conditioning=args.conditioning,
         hyper_refiner=not args.no_hyper_refiner, lidar_dropout=args.lidar_dropout, alpha=args.alpha,
         checkpoint_every=args.checkpoint_every, seed=args.seed, threads=args.threads,
         init_from=args.init_from, resume=args.resume, data=tuple(args.data), device=args.device,

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from xmodal_compress_ros.codec.integer_hyper import scale_table
+from xmodal_compress_ros.codec.latent_coding import quantise_hyper_latent
 from xmodal_compress_ros.codec.layers import gaussian_likelihood, ste_round
 
 #: Adam's step on y_g (whose quantisation step is 1) and the SGA temperature's geometric schedule: the
@@ -49,15 +50,15 @@ def check_steps(steps) -> int:
     return int(steps)
 
 
-def refine_latent(model, x: torch.Tensor, y_g: torch.Tensor, z_hat: np.ndarray, tables, quality: int, ctx,
-                  steps: int, size: Tuple[int, int], lr: Optional[float] = None) -> torch.Tensor:
+def refine_latent(model, x: torch.Tensor, y_g: torch.Tensor, z: np.ndarray, tables, quality: int, ctx,
+                  steps: int, size: Tuple[int, int]) -> torch.Tensor:
     """The refined gained latent, same shape, dtype and device as ``y_g``.
 
     Args:
         model: the codec (its float synthesis, means and integer tables run in PyTorch).
         x: the padded image (1, 3, Hp, Wp) in [0, 1] that ``y_g`` encodes.
         y_g: the analysis output (1, M, Hp/16, Wp/16).
-        z_hat: the quantised hyper-latent, int32 NumPy, as :func:`encode_latents` computes it.
+        z: the hyper-latent from the analysis (float NumPy); it is quantised as the coder quantises it.
         tables: the model's entropy tables (their integer scale path gives the coder's scales).
         quality: the quality level (its lambda weighs distortion against rate).
         ctx: the LiDAR context of the encode (None for the twin).
@@ -69,6 +70,7 @@ def refine_latent(model, x: torch.Tensor, y_g: torch.Tensor, z_hat: np.ndarray, 
         return y_g
     device, dtype = y_g.device, y_g.dtype
     _, _, int_hyper = tables
+    z_hat = quantise_hyper_latent(z, tables)
     scales = torch.from_numpy(scale_table()[int_hyper(z_hat)]).to(device, torch.float32)
     quality_t = torch.tensor([int(quality)], device=device)
     lam = float(model.lambdas[int(quality)])
@@ -77,7 +79,7 @@ def refine_latent(model, x: torch.Tensor, y_g: torch.Tensor, z_hat: np.ndarray, 
     with torch.no_grad():
         mu = model.mean(torch.from_numpy(z_hat).to(device, dtype), ctx).float()
     y = y_g.detach().float().clone().requires_grad_(True)
-    optimizer = torch.optim.Adam([y], lr=DEFAULT_LEARNING_RATE if lr is None else lr)
+    optimizer = torch.optim.Adam([y], lr=DEFAULT_LEARNING_RATE)
     generator = torch.Generator(device=device).manual_seed(0)
 
     @torch.no_grad()

@@ -29,8 +29,7 @@ import torch.nn.functional as F
 from xmodal_compress_ros.codec import entropy
 from xmodal_compress_ros.codec.integer_hyper import (FakeQuantHyperSynthesis, IntegerHyperSynthesis,
                                                      index_to_scale, scale_table)
-from xmodal_compress_ros.codec.latent_coding import (DEFAULT_Y_SUBSTREAMS, decode_latents, encode_latents,
-                                                     quantise_hyper_latent)
+from xmodal_compress_ros.codec.latent_coding import DEFAULT_Y_SUBSTREAMS, decode_latents, encode_latents
 from xmodal_compress_ros.codec.latent_refinement import refine_latent
 from xmodal_compress_ros.codec.post_filter import PostFilter
 from xmodal_compress_ros.codec.layers import (GDN, AttentionBlock, ConcatFusion, FactorizedDensity, GainUnits,
@@ -458,8 +457,8 @@ class HyperpriorCodec(nn.Module):
         xp, ctx, padded = self._prepare(x, depth, size, self.g_a.conv1.weight.dtype)
         y_g, z = self.analysis(xp, torch.tensor([int(quality)]), ctx)
         if refine_steps:
-            z_hat = quantise_hyper_latent(z.float().numpy(), self._tables())
-            y_g = refine_latent(self, xp, y_g, z_hat, self._tables(), int(quality), ctx, refine_steps, size)
+            y_g = refine_latent(self, xp, y_g, z.float().numpy(), self._tables(), int(quality), ctx,
+                                refine_steps, size)
 
         def mean(z_hat: np.ndarray) -> np.ndarray:
             return self.mean(torch.from_numpy(z_hat).to(z.dtype), ctx).float().numpy()

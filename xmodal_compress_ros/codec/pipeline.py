@@ -31,7 +31,7 @@ from xmodal_compress_ros.codec.bitstream import (
     MODEL_ID_BYTES, PAD_MULTIPLE, CameraProjection, ImagePacket, pack_image_packet, pack_lidar_packet,
     parse_image_packet, parse_lidar_packet)
 from xmodal_compress_ros.codec.latent_coding import (DEFAULT_Y_SUBSTREAMS, Latents, decode_latents,
-                                                     encode_latents, quantise_hyper_latent)
+                                                     encode_latents)
 from xmodal_compress_ros.codec.latent_refinement import check_steps, refine_latent
 from xmodal_compress_ros.codec.lidar_codec import LidarCodecConfig, decode_packet, encode_scan
 from xmodal_compress_ros.errors import (CalibrationError, ImageFormatError, ModelFileError, PacketError,
@@ -253,8 +253,7 @@ class _Codec:
         device = self.device
         with torch.no_grad():
             ctx = model.lidar_context(None if depth is None else depth.to(device, torch.float32), x)
-        z_hat = quantise_hyper_latent(z, self.tables)
-        y = refine_latent(model, x.to(device, torch.float32), torch.from_numpy(y_g).to(device), z_hat,
+        y = refine_latent(model, x.to(device, torch.float32), torch.from_numpy(y_g).to(device), z,
                           self.tables, quality, ctx, steps, size)
         return y.float().cpu().numpy()
 

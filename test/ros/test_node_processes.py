@@ -19,6 +19,7 @@ def test_output_goes_to_the_log_and_params_after_ros_args(tmp_path):
     stop_nodes([proc])
     log = proc.log_path.read_text()
     assert "'--ros-args', '--params-file'" in log and str(tmp_path / 'echo.params.yaml') in log
+    assert 'args' in proc.log_tail()  # still readable after stop_nodes closed the handle
 
 
 def test_stop_interrupts_then_kills(tmp_path):
@@ -35,3 +36,22 @@ def test_stop_interrupts_then_kills(tmp_path):
     assert time.monotonic() - started < 10
     assert codes['polite'] != 0 and codes['stubborn'] == -9
     assert not polite.alive() and not stubborn.alive()
+
+
+def test_a_hung_ros_teardown_does_not_hold_the_bag_player(tmp_path):
+    import subprocess
+    import sys
+
+    import pytest
+    pytest.importorskip('rclpy')
+    script = ('import time\n'
+              'from xmodal_compress_ros.ros.bag_player import _shutdown\n'
+              'class Stuck:\n'
+              '    def destroy_node(self):\n'
+              '        time.sleep(60)\n'
+              '_shutdown(Stuck(), 7, timeout_s=0.5)\n'
+              'print("not reached")\n')
+    started = time.monotonic()
+    run = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True, timeout=30)
+    assert run.returncode == 7 and 'teardown still running' in run.stderr and 'not reached' not in run.stdout
+    assert time.monotonic() - started < 20

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import threading
 import time
 from typing import Any, List, Optional
 
@@ -158,6 +160,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
     node = rclpy.create_node(NODE_NAME)
     log = open(args.publish_log, 'w') if args.publish_log else None
+    code = 0
     try:
         player = BagPlayer(node, args)
         if not player.wait_for_subscribers():
@@ -167,15 +170,37 @@ def main(argv: Optional[List[str]] = None) -> int:
         node.get_logger().info(f'published {images} images from {args.bag}')
     except XmodalError as exc:
         print(f'bag_player: error: {exc}', file=sys.stderr)
-        return 2
+        code = 2
     except KeyboardInterrupt:
-        return 130
+        code = 130
     finally:
         if log is not None:
             log.close()
+        _shutdown(node, code)
+    return code
+
+
+def _shutdown(node: Any, code: int, timeout_s: float = 10.0) -> None:
+    """Destroy the node and shut rclpy down; exit with ``code`` if that hangs past ``timeout_s``.
+
+    The DDS teardown can hang (seen here once in a full test run, with Fast DDS, after every message
+    was acknowledged; eProsima/Fast-DDS#235 and ros2/rclpy#944 report the kind). The playback is
+    complete by then, so a hung teardown must not turn a finished run into a timeout.
+    """
+    import rclpy
+
+    done = threading.Event()
+
+    def teardown() -> None:
         node.destroy_node()
         rclpy.try_shutdown()
-    return 0
+        done.set()
+
+    threading.Thread(target=teardown, name='teardown', daemon=True).start()
+    if not done.wait(timeout_s):
+        print(f'bag_player: ROS teardown still running after {timeout_s:g} s; exiting anyway',
+              file=sys.stderr, flush=True)
+        os._exit(code)
 
 
 if __name__ == '__main__':

@@ -29,7 +29,8 @@ class NodeProcess:
         return self.popen.poll() is None
 
     def log_tail(self, lines: int = 30) -> str:
-        self.log_file.flush()
+        if not self.log_file.closed:  # stop_nodes closes it; the file on disk is still there
+            self.log_file.flush()
         text = self.log_path.read_text(errors='replace') if self.log_path.exists() else ''
         return '\n'.join(text.splitlines()[-lines:])
 

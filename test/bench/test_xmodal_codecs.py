@@ -85,3 +85,22 @@ def test_the_refined_variant_refines_and_is_opt_in(models):
     assert refined.run(frames, 1, 10.0).decoded[0].shape == frames[0].image.shape
     with pytest.raises(DatasetError, match='refine-steps'):
         XmodalCodec.create('xmodal-refined', models['lidar'], models['twin'], refine_steps=-2)
+
+
+def test_the_report_names_every_training_run_behind_a_model(tmp_path):
+    import torch
+
+    from xmodal_compress_ros.bench.report import _describe
+
+    torch.manual_seed(0)
+    model = HyperpriorCodec(**TINY).eval()
+    model.update()
+    run = {'steps': 5, 'frames': ['a', 'b'], 'sources': ['kitti-object:X'], 'config': {'train_only': 'gain.'}}
+    first = {'model_id': 'f' * 32, 'training': {'steps': 100, 'frames': ['a'], 'sources': []}}
+    save_model(model, tmp_path / 'm', {'training': run, 'history': [first]})
+    info = XmodalCodec.create('xmodal-image-only', str(tmp_path / 'm'), str(tmp_path / 'm')).describe()
+    described = info['models'][str(tmp_path / 'm')]
+    assert described['trained_only'] == 'gain.' and described['history'][0]['model_id'] == 'f' * 32
+    line = _describe(info)
+    assert 'last run 5 steps on 2 frames of kitti-object:X, only gain.* trained' in line
+    assert f"before that, model {'f' * 32}: 100 steps on 1 frames" in line

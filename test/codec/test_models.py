@@ -55,8 +55,9 @@ def test_forward_shapes_and_likelihoods(models, name):
 
 
 def test_forward_rejects_bad_quality(models):
+    model = models['xmodal-hyperprior']
     with pytest.raises(ValueError, match='quality'):
-        models['xmodal-hyperprior'](torch.rand(1, 3, 64, 64), quality=torch.tensor([6]))
+        model(torch.rand(1, 3, 64, 64), quality=torch.tensor([model.quality_levels]))
 
 
 @pytest.mark.parametrize('name', ['xmodal-hyperprior', 'xmodal-lidar'])
@@ -194,9 +195,47 @@ def test_the_post_filter_changes_the_reconstruction_never_the_bytes(cls):
 def test_the_post_filter_sees_the_quality_level():
     model = _filtered(HyperpriorCodec)
     x_hat = torch.rand(1, 3, 32, 32)
-    low, high = (model.restore(x_hat, model.quality_plane(torch.tensor([q]))) for q in (0, 5))
-    assert model.quality_plane(torch.tensor([0, 5])).tolist() == [[0.0], [1.0]]
+    top = model.quality_levels - 1
+    low, high = (model.restore(x_hat, model.quality_plane(torch.tensor([q]))) for q in (0, top))
+    assert model.quality_plane(torch.tensor([0, top])).tolist() == [[0.0], [1.0]]
     assert (low - high).abs().max() > 1e-4
+
+
+def test_lambdas_must_increase_and_planes_match_them():
+    for bad in ((), (0.01, 0.005), (0.0, 0.01), ('a',)):
+        with pytest.raises(ValueError, match='lambdas'):
+            HyperpriorCodec(**dict(TINY, lambdas=bad))
+    with pytest.raises(ValueError, match='quality_planes'):
+        HyperpriorCodec(**dict(TINY, lambdas=(0.01, 0.02), quality_planes=(0.0,)))
+    with pytest.raises(ValueError, match='quality_planes'):
+        HyperpriorCodec(**dict(TINY, lambdas=(0.01, 0.02), quality_planes=(0.0, float('nan'))))
+
+
+@pytest.mark.parametrize('cls', [HyperpriorCodec, LidarConditionedCodec])
+def test_added_quality_levels_leave_the_old_ones_bit_exact(cls):
+    model = _filtered(cls)
+    lambdas = model.lambdas
+    wider = model.with_lambdas((lambdas[0] / 4, lambdas[0] / 2) + lambdas + (lambdas[-1] * 2,))
+    assert wider.quality_levels == model.quality_levels + 3 and wider.registry_name == model.registry_name
+    assert wider.config['quality_planes'][2:-1] == list(model.quality_planes)
+    x = torch.rand(1, 3, 64, 96)
+    depth = _depth(64, 96) if cls.uses_lidar else None
+    for old in range(model.quality_levels):
+        before, after = model.compress(x, depth, quality=old), wider.compress(x, depth, quality=old + 2)
+        assert (before.z_bytes, before.y_bytes) == (after.z_bytes, after.y_bytes)
+        assert torch.equal(model.decompress(before, depth), wider.decompress(after, depth))
+
+
+def test_new_levels_extend_the_gains_in_log_lambda():
+    model = _filtered(HyperpriorCodec)
+    (lo, hi), enc = model.lambdas[:2], model.gain.log_gain_enc.detach()
+    wider = model.with_lambdas((lo * lo / hi, lo, (lo * hi) ** 0.5, hi) + model.lambdas[2:])
+    gains = wider.gain.log_gain_enc.detach()
+    torch.testing.assert_close(gains[0], 2 * enc[0] - enc[1])  # one log-lambda step below level 0
+    torch.testing.assert_close(gains[2], (enc[0] + enc[1]) / 2)  # half way
+    planes = wider.quality_planes
+    assert planes[0] < planes[1] == model.quality_planes[0] < planes[2] < planes[3]
+    assert wider.compress(torch.rand(1, 3, 64, 64), quality=0).num_bytes > 0
 
 
 def test_without_post_filter_is_a_separate_model_that_decodes_as_g_s_alone():

@@ -154,3 +154,57 @@ def test_train_only_the_post_filter_keeps_the_codec_and_its_bytes(tmp_path):
     with pytest.raises(ValueError, match='matches no parameter'):
         train(TrainConfig(out=str(tmp_path / 'none'), steps=1, train_only='post_filter', **TINY), bank,
               progress=False)
+
+
+def test_added_quality_levels_train_alone_and_the_old_ones_keep_their_bytes(tmp_path):
+    bank = _bank(1)
+    old_lambdas = (0.004, 0.03)
+    train(TrainConfig(out=str(tmp_path / 'two'), steps=1, lambdas=old_lambdas, post_filter=(8, 1), **TINY),
+          bank, progress=False)
+    train(TrainConfig(out=str(tmp_path / 'three'), steps=3, init_from=str(tmp_path / 'two'),
+                      lambdas=(0.001,) + old_lambdas, post_filter=(8, 1), train_only='gain.',
+                      train_qualities=(0,), lr=1e-2, **TINY), bank, progress=False)
+    two, three = load_model(tmp_path / 'two'), load_model(tmp_path / 'three')
+    assert three.lambdas == (0.001,) + old_lambdas and three.quality_levels == 3
+    assert three.config['quality_planes'][1:] == [0.0, 1.0] and three.config['quality_planes'][0] < 0
+    start = two.with_lambdas(three.lambdas).gain.log_gain_enc.detach()
+    trained = three.gain.log_gain_enc.detach()
+    assert torch.equal(trained[1:], two.gain.log_gain_enc) and not torch.equal(trained[0], start[0])
+    rest = {k: v for k, v in three.state_dict().items() if not k.startswith('gain.')}
+    assert all(torch.equal(v, two.state_dict()[k]) for k, v in rest.items())
+    x = torch.rand(1, 3, 40, 50)
+    assert three.compress(x, quality=2).y_bytes == two.compress(x, quality=1).y_bytes
+    with pytest.raises(ValueError, match='train_qualities'):
+        train(TrainConfig(out=str(tmp_path / 'bad'), steps=1, lambdas=old_lambdas, train_qualities=(2,),
+                          **TINY), bank, progress=False)
+
+
+def test_cli_lambdas_default_to_the_init_from_model_and_bad_lists_are_refused(tmp_path, capsys):
+    from xmodal_compress_ros.cli.__main__ import main
+    from xmodal_compress_ros.cli.train import _lambdas
+    from xmodal_compress_ros.codec.models import DEFAULT_LAMBDAS
+
+    train(TrainConfig(out=str(tmp_path / 'two'), steps=1, lambdas=(0.004, 0.03), **TINY), _bank(1),
+          progress=False)
+    assert _lambdas(None, str(tmp_path / 'two')) == (0.004, 0.03)
+    assert _lambdas(None, None) == DEFAULT_LAMBDAS
+    assert _lambdas('0.001,0.004', None) == (0.001, 0.004)
+    base = ['train', '--data', f'synthetic:{tmp_path}', '--out', str(tmp_path / 'm')]
+    for option, value in (('--lambdas', '0.01,0.005'), ('--lambdas', 'a,b'), ('--train-qualities', '0,x')):
+        assert main(base + [option, value]) == 2
+        assert option in capsys.readouterr().err
+
+
+def test_fine_tuned_models_record_the_runs_they_started_from(tmp_path):
+    bank = _bank(1)
+    train(TrainConfig(out=str(tmp_path / 'a'), steps=1, **TINY), bank, progress=False)
+    train(TrainConfig(out=str(tmp_path / 'b'), steps=1, init_from=str(tmp_path / 'a'), post_filter=(8, 1),
+                      train_only='post_filter', **TINY), bank, progress=False)
+    train(TrainConfig(out=str(tmp_path / 'c'), steps=1, init_from=str(tmp_path / 'b'), post_filter=(8, 1),
+                      **TINY), bank, progress=False)
+    metas = {name: read_metadata(tmp_path / name) for name in 'abc'}
+    assert 'history' not in metas['a']
+    history = [run['model_id'] for run in metas['c']['history']]
+    assert history == [metas['b']['model_id'], metas['a']['model_id']]
+    assert metas['c']['history'][0]['training'] == metas['b']['training']
+    assert metas['c']['history'][0]['training']['config']['train_only'] == 'post_filter'

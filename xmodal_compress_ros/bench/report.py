@@ -257,16 +257,18 @@ def _describe(info: dict) -> str:
     keys = ('encoder', 'decoder', 'chroma', 'mode', 'args', 'bitstream_filter', 'variant', 'torch_threads')
     parts = [f'{key}: {info[key]}' for key in keys if info.get(key)]
     for stem, model in info.get('models', {}).items():
-        sources = ', '.join(model.get('training_sources', []))
-        line = (f'model {stem} (id {model["model_id"]}, trained {model.get("training_steps")} steps '
-                f'on {model.get("training_frames")} frames of {sources}')
-        backbone = model.get('backbone')
-        if backbone:
-            line += (f'; those steps trained its post filter alone, on backbone {backbone["model_id"]}, '
-                     f'whose last run was {backbone.get("training_steps")} steps on '
-                     f'{backbone.get("training_frames")} frames')
+        line = f'model {stem} (id {model["model_id"]}, last run {_run_summary(model)}'
+        for run in model.get('history', []):
+            line += f'; before that, model {run["model_id"]}: {_run_summary(run)}'
         parts.append(line + ')')
     return '; '.join(parts)
+
+
+def _run_summary(run: dict) -> str:
+    text = f'{run.get("training_steps")} steps on {run.get("training_frames")} frames'
+    if run.get('training_sources'):
+        text += ' of ' + ', '.join(run['training_sources'])
+    return text + (f', only {run["trained_only"]}* trained' if run.get('trained_only') else '')
 
 
 def write_report(out_dir: Path, result: BenchResult, data: BenchData, extra: Optional[dict] = None) -> dict:

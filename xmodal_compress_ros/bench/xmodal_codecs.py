@@ -100,11 +100,13 @@ class XmodalCodec:
             training = meta.get('training') if isinstance(meta.get('training'), dict) else {}
             models[stem] = {'model_id': meta['model_id'], 'architecture': meta['architecture'],
                             **_training_summary(training)}
-            # A model whose last run trained only its post filter names the backbone it started from.
-            backbone = meta.get('backbone')
-            if isinstance(backbone, dict) and isinstance(backbone.get('training'), dict):
-                models[stem]['backbone'] = {'model_id': backbone.get('model_id'),
-                                            **_training_summary(backbone['training'])}
+            # The runs a model was fine-tuned from: a ``history`` list, or (older files) one ``backbone``.
+            legacy = [meta['backbone']] if isinstance(meta.get('backbone'), dict) else []
+            history = meta.get('history', legacy)
+            earlier = [{'model_id': run.get('model_id'), **_training_summary(run['training'])}
+                       for run in history if isinstance(run, dict) and isinstance(run.get('training'), dict)]
+            if earlier:
+                models[stem]['history'] = earlier
         info = {'encoder': 'xmodal_compress_ros.codec.pipeline (torch, cpu, fp32)', 'variant': self.variant,
                 'mode': 'intra', 'setting': self.setting_name, 'models': models,
                 'torch_threads': torch.get_num_threads()}
@@ -162,6 +164,10 @@ class XmodalCodec:
 
 def _training_summary(training: Dict) -> Dict[str, object]:
     """Sources, frame count and steps of a model file's training record, for the report."""
-    return {'training_sources': training.get('sources', []),
-            'training_frames': len(training.get('frames', [])),
-            'training_steps': training.get('total_steps', training.get('steps'))}
+    config = training.get('config') if isinstance(training.get('config'), dict) else {}
+    summary = {'training_sources': training.get('sources', []),
+               'training_frames': len(training.get('frames', [])),
+               'training_steps': training.get('total_steps', training.get('steps'))}
+    if config.get('train_only'):
+        summary['trained_only'] = config['train_only']
+    return summary

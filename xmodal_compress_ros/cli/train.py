@@ -36,6 +36,12 @@ def add_arguments(parser) -> None:
                         help='decoder-side post filter after g_s (e.g. 32,4); 0,0 for none')
     parser.add_argument('--train-only', default='', metavar='PREFIX',
                         help='train only parameters named PREFIX* (e.g. post_filter), the rest frozen')
+    parser.add_argument('--lambdas', default=None, metavar='L0,L1,...',
+                        help='rate-distortion lambda of each quality level, increasing (default: the '
+                             '--init-from model\'s, else ' + ','.join(str(v) for v in d.lambdas) + '); '
+                             'new levels of an --init-from model start from its gains, see docs/training.md')
+    parser.add_argument('--train-qualities', default='', metavar='Q0,Q1,...',
+                        help='sample only these quality levels (default: all)')
     parser.add_argument('--resume', action='store_true', help='continue from <out>.ckpt.* if present')
     parser.add_argument('--no-progress', action='store_true')
 
@@ -58,7 +64,9 @@ def main(args) -> int:
         hyper_refiner=not args.no_hyper_refiner, lidar_dropout=args.lidar_dropout, alpha=args.alpha,
         checkpoint_every=args.checkpoint_every, seed=args.seed, threads=args.threads,
         init_from=args.init_from, resume=args.resume, data=tuple(args.data), device=args.device,
-        amp=args.amp, post_filter=post_filter, train_only=args.train_only)
+        amp=args.amp, post_filter=post_filter, train_only=args.train_only,
+        lambdas=_lambdas(args.lambdas, args.init_from), train_qualities=_int_list(args.train_qualities,
+                                                                                  '--train-qualities'))
     frames = []
     for spec in args.data:
         source = frames_from_spec(spec)
@@ -83,3 +91,26 @@ def _post_filter(text: str):
     if channels < 0 or blocks < 0:
         raise DatasetError(f'--post-filter {text!r}: channels and blocks must be >= 0')
     return channels, blocks
+
+
+def _lambdas(text, init_from):
+    """``--lambdas``: the given list; else the --init-from model's; else the defaults."""
+    from xmodal_compress_ros.codec.model_io import read_metadata
+    from xmodal_compress_ros.codec.models import DEFAULT_LAMBDAS, check_lambdas
+    from xmodal_compress_ros.errors import DatasetError
+
+    if text is None:
+        return tuple(read_metadata(init_from)['config']['lambdas']) if init_from else DEFAULT_LAMBDAS
+    try:
+        return check_lambdas(text.split(','))
+    except ValueError as exc:
+        raise DatasetError(f'--lambdas {text!r}: {exc}') from None
+
+
+def _int_list(text: str, option: str):
+    from xmodal_compress_ros.errors import DatasetError
+
+    try:
+        return tuple(int(v) for v in text.split(',')) if text else ()
+    except ValueError:
+        raise DatasetError(f'{option} {text!r}: give comma-separated integers, e.g. 0,1') from None

@@ -18,8 +18,10 @@ identically on every backend and even without the LiDAR scan at the decoder.
 """
 from __future__ import annotations
 
+import bisect
+import math
 from dataclasses import dataclass
-from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -38,7 +40,7 @@ from xmodal_compress_ros.codec.layers import (GDN, AttentionBlock, ConcatFusion,
 from xmodal_compress_ros.errors import ModelFileError
 
 # Lambdas of the quality levels for loss = lambda * 255^2 * MSE + bpp (about 0.1 .. 1 bpp on KITTI).
-DEFAULT_LAMBDAS = (0.0018, 0.0035, 0.0067, 0.013, 0.025, 0.05)
+DEFAULT_LAMBDAS = (0.00045, 0.0009, 0.0018, 0.0035, 0.0067, 0.013, 0.025, 0.05)
 # Latents are at 1/16 and hyper-latents at 1/64 of the input size: pad inputs to a multiple of this.
 PAD_MULTIPLE = 64
 
@@ -48,6 +50,47 @@ TABLE_PRECISION = 16
 _Z_TABLE, _Y_TABLE, _INT_HYPER = 'tables.z.', 'tables.y.', 'int_hyper.'
 
 _MODELS: Dict[str, type] = {}
+
+
+def check_lambdas(lambdas: Sequence[float]) -> Tuple[float, ...]:
+    """Positive and strictly increasing, so that a higher quality index always means more bits."""
+    try:
+        values = tuple(float(v) for v in lambdas)
+    except (TypeError, ValueError):
+        raise ValueError(f'lambdas must be numbers, got {lambdas!r}') from None
+    if not values or any(not v > 0 for v in values) or any(b <= a for a, b in zip(values, values[1:])):
+        raise ValueError(f'lambdas must be positive and strictly increasing, got {list(values)}')
+    return values
+
+
+def _quality_planes(planes: Optional[Sequence[float]], levels: int) -> Tuple[float, ...]:
+    if planes is None:
+        return tuple(q / max(levels - 1, 1) for q in range(levels))
+    planes = tuple(float(p) for p in planes)
+    if len(planes) != levels or not all(math.isfinite(p) for p in planes):
+        raise ValueError(f'quality_planes needs {levels} finite values (one per lambda), got {list(planes)}')
+    return planes
+
+
+def _log_lambda_resample(lambdas: Sequence[float], values: torch.Tensor,
+                         targets: Sequence[float]) -> torch.Tensor:
+    """Rows of ``values`` (one per lambda) at ``targets``, piecewise linear in log lambda.
+
+    A target equal to a known lambda returns that row exactly; beyond the ends the end segment is
+    extended. With a single known level every target gets its row.
+    """
+    known = list(lambdas)
+    logs = [math.log(v) for v in known]
+    rows = []
+    for target in targets:
+        if target in known or len(known) == 1:
+            rows.append(values[known.index(target) if target in known else 0])
+            continue
+        t = math.log(target)
+        i = min(max(bisect.bisect_right(logs, t) - 1, 0), len(logs) - 2)
+        weight = (t - logs[i]) / (logs[i + 1] - logs[i])
+        rows.append(values[i] + weight * (values[i + 1] - values[i]))
+    return torch.stack(rows).to(values.dtype)
 
 
 def register_model(name: str) -> Callable[[type], type]:
@@ -252,22 +295,28 @@ class HyperpriorCodec(nn.Module):
         lambdas: one rate-distortion lambda per quality level (loss = lambda*255^2*MSE + bpp).
         post_filter: (channels, blocks) of the decoder-side :class:`PostFilter` after g_s; (0, 0)
             for none (models trained before it existed have none).
+        quality_planes: the post filter's input for each level; ``None``: level / top level.
+            :meth:`with_lambdas` sets them so that added levels leave the others' outputs unchanged.
     """
 
     registry_name = 'xmodal-hyperprior'
     uses_lidar = False
 
     def __init__(self, N: int = 48, M: int = 128, Nz: int = 64, hyper_hidden: int = 64,
-                 lambdas: Tuple[float, ...] = DEFAULT_LAMBDAS, post_filter: Tuple[int, int] = (0, 0)):
+                 lambdas: Tuple[float, ...] = DEFAULT_LAMBDAS, post_filter: Tuple[int, int] = (0, 0),
+                 quality_planes: Optional[Sequence[float]] = None):
         super().__init__()
         self.config = dict(N=N, M=M, Nz=Nz, hyper_hidden=hyper_hidden, lambdas=list(lambdas))
+        self.lambdas = check_lambdas(lambdas)
+        self.quality_planes = _quality_planes(quality_planes, len(self.lambdas))
+        if quality_planes is not None:  # configs written before planes existed stay as written
+            self.config['quality_planes'] = list(self.quality_planes)
         post_filter = tuple(int(v) for v in post_filter)
         self.post_filter = None
         if post_filter[0] > 0:
             # Only models with a filter record it, so older configs (and their model files) stay as written.
             self.config['post_filter'] = list(post_filter)
             self.post_filter = PostFilter(*post_filter)
-        self.lambdas = tuple(float(v) for v in lambdas)
         ctx = self._context_channels()
         fusion = getattr(self, 'fusion', 'concat')
         self.g_a = AnalysisTransform(N, M, ctx, fusion)
@@ -310,8 +359,9 @@ class HyperpriorCodec(nn.Module):
         return self.restore(self.g_s(self.gain.decode(y_hat_g, quality), ctx), self.quality_plane(quality))
 
     def quality_plane(self, quality: torch.Tensor) -> torch.Tensor:
-        """(B, 1) float: each quality level as a fraction of the top level, the post filter's input."""
-        return (torch.as_tensor(quality).float() / max(self.quality_levels - 1, 1)).reshape(-1, 1)
+        """(B, 1) float: the post filter's input for each sample's quality level."""
+        quality = torch.as_tensor(quality)
+        return torch.tensor(self.quality_planes, device=quality.device)[quality].reshape(-1, 1)
 
     def restore(self, x_hat: torch.Tensor, plane: torch.Tensor) -> torch.Tensor:
         """The post filter on g_s's padded output (identity without one)."""
@@ -332,6 +382,29 @@ class HyperpriorCodec(nn.Module):
         if meta is not None:
             plain.metadata = dict(meta, model_id=f"{meta['model_id']}-no-post-filter")
         return plain.eval()
+
+    def with_lambdas(self, lambdas: Sequence[float]) -> 'HyperpriorCodec':
+        """A copy whose quality levels are ``lambdas`` (a new, untrained model: no metadata).
+
+        A level whose lambda this model has keeps its gains and post-filter plane bit for bit, so its
+        packets and reconstructions do not change. A new level's log-gains and plane are interpolated
+        linearly in log lambda between the two nearest levels, or extrapolated from the two end levels;
+        Cui et al. (2021) interpolate gains this way for continuous rates. Fine-tune the new levels
+        alone with ``train_only='gain.'`` and ``train_qualities``.
+        """
+        lambdas = check_lambdas(lambdas)
+        planes = _log_lambda_resample(self.lambdas, torch.tensor(self.quality_planes, dtype=torch.float64),
+                                      lambdas)
+        config = dict(self.config, lambdas=list(lambdas), quality_planes=[float(p) for p in planes])
+        resampled = type(self)(**config).to(self.g_s.deconv1.weight)
+        state = {k: v for k, v in self.state_dict().items() if not k.startswith('gain.')}
+        resampled.load_state_dict(state, strict=False)
+        with torch.no_grad():
+            for name in ('log_gain_enc', 'log_gain_dec'):
+                rows = _log_lambda_resample(self.lambdas, getattr(self.gain, name), lambdas)
+                getattr(resampled.gain, name).copy_(rows)
+        resampled.entropy_tables = self.entropy_tables
+        return resampled.train(self.training)
 
     # -- training -----------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, depth: Optional[torch.Tensor] = None,
@@ -517,14 +590,15 @@ class LidarConditionedCodec(HyperpriorCodec):
     def __init__(self, N: int = 48, M: int = 128, Nz: int = 64, hyper_hidden: int = 64,
                  lambdas: Tuple[float, ...] = DEFAULT_LAMBDAS, fusion: str = 'concat',
                  conditioning: str = 'lidar', hyper_refiner: bool = True, p2i_ch: int = 24,
-                 ctx_ch: Tuple[int, int, int] = _DEFAULT_CTX, post_filter: Tuple[int, int] = (0, 0)):
+                 ctx_ch: Tuple[int, int, int] = _DEFAULT_CTX, post_filter: Tuple[int, int] = (0, 0),
+                 quality_planes: Optional[Sequence[float]] = None):
         if fusion not in ('concat', 'mmfft'):
             raise ValueError(f"fusion must be 'concat' or 'mmfft', got {fusion!r}")
         if conditioning not in ('lidar', 'zeros'):
             raise ValueError(f"conditioning must be 'lidar' or 'zeros', got {conditioning!r}")
         self.fusion = fusion
         self._ctx_ch = tuple(int(c) for c in ctx_ch)
-        super().__init__(N, M, Nz, hyper_hidden, lambdas, post_filter)
+        super().__init__(N, M, Nz, hyper_hidden, lambdas, post_filter, quality_planes)
         self.config.update(fusion=fusion, conditioning=conditioning, hyper_refiner=hyper_refiner,
                            p2i_ch=p2i_ch, ctx_ch=list(self._ctx_ch))
         self.conditioning = conditioning

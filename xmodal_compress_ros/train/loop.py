@@ -40,6 +40,9 @@ class TrainConfig:
     ``post_filter``: (channels, blocks) of the decoder-side post filter, (0, 0) for none.
     ``train_only``: train only the parameters whose names start with this prefix (e.g. ``'post_filter'``
     after ``init_from`` a trained codec); the rest stays frozen, so the bits do not change.
+    ``train_qualities``: sample only these quality levels (empty: all). With ``init_from`` a model of
+    other lambdas, ``train_only='gain.'`` and the new levels here, only the new levels' gains train
+    (the others get no gradient, so Adam leaves them unchanged): how quality levels are added.
     """
 
     arch: str = 'xmodal-hyperprior'
@@ -69,6 +72,7 @@ class TrainConfig:
     amp: str = 'none'
     post_filter: Tuple[int, int] = (0, 0)
     train_only: str = ''
+    train_qualities: Tuple[int, ...] = ()
 
     def model_kwargs(self) -> Dict:
         kwargs = dict(N=self.N, M=self.M, Nz=self.Nz, hyper_hidden=self.hyper_hidden, lambdas=self.lambdas,
@@ -82,23 +86,29 @@ class TrainConfig:
         d['lambdas'] = list(self.lambdas)
         d['data'] = list(self.data)
         d['post_filter'] = list(self.post_filter)
+        d['train_qualities'] = list(self.train_qualities)
         return d
 
 
 def build_model(config: TrainConfig) -> HyperpriorCodec:
-    """A fresh model, or one initialised from ``config.init_from``."""
-    model = get_model_class(config.arch)(**config.model_kwargs())
-    if config.init_from:
-        from xmodal_compress_ros.codec.model_io import load_model
+    """A fresh model, or one initialised from ``config.init_from`` (its quality levels resampled to
+    ``config.lambdas`` when they differ, see :meth:`HyperpriorCodec.with_lambdas`)."""
+    if not config.init_from:
+        return get_model_class(config.arch)(**config.model_kwargs())
+    from xmodal_compress_ros.codec.model_io import load_model
 
-        source = load_model(config.init_from)
-        if type(source) is type(model):
-            _load_backbone(model, source)
-        elif hasattr(model, 'init_from_twin') and not source.uses_lidar:
-            model.init_from_twin(source)
-        else:
-            raise ModelFileError(f'cannot initialise {config.arch} from {config.init_from} '
-                                 f'({source.registry_name}): give a twin or a model of the same architecture')
+    source = load_model(config.init_from)
+    if source.lambdas != tuple(config.lambdas):
+        source = source.with_lambdas(config.lambdas)
+    planes = source.config.get('quality_planes')
+    model = get_model_class(config.arch)(**config.model_kwargs(), quality_planes=planes)
+    if type(source) is type(model):
+        _load_backbone(model, source)
+    elif hasattr(model, 'init_from_twin') and not source.uses_lidar:
+        model.init_from_twin(source)
+    else:
+        raise ModelFileError(f'cannot initialise {config.arch} from {config.init_from} '
+                             f'({source.registry_name}): give a twin or a model of the same architecture')
     return model
 
 
@@ -121,6 +131,15 @@ def trainable_parameters(model: HyperpriorCodec, prefix: str) -> List[torch.nn.P
         raise ValueError(f'train_only {prefix!r} matches no parameter of {model.registry_name} '
                          '(a post filter needs post_filter=(channels, blocks))')
     return chosen
+
+
+def _training_levels(config: TrainConfig, model: HyperpriorCodec) -> np.ndarray:
+    """The quality levels training samples from: ``config.train_qualities``, or all."""
+    levels = np.array(config.train_qualities or range(model.quality_levels), dtype=np.int64)
+    if levels.min() < 0 or levels.max() >= model.quality_levels:
+        raise ValueError(f'train_qualities {list(config.train_qualities)} out of range '
+                         f'0..{model.quality_levels - 1}')
+    return levels
 
 
 def _lr_at(config: TrainConfig, step: int) -> float:
@@ -177,6 +196,7 @@ def train(config: TrainConfig, bank: FrameBank, progress: bool = True,
     out.parent.mkdir(parents=True, exist_ok=True)
     model = build_model(config).to(device)
     parameters = trainable_parameters(model, config.train_only)
+    levels = _training_levels(config, model)
     optimizer = torch.optim.Adam(parameters, lr=config.lr)
     step = 0
     if config.resume and _checkpoint_paths(out)[0].exists():
@@ -192,7 +212,7 @@ def train(config: TrainConfig, bank: FrameBank, progress: bool = True,
         for group in optimizer.param_groups:
             group['lr'] = _lr_at(config, step)
         x, depth = frames.sample(config.batch_size, config.crop, rng)
-        quality = torch.from_numpy(rng.integers(model.quality_levels, size=config.batch_size)).to(device)
+        quality = torch.from_numpy(levels[rng.integers(len(levels), size=config.batch_size)]).to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.amp == 'bf16'):
             result, target = _forward(model, x, depth, quality, config, rng)
         terms = rd_loss(x, _float32(result), lambdas[quality], _alpha_at(config, step), target)
@@ -264,8 +284,26 @@ def export(model: HyperpriorCodec, config: TrainConfig, bank: FrameBank, step: i
             'wall_seconds_last_session': round(elapsed_s, 1),
         },
     }
+    if config.init_from:
+        meta['history'] = training_history(config.init_from)
     meta.update(metadata or {})
     save_model(model, config.out, meta)
+
+
+def training_history(stem: str) -> List[Dict]:
+    """The training runs behind model ``stem``, newest first: its own, then those it started from.
+
+    Each entry: ``model_id``, ``training`` (that run's record) and ``training_speed`` when known.
+    Older files name their one predecessor ``backbone`` instead of a ``history`` list.
+    """
+    from xmodal_compress_ros.codec.model_io import read_metadata
+
+    meta = read_metadata(stem)
+    earlier = meta.get('history')
+    if earlier is None:
+        earlier = [meta['backbone']] if isinstance(meta.get('backbone'), dict) else []
+    own = {key: meta[key] for key in ('model_id', 'training', 'training_speed') if key in meta}
+    return [own] + list(earlier)
 
 
 def _checkpoint_paths(out: Path) -> Tuple[Path, Path]:

@@ -34,7 +34,7 @@ def add_common_arguments(parser, kind: str) -> None:
     parser.add_argument('--threads', type=int, default=2, help='CPU threads (0 = library default)')
     parser.add_argument('--model', default=str(REPO / 'models' / 'xmodal-lidar'))
     parser.add_argument('--twin', default=str(REPO / 'models' / 'xmodal-hyperprior'))
-    parser.add_argument('--quality', type=int, default=3)
+    parser.add_argument('--quality', type=int, default=5)
     parser.add_argument('--out', type=Path, help=f'result JSON (default bench/results/{kind}_<tag>.json)')
 
 

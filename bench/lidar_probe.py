@@ -193,7 +193,7 @@ def run_probes(data: List[Dict]) -> Dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--model', default=str(REPO / 'models' / 'xmodal-hyperprior'))
-    parser.add_argument('--quality', type=int, default=3)
+    parser.add_argument('--quality', type=int, default=5)
     add_frame_arguments(parser)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)

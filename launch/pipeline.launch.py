@@ -35,7 +35,7 @@ def generate_launch_description():
         DeclareLaunchArgument('backend', default_value='torch',
                               description='Inference backend of both nodes: torch, onnxruntime or tensorrt.'),
         DeclareLaunchArgument('device', default_value='cpu', description='Inference device of both nodes.'),
-        DeclareLaunchArgument('quality', default_value='3', description='Encoder quality level.'),
+        DeclareLaunchArgument('quality', default_value='5', description='Encoder quality level.'),
     ]
     shared = {'backend': LaunchConfiguration('backend'), 'device': LaunchConfiguration('device'),
               'packet_topic': LaunchConfiguration('packet_topic')}

@@ -29,7 +29,7 @@ def generate_launch_description():
         DeclareLaunchArgument('calibration_file', default_value='',
                               description='Calibration (project YAML, KITTI .txt or KITTI raw folder); '
                                           'empty: CameraInfo + T_cam_lidar from params_file.'),
-        DeclareLaunchArgument('quality', default_value='3',
+        DeclareLaunchArgument('quality', default_value='5',
                               description='Quality level (changeable at run time).'),
         DeclareLaunchArgument('target_kbps', default_value='0.0',
                               description='Link budget for images + LiDAR in kbit/s; 0 disables rate '

@@ -30,7 +30,7 @@ def add_run_arguments(parser, workdir: str) -> None:
     parser.add_argument('--frames', type=int, default=30, help='frames to synthesize when no --bag is given')
     parser.add_argument('--models', default='',
                         help='LIDAR,TWIN stems (default: models/ if present, else tiny)')
-    parser.add_argument('--quality', type=int, default=3)
+    parser.add_argument('--quality', type=int, default=5)
     parser.add_argument('--workdir', type=Path, default=Path(workdir))
     parser.add_argument('--out', type=Path, default=None, help='write the JSON here too')
 

@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--model', default='', help='LiDAR model stem (default: the committed model, else an '
                                                     'untrained one of the default architecture)')
     parser.add_argument('--fallback-model', default='', help='twin model stem (default as --model)')
-    parser.add_argument('--quality', type=int, default=3)
+    parser.add_argument('--quality', type=int, default=5)
     parser.add_argument('--threads', type=int, default=0, help='CPU threads (0 = library default)')
     parser.add_argument('--out', type=Path, default=None,
                         help='result JSON (default bench/results/runtime_<device>.json)')

@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--out', type=Path, default=Path('out/demo'), help='output folder (default out/demo)')
     parser.add_argument('--calibration', type=Path,
                         help='calibration of the bag (default: calibration.yaml in the bag or beside it)')
-    parser.add_argument('--quality', type=int, default=3, help='quality level (default 3)')
+    parser.add_argument('--quality', type=int, default=5, help='quality level (default 5)')
     parser.add_argument('--target-kbps', type=float, default=0.0,
                         help='link budget in kbit/s for images + LiDAR; the encoder picks the quality '
                              'per frame (0: off)')

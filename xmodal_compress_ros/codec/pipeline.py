@@ -77,7 +77,7 @@ class EncoderConfig:
     backend: str = 'torch'
     device: str = 'cpu'
     precision: str = 'fp32'
-    quality: int = 3
+    quality: int = 5
     lidar: LidarCodecConfig = LidarCodecConfig()
     y_substreams: int = DEFAULT_Y_SUBSTREAMS
     warmup: bool = True

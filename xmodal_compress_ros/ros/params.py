@@ -74,7 +74,7 @@ class EncoderNodeConfig:
     precision: str = param('fp32', 'Inference precision.', choices=PRECISIONS, read_only=True)
     threads: int = param(0, 'CPU threads of the networks (0: PyTorch default).', bounds=(0, 256),
                          read_only=True)
-    quality: int = param(3, 'Quality level (higher: more bits, better image); the fixed level when '
+    quality: int = param(5, 'Quality level (higher: more bits, better image); the fixed level when '
                          'target_kbps is 0, the start level otherwise. Changeable at run time.',
                          bounds=(0, MAX_QUALITY))
     target_kbps: float = param(0.0, 'Link budget in kbit/s for images plus LiDAR; the quality is chosen '

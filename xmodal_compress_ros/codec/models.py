@@ -306,8 +306,8 @@ class HyperpriorCodec(nn.Module):
                  lambdas: Tuple[float, ...] = DEFAULT_LAMBDAS, post_filter: Tuple[int, int] = (0, 0),
                  quality_planes: Optional[Sequence[float]] = None):
         super().__init__()
-        self.config = dict(N=N, M=M, Nz=Nz, hyper_hidden=hyper_hidden, lambdas=list(lambdas))
         self.lambdas = check_lambdas(lambdas)
+        self.config = dict(N=N, M=M, Nz=Nz, hyper_hidden=hyper_hidden, lambdas=list(self.lambdas))
         self.quality_planes = _quality_planes(quality_planes, len(self.lambdas))
         if quality_planes is not None:  # configs written before planes existed stay as written
             self.config['quality_planes'] = list(self.quality_planes)
@@ -398,7 +398,9 @@ class HyperpriorCodec(nn.Module):
         config = dict(self.config, lambdas=list(lambdas), quality_planes=[float(p) for p in planes])
         resampled = type(self)(**config).to(self.g_s.deconv1.weight)
         state = {k: v for k, v in self.state_dict().items() if not k.startswith('gain.')}
-        resampled.load_state_dict(state, strict=False)
+        missing, unexpected = resampled.load_state_dict(state, strict=False)
+        if unexpected or set(missing) != {'gain.log_gain_enc', 'gain.log_gain_dec'}:
+            raise RuntimeError(f'with_lambdas: tensors other than the gains differ ({missing}, {unexpected})')
         with torch.no_grad():
             for name in ('log_gain_enc', 'log_gain_dec'):
                 rows = _log_lambda_resample(self.lambdas, getattr(self.gain, name), lambdas)

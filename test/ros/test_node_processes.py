@@ -38,20 +38,18 @@ def test_stop_interrupts_then_kills(tmp_path):
     assert not polite.alive() and not stubborn.alive()
 
 
-def test_a_hung_ros_teardown_does_not_hold_the_bag_player(tmp_path):
-    import subprocess
-    import sys
 
-    import pytest
-    pytest.importorskip('rclpy')
-    script = ('import time\n'
-              'from xmodal_compress_ros.ros.bag_player import _shutdown\n'
-              'class Stuck:\n'
-              '    def destroy_node(self):\n'
-              '        time.sleep(60)\n'
-              '_shutdown(Stuck(), 7, timeout_s=0.5)\n'
-              'print("not reached")\n')
+def test_a_player_stuck_in_teardown_after_playback_counts_as_finished(tmp_path):
+    from xmodal_compress_ros.ros.bag_player import PLAYBACK_COMPLETE
+    from xmodal_compress_ros.ros.stream_session import wait_for_player
+
+    def player(name, script):
+        return start_node(name, ['-c', script], tmp_path, dict(os.environ))
+
+    stuck = player('stuck', f'import time; print({PLAYBACK_COMPLETE!r}, flush=True); time.sleep(60)')
     started = time.monotonic()
-    run = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True, timeout=30)
-    assert run.returncode == 7 and 'teardown still running' in run.stderr and 'not reached' not in run.stdout
+    assert wait_for_player(stuck, timeout=60, teardown_grace=0.5) == 0 and not stuck.alive()
     assert time.monotonic() - started < 20
+    assert wait_for_player(player('failed', 'import sys; sys.exit(3)'), timeout=60) == 3
+    silent = player('silent', 'import time; time.sleep(60)')  # never finished: a timeout, not a success
+    assert wait_for_player(silent, timeout=0.5, teardown_grace=0.1) != 0

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import threading
 import time
 from typing import Any, List, Optional
 
@@ -24,6 +22,8 @@ from xmodal_compress_ros.ros import conversions
 from xmodal_compress_ros.ros.node_main import qos_profile
 
 NODE_NAME = 'xmodal_bag_player'
+#: Printed on stdout once every message is published and acknowledged, before the ROS teardown.
+PLAYBACK_COMPLETE = 'bag_player: playback complete'
 DISCOVERY_SETTLE_S = 0.5
 
 
@@ -168,6 +168,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                                       f'{args.wait_subscribers:g} s: playing anyway')
         images = player.play(log)
         node.get_logger().info(f'published {images} images from {args.bag}')
+        print(PLAYBACK_COMPLETE, flush=True)
     except XmodalError as exc:
         print(f'bag_player: error: {exc}', file=sys.stderr)
         code = 2
@@ -176,32 +177,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     finally:
         if log is not None:
             log.close()
-        _shutdown(node, code)
-    return code
-
-
-def _shutdown(node: Any, code: int, timeout_s: float = 10.0) -> None:
-    """Destroy the node and shut rclpy down; exit with ``code`` if that hangs past ``timeout_s``.
-
-    The DDS teardown can hang (seen here once in a full test run, with Fast DDS, after every message
-    was acknowledged; eProsima/Fast-DDS#235 and ros2/rclpy#944 report the kind). The playback is
-    complete by then, so a hung teardown must not turn a finished run into a timeout.
-    """
-    import rclpy
-
-    done = threading.Event()
-
-    def teardown() -> None:
         node.destroy_node()
         rclpy.try_shutdown()
-        done.set()
-
-    threading.Thread(target=teardown, name='teardown', daemon=True).start()
-    if not done.wait(timeout_s):
-        print(f'bag_player: ROS teardown still running after {timeout_s:g} s; exiting anyway',
-              file=sys.stderr, flush=True)
-        os._exit(code)
-
+    return code
 
 if __name__ == '__main__':
     sys.exit(main())

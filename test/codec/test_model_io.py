@@ -117,3 +117,12 @@ def test_missing_files(tmp_path):
 def test_save_requires_update(tmp_path):
     with pytest.raises(ModelFileError, match='update'):
         save_model(HyperpriorCodec(**TINY), tmp_path / 'x')
+
+
+def test_earlier_runs_read_history_and_the_older_backbone_key():
+    from xmodal_compress_ros.codec.model_io import earlier_runs
+
+    run = {'model_id': 'a' * 32, 'training': {'steps': 1}}
+    assert earlier_runs({'history': [run]}) == [run]
+    assert earlier_runs({'backbone': run}) == [run]
+    assert earlier_runs({}) == []

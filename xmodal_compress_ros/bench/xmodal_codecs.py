@@ -92,7 +92,7 @@ class XmodalCodec:
     def describe(self) -> Dict[str, object]:
         """Variant, model stems and ids, for the report."""
         import torch
-        from xmodal_compress_ros.codec.model_io import read_metadata
+        from xmodal_compress_ros.codec.model_io import earlier_runs, read_metadata
         from xmodal_compress_ros.codec.pipeline import resolve_model_stem
         models = {}
         for stem in self._stems():
@@ -100,11 +100,9 @@ class XmodalCodec:
             training = meta.get('training') if isinstance(meta.get('training'), dict) else {}
             models[stem] = {'model_id': meta['model_id'], 'architecture': meta['architecture'],
                             **_training_summary(training)}
-            # The runs a model was fine-tuned from: a ``history`` list, or (older files) one ``backbone``.
-            legacy = [meta['backbone']] if isinstance(meta.get('backbone'), dict) else []
-            history = meta.get('history', legacy)
             earlier = [{'model_id': run.get('model_id'), **_training_summary(run['training'])}
-                       for run in history if isinstance(run, dict) and isinstance(run.get('training'), dict)]
+                       for run in earlier_runs(meta)
+                       if isinstance(run, dict) and isinstance(run.get('training'), dict)]
             if earlier:
                 models[stem]['history'] = earlier
         info = {'encoder': 'xmodal_compress_ros.codec.pipeline (torch, cpu, fp32)', 'variant': self.variant,

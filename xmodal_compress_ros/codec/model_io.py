@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Dict, Union
+from typing import Dict, List, Union
 
 import numpy as np
 import torch
@@ -142,6 +142,16 @@ def read_metadata(stem_or_path: PathLike) -> Dict:
         if key not in meta:
             raise ModelFileError(f'{json_path} lacks the key {key!r}: re-export the model')
     return meta
+
+
+def earlier_runs(meta: Dict) -> List[Dict]:
+    """The training runs a model file was fine-tuned from, newest first (``history``).
+
+    Files written before ``history`` existed name their one predecessor ``backbone``.
+    """
+    if 'history' in meta:
+        return list(meta['history'])
+    return [meta['backbone']] if isinstance(meta.get('backbone'), dict) else []
 
 
 def load_model(stem_or_path: PathLike):

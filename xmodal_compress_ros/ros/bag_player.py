@@ -181,5 +181,6 @@ def main(argv: Optional[List[str]] = None) -> int:
         rclpy.try_shutdown()
     return code
 
+
 if __name__ == '__main__':
     sys.exit(main())

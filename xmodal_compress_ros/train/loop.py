@@ -294,16 +294,12 @@ def training_history(stem: str) -> List[Dict]:
     """The training runs behind model ``stem``, newest first: its own, then those it started from.
 
     Each entry: ``model_id``, ``training`` (that run's record) and ``training_speed`` when known.
-    Older files name their one predecessor ``backbone`` instead of a ``history`` list.
     """
-    from xmodal_compress_ros.codec.model_io import read_metadata
+    from xmodal_compress_ros.codec.model_io import earlier_runs, read_metadata
 
     meta = read_metadata(stem)
-    earlier = meta.get('history')
-    if earlier is None:
-        earlier = [meta['backbone']] if isinstance(meta.get('backbone'), dict) else []
     own = {key: meta[key] for key in ('model_id', 'training', 'training_speed') if key in meta}
-    return [own] + list(earlier)
+    return [own] + earlier_runs(meta)
 
 
 def _checkpoint_paths(out: Path) -> Tuple[Path, Path]:

@@ -47,7 +47,7 @@ from xmodal_compress_ros.codec.model_io import load_model
 from xmodal_compress_ros.codec.post_filter import PostFilter
 from xmodal_compress_ros.data.kitti import KittiObjectDataset
 from xmodal_compress_ros.geometry.depth_completion import complete_depth
-from xmodal_compress_ros.geometry.projection import MIN_DEPTH_M, equalize_depth, project_to_depth
+from xmodal_compress_ros.geometry.projection import equalize_depth, project_points_indexed, project_to_depth
 
 #: Each arm and the scan channels (0: sparse depth, 1: reflectance, 2: dense depth) it sees.
 ARMS = {'depth+reflectance+dense': (0, 1, 2), 'depth+reflectance': (0, 1), 'dense': (2,), 'zeros': ()}
@@ -82,16 +82,12 @@ def reflectance_map(points: np.ndarray, calib) -> np.ndarray:
     points = np.asarray(points, np.float64)
     if len(points) == 0 or points.shape[1] < 4:
         return np.zeros((height, width), np.uint8)
-    m = calib.lidar_to_pixel
-    with np.errstate(invalid='ignore', divide='ignore', over='ignore'):
-        a, b, w = (points[:, :3] @ m[:, :3].T + m[:, 3]).T
-        u, v = np.floor(a / w), np.floor(b / w)
-    keep = np.flatnonzero((w > MIN_DEPTH_M) & (w < np.inf) & (u >= 0) & (u < width) & (v >= 0) & (v < height))
+    u, v, depth, rows = project_points_indexed(points, calib)
     # Farthest first, so that the nearest point's write lands last.
-    keep = keep[np.argsort(-w[keep], kind='stable')]
+    far_first = np.argsort(-depth, kind='stable')
     out = np.zeros(height * width, np.uint8)
-    value = np.rint(255.0 * np.clip(np.nan_to_num(points[keep, 3]), 0.0, 1.0)).astype(np.uint8)
-    out[v[keep].astype(np.int64) * width + u[keep].astype(np.int64)] = np.maximum(value, 1)
+    value = np.rint(255.0 * np.clip(np.nan_to_num(points[rows[far_first], 3]), 0.0, 1.0)).astype(np.uint8)
+    out[v[far_first] * width + u[far_first]] = np.maximum(value, 1)
     return out.reshape(height, width)
 
 

@@ -9,8 +9,10 @@ from hypothesis.extra.numpy import arrays
 from xmodal_compress_ros.data.pointfiles import read_points
 from xmodal_compress_ros.errors import ImageFormatError, PointCloudError
 from xmodal_compress_ros.geometry.calibration import Calibration, load_calibration
+from xmodal_compress_ros.geometry import projection
 from xmodal_compress_ros.geometry.projection import (
-    DEFAULT_DEPTH_SCALE, depth_condition, equalization_lut, equalize_depth, project_points, project_to_depth)
+    DEFAULT_DEPTH_SCALE, depth_condition, equalization_lut, equalize_depth, project_points,
+    project_points_indexed, project_to_depth)
 from xmodal_compress_ros.geometry.projection_torch import (
     depth_condition_torch, equalize_depth_torch, project_to_depth_torch)
 
@@ -82,6 +84,15 @@ def test_dropped_points():
     ])
     u, v, depth = project_points(points, camera_frame_calib())
     assert u.tolist() == [99, 50] and v.tolist() == [40, 40] and depth.tolist() == [10.0, 20.0]
+
+
+def test_indexed_projection_names_each_points_row_across_chunks(monkeypatch):
+    monkeypatch.setattr(projection, 'CHUNK_POINTS', 3)
+    points = np.array([[0.0, 0.0, -10.0], [1.0, 0.0, 10.0], [np.nan, 0.0, 10.0], [10.0, 0.0, 10.0],
+                       [0.0, 1.0, 20.0], [0.0, 0.0, 0.05], [0.0, 0.0, 30.0]])
+    u, v, depth, rows = project_points_indexed(points, camera_frame_calib())
+    assert rows.tolist() == [1, 4, 6]
+    assert u.tolist() == [60, 50, 50] and v.tolist() == [40, 45, 40] and depth.tolist() == [10.0, 20.0, 30.0]
 
 
 def test_extra_columns_and_integer_points_are_accepted():

@@ -38,31 +38,40 @@ def project_points(points: np.ndarray, calib: Calibration) -> Tuple[np.ndarray, 
     Returns ``(u, v, depth)``: int64 column and row, float32 depth in metres, one entry per point that
     is finite, more than ``MIN_DEPTH_M`` in front of the camera and inside the image, in input order.
     """
+    u, v, depth, _ = project_points_indexed(points, calib)
+    return u, v, depth
+
+
+def project_points_indexed(points: np.ndarray,
+                           calib: Calibration) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`project_points` and, fourth, the int64 row in ``points`` of each projected point (for
+    the point's other columns, such as reflectance)."""
     points = check_points(points)
     m = calib.lidar_to_pixel
     # Chunks keep every temporary small enough for malloc's free lists; whole-scan temporaries are
     # fresh mmaps whose page faults cost more than the arithmetic. Results do not depend on chunking.
-    chunks = [_project_chunk(points[start:start + CHUNK_POINTS], m, calib.width, calib.height)
+    chunks = [_project_chunk(points[start:start + CHUNK_POINTS], m, calib.width, calib.height, start)
               for start in range(0, len(points), CHUNK_POINTS)]
     if not chunks:
-        return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32)
-    u, v, depth = (np.concatenate(parts) for parts in zip(*chunks))
-    return u, v, depth
+        return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32), np.empty(0, np.int64)
+    u, v, depth, rows = (np.concatenate(parts) for parts in zip(*chunks))
+    return u, v, depth, rows
 
 
-def _project_chunk(points: np.ndarray, m: np.ndarray, width: int,
-                   height: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _project_chunk(points: np.ndarray, m: np.ndarray, width: int, height: int,
+                   first_row: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     x, y, z = points[:, :3].T.astype(np.float64, order='C')
     # NaN/inf coordinates are expected in real scans; they are dropped below, silently.
     with np.errstate(invalid='ignore', over='ignore'):
         w = x * m[2, 0] + y * m[2, 1] + z * m[2, 2] + m[2, 3]
         # NaN fails both comparisons; an inf coordinate makes w inf or NaN, so this drops non-finite points.
-        front = (w > MIN_DEPTH_M) & (w < np.inf)
+        front = np.flatnonzero((w > MIN_DEPTH_M) & (w < np.inf))
         x, y, z, w = x[front], y[front], z[front], w[front]
         u = np.floor((x * m[0, 0] + y * m[0, 1] + z * m[0, 2] + m[0, 3]) / w)
         v = np.floor((x * m[1, 0] + y * m[1, 1] + z * m[1, 2] + m[1, 3]) / w)
     inside = (u >= 0) & (u < width) & (v >= 0) & (v < height)
-    return u[inside].astype(np.int64), v[inside].astype(np.int64), w[inside].astype(np.float32)
+    return (u[inside].astype(np.int64), v[inside].astype(np.int64), w[inside].astype(np.float32),
+            front[inside] + first_row)
 
 
 def project_to_depth(points: np.ndarray, calib: Calibration) -> np.ndarray:

@@ -29,6 +29,7 @@ setup(
         'tqdm>=4.60',
         'torch>=2.1',
         'constriction>=0.4',
+        'numba>=0.59',
         'DracoPy>=1.4',
         'rosbags>=0.10',
         'opencv-python-headless>=4.8',

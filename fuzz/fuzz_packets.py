@@ -99,7 +99,9 @@ def import_decoder(atheris):
     if atheris is None:
         from xmodal_compress_ros.codec import packet_fuzz, pipeline
     else:
-        with atheris.instrument_imports(include=['xmodal_compress_ros']):
+        # numba compiles the rANS kernels from their bytecode, which instrumentation would break.
+        with atheris.instrument_imports(include=['xmodal_compress_ros'],
+                                        exclude=['xmodal_compress_ros.codec.rans_kernels']):
             from xmodal_compress_ros.codec import packet_fuzz, pipeline
     return packet_fuzz, pipeline
 

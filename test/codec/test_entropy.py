@@ -1,12 +1,14 @@
-"""Integer probability tables and the constriction rANS coder: exactness, determinism, robustness."""
+"""Integer probability tables and the rANS coder (both engines): exactness, determinism, robustness."""
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from xmodal_compress_ros.codec import rans_kernels
 from xmodal_compress_ros.codec.entropy import (
-    MAX_SUBSTREAMS, MAX_TABLE_LENGTH, ConstrictionAnsCoder, PmfTable, available_coders, clamp_symbols,
-    default_scale_table, gaussian_table, get_coder, quantize_pmf, split_substreams, table_from_pmfs,
+    ENGINES, MAX_SUBSTREAMS, MAX_TABLE_LENGTH, ConstrictionAnsCoder, PmfTable, available_coders,
+    clamp_symbols, default_scale_table, gaussian_table, get_coder, quantize_pmf, split_substreams,
+    table_from_pmfs,
 )
 from xmodal_compress_ros.errors import ModelFileError, PacketError
 
@@ -23,12 +25,23 @@ def random_symbols(rng, table, size):
     return (columns + table.offsets[indexes]).astype(np.int32), indexes
 
 
+#: The engines that run here; numba's is compared with the reference, constriction's, wherever it runs.
+RUNNABLE_ENGINES = ('constriction', 'numba') if rans_kernels.available() else ('constriction',)
+needs_numba = pytest.mark.skipif(not rans_kernels.available(), reason='numba is not installed')
+
+
 def round_trip(table, symbols, indexes, substreams=1):
-    coder = ConstrictionAnsCoder(substreams)
-    data = coder.encode(symbols, indexes, table)
-    decoded = coder.decode(data, indexes, table)
-    assert decoded.dtype == np.int32
-    np.testing.assert_array_equal(decoded, symbols)
+    """Encode and decode with every engine: the same bytes, the symbols back."""
+    outputs = set()
+    for engine in RUNNABLE_ENGINES:
+        coder = ConstrictionAnsCoder(substreams, engine)
+        data = coder.encode(symbols, indexes, table)
+        outputs.add(data)
+        for decoder in RUNNABLE_ENGINES:
+            decoded = ConstrictionAnsCoder(substreams, decoder).decode(data, indexes, table)
+            assert decoded.dtype == np.int32
+            np.testing.assert_array_equal(decoded, symbols)
+    assert len(outputs) == 1, 'the engines wrote different bytes'
     return data
 
 
@@ -244,12 +257,69 @@ def _reference_rans(table, symbols, indexes):
     return bytes([1]) + np.array([len(body)], '<u4').tobytes() + body
 
 
+@pytest.mark.parametrize('engine', RUNNABLE_ENGINES)
 @pytest.mark.parametrize('precision', [12, 16, 24])
-def test_bytes_match_an_integer_only_reference(precision):
+def test_bytes_match_an_integer_only_reference(precision, engine):
     rng = np.random.default_rng(precision)
     table = random_table(rng, rows=5, max_length=40, precision=precision)
     symbols, indexes = random_symbols(rng, table, 400)
-    assert ConstrictionAnsCoder().encode(symbols, indexes, table) == _reference_rans(table, symbols, indexes)
+    coded = ConstrictionAnsCoder(engine=engine).encode(symbols, indexes, table)
+    assert coded == _reference_rans(table, symbols, indexes)
+
+
+@needs_numba
+@pytest.mark.parametrize('precision', [8, 16, 24])
+def test_numba_model_bounds_equal_constrictions_quantizer(precision):
+    """The kernels' integer 24-bit model is the one constriction builds from the float counts: one
+    symbol pushed on an empty ANS stack leaves its left bound as the state, which is flushed as is."""
+    import constriction
+
+    rng = np.random.default_rng(precision)
+    table = random_table(rng, rows=6, max_length=min(500, 1 << precision), precision=precision)
+    bounds = rans_kernels.model_bounds(table.pmfs, table.lengths, table.precision)
+    for row in np.flatnonzero(table.lengths > 1):
+        n = int(table.lengths[row])
+        assert bounds[row, n] == 1 << 24
+        model = ConstrictionAnsCoder._model(table, int(row))
+        for column in range(n):
+            ans = constriction.stream.stack.AnsCoder()
+            ans.encode_reverse(np.array([column], np.int32), model)
+            words = ans.get_compressed()
+            assert (int(words[0]) if words.size else 0) == bounds[row, column]
+
+
+def test_engine_is_checked_and_falls_back_without_numba(monkeypatch):
+    assert ConstrictionAnsCoder().engine == RUNNABLE_ENGINES[-1]
+    assert ConstrictionAnsCoder(engine='constriction').engine == 'constriction'
+    with pytest.raises(ValueError, match='choose one of ' + ', '.join(ENGINES)):
+        ConstrictionAnsCoder(engine='fast')
+    monkeypatch.setattr(rans_kernels, 'numba', None)
+    assert ConstrictionAnsCoder().engine == 'constriction'
+    with pytest.raises(ValueError, match='needs the numba package'):
+        ConstrictionAnsCoder(engine='numba')
+
+
+def _code_in_child(queue):
+    table = gaussian_table(np.array([0.5, 4.0, 30.0]))
+    indexes = np.arange(3000, dtype=np.int32) % 3
+    symbols = (np.arange(3000, dtype=np.int32) % 7) - 3
+    coder = ConstrictionAnsCoder(4)
+    decoded = coder.decode(coder.encode(symbols, indexes, table), indexes, table)
+    queue.put(bool(np.array_equal(decoded, symbols)))
+
+
+@needs_numba
+def test_a_forked_child_codes_on_its_own_threads():
+    """The parent's coding threads do not exist in a forked child; the child must not wait on them."""
+    import multiprocessing
+
+    parent = multiprocessing.get_context('fork').SimpleQueue()
+    _code_in_child(parent)
+    assert parent.get()
+    child = multiprocessing.get_context('fork').Process(target=_code_in_child, args=(parent,))
+    child.start()
+    child.join(timeout=60)
+    assert child.exitcode == 0 and parent.get()
 
 
 # --- errors and corrupted input -----------------------------------------------------------------
@@ -291,10 +361,11 @@ def test_split_substreams_checks_every_length(data, message):
         split_substreams(data)
 
 
-def test_trailing_zero_word_and_leftover_data_are_packet_errors():
+@pytest.mark.parametrize('engine', RUNNABLE_ENGINES)
+def test_trailing_zero_word_and_leftover_data_are_packet_errors(engine):
     table = gaussian_table(np.array([5.0]))
     indexes = np.zeros(10, np.int32)
-    coder = ConstrictionAnsCoder()
+    coder = ConstrictionAnsCoder(engine=engine)
     with pytest.raises(PacketError, match='corrupted'):
         coder.decode(bytes([1, 4, 0, 0, 0, 0, 0, 0, 0]), indexes, table)
     data = coder.encode(np.arange(10, dtype=np.int32) - 5, indexes, table)
@@ -303,14 +374,23 @@ def test_trailing_zero_word_and_leftover_data_are_packet_errors():
 
 
 def _check_garbage_decode(data, indexes, table):
-    coder = ConstrictionAnsCoder()
-    try:
-        decoded = coder.decode(data, indexes, table)
-    except PacketError:
-        return
-    assert decoded.shape == indexes.shape and decoded.dtype == np.int32
-    columns = decoded - table.offsets[indexes]
-    assert np.all(columns >= 0) and np.all(columns < table.lengths[indexes])
+    """Damaged data: a PacketError or in-range symbols, the same from every engine."""
+    outcomes = []
+    for engine in RUNNABLE_ENGINES:
+        try:
+            decoded = ConstrictionAnsCoder(engine=engine).decode(data, indexes, table)
+        except PacketError:
+            outcomes.append(None)
+            continue
+        assert decoded.shape == indexes.shape and decoded.dtype == np.int32
+        columns = decoded - table.offsets[indexes]
+        assert np.all(columns >= 0) and np.all(columns < table.lengths[indexes])
+        outcomes.append(decoded)
+    first = outcomes[0]
+    for other in outcomes[1:]:
+        assert (first is None) == (other is None)
+        if first is not None:
+            np.testing.assert_array_equal(first, other)
 
 
 def test_mutated_streams_never_crash():

@@ -27,6 +27,7 @@ from typing import Callable, Dict, List, Protocol, Tuple
 
 import numpy as np
 
+from xmodal_compress_ros.codec import rans_kernels
 from xmodal_compress_ros.errors import ModelFileError, PacketError
 
 #: Probability precisions a table may use: constriction's categorical models work at 24 bits,
@@ -40,6 +41,8 @@ MAX_TABLE_LENGTH = 1 << 16
 MAX_ABS_OFFSET = 1 << 30
 #: Most independent substreams one encoded section may hold (stored in one byte).
 MAX_SUBSTREAMS = 64
+#: Implementations of the one coder: ``'auto'`` is numba's when it imports, else constriction's.
+ENGINES = ('auto', 'numba', 'constriction')
 
 
 @dataclass(frozen=True, eq=False)
@@ -370,27 +373,34 @@ def _runs(counts: np.ndarray, lengths: np.ndarray, num_substreams: int) -> List[
 
 
 class ConstrictionAnsCoder:
-    """rANS through ``constriction`` (``stream.stack.AnsCoder``, 32-bit words, 24-bit models).
+    """rANS in constriction's format (``stream.stack.AnsCoder``, 32-bit words, 24-bit models).
 
     Symbols are grouped by row (one fixed categorical model per row used) so that each group is
-    a single ``encode_reverse``/``decode`` call over an array, and split into ``num_substreams``
-    independent ANS streams. constriction holds the GIL while coding (measured, see
-    ``docs/entropy_coding.md``), so this implementation decodes substreams one after another;
-    the format lets a native decoder decode them in parallel.
+    coded as one run, and split into ``num_substreams`` independent ANS streams.
+
+    Two engines write and read the same bytes. ``'numba'`` (:mod:`rans_kernels`) codes the
+    substreams on several threads with the GIL released; ``'constriction'``, the format's
+    reference, holds the GIL while it codes (measured, see ``docs/entropy_coding.md``), so it codes
+    the substreams one after another. ``'auto'`` takes numba when it imports.
 
     Each row's integer counts are handed to constriction as float64 (exact). Its fast
     categorical quantizer then computes ``floor(C * (2**24 - n) / 2**P) + i`` for cumulative
     counts ``C``: every intermediate value is an integer below 2**53 or such an integer divided
     by a power of two, so all float operations are exact and the 24-bit model is a pure function
-    of the stored integers on every machine.
+    of the stored integers on every machine; the numba engine computes it in integers.
     """
 
     name = 'constriction-ans'
 
-    def __init__(self, num_substreams: int = 1) -> None:
+    def __init__(self, num_substreams: int = 1, engine: str = 'auto') -> None:
         if not 1 <= int(num_substreams) <= MAX_SUBSTREAMS:
             raise ValueError(f'num_substreams must be in 1..{MAX_SUBSTREAMS}, got {num_substreams}')
+        if engine not in ENGINES:
+            raise ValueError(f'unknown entropy coding engine {engine!r}; choose one of {", ".join(ENGINES)}')
+        if engine == 'numba' and not rans_kernels.available():
+            raise ValueError("engine 'numba' needs the numba package (pip install numba)")
         self.num_substreams = int(num_substreams)
+        self.engine = engine if engine != 'auto' else 'numba' if rans_kernels.available() else 'constriction'
 
     @staticmethod
     def _model(table: PmfTable, row: int):
@@ -401,18 +411,54 @@ class ConstrictionAnsCoder:
 
     def encode(self, symbols: np.ndarray, indexes: np.ndarray, table: PmfTable) -> bytes:
         """Encode; raises ValueError for out-of-range symbols or indexes."""
-        import constriction
-
         indexes = _check_indexes(indexes, table)
         symbols = _check_symbols(symbols, indexes)
+        if self.engine == 'numba':
+            streams = self._encode_numba(symbols, indexes, table)
+        else:
+            streams = self._encode_constriction(symbols, indexes, table)
+        header = np.array([len(s) for s in streams], dtype='<u4').tobytes()
+        return bytes([self.num_substreams]) + header + b''.join(streams)
+
+    def decode(self, data: bytes, indexes: np.ndarray, table: PmfTable) -> np.ndarray:
+        """Decode ``len(indexes)`` symbols (int32); inconsistent data raises PacketError."""
+        indexes = _check_indexes(indexes, table)
+        streams = split_substreams(data)
+        if self.engine == 'numba':
+            return self._decode_numba(streams, indexes, table)
+        return self._decode_constriction(streams, indexes, table)
+
+    def _encode_numba(self, symbols: np.ndarray, indexes: np.ndarray, table: PmfTable) -> List[bytes]:
+        if rans_kernels.first_out_of_range(symbols, indexes, table) >= 0:
+            _raise_out_of_range(symbols, indexes, table)
+        order, counts = rans_kernels.group_order(indexes, table.num_rows)
+        runs = _runs(counts, table.lengths, self.num_substreams)
+        return [words.astype('<u4').tobytes() for words in rans_kernels.encode(symbols, order, runs, table)]
+
+    @staticmethod
+    def _decode_numba(streams: List[np.ndarray], indexes: np.ndarray, table: PmfTable) -> np.ndarray:
+        for k, words in enumerate(streams):
+            if words.size and words[-1] == 0:
+                raise PacketError(f'entropy-coded substream {k} is corrupted: its last word is zero')
+        order, counts = rans_kernels.group_order(indexes, table.num_rows)
+        # Rows of length 1 have no runs: their symbols are their offsets.
+        symbols = table.offsets[indexes]
+        runs = _runs(counts, table.lengths, len(streams))
+        ended = rans_kernels.decode(streams, order, runs, table, symbols)
+        if not all(ended):
+            raise _leftover_data(ended.index(False))
+        return symbols
+
+    def _encode_constriction(self, symbols: np.ndarray, indexes: np.ndarray, table: PmfTable) -> List[bytes]:
+        import constriction
+
         order = _group_order(indexes, table.num_rows)
         counts = np.bincount(indexes, minlength=table.num_rows)
         # Grouped by row, the per-symbol offsets and lengths are runs: np.repeat, no gather.
         columns, bad = _columns(
             symbols[order], np.repeat(table.offsets, counts), np.repeat(table.lengths, counts))
         if bad.size:
-            first = int(order[bad].min())
-            raise _out_of_range(bad.size, int(symbols[first]), int(indexes[first]), table)
+            _raise_out_of_range(symbols, indexes, table)
         columns = columns.astype(np.int32, copy=False)
         models: Dict[int, object] = {}
         streams = []
@@ -424,28 +470,16 @@ class ConstrictionAnsCoder:
                     models[row] = self._model(table, row)
                 coder.encode_reverse(columns[start:stop], models[row])
             streams.append(np.asarray(coder.get_compressed(), dtype='<u4').tobytes())
-        header = np.array([len(s) for s in streams], dtype='<u4').tobytes()
-        return bytes([self.num_substreams]) + header + b''.join(streams)
+        return streams
 
-    def decode(self, data: bytes, indexes: np.ndarray, table: PmfTable) -> np.ndarray:
-        """Decode ``len(indexes)`` symbols (int32); inconsistent data raises PacketError."""
-        indexes = _check_indexes(indexes, table)
-        streams = split_substreams(data)
-        counts = np.bincount(indexes, minlength=table.num_rows)
-        columns = np.zeros(indexes.size, dtype=np.int32)
-        self._decode_grouped(streams, _runs(counts, table.lengths, len(streams)), table, columns)
-        order = _group_order(indexes, table.num_rows)
-        symbols = np.empty(indexes.size, dtype=np.int32)
-        symbols[order] = columns + np.repeat(table.offsets, counts)
-        return symbols
-
-    def _decode_grouped(self, streams: List[np.ndarray], runs_per_stream: List[List[Tuple[int, int, int]]],
-                        table: PmfTable, columns: np.ndarray) -> None:
-        """Decode every run into ``columns`` (grouped order); PacketError if a stream is inconsistent."""
+    def _decode_constriction(self, streams: List[np.ndarray], indexes: np.ndarray,
+                             table: PmfTable) -> np.ndarray:
         import constriction
 
+        counts = np.bincount(indexes, minlength=table.num_rows)
+        columns = np.zeros(indexes.size, dtype=np.int32)
         models: Dict[int, object] = {}
-        for k, (words, runs) in enumerate(zip(streams, runs_per_stream)):
+        for k, (words, runs) in enumerate(zip(streams, _runs(counts, table.lengths, len(streams)))):
             try:
                 coder = constriction.stream.stack.AnsCoder(words)
             except ValueError as exc:
@@ -455,10 +489,21 @@ class ConstrictionAnsCoder:
                     models[row] = self._model(table, row)
                 columns[start:stop] = coder.decode(models[row], stop - start)
             if not coder.is_empty():
-                raise PacketError(
-                    f'entropy-coded substream {k} holds more data than its symbols need: the packet '
-                    'is corrupted or was decoded with another model')
+                raise _leftover_data(k)
+        symbols = np.empty(indexes.size, dtype=np.int32)
+        symbols[_group_order(indexes, table.num_rows)] = columns + np.repeat(table.offsets, counts)
+        return symbols
 
+
+def _raise_out_of_range(symbols: np.ndarray, indexes: np.ndarray, table: PmfTable) -> None:
+    _, bad = _columns(symbols, table.offsets[indexes], table.lengths[indexes])
+    raise _out_of_range(bad.size, int(symbols[bad[0]]), int(indexes[bad[0]]), table)
+
+
+def _leftover_data(substream: int) -> PacketError:
+    return PacketError(
+        f'entropy-coded substream {substream} holds more data than its symbols need: the packet '
+        'is corrupted or was decoded with another model')
 
 def split_substreams(data: bytes) -> List[np.ndarray]:
     """Parse ``u8 K | K x u32 byte length | K substreams`` into K arrays of uint32 words.
@@ -491,6 +536,15 @@ def split_substreams(data: bytes) -> List[np.ndarray]:
 _CODERS: Dict[str, Callable[..., EntropyCoder]] = {
     ConstrictionAnsCoder.name: ConstrictionAnsCoder,
 }
+
+
+def warm_up() -> None:
+    """Compile the default engine's kernels for the dtypes the codec codes (int32 symbols and
+    indexes), so that the first packet is not slowed by it (about 2 s, or 0.4 s from numba's cache)."""
+    table = gaussian_table(np.array([0.5, 4.0]))
+    symbols, indexes = np.array([0, 1, -2], np.int32), np.array([0, 1, 1], np.int32)
+    coder = ConstrictionAnsCoder(2)
+    coder.decode(coder.encode(symbols, indexes, table), indexes, table)
 
 
 def available_coders() -> List[str]:

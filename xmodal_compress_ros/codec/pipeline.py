@@ -27,6 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from xmodal_compress_ros.codec import entropy
 from xmodal_compress_ros.codec.bitstream import (
     MODEL_ID_BYTES, PAD_MULTIPLE, CameraProjection, ImagePacket, pack_image_packet, pack_lidar_packet,
     parse_image_packet, parse_lidar_packet)
@@ -542,7 +543,8 @@ class Decoder:
         return codec
 
     def _warm_up(self, resolutions) -> None:
-        """Run each model's decoder graph once per configured resolution."""
+        """Run each model's decoder graph once per configured resolution, and the entropy decoder."""
+        entropy.warm_up()
         for codec in self._codecs.values():
             spec = codec.backend.specs['decoder']
             for width, height in resolutions:

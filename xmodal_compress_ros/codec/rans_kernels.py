@@ -1,0 +1,219 @@
+"""Compiled rANS kernels for the ``constriction-ans`` byte format, run without the GIL.
+
+constriction defines the format (``docs/entropy_coding.md``) and stays its reference, but it holds
+the GIL while it codes, so a second core codes nothing. These kernels write and read the same bytes
+(the tests compare them with constriction's), compiled by numba with the GIL released, so the
+substreams of a section are coded on several threads at once.
+
+Integer arithmetic only (a uint64 state, 32-bit words, 24-bit probabilities): the bytes and the
+symbols are the same on every machine. A row's 24-bit model is the one constriction's fast quantizer
+builds from the stored counts, ``left[i] = floor(C_i * (2**24 - n) / 2**P) + i``. Decoding finds a
+symbol from a lookup on the quantile's top bits and a short forward scan, where constriction
+bisects the row.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+from concurrent.futures import ThreadPoolExecutor
+from typing import List, Sequence, Tuple
+
+import numpy as np
+
+try:
+    import numba
+except ImportError:  # the coder falls back to constriction
+    numba = None
+
+#: Probability bits of the coder's model and its word size (constriction's AnsCoder<u32, u64>).
+MODEL_BITS = 24
+WORD_BITS = 32
+STATE_BITS = 64
+#: The decoder's lookup has 2**LOOKUP_BITS entries per row, indexed by the quantile's top bits.
+LOOKUP_BITS = 12
+
+Run = Tuple[int, int, int]
+_tables: 'weakref.WeakKeyDictionary' = weakref.WeakKeyDictionary()
+_pool = None
+_lock = threading.Lock()
+
+
+def _forget_pool() -> None:
+    # A forked child has none of the parent's threads: it must start its own pool.
+    global _pool
+    _pool = None
+
+
+os.register_at_fork(after_in_child=_forget_pool)
+
+
+def available() -> bool:
+    """Whether the kernels can run (numba imports)."""
+    return numba is not None
+
+
+def model_bounds(pmfs: np.ndarray, lengths: np.ndarray, precision: int) -> np.ndarray:
+    """Every row's 24-bit cumulative bounds: uint32 (L, S_max + 1), ``left[l, 0..n]`` with
+    ``left[l, n] = 2**24``; entries past ``n`` are ``2**24`` too."""
+    rows, width = pmfs.shape
+    cumulative = np.zeros((rows, width + 1), dtype=np.int64)
+    np.cumsum(pmfs, axis=1, out=cumulative[:, 1:])
+    n = lengths.astype(np.int64)[:, None]
+    column = np.arange(width + 1, dtype=np.int64)[None, :]
+    left = ((cumulative * ((1 << MODEL_BITS) - n)) >> int(precision)) + column
+    left[column >= n] = 1 << MODEL_BITS
+    return left.astype(np.uint32)
+
+
+def symbol_lookup(bounds: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """uint16 (L, 2**LOOKUP_BITS): per row, the last symbol whose interval starts at or below each
+    multiple of ``2**(24 - LOOKUP_BITS)``, where the decoder's scan for a quantile begins."""
+    probes = np.arange(1 << LOOKUP_BITS, dtype=np.int64) << (MODEL_BITS - LOOKUP_BITS)
+    lookup = np.empty((bounds.shape[0], 1 << LOOKUP_BITS), dtype=np.uint16)
+    for row, n in enumerate(lengths):
+        lookup[row] = np.searchsorted(bounds[row, :int(n) + 1], probes, side='right') - 1
+    return lookup
+
+
+def _kernel_tables(table) -> Tuple[np.ndarray, np.ndarray]:
+    """(bounds, lookup) of a :class:`PmfTable`, built once per table (tables are immutable)."""
+    with _lock:
+        cached = _tables.get(table)
+        if cached is None:
+            bounds = model_bounds(table.pmfs, table.lengths, table.precision)
+            cached = _tables[table] = (bounds, symbol_lookup(bounds, table.lengths))
+    return cached
+
+
+def _map(function, jobs: Sequence[tuple]) -> list:
+    """``function(*job)`` for every job, on threads when there are several (the kernels drop the GIL)."""
+    global _pool
+    if len(jobs) < 2:
+        return [function(*job) for job in jobs]
+    with _lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max(1, len(os.sched_getaffinity(0))), thread_name_prefix='rans')
+    return list(_pool.map(lambda job: function(*job), jobs))
+
+
+def _run_array(runs: List[Run]) -> np.ndarray:
+    return np.asarray(runs, dtype=np.int64).reshape(-1, 3)
+
+
+def group_order(indexes: np.ndarray, rows: int) -> Tuple[np.ndarray, np.ndarray]:
+    """(positions sorted by row, stably; symbols per row): a counting sort, for indexes in 0..rows-1."""
+    return _group_order(np.ascontiguousarray(indexes), int(rows))
+
+
+def first_out_of_range(symbols: np.ndarray, indexes: np.ndarray, table) -> int:
+    """The first position whose symbol its row cannot code, or -1."""
+    return int(_first_out_of_range(np.ascontiguousarray(symbols), np.ascontiguousarray(indexes),
+                                   table.offsets, table.lengths))
+
+
+def encode(symbols: np.ndarray, order: np.ndarray, runs_per_stream: List[List[Run]],
+           table) -> List[np.ndarray]:
+    """The words of each substream. Its ``(row, start, stop)`` runs select ``symbols[order[start:stop]]``
+    and are pushed last to first so that they pop first to last, as constriction's ``encode_reverse``.
+    Every symbol must be in its row's range (:func:`first_out_of_range`)."""
+    bounds, _ = _kernel_tables(table)
+    symbols = np.ascontiguousarray(symbols)
+    jobs = [(symbols, order, _run_array(runs), table.offsets, bounds) for runs in runs_per_stream]
+    return _map(_encode_substream, jobs)
+
+
+def decode(streams: List[np.ndarray], order: np.ndarray, runs_per_stream: List[List[Run]], table,
+           symbols: np.ndarray) -> List[bool]:
+    """Decode each substream's runs into ``symbols[order[start:stop]]`` (int32); per substream, whether
+    it ended exactly (state 0, every word read), as a valid stream does."""
+    bounds, lookup = _kernel_tables(table)
+    jobs = [(words, order, _run_array(runs), table.offsets, bounds, lookup, symbols)
+            for words, runs in zip(streams, runs_per_stream)]
+    return _map(_decode_substream, jobs)
+
+
+def _group_order(indexes, rows):
+    counts = np.zeros(rows, dtype=np.int64)
+    for position in range(indexes.shape[0]):
+        counts[indexes[position]] += 1
+    next_slot = np.zeros(rows, dtype=np.int64)
+    for row in range(1, rows):
+        next_slot[row] = next_slot[row - 1] + counts[row - 1]
+    order = np.empty(indexes.shape[0], dtype=np.int32)
+    for position in range(indexes.shape[0]):
+        row = indexes[position]
+        order[next_slot[row]] = position
+        next_slot[row] += 1
+    return order, counts
+
+
+def _first_out_of_range(symbols, indexes, offsets, lengths):
+    for position in range(symbols.shape[0]):
+        column = np.int64(symbols[position]) - np.int64(offsets[indexes[position]])
+        if column < 0 or column >= lengths[indexes[position]]:
+            return position
+    return -1
+
+
+def _encode_substream(symbols, order, runs, offsets, bounds):
+    total = 0
+    for r in range(runs.shape[0]):
+        total += runs[r, 2] - runs[r, 1]
+    words = np.empty(total + 2, dtype=np.uint32)  # at most one word a symbol, two to flush
+    count = 0
+    state = np.uint64(0)
+    word_mask = np.uint64(0xFFFFFFFF)
+    for r in range(runs.shape[0] - 1, -1, -1):
+        row = runs[r, 0]
+        for slot in range(runs[r, 2] - 1, runs[r, 1] - 1, -1):
+            column = np.int64(symbols[order[slot]]) - np.int64(offsets[row])
+            low = np.uint64(bounds[row, column])
+            probability = np.uint64(bounds[row, column + 1]) - low
+            if (state >> np.uint64(STATE_BITS - MODEL_BITS)) >= probability:
+                words[count] = np.uint32(state & word_mask)
+                count += 1
+                state >>= np.uint64(WORD_BITS)
+            state = ((state // probability) << np.uint64(MODEL_BITS)) | (low + state % probability)
+    while state != np.uint64(0):
+        words[count] = np.uint32(state & word_mask)
+        count += 1
+        state >>= np.uint64(WORD_BITS)
+    return words[:count]
+
+
+def _decode_substream(words, order, runs, offsets, bounds, lookup, symbols):
+    mask = np.uint64((1 << MODEL_BITS) - 1)
+    shift = np.uint64(MODEL_BITS - LOOKUP_BITS)
+    threshold = np.uint64(1) << np.uint64(WORD_BITS)
+    remaining = words.shape[0]
+    state = np.uint64(0)
+    while state < threshold and remaining > 0:
+        remaining -= 1
+        state = (state << np.uint64(WORD_BITS)) | np.uint64(words[remaining])
+    for r in range(runs.shape[0]):
+        row_bounds = bounds[runs[r, 0]]
+        row_lookup = lookup[runs[r, 0]]
+        offset = offsets[runs[r, 0]]
+        for slot in range(runs[r, 1], runs[r, 2]):
+            quantile = state & mask
+            # The scan ends by the row's last bound, 2**24, whatever the data.
+            column = np.int64(row_lookup[quantile >> shift])
+            while np.uint64(row_bounds[column + 1]) <= quantile:
+                column += 1
+            low = np.uint64(row_bounds[column])
+            probability = np.uint64(row_bounds[column + 1]) - low
+            state = probability * (state >> np.uint64(MODEL_BITS)) + quantile - low
+            if state < threshold and remaining > 0:
+                remaining -= 1
+                state = (state << np.uint64(WORD_BITS)) | np.uint64(words[remaining])
+            symbols[order[slot]] = offset + column
+    return state == np.uint64(0) and remaining == 0
+
+
+if numba is not None:
+    _compile = numba.njit(nogil=True, cache=True)
+    _group_order = _compile(_group_order)
+    _first_out_of_range = _compile(_first_out_of_range)
+    _encode_substream = _compile(_encode_substream)
+    _decode_substream = _compile(_decode_substream)

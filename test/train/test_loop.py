@@ -156,6 +156,27 @@ def test_train_only_the_post_filter_keeps_the_codec_and_its_bytes(tmp_path):
               progress=False)
 
 
+@pytest.mark.parametrize('arch', ['xmodal-hyperprior', 'xmodal-lidar'])
+def test_training_the_decoder_side_alone_keeps_every_byte(tmp_path, arch):
+    """Several prefixes: g_s, the post filter and the decoder's gains train; the packets stay the same."""
+    bank = _bank(1)
+    train(TrainConfig(arch=arch, out=str(tmp_path / 'base'), steps=1, post_filter=(8, 1), **TINY), bank,
+          progress=False)
+    train(TrainConfig(arch=arch, out=str(tmp_path / 'tuned'), steps=3, init_from=str(tmp_path / 'base'),
+                      post_filter=(8, 1), train_only='g_s.,post_filter.,gain.log_gain_dec', lr=1e-2, **TINY),
+          bank, progress=False)
+    base, tuned = load_model(tmp_path / 'base'), load_model(tmp_path / 'tuned')
+    decoder_side = ('g_s.', 'post_filter.', 'gain.log_gain_dec')
+    changed = {k for k, v in tuned.state_dict().items() if not torch.equal(v, base.state_dict()[k])}
+    assert changed and all(k.startswith(decoder_side) for k in changed)
+    assert any(k.startswith('g_s.') for k in changed) and any(k.startswith('post_filter.') for k in changed)
+    x, depth = torch.rand(1, 3, 40, 50), torch.randint(0, 256, (40, 50)).float()
+    depth = depth if base.uses_lidar else None
+    before, after = base.compress(x, depth, quality=1), tuned.compress(x, depth, quality=1)
+    assert (after.z_bytes, after.y_bytes) == (before.z_bytes, before.y_bytes)
+    assert not torch.equal(tuned.decompress(after, depth), base.decompress(before, depth))
+
+
 def test_added_quality_levels_train_alone_and_the_old_ones_keep_their_bytes(tmp_path):
     bank = _bank(1)
     old_lambdas = (0.004, 0.03)

@@ -34,8 +34,9 @@ def add_arguments(parser) -> None:
     parser.add_argument('--init-from', default=None, help='model file stem: a twin, or the same architecture')
     parser.add_argument('--post-filter', default='0,0', metavar='CHANNELS,BLOCKS',
                         help='decoder-side post filter after g_s (e.g. 32,4); 0,0 for none')
-    parser.add_argument('--train-only', default='', metavar='PREFIX',
-                        help='train only parameters named PREFIX* (e.g. post_filter), the rest frozen')
+    parser.add_argument('--train-only', default='', metavar='PREFIX[,PREFIX...]',
+                        help='train only parameters named PREFIX* (e.g. post_filter, or the decoder side: '
+                             'g_s.,post_filter.,gain.log_gain_dec), the rest frozen')
     parser.add_argument('--lambdas', default=None, metavar='L0,L1,...',
                         help='rate-distortion lambda of each quality level, increasing (default: the '
                              '--init-from model\'s, else ' + ','.join(str(v) for v in d.lambdas) + '); '

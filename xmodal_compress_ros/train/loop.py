@@ -38,8 +38,10 @@ class TrainConfig:
     ``device``: 'cpu' or a CUDA device; on CUDA the frames stay resident on the GPU, TF32 is on, and
     ``amp='bf16'`` runs the transforms under bfloat16 autocast (the rate terms stay float32).
     ``post_filter``: (channels, blocks) of the decoder-side post filter, (0, 0) for none.
-    ``train_only``: train only the parameters whose names start with this prefix (e.g. ``'post_filter'``
-    after ``init_from`` a trained codec); the rest stays frozen, so the bits do not change.
+    ``train_only``: train only the parameters whose names start with this prefix, or with one of
+    several comma-separated prefixes (e.g. ``'post_filter'``, or the decoder's own
+    ``'g_s.,post_filter.,gain.log_gain_dec'``, after ``init_from`` a trained codec); the rest stays
+    frozen, so the bits do not change.
     ``train_qualities``: sample only these quality levels (empty: all). With ``init_from`` a model of
     other lambdas, ``train_only='gain.'`` and the new levels here, only the new levels' gains train
     (the others get no gradient, so Adam leaves them unchanged): how quality levels are added.
@@ -121,10 +123,12 @@ def _load_backbone(model: HyperpriorCodec, source: HyperpriorCodec) -> None:
 
 
 def trainable_parameters(model: HyperpriorCodec, prefix: str) -> List[torch.nn.Parameter]:
-    """The parameters named ``prefix``* (all when ``prefix`` is empty); the others are frozen."""
+    """The parameters named ``prefix``* (all when ``prefix`` is empty; ``prefix`` may list several,
+    comma-separated); the others are frozen."""
+    prefixes = tuple(prefix.split(','))
     chosen = []
     for name, parameter in model.named_parameters():
-        parameter.requires_grad_(name.startswith(prefix))
+        parameter.requires_grad_(name.startswith(prefixes))
         if parameter.requires_grad:
             chosen.append(parameter)
     if not chosen:

@@ -175,6 +175,9 @@ def test_training_the_decoder_side_alone_keeps_every_byte(tmp_path, arch):
     before, after = base.compress(x, depth, quality=1), tuned.compress(x, depth, quality=1)
     assert (after.z_bytes, after.y_bytes) == (before.z_bytes, before.y_bytes)
     assert not torch.equal(tuned.decompress(after, depth), base.decompress(before, depth))
+    with pytest.raises(ValueError, match='empty prefix'):
+        train(TrainConfig(arch=arch, out=str(tmp_path / 'bad'), steps=1, train_only='g_s.,,post_filter.',
+                          **TINY), bank, progress=False)
 
 
 def test_added_quality_levels_train_alone_and_the_old_ones_keep_their_bytes(tmp_path):

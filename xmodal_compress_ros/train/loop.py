@@ -126,6 +126,8 @@ def trainable_parameters(model: HyperpriorCodec, prefix: str) -> List[torch.nn.P
     """The parameters named ``prefix``* (all when ``prefix`` is empty; ``prefix`` may list several,
     comma-separated); the others are frozen."""
     prefixes = tuple(prefix.split(','))
+    if prefix and '' in prefixes:
+        raise ValueError(f'train_only {prefix!r} has an empty prefix, which would train every parameter')
     chosen = []
     for name, parameter in model.named_parameters():
         parameter.requires_grad_(name.startswith(prefixes))

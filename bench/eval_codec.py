@@ -2,7 +2,8 @@
 
 Codecs: the LiDAR-conditioned model, its image-only twin, the LiDAR model decoded with the zeros map
 (``lidar-dropped``: the scan lost at the decoder) and JPEG 4:2:0 through OpenCV (libjpeg-turbo,
-quality 5..95). bpp = 8 * bytes / (W * H) of the original frame, PSNR over RGB. BD-rates
+quality 5..95). With ``--post-filter-views N`` the same packets are also decoded with the post filter
+averaged over N views (``lidar-xN``, ``twin-xN``). bpp = 8 * bytes / (W * H) of the original frame, PSNR over RGB. BD-rates
 (Bjontegaard, PSNR) of the LiDAR model vs the twin and of both vs JPEG. Writes
 bench/results/codec_eval_<tag>.json.
 
@@ -11,6 +12,7 @@ Held-out frames only (never used for training): kitti_object (training 000000-00
 
     .venv/bin/python bench/eval_codec.py [--lidar models/xmodal-lidar] [--twin models/xmodal-hyperprior]
                                          [--raw-stride 5] [--max-frames N] [--tag cpu-2core]
+                                         [--post-filter-views N]
 """
 import argparse
 import itertools
@@ -87,8 +89,9 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
     return (x[0].permute(1, 2, 0).numpy() * 255.0 + 0.5).clip(0, 255).astype(np.uint8)
 
 
-def learned_points(model, image: np.ndarray, depth: np.ndarray, drop_lidar: bool):
-    """Per quality: (quality, bytes, decoded, enc s, dec s[, decoded without LiDAR, dec s])."""
+def learned_points(model, image: np.ndarray, depth: np.ndarray, drop_lidar: bool, views=None):
+    """Per quality: (quality, bytes, decoded, enc s, dec s, decoded without LiDAR or None, and
+    (decoded, dec s) by ``views`` (the model with more post-filter views) or None)."""
     x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255.0
     d = torch.from_numpy(depth)[None, None] if model.uses_lidar else None
     for q in range(model.quality_levels):
@@ -97,10 +100,13 @@ def learned_points(model, image: np.ndarray, depth: np.ndarray, drop_lidar: bool
         t1 = time.perf_counter()
         decoded = to_uint8(model.decompress(compressed, d))
         t2 = time.perf_counter()
-        extra = None
+        extra = ensemble = None
         if drop_lidar:
             extra = to_uint8(model.decompress(compressed, None))
-        yield q, compressed.num_bytes, decoded, t1 - t0, t2 - t1, extra
+        if views is not None:
+            t3 = time.perf_counter()
+            ensemble = (to_uint8(views.decompress(compressed, d)), time.perf_counter() - t3)
+        yield q, compressed.num_bytes, decoded, t1 - t0, t2 - t1, extra, ensemble
 
 
 def summarise(records):
@@ -139,10 +145,14 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--lidar', default=str(REPO / 'models' / 'xmodal-lidar'))
     parser.add_argument('--twin', default=str(REPO / 'models' / 'xmodal-hyperprior'))
+    parser.add_argument('--post-filter-views', type=int, default=1, choices=(1, 2, 4, 8),
+                        help='also decode with the post filter averaged over N views')
     add_frame_arguments(parser)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     models = {'lidar': load_model(args.lidar), 'twin': load_model(args.twin)}
+    n_views = args.post_filter_views
+    ensembles = {k: m.with_post_filter_views(n_views) if n_views > 1 else None for k, m in models.items()}
     records = []
     for name, frame in selected_frames(args):
         image = frame.image
@@ -158,17 +168,25 @@ def main(argv=None) -> int:
         for q, n, decoded, enc, dec in jpeg_points(image):
             add('jpeg-420', q, n, decoded, enc, dec)
         for key, model in models.items():
-            for q, n, decoded, enc, dec, dropped in learned_points(model, image, depth, key == 'lidar'):
+            points = learned_points(model, image, depth, key == 'lidar', ensembles[key])
+            for q, n, decoded, enc, dec, dropped, ensemble in points:
                 add(key, q, n, decoded, enc, dec)
                 if dropped is not None:
                     add('lidar-dropped', q, n, dropped)
+                if ensemble is not None:
+                    add(f'{key}-x{n_views}', q, n, ensemble[0], enc, ensemble[1])
         last = [r for r in records if r['frame'] == name and r['setting'] == 3]
         print(name, ' '.join(f"{r['codec']}:{r['bpp']:.3f}bpp/{r['psnr_db']:.2f}dB" for r in last), flush=True)
     summary = summarise(records)
     pairs = [('lidar', 'twin'), ('lidar', 'jpeg-420'), ('twin', 'jpeg-420'), ('lidar-dropped', 'twin'),
              ('lidar-dropped', 'lidar')]
+    if n_views > 1:
+        lidar_views, twin_views = f'lidar-x{n_views}', f'twin-x{n_views}'
+        pairs += [(lidar_views, 'lidar'), (twin_views, 'twin'), (lidar_views, twin_views),
+                  (lidar_views, 'jpeg-420'), (twin_views, 'jpeg-420')]
     result = {
         'host': socket.gethostname(), 'tag': args.tag, 'threads': args.threads,
+        'post_filter_views': n_views,
         'models': {k: {'path': p, 'model_id': m.metadata['model_id'],
                        'training_steps': m.metadata.get('training', {}).get('steps')}
                    for (k, m), p in zip(models.items(), (args.lidar, args.twin))},

@@ -87,6 +87,18 @@ def test_the_refined_variant_refines_and_is_opt_in(models):
         XmodalCodec.create('xmodal-refined', models['lidar'], models['twin'], refine_steps=-2)
 
 
+def test_the_ensemble_variant_decodes_the_same_packets_with_eight_views_and_is_opt_in(models):
+    from xmodal_compress_ros.bench.codecs import all_codec_names, build_codecs, parse_codec_names
+
+    assert 'xmodal-ensemble' not in parse_codec_names('all') and 'xmodal-ensemble' not in all_codec_names()
+    codecs = build_codecs(['xmodal', 'xmodal-ensemble'], model=models['lidar'], fallback_model=models['twin'])
+    plain, ensemble = codecs['xmodal'], codecs['xmodal-ensemble']
+    assert (plain.post_filter_views, ensemble.post_filter_views) == (1, 8)
+    assert 'post_filter_views' not in plain.describe() and ensemble.describe()['post_filter_views'] == 8
+    with pytest.raises(DatasetError, match='post-filter-views'):
+        XmodalCodec.create('xmodal-ensemble', models['lidar'], models['twin'], post_filter_views=3)
+
+
 def test_the_report_names_every_training_run_behind_a_model(tmp_path):
     import torch
 

@@ -134,11 +134,12 @@ def test_decode_without_the_post_filter(capsys, tmp_path):
     code, _, _ = encode(capsys, (tmp_path, lidar, twin), '-o', tmp_path / 'frame.xmc')
     assert code == 0
     decoded = []
-    for flag in ([], ['--no-post-filter']):
-        out_png = tmp_path / f'recon{len(flag)}.png'
+    for i, flag in enumerate(([], ['--no-post-filter'], ['--post-filter-views', '8'])):
+        out_png = tmp_path / f'recon{i}.png'
         code, _, _ = run(capsys, 'decode', tmp_path / 'frame.xmc', '-o', out_png, '--model', lidar,
                          '--model', twin, *flag)
         assert code == 0
         decoded.append(cv2.imread(str(out_png)).astype(np.int16))
-    assert decoded[0].shape == decoded[1].shape == (120, 200, 3)
+    assert decoded[0].shape == decoded[1].shape == decoded[2].shape == (120, 200, 3)
     assert np.abs(decoded[0] - decoded[1]).max() > 1
+    assert np.abs(decoded[0] - decoded[2]).max() > 0  # the views average the filter's output

@@ -254,3 +254,35 @@ def test_without_post_filter_is_a_separate_model_that_decodes_as_g_s_alone():
     compressed = filtered.compress(x, depth, quality=4)
     torch.testing.assert_close(plain.decompress(compressed, depth), by_hand.decompress(compressed, depth),
                                atol=0, rtol=0)
+
+
+def test_post_filter_views_average_shifted_and_mirrored_passes():
+    filtered = _filtered(HyperpriorCodec)
+    filtered.metadata = {'model_id': 'ab' * 16}
+    ensemble = filtered.with_post_filter_views(8)
+    assert ensemble.metadata['model_id'] == 'ab' * 16 + '-post-filter-x8'
+    assert filtered.post_filter.views == 1 and 'views' not in str(list(ensemble.state_dict()))
+    x_hat, plane = torch.rand(1, 3, 32, 48), filtered.quality_plane(torch.tensor([3]))
+    single, averaged = filtered.restore(x_hat, plane), ensemble.restore(x_hat, plane)
+    assert (single - averaged).abs().max() > 1e-4
+    # The eight views are closed under mirroring, so their average mirrors with the image; one view
+    # placed back off by a pixel or unmirrored would break this.
+    torch.testing.assert_close(ensemble.restore(x_hat.flip(-1), plane), averaged.flip(-1), atol=1e-6, rtol=0)
+    assert (filtered.restore(x_hat.flip(-1), plane) - single.flip(-1)).abs().max() > 1e-4
+
+
+@pytest.mark.parametrize('views', [2, 4, 8])
+def test_post_filter_views_of_an_untrained_filter_return_the_image(views):
+    model = HyperpriorCodec(**TINY, post_filter=(8, 1)).eval().with_post_filter_views(views)
+    x_hat = torch.rand(1, 3, 30, 44)
+    torch.testing.assert_close(model.restore(x_hat, model.quality_plane(torch.tensor([0]))), x_hat,
+                               atol=1e-6, rtol=0)
+
+
+def test_post_filter_views_are_checked():
+    filtered = _filtered(HyperpriorCodec)
+    for bad in (0, 3, 16, 2.5, True):
+        with pytest.raises(ValueError, match='views must be one of 1, 2, 4, 8'):
+            filtered.with_post_filter_views(bad)
+    with pytest.raises(ValueError, match='no post filter'):
+        HyperpriorCodec(**TINY).with_post_filter_views(2)

@@ -284,6 +284,30 @@ def test_models_with_a_post_filter_decode_as_the_model_does(tmp_path, cache, bac
         assert np.abs(decoded.rgb.astype(np.float64) - expected).max() <= 1, quality
 
 
+@pytest.mark.parametrize('backend', ['torch', 'onnxruntime'])
+def test_a_decoder_may_average_the_post_filter_over_views(tmp_path, cache, backend):
+    stems = untrained_models(tmp_path, dict(TINY_CONFIG, post_filter=(8, 1)), post_filter_std=0.05)
+    frame = synthetic_frame(WIDTH, HEIGHT, seed=3)
+    encoder = _encoder(stems, cache)
+    _, scan = encoder.encode_scan(frame.points, 1)
+    encoded = encoder.encode_image(frame.image, 2, scan, quality=1)
+    config = DecoderConfig(models=stems, backend=backend, warmup=False, cache_dir=cache, post_filter_views=4,
+                           resolutions=((WIDTH, HEIGHT),))
+    decoded = Decoder(config).decode_image(encoded.packet, scan)
+    model = load_model(stems[0])
+    assert decoded.model_id == model.metadata['model_id']
+    ensemble = model.with_post_filter_views(4)
+    x = torch.from_numpy(frame.image).permute(2, 0, 1)[None].float() / 255.0
+    depth = depth_condition(scan.points, scan.calib)
+    expected = ensemble.decompress(ensemble.compress(x, depth, quality=1), depth)
+    expected = (expected[0].permute(1, 2, 0) * 255.0 + 0.5).floor().numpy()
+    assert np.abs(decoded.rgb.astype(np.float64) - expected).max() <= 1
+    single = _decoder(stems, cache, backend).decode_image(encoded.packet, scan)
+    assert np.abs(single.rgb.astype(np.int16) - decoded.rgb).max() > 1
+    with pytest.raises(ParameterError, match='post_filter_views'):
+        Decoder(DecoderConfig(models=stems, warmup=False, cache_dir=cache, post_filter_views=3))
+
+
 def test_a_decoder_may_skip_the_post_filter(tmp_path, cache):
     stems = untrained_models(tmp_path, dict(TINY_CONFIG, post_filter=(8, 1)), post_filter_std=0.05)
     frame = synthetic_frame(WIDTH, HEIGHT, seed=3)

@@ -10,10 +10,13 @@ from typing import Dict, List, Optional, Sequence
 from xmodal_compress_ros.bench.baselines import baseline_codecs
 from xmodal_compress_ros.errors import DatasetError
 
-OUR_CODECS = ('xmodal', 'xmodal-image-only', 'xmodal-zeros', 'xmodal-refined')
-#: Run only when named: refinement costs about a second of CPU per step and image.
-OPT_IN_CODECS = ('xmodal-refined',)
+OUR_CODECS = ('xmodal', 'xmodal-image-only', 'xmodal-zeros', 'xmodal-refined', 'xmodal-ensemble')
+#: Run only when named: refinement costs about a second of CPU per step and image, the ensemble's
+#: decoder runs the post filter eight times.
+OPT_IN_CODECS = ('xmodal-refined', 'xmodal-ensemble')
 DEFAULT_REFINE_STEPS = 30
+#: Views of xmodal-ensemble's post filter.
+ENSEMBLE_VIEWS = 8
 
 
 def all_codec_names() -> List[str]:
@@ -38,14 +41,16 @@ def build_codecs(names: Sequence[str], gop: int = 10, model: Optional[str] = Non
                  fallback_model: Optional[str] = None, qualities: Optional[Sequence[int]] = None,
                  refine_steps: int = DEFAULT_REFINE_STEPS) -> Dict[str, object]:
     """Name -> codec object for ``names`` (ours get the model stems and quality levels;
-    ``xmodal-refined`` the refinement steps)."""
+    ``xmodal-refined`` the refinement steps, ``xmodal-ensemble`` the filter's views)."""
     baselines = baseline_codecs(gop)
     codecs: Dict[str, object] = {}
     for name in names:
         if name in OUR_CODECS:
             from xmodal_compress_ros.bench.xmodal_codecs import XmodalCodec
             steps = refine_steps if name == 'xmodal-refined' else 0
-            codecs[name] = XmodalCodec.create(name, model, fallback_model, qualities, refine_steps=steps)
+            views = ENSEMBLE_VIEWS if name == 'xmodal-ensemble' else 1
+            codecs[name] = XmodalCodec.create(name, model, fallback_model, qualities, refine_steps=steps,
+                                              post_filter_views=views)
         else:
             codecs[name] = baselines[name]
     return codecs

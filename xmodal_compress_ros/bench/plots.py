@@ -9,7 +9,7 @@ import numpy as np
 # One colour per codec family; line style says chroma and mode.
 FAMILY_COLOURS = {
     'xmodal': '#d62728', 'xmodal-image-only': '#ff9896', 'xmodal-zeros': '#8c564b',
-    'xmodal-refined': '#e377c2',
+    'xmodal-refined': '#e377c2', 'xmodal-ensemble': '#bcbd22',
     'jpeg': '#1f77b4', 'webp': '#17becf', 'h264': '#2ca02c', 'h265': '#9467bd', 'av1': '#ff7f0e',
 }
 

@@ -7,6 +7,8 @@
   without a twin, given no scan): what the LiDAR branch is worth at equal weights.
 * ``xmodal-refined``: ``xmodal`` with encoder-side latent refinement (``refine_steps`` per image,
   :mod:`xmodal_compress_ros.codec.latent_refinement`); the same decoder.
+* ``xmodal-ensemble``: ``xmodal``'s packets, decoded with the post filter averaged over
+  ``post_filter_views`` shifted and mirrored views (:mod:`xmodal_compress_ros.codec.post_filter`).
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from xmodal_compress_ros.data.frames import SensorFrame
 from xmodal_compress_ros.errors import DatasetError, XmodalError
 
 VARIANTS = {'xmodal': 'lidar', 'xmodal-image-only': 'image-only', 'xmodal-zeros': 'zeros',
-            'xmodal-refined': 'lidar'}
+            'xmodal-refined': 'lidar', 'xmodal-ensemble': 'lidar'}
 
 
 @dataclass
@@ -34,22 +36,29 @@ class XmodalCodec:
     settings: Tuple[int, ...]
     setting_name: str = 'quality'
     refine_steps: int = 0
+    post_filter_views: int = 1
     _encoders: Dict[object, object] = field(default_factory=dict, repr=False)
     _decoder: Optional[object] = field(default=None, repr=False)
 
     @classmethod
     def create(cls, name: str, model: Optional[str] = None, fallback_model: Optional[str] = None,
-               qualities: Optional[Sequence[int]] = None, refine_steps: int = 0) -> 'XmodalCodec':
+               qualities: Optional[Sequence[int]] = None, refine_steps: int = 0,
+               post_filter_views: int = 1) -> 'XmodalCodec':
         """``name`` from :data:`VARIANTS`; ``None`` model stems take the pipeline defaults."""
         from xmodal_compress_ros.codec.latent_refinement import check_steps
         from xmodal_compress_ros.codec.pipeline import EncoderConfig
+        from xmodal_compress_ros.codec.post_filter import check_views
         defaults = EncoderConfig()
         try:
             refine_steps = check_steps(refine_steps)
         except ValueError as error:
             raise DatasetError(f'--refine-steps: {error}') from None
+        try:
+            post_filter_views = check_views(post_filter_views)
+        except ValueError as error:
+            raise DatasetError(f'--post-filter-views: {error}') from None
         codec = cls(name, model or defaults.model, fallback_model or defaults.fallback_model, (),
-                    refine_steps=refine_steps)
+                    refine_steps=refine_steps, post_filter_views=post_filter_views)
         levels = codec._levels()
         if qualities is None:
             codec.settings = tuple(range(levels)) if levels else ()
@@ -110,6 +119,8 @@ class XmodalCodec:
                 'torch_threads': torch.get_num_threads()}
         if self.refine_steps:
             info['refine_steps'] = self.refine_steps
+        if self.post_filter_views > 1:
+            info['post_filter_views'] = self.post_filter_views
         return info
 
     def _encoder(self, calib):
@@ -126,7 +137,8 @@ class XmodalCodec:
     def _get_decoder(self, size: Tuple[int, int]):
         from xmodal_compress_ros.codec.pipeline import Decoder, DecoderConfig
         if self._decoder is None:
-            config = DecoderConfig(models=(self.model, self.fallback_model), resolutions=(size,))
+            config = DecoderConfig(models=(self.model, self.fallback_model), resolutions=(size,),
+                                   post_filter_views=self.post_filter_views)
             self._decoder = Decoder(config)
         return self._decoder
 

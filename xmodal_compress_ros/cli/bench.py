@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument('--synthetic', type=int, metavar='N', help='N synthetic street frames')
     parser.add_argument('--codecs', default='all',
                         help='comma-separated codec names, or "all" (default: every codec but the slow '
-                             'xmodal-refined); see docs/benchmark.md')
+                             'xmodal-refined and xmodal-ensemble); see docs/benchmark.md')
     parser.add_argument('--refine-steps', type=int, default=None,
                         help='latent refinement steps of xmodal-refined (default 30)')
     parser.add_argument('--qualities', type=_settings, nargs='+', default=[], metavar='[CODEC=]LIST',

@@ -19,6 +19,7 @@ identically on every backend and even without the LiDAR scan at the decoder.
 from __future__ import annotations
 
 import bisect
+import copy
 import math
 from dataclasses import dataclass
 from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
@@ -33,7 +34,7 @@ from xmodal_compress_ros.codec.integer_hyper import (FakeQuantHyperSynthesis, In
                                                      index_to_scale, scale_table)
 from xmodal_compress_ros.codec.latent_coding import DEFAULT_Y_SUBSTREAMS, decode_latents, encode_latents
 from xmodal_compress_ros.codec.latent_refinement import refine_latent
-from xmodal_compress_ros.codec.post_filter import PostFilter
+from xmodal_compress_ros.codec.post_filter import PostFilter, check_views
 from xmodal_compress_ros.codec.layers import (GDN, AttentionBlock, ConcatFusion, FactorizedDensity, GainUnits,
                                               MMFFTFusion, conv, deconv, gaussian_likelihood,
                                               ste_round)
@@ -382,6 +383,24 @@ class HyperpriorCodec(nn.Module):
         if meta is not None:
             plain.metadata = dict(meta, model_id=f"{meta['model_id']}-no-post-filter")
         return plain.eval()
+
+    def with_post_filter_views(self, views: int) -> 'HyperpriorCodec':
+        """A copy whose post filter averages ``views`` shifted and mirrored views (a self-ensemble,
+        :data:`~xmodal_compress_ros.codec.post_filter.ENSEMBLE_VIEWS`): the same packets, a slightly
+        better reconstruction for ``views`` times the filter's cost.
+
+        The copy shares no tensor with this model. Its metadata (if this model has any) names it
+        ``<model_id>-post-filter-x<views>``, so that compiled graphs and engines are cached apart.
+        """
+        views = check_views(views)
+        if self.post_filter is None:
+            raise ValueError('this model has no post filter to average over views')
+        ensemble = copy.deepcopy(self)
+        ensemble.post_filter.views = views
+        meta = getattr(self, 'metadata', None)
+        if meta is not None and views > 1:
+            ensemble.metadata = dict(meta, model_id=f"{meta['model_id']}-post-filter-x{views}")
+        return ensemble.eval()
 
     def with_lambdas(self, lambdas: Sequence[float]) -> 'HyperpriorCodec':
         """A copy whose quality levels are ``lambdas`` (a new, untrained model: no metadata).

@@ -42,7 +42,8 @@ class DecoderNode(Node):
         resolutions = tuple(zip(c.resolutions[::2], c.resolutions[1::2]))
         self._decoder = pipeline.Decoder(pipeline.DecoderConfig(
             models=c.models, backend=c.backend, device=c.device, precision=c.precision, threads=c.threads,
-            resolutions=resolutions, max_pixels=c.max_image_pixels, post_filter=c.post_filter))
+            resolutions=resolutions, max_pixels=c.max_image_pixels, post_filter=c.post_filter,
+            post_filter_views=c.post_filter_views))
         self._stats = NodeStats()
         self._report = ProblemReporter(self._stats, self.get_logger())
         self._scans: 'OrderedDict[int, Any]' = OrderedDict()
@@ -176,7 +177,8 @@ class DecoderNode(Node):
                        'total_kbps': image_kbps + lidar_kbps,
                        'quality': self._last_quality, 'model': self._last_model,
                        'backend': c.backend, 'device': c.device, 'precision': c.precision,
-                       'post_filter': c.post_filter, 'output_encoding': c.output_encoding})
+                       'post_filter': c.post_filter,
+                       'post_filter_views': c.post_filter_views, 'output_encoding': c.output_encoding})
         values.update(stats.latency_values('decode', 'lidar_decode', 'node'))
         return values
 

@@ -134,6 +134,9 @@ class DecoderNodeConfig:
     post_filter: bool = param(True, "Run each model's post filter after g_s; off, a CPU decodes about twice "
                               'as fast and images lose its gain (about 15 % more bits for the same PSNR).',
                               read_only=True)
+    post_filter_views: int = param(1, 'Average the post filter over 1, 2, 4 or 8 shifted and mirrored views '
+                                   'of each image: the same packets, a slightly better image, that many '
+                                   "times the filter's time.", bounds=(1, 8), read_only=True)
     resolutions: Tuple[int, ...] = param(
         (1242, 375), 'Image sizes to warm up at (and build TensorRT profiles for), as W1, H1, W2, H2, ...',
         read_only=True, pairs=True)

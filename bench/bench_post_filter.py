@@ -1,11 +1,13 @@
 """What the post filter costs at the decoder: each model decoded with its filter and without it, side by side.
 
 The "without" variant is the product's own switch, ``DecoderConfig(post_filter=False)``: the same
-packets, decoded by g_s alone. For each backend, model and variant an Encoder and a Decoder code the
+packets, decoded by g_s alone; ``--views 8`` adds ``DecoderConfig(post_filter_views=8)``, the filter
+averaged over 8 views. For each backend, model and variant an Encoder and a Decoder code the
 same real KITTI frames in turn (synthetic frames when ../shared/data is absent), so every variant meets
 the same machine load. Prints the p50 of each stage and writes bench/results/post_filter_cost_<tag>.json.
 
     .venv/bin/python bench/bench_post_filter.py [--frames 20] [--backends torch,onnxruntime] [--threads 2]
+                                                [--views 2,4,8]
 """
 from __future__ import annotations
 
@@ -15,14 +17,23 @@ from bench_memory_format import add_common_arguments, p50_in_turn, write_result
 from xmodal_compress_ros.codec.pipeline import Decoder, DecoderConfig, Encoder, EncoderConfig
 from xmodal_compress_ros.runtime.samples import frames_for
 
-VARIANTS = {'filter': True, 'no filter': False}
+#: variant -> (post_filter, post_filter_views)
+VARIANTS = {'filter': (True, 1), 'no filter': (False, 1)}
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_common_arguments(parser, 'post_filter_cost')
     parser.add_argument('--backends', default='torch,onnxruntime')
+    parser.add_argument('--views', default='', help='also decode with the filter averaged over these view '
+                        'counts (comma-separated: 2, 4, 8)')
     return parser.parse_args(argv)
+
+
+def variants(args) -> dict:
+    """:data:`VARIANTS` and one ``filter xN`` per ``--views`` entry."""
+    counts = [int(v) for v in args.views.split(',') if v.strip()]
+    return {**VARIANTS, **{f'filter x{n}': (True, n) for n in counts}}
 
 
 def coders(args, backend: str, frames) -> dict:
@@ -32,11 +43,11 @@ def coders(args, backend: str, frames) -> dict:
                   warmup=False)
     pairs = {}
     for model, stems in (('lidar', (args.model, args.twin)), ('twin', (args.twin,))):
-        for variant, post_filter in VARIANTS.items():
+        for variant, (post_filter, views) in variants(args).items():
             encoder = Encoder(EncoderConfig(model=stems[0], fallback_model=args.twin, quality=args.quality,
                                             **common), frames[0].calib)
             decoder = Decoder(DecoderConfig(models=stems, resolutions=(size,), post_filter=post_filter,
-                                            **common))
+                                            post_filter_views=views, **common))
             pairs[backend, model, variant] = (encoder, decoder)
     return pairs
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from xmodal_compress_ros.codec.model_io import load_model, read_metadata
-from xmodal_compress_ros.errors import DatasetError
+from xmodal_compress_ros.errors import DatasetError, ModelFileError
 from xmodal_compress_ros.train.crops import FrameBank
 from xmodal_compress_ros.train.loop import TrainConfig, train
 from xmodal_compress_ros.train.losses import affine_invariant_mse, colour_randomised_target, rd_loss
@@ -154,6 +154,24 @@ def test_train_only_the_post_filter_keeps_the_codec_and_its_bytes(tmp_path):
     with pytest.raises(ValueError, match='matches no parameter'):
         train(TrainConfig(out=str(tmp_path / 'none'), steps=1, train_only='post_filter', **TINY), bank,
               progress=False)
+
+
+def test_a_deeper_post_filter_starts_as_the_shallower_one_it_grows_from(tmp_path):
+    from xmodal_compress_ros.train.loop import build_model
+
+    bank = _bank(1)
+    train(TrainConfig(out=str(tmp_path / 'twin'), steps=1, **TINY), bank, progress=False)
+    train(TrainConfig(out=str(tmp_path / 'f1'), steps=3, init_from=str(tmp_path / 'twin'), post_filter=(8, 1),
+                      train_only='post_filter', lr=1e-2, **TINY), bank, progress=False)
+    shallow = load_model(tmp_path / 'f1')
+    deeper = build_model(TrainConfig(init_from=str(tmp_path / 'f1'), post_filter=(8, 3), **TINY)).eval()
+    deeper.update()
+    assert len(deeper.post_filter.body) == 3 and deeper.post_filter.body[2].conv1.weight.abs().max() > 0
+    x = torch.rand(1, 3, 40, 50)
+    compressed = shallow.compress(x, quality=1)
+    torch.testing.assert_close(deeper.decompress(compressed), shallow.decompress(compressed), atol=1e-6, rtol=0)
+    with pytest.raises(ModelFileError, match='other sizes'):
+        build_model(TrainConfig(init_from=str(tmp_path / 'f1'), post_filter=(16, 1), **TINY))
 
 
 @pytest.mark.parametrize('arch', ['xmodal-hyperprior', 'xmodal-lidar'])

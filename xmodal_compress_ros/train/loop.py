@@ -115,11 +115,21 @@ def build_model(config: TrainConfig) -> HyperpriorCodec:
 
 
 def _load_backbone(model: HyperpriorCodec, source: HyperpriorCodec) -> None:
-    """Copy ``source``'s weights; a post filter that ``source`` lacks keeps its identity start."""
-    missing, unexpected = model.load_state_dict(source.state_dict(), strict=False)
+    """Copy ``source``'s weights; a post filter that ``source`` lacks keeps its identity start, and
+    residual blocks added to ``source``'s filter start as identities, so step 0 decodes as ``source``."""
+    try:
+        missing, unexpected = model.load_state_dict(source.state_dict(), strict=False)
+    except RuntimeError as error:  # a tensor of another shape
+        raise ModelFileError(f'cannot initialise from a model of other sizes: {error}') from None
     if unexpected or any(not name.startswith('post_filter.') for name in missing):
         raise ModelFileError(f'cannot initialise from a model with other tensors (missing {missing[:3]}, '
                              f'unexpected {unexpected[:3]}): give the same N, M, Nz and post filter')
+    if missing and 'post_filter.tail.weight' not in missing:
+        added = sorted({int(name.split('.')[2]) for name in missing if name.startswith('post_filter.body.')})
+        for index in added:
+            block = model.post_filter.body[index]
+            torch.nn.init.zeros_(block.conv2.weight)
+            torch.nn.init.zeros_(block.conv2.bias)
 
 
 def trainable_parameters(model: HyperpriorCodec, prefix: str) -> List[torch.nn.Parameter]:

@@ -28,6 +28,7 @@ import torch
 
 from xmodal_compress_ros.bench.metrics import bd_rate, bpp, psnr
 from xmodal_compress_ros.codec.model_io import load_model
+from xmodal_compress_ros.codec.post_filter import ENSEMBLE_SIZES
 from xmodal_compress_ros.data.kitti import KittiObjectDataset, KittiRawDrive
 from xmodal_compress_ros.geometry.projection import depth_condition
 
@@ -145,7 +146,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--lidar', default=str(REPO / 'models' / 'xmodal-lidar'))
     parser.add_argument('--twin', default=str(REPO / 'models' / 'xmodal-hyperprior'))
-    parser.add_argument('--post-filter-views', type=int, default=1, choices=(1, 2, 4, 8),
+    parser.add_argument('--post-filter-views', type=int, default=1, choices=ENSEMBLE_SIZES,
                         help='also decode with the post filter averaged over N views')
     add_frame_arguments(parser)
     args = parser.parse_args(argv)

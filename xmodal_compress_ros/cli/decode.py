@@ -10,6 +10,7 @@ HELP = 'Decode an .xmc file to PNG (and optionally the LiDAR scan to .bin); prin
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from xmodal_compress_ros.codec.pipeline import DecoderConfig
+    from xmodal_compress_ros.codec.post_filter import ENSEMBLE_SIZES
 
     d = DecoderConfig()
     parser.add_argument('input', type=Path, help='the .xmc file (from xmodal encode)')
@@ -26,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--precision', default=d.precision, help='fp32 | fp16 | bf16 (default fp32)')
     parser.add_argument('--no-post-filter', action='store_true',
                         help="skip the models' post filters: faster on a CPU, lower quality")
-    parser.add_argument('--post-filter-views', type=int, default=d.post_filter_views, choices=(1, 2, 4, 8),
+    parser.add_argument('--post-filter-views', type=int, default=d.post_filter_views, choices=ENSEMBLE_SIZES,
                         help='average the post filter over N shifted and mirrored views: the same packets, '
                              "a slightly better image, N times the filter's time (default 1)")
 

@@ -125,11 +125,10 @@ def _load_backbone(model: HyperpriorCodec, source: HyperpriorCodec) -> None:
         raise ModelFileError(f'cannot initialise from a model with other tensors (missing {missing[:3]}, '
                              f'unexpected {unexpected[:3]}): give the same N, M, Nz and post filter')
     if missing and 'post_filter.tail.weight' not in missing:
-        added = sorted({int(name.split('.')[2]) for name in missing if name.startswith('post_filter.body.')})
-        for index in added:
-            block = model.post_filter.body[index]
-            torch.nn.init.zeros_(block.conv2.weight)
-            torch.nn.init.zeros_(block.conv2.bias)
+        # Only added residual blocks are missing: a zero second convolution makes each an identity.
+        for name in missing:
+            if '.conv2.' in name:
+                torch.nn.init.zeros_(model.get_parameter(name))
 
 
 def trainable_parameters(model: HyperpriorCodec, prefix: str) -> List[torch.nn.Parameter]:

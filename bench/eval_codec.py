@@ -3,8 +3,8 @@
 Codecs: the LiDAR-conditioned model, its image-only twin, the LiDAR model decoded with the zeros map
 (``lidar-dropped``: the scan lost at the decoder) and JPEG 4:2:0 through OpenCV (libjpeg-turbo,
 quality 5..95). With ``--post-filter-views N`` the same packets are also decoded with the post filter
-averaged over N views (``lidar-xN``, ``twin-xN``). bpp = 8 * bytes / (W * H) of the original frame, PSNR over RGB. BD-rates
-(Bjontegaard, PSNR) of the LiDAR model vs the twin and of both vs JPEG. Writes
+averaged over N views (``lidar-xN``, ``twin-xN``). bpp = 8 * bytes / (W * H) of the original frame,
+PSNR over RGB. BD-rates (Bjontegaard, PSNR) of the LiDAR model vs the twin and of both vs JPEG. Writes
 bench/results/codec_eval_<tag>.json.
 
 Held-out frames only (never used for training): kitti_object (training 000000-000010, 000021, testing

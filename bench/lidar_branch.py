@@ -1,4 +1,4 @@
-"""Is the LiDAR branch of a model learning anything? Measured on the held-out KITTI frames.
+"""Is the LiDAR branch of a model learning anything? Measured on the held-out KITTI frames or synthetic ones.
 
 For each frame, with its scan and with the zeros map (scan lost):
 - P2I: the share of the image's variance its prediction explains up to an affine map of each channel
@@ -8,6 +8,10 @@ For each frame, with its scan and with the zeros map (scan lost):
   scan, cannot move the reconstruction: decoding without the scan then costs nothing.
 
     .venv/bin/python bench/lidar_branch.py [--model models/xmodal-lidar] [--max-frames 6] [--tag cpu-2core]
+                                           [--synthetic N --seed S]
+
+``--synthetic N``: the first N frames of the synthetic drive of seed S (the benchmark's, 4242 by default)
+instead of the KITTI frames: scenes whose image edges the scan explains exactly.
 
 Writes bench/results/lidar_branch_<tag>.json.
 """
@@ -19,6 +23,7 @@ import numpy as np
 import torch
 
 from eval_codec import REPO, add_frame_arguments, selected_frames, write_model_result
+from xmodal_compress_ros.bench.sources import load_synthetic
 from xmodal_compress_ros.codec.model_io import load_model
 from xmodal_compress_ros.codec.models import pad_to_multiple
 from xmodal_compress_ros.geometry.projection import depth_condition
@@ -52,17 +57,30 @@ def mean_record(records: list) -> dict:
     return out
 
 
-def main(argv=None) -> int:
+def frames_to_measure(args):
+    """(name, frame) of the synthetic drive with ``--synthetic``, else of the held-out KITTI frames."""
+    if args.synthetic:
+        return ((f'synthetic/{f.name}', f) for f in load_synthetic(args.synthetic, args.seed).frames)
+    return selected_frames(args)
+
+
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--model', default=str(REPO / 'models' / 'xmodal-lidar'))
+    parser.add_argument('--synthetic', type=int, default=0, help='use N synthetic frames instead of KITTI')
+    parser.add_argument('--seed', type=int, default=4242, help='seed of the --synthetic drive')
     add_frame_arguments(parser)
-    args = parser.parse_args(argv)
+    return parser, parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    parser, args = parse_args(argv)
     torch.set_num_threads(args.threads)
     model = load_model(args.model)
     if not model.uses_lidar:
         parser.error(f'{args.model} is an image-only model: it has no LiDAR branch')
     records = {}
-    for name, frame in selected_frames(args):
+    for name, frame in frames_to_measure(args):
         records[name] = frame_record(model, frame.image, depth_condition(frame.points, frame.calib))
         print(name, f"P2I explains {records[name]['p2i_explained']:.3f}", ' '.join(
             f"{f} rms {records[name][f]['rms']:.4f}" for f in FEATURES), flush=True)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / 'bench'))
-from lidar_branch import FEATURES, frame_record, mean_record  # noqa: E402
+from lidar_branch import FEATURES, frame_record, frames_to_measure, mean_record, parse_args  # noqa: E402
 
 from xmodal_compress_ros.codec.models import LidarConditionedCodec  # noqa: E402
 
@@ -40,3 +40,10 @@ def test_a_scan_moves_the_features_and_means_average(model):
         assert record['p2i_explained'] <= 1.0
     mean = mean_record(records)
     assert mean['c1']['rms'] == pytest.approx((records[0]['c1']['rms'] + records[1]['c1']['rms']) / 2)
+
+
+def test_synthetic_frames_replace_the_kitti_ones():
+    _, args = parse_args(['--synthetic', '1', '--seed', '3'])
+    (name, frame), = list(frames_to_measure(args))
+    assert name.startswith('synthetic/')
+    assert frame.image.shape[:2] == (375, 1242) and len(frame.points) > 0

@@ -47,3 +47,8 @@ def test_synthetic_frames_replace_the_kitti_ones():
     (name, frame), = list(frames_to_measure(args))
     assert name.startswith('synthetic/')
     assert frame.image.shape[:2] == (375, 1242) and len(frame.points) > 0
+
+
+def test_max_frames_limits_the_synthetic_drive_too():
+    _, args = parse_args(['--synthetic', '3', '--max-frames', '1', '--seed', '3'])
+    assert len(list(frames_to_measure(args))) == 1

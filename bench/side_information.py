@@ -1,0 +1,183 @@
+"""Can the LiDAR branch learn to use side information at all? Train it with maps that certainly inform
+the image in place of the scan, then measure on held-out synthetic frames what the map is worth.
+
+The branch has never earned a gain from the scan, on KITTI or on synthetic scenes (docs/method.md). That
+leaves two readings: the scan tells the codec nothing it does not already code cheaply, or the branch
+cannot learn to use any side information in the training we can afford. Oracle maps, computed from the
+image itself and given to both ends in place of the scan's depth-condition map, separate them:
+
+- ``scan``: the product's map (the projected scan), for comparison;
+- ``edges``: Canny edges of the image (0 or 255): every outline, and texture edges too; more than a
+  perfect scan could point to;
+- ``blur``: the image's luminance blurred by a Gaussian of sigma 2 pixels: a low-pass grey image.
+
+Both oracles hold information the codec otherwise pays for, so a branch that can learn must turn them
+into fewer bits or a better image.
+
+    .venv/bin/python bench/side_information.py train --map edges --data synthetic:DIR [--data ...]
+        --init-from models/xmodal-lidar [--fresh context_mining.] --out runs/oracle_edges
+    .venv/bin/python bench/side_information.py eval --map edges --model runs/oracle_edges --tag edges
+
+``train`` re-initialises the parameters under ``--fresh`` (the context-mining layers by default, which
+trained models have shrunk to near-zero features) and then continues the model like ``xmodal train``.
+``eval`` codes the first ``--synthetic`` frames of the drive of ``--seed`` (the benchmark's held-out
+scene, 4242) at every quality, once with the map on both ends and once with the zeros map on both ends,
+and writes ``bench/results/side_information_<tag>.json`` with the BD-rate of the map against the zeros.
+"""
+import argparse
+import json
+import sys
+
+import cv2
+import numpy as np
+import torch
+
+from eval_codec import REPO, write_model_result
+from xmodal_compress_ros.bench import metrics
+from xmodal_compress_ros.bench.sources import load_synthetic
+from xmodal_compress_ros.codec.model_io import load_model, read_metadata, save_model
+from xmodal_compress_ros.codec.models import get_model_class
+from xmodal_compress_ros.geometry.projection import depth_condition
+from xmodal_compress_ros.train.crops import FrameBank
+from xmodal_compress_ros.train.sources import frames_from_spec
+
+MAPS = ('scan', 'edges', 'blur')
+# Canny hysteresis thresholds on 8-bit luminance (OpenCV's usual pair).
+CANNY_LOW, CANNY_HIGH = 50, 150
+BLUR_SIGMA = 2.0
+
+
+def condition_map(kind: str, frame) -> np.ndarray:
+    """The (H, W) uint8 map that replaces the scan's depth-condition map (0 = nothing there)."""
+    if kind == 'scan':
+        return depth_condition(frame.points, frame.calib)
+    grey = cv2.cvtColor(frame.image, cv2.COLOR_RGB2GRAY)
+    if kind == 'edges':
+        return cv2.Canny(grey, CANNY_LOW, CANNY_HIGH)
+    if kind == 'blur':
+        # Never 0, so that no pixel reads as "no point".
+        return np.maximum(cv2.GaussianBlur(grey, (0, 0), BLUR_SIGMA), 1)
+    raise ValueError(f'unknown map {kind!r}; valid: {list(MAPS)}')
+
+
+def frame_bank(kind: str, sources) -> FrameBank:
+    bank = FrameBank()
+    for spec in sources:
+        for frame in frames_from_spec(spec):
+            bank.add(frame.image, condition_map(kind, frame), frame.name)
+    return bank
+
+
+def with_fresh_parameters(model, prefixes, seed: int):
+    """``model`` with every parameter under ``prefixes`` replaced by a freshly initialised one."""
+    torch.manual_seed(seed)
+    fresh = get_model_class(model.registry_name)(**model.config).state_dict()
+    state = model.state_dict()
+    chosen = [k for k in state if any(k.startswith(p) for p in prefixes)]
+    if prefixes and not chosen:
+        raise ValueError(f'no parameter starts with {list(prefixes)}')
+    model.load_state_dict(dict(state, **{k: fresh[k] for k in chosen}))
+    return model
+
+
+def train(args) -> int:
+    from xmodal_compress_ros.train.loop import TrainConfig, train as run
+
+    init = args.init_from
+    prefixes = [p for p in args.fresh.split(',') if p]
+    if prefixes:
+        model = with_fresh_parameters(load_model(init), prefixes, args.fresh_seed)
+        model.update()
+        init = f'{args.out}.init'
+        save_model(model, init, {k: v for k, v in read_metadata(args.init_from).items()
+                                 if k in ('training_sources', 'training_frames', 'training_steps', 'history')})
+    config = TrainConfig(arch='xmodal-lidar', out=args.out, steps=args.steps, batch_size=args.batch_size,
+                         crop=args.crop, lr=args.lr, seed=args.seed, threads=args.threads, init_from=init,
+                         post_filter=(32, 8), lidar_dropout=args.lidar_dropout, checkpoint_every=500,
+                         data=tuple(f'{s} ({args.map} map)' for s in args.data))
+    bank = frame_bank(args.map, args.data)
+    print(f'side information {args.map}: {len(bank)} frames -> {args.out}', flush=True)
+    run(config, bank, progress=False)
+    return 0
+
+
+@torch.no_grad()
+def coded_point(model, frame, quality: int, cmap) -> dict:
+    """bpp of the image's z and y streams, and RGB PSNR, with ``cmap`` (None: zeros) on both ends."""
+    x = torch.from_numpy(frame.image).permute(2, 0, 1)[None].float() / 255.0
+    compressed = model.compress(x, cmap, quality)
+    decoded = model.decompress(compressed, cmap)[0].permute(1, 2, 0).numpy()
+    decoded = (decoded * 255.0).round().clip(0, 255).astype(np.uint8)
+    h, w = frame.image.shape[:2]
+    return {'bpp': compressed.num_bytes * 8.0 / (h * w), 'psnr_db': metrics.psnr(frame.image, decoded)}
+
+
+def curves(model, frames, kind: str) -> dict:
+    """Per arm ('map', 'zeros'): one (bpp, PSNR) point per quality, averaged over ``frames``."""
+    maps = [condition_map(kind, f) for f in frames]
+    out = {}
+    for arm in ('map', 'zeros'):
+        points = []
+        for q in range(model.quality_levels):
+            per_frame = [coded_point(model, f, q, m if arm == 'map' else None) for f, m in zip(frames, maps)]
+            points.append({'quality': q, **{k: float(np.mean([p[k] for p in per_frame])) for k in per_frame[0]}})
+            print(arm, json.dumps(points[-1]), flush=True)
+        out[arm] = points
+    return out
+
+
+def bd_map_vs_zeros(arms: dict) -> float:
+    rate = {a: [p['bpp'] for p in arms[a]] for a in arms}
+    quality = {a: [p['psnr_db'] for p in arms[a]] for a in arms}
+    return metrics.bd_rate(rate['zeros'], quality['zeros'], rate['map'], quality['map']).percent
+
+
+def evaluate(args) -> int:
+    torch.set_num_threads(args.threads)
+    model = load_model(args.model).eval()
+    if not model.uses_lidar:
+        raise SystemExit(f'{args.model} is an image-only model: it has no branch to feed')
+    frames = load_synthetic(args.synthetic, args.seed).frames
+    arms = curves(model, frames, args.map)
+    bd = bd_map_vs_zeros(arms)
+    print(f'{args.map} map vs zeros map on both ends: BD-rate {bd:+.2f} %')
+    write_model_result('side_information', args, model, {
+        'map': args.map, 'frames': [f'synthetic seed {args.seed}/{f.name}' for f in frames],
+        'curves': arms, 'bd_rate_map_vs_zeros_percent': bd})
+    return 0
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    sub = parser.add_subparsers(dest='command', required=True)
+    t = sub.add_parser('train', help='continue a LiDAR model with a map in place of the scan')
+    t.add_argument('--map', choices=MAPS, required=True)
+    t.add_argument('--data', action='append', required=True, metavar='KIND:LOCATION')
+    t.add_argument('--init-from', default=str(REPO / 'models' / 'xmodal-lidar'))
+    t.add_argument('--fresh', default='context_mining.', help='re-initialise these parameter prefixes first')
+    t.add_argument('--fresh-seed', type=int, default=0)
+    t.add_argument('--out', required=True)
+    t.add_argument('--steps', type=int, default=4000)
+    t.add_argument('--batch-size', type=int, default=8)
+    t.add_argument('--crop', type=int, default=128)
+    t.add_argument('--lr', type=float, default=1e-4)
+    t.add_argument('--lidar-dropout', type=float, default=0.1)
+    t.add_argument('--seed', type=int, default=11)
+    t.add_argument('--threads', type=int, default=1)
+    e = sub.add_parser('eval', help='the map against the zeros map on held-out synthetic frames')
+    e.add_argument('--map', choices=MAPS, required=True)
+    e.add_argument('--model', required=True)
+    e.add_argument('--synthetic', type=int, default=10)
+    e.add_argument('--seed', type=int, default=4242)
+    e.add_argument('--threads', type=int, default=2)
+    e.add_argument('--tag', required=True)
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    return train(args) if args.command == 'train' else evaluate(args)
+
+
+if __name__ == '__main__':
+    sys.exit(main())

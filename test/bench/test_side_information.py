@@ -1,0 +1,83 @@
+"""bench/side_information.py: oracle maps through the LiDAR branch, and what a map is worth."""
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / 'bench'))
+from side_information import bd_map_vs_zeros, condition_map, curves, parse_args, with_fresh_parameters  # noqa: E402
+
+from xmodal_compress_ros.codec.models import LidarConditionedCodec  # noqa: E402
+
+
+def _tiny_model():
+    torch.manual_seed(0)
+    return LidarConditionedCodec(N=16, M=24, Nz=8, hyper_hidden=8, ctx_ch=(4, 8, 8), p2i_ch=8,
+                                 lambdas=(0.001, 0.01))
+
+
+def _frame(seed=0):
+    rng = np.random.default_rng(seed)
+    image = np.zeros((64, 96, 3), np.uint8)
+    image[16:48, 24:72] = rng.integers(60, 200, size=3, dtype=np.uint8)  # one flat box on black
+    return SimpleNamespace(image=image, name=f'box{seed}')
+
+
+def test_edge_map_marks_the_outline_only():
+    edges = condition_map('edges', _frame())
+    assert edges.dtype == np.uint8 and edges.shape == (64, 96)
+    assert set(np.unique(edges)) == {0, 255}
+    assert not edges[24:40, 32:64].any() and not edges[:8].any()  # flat inside and outside
+    assert edges[14:18, 24:72].any()  # the top edge
+
+
+def test_blur_map_is_dense_and_low_pass():
+    frame = _frame()
+    blur = condition_map('blur', frame)
+    assert blur.min() >= 1  # never read as "no point"
+    grey_step = np.abs(np.diff(frame.image[32, :, 1].astype(int))).max()
+    assert np.abs(np.diff(blur[32].astype(int))).max() < grey_step
+
+
+def test_unknown_map_is_refused():
+    with pytest.raises(ValueError, match='unknown map'):
+        condition_map('depth', _frame())
+
+
+def test_fresh_parameters_replace_only_the_named_prefix():
+    model = _tiny_model()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        model.context_mining.c1.weight.mul_(0.01)
+    with_fresh_parameters(model, ['context_mining.'], seed=3)
+    after = model.state_dict()
+    assert not torch.equal(after['context_mining.c1.weight'], before['context_mining.c1.weight'] * 0.01)
+    assert all(torch.equal(after[k], v) for k, v in before.items() if not k.startswith('context_mining.'))
+    with pytest.raises(ValueError, match='no parameter'):
+        with_fresh_parameters(model, ['nothing.'], seed=3)
+
+
+def test_curves_code_each_arm_at_every_quality():
+    model = _tiny_model().eval()
+    model.update()
+    arms = curves(model, [_frame(0), _frame(1)], 'edges')
+    assert set(arms) == {'map', 'zeros'}
+    for points in arms.values():
+        assert [p['quality'] for p in points] == [0, 1]
+        assert all(p['bpp'] > 0 and np.isfinite(p['psnr_db']) for p in points)
+
+
+def test_bd_rate_of_a_map_that_buys_quality_is_negative():
+    zeros = [{'bpp': r, 'psnr_db': 30 + 10 * np.log10(r)} for r in (0.1, 0.2, 0.4, 0.8)]
+    better = [dict(p, psnr_db=p['psnr_db'] + 0.5) for p in zeros]
+    assert bd_map_vs_zeros({'map': zeros, 'zeros': zeros}) == pytest.approx(0.0, abs=1e-6)
+    assert bd_map_vs_zeros({'map': better, 'zeros': zeros}) < -5
+
+
+def test_train_defaults_are_the_synthetic_control_recipe():
+    args = parse_args(['train', '--map', 'edges', '--data', 'synthetic:d', '--out', 'o'])
+    assert (args.steps, args.batch_size, args.crop, args.lr, args.seed, args.fresh) == \
+        (4000, 8, 128, 1e-4, 11, 'context_mining.')

@@ -9,10 +9,12 @@ image itself and given to both ends in place of the scan's depth-condition map, 
 - ``scan``: the product's map (the projected scan), for comparison;
 - ``edges``: Canny edges of the image (0 or 255): every outline, and texture edges too; more than a
   perfect scan could point to;
-- ``blur``: the image's luminance blurred by a Gaussian of sigma 2 pixels: a low-pass grey image.
+- ``blur``: the image's luminance blurred by a Gaussian of sigma 2 pixels: a low-pass grey image;
+- ``scan-edges``: Canny edges of the scan's dense depth (IP-Basic completion of the projected scan,
+  equalised): the outlines the scan knows, drawn for the branch instead of left for P2I to find.
 
 Both oracles hold information the codec otherwise pays for, so a branch that can learn must turn them
-into fewer bits or a better image.
+into fewer bits or a better image. ``scan-edges`` is no oracle: both ends can compute it from the scan.
 
     .venv/bin/python bench/side_information.py train --map edges --data synthetic:DIR [--data ...]
         --init-from models/xmodal-lidar [--fresh context_mining.] --out runs/oracle_edges
@@ -37,11 +39,12 @@ from xmodal_compress_ros.bench import metrics
 from xmodal_compress_ros.bench.sources import load_synthetic
 from xmodal_compress_ros.codec.model_io import load_model, read_metadata, save_model
 from xmodal_compress_ros.codec.models import get_model_class
-from xmodal_compress_ros.geometry.projection import depth_condition
+from xmodal_compress_ros.geometry.depth_completion import complete_depth
+from xmodal_compress_ros.geometry.projection import depth_condition, equalize_depth, project_to_depth
 from xmodal_compress_ros.train.crops import FrameBank
 from xmodal_compress_ros.train.sources import frames_from_spec
 
-MAPS = ('scan', 'edges', 'blur')
+MAPS = ('scan', 'edges', 'blur', 'scan-edges')
 # Canny hysteresis thresholds on 8-bit luminance (OpenCV's usual pair).
 CANNY_LOW, CANNY_HIGH = 50, 150
 BLUR_SIGMA = 2.0
@@ -51,6 +54,9 @@ def condition_map(kind: str, frame) -> np.ndarray:
     """The (H, W) uint8 map that replaces the scan's depth-condition map (0 = nothing there)."""
     if kind == 'scan':
         return depth_condition(frame.points, frame.calib)
+    if kind == 'scan-edges':
+        dense = equalize_depth(complete_depth(project_to_depth(frame.points, frame.calib)))
+        return cv2.Canny(dense, CANNY_LOW, CANNY_HIGH)
     grey = cv2.cvtColor(frame.image, cv2.COLOR_RGB2GRAY)
     if kind == 'edges':
         return cv2.Canny(grey, CANNY_LOW, CANNY_HIGH)

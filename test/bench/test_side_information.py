@@ -81,3 +81,12 @@ def test_train_defaults_are_the_synthetic_control_recipe():
     args = parse_args(['train', '--map', 'edges', '--data', 'synthetic:d', '--out', 'o'])
     assert (args.steps, args.batch_size, args.crop, args.lr, args.seed, args.fresh) == \
         (4000, 8, 128, 1e-4, 11, 'context_mining.')
+
+
+def test_scan_edges_outline_the_scan_of_a_synthetic_frame():
+    from xmodal_compress_ros.bench.sources import load_synthetic
+
+    frame = load_synthetic(1, 3).frames[0]
+    outline = condition_map('scan-edges', frame)
+    assert outline.shape == frame.image.shape[:2] and set(np.unique(outline)) == {0, 255}
+    assert 0.001 < (outline > 0).mean() < 0.05  # lines, not areas

@@ -161,7 +161,7 @@ class FactorizedDensity(nn.Module):
         int64 (C,). The support drops the tails carrying less than ``tail_mass``.
         """
         c = self.matrices[0].shape[0]
-        grid = torch.arange(-max_symbol, max_symbol + 1, dtype=torch.float32)
+        grid = torch.arange(-max_symbol, max_symbol + 1, dtype=self.matrices[0].dtype)
         lik = self.likelihood(grid.reshape(1, 1, 1, -1).expand(1, c, 1, -1).contiguous())
         lik = lik.reshape(c, -1).double()
         cdf = torch.cumsum(lik, dim=1)

@@ -436,23 +436,51 @@ TINY_LIDAR_CONFIG = dict(TINY_CONFIG, ctx_ch=(8, 8, 8), p2i_ch=8)
 def write_tiny_models(folder: Path, seed: int = 0) -> Tuple[str, str]:
     """Untrained LiDAR model and twin, small and fast (for fuzzing the decode path, not for quality).
 
-    Deterministic for a given seed and torch version, so their model ids are stable. Returns the
-    two model stems.
+    Deterministic for a given seed on any CPU, so their model ids, and the stored corpus packets that
+    name them, are stable. Returns the two model stems.
     """
-    import torch
-
     from xmodal_compress_ros.codec.model_io import save_model
     from xmodal_compress_ros.codec.models import HyperpriorCodec, LidarConditionedCodec
 
     folder = Path(folder)
     stems = (folder / 'fuzz-lidar', folder / 'fuzz-twin')
-    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
     for stem, model in zip(
         stems, (LidarConditionedCodec(**TINY_LIDAR_CONFIG), HyperpriorCodec(**TINY_CONFIG))
     ):
-        model.eval().update()
+        _redraw_random_parameters(model, rng)
+        # The z pmf table, integers from a float CDF, differed in 2 of 4104 entries between those CPUs
+        # too; in float64 no value falls that close to a rounding boundary.
+        model.double().eval().update()
+        model.float()
         save_model(model, stem, {'training': {'note': 'untrained fuzzing model'}})
     return str(stems[0]), str(stems[1])
+
+
+def _redraw_random_parameters(model, rng: np.random.Generator) -> None:
+    """Draw every randomly initialised parameter again from ``rng``, with torch's default ranges:
+    convolutions (weights and bias) and the z density's biases.
+
+    torch's own initialisation draws different numbers on CPUs of different vector widths (measured:
+    ATEN_CPU_CAPABILITY=default against avx2), which changed the tiny models' ids from machine to
+    machine. Layers initialised to zero (residual refinements) stay zero.
+    """
+    import torch
+
+    from xmodal_compress_ros.codec.layers import FactorizedDensity
+
+    def draw(tensor, bound):
+        tensor.copy_(torch.from_numpy(rng.uniform(-bound, bound, tuple(tensor.shape)).astype(np.float32)))
+
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, FactorizedDensity):
+                for bias in module.biases:
+                    draw(bias, 0.5)
+            elif isinstance(module, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)) and module.weight.any():
+                bound = 1.0 / np.sqrt(module.weight[0].numel())
+                draw(module.weight, bound)
+                draw(module.bias, bound)
 
 
 def procedural_frame(width: int, height: int, points: int, seed: int) -> Tuple[np.ndarray, np.ndarray]:

@@ -1,6 +1,7 @@
 """A CI-sized run of fuzz/fuzz_packets.py (the full run, 100,000 inputs, is in bench/results/); its corpus."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -45,3 +46,19 @@ def test_corpus_is_small_and_real(codec_kit):
     harness = packet_fuzz.DecodeHarness(codec_kit.decoder, codec_kit.scans)
     # The stored packets came from the same deterministic tiny models: they decode.
     assert [harness.feed(f.read_bytes()).status for f in files] == ['decoded'] * len(files)
+
+
+def test_tiny_models_are_the_same_whatever_the_cpu_vector_width(tmp_path):
+    # The stored corpus names the tiny models' ids: they must not depend on the host's SIMD kernels.
+    script = (
+        'import sys, json; from xmodal_compress_ros.codec import packet_fuzz; '
+        'stems = packet_fuzz.write_tiny_models(sys.argv[1]); '
+        "print(json.dumps([json.load(open(s + '.json'))['model_id'] for s in stems]))"
+    )
+    ids = []
+    for capability in ('default', 'avx2'):
+        env = dict(os.environ, ATEN_CPU_CAPABILITY=capability)
+        done = subprocess.run([sys.executable, '-c', script, str(tmp_path / capability)], env=env, check=True,
+                              capture_output=True, text=True, timeout=120)
+        ids.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    assert ids[0] == ids[1]

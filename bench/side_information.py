@@ -34,7 +34,7 @@ import cv2
 import numpy as np
 import torch
 
-from eval_codec import REPO, write_model_result
+from eval_codec import REPO, learned_points, write_model_result
 from xmodal_compress_ros.bench import metrics
 from xmodal_compress_ros.bench.sources import load_synthetic
 from xmodal_compress_ros.codec.model_io import load_model, read_metadata, save_model
@@ -108,27 +108,22 @@ def train(args) -> int:
 
 
 @torch.no_grad()
-def coded_point(model, frame, quality: int, cmap) -> dict:
-    """bpp of the image's z and y streams, and RGB PSNR, with ``cmap`` (None: zeros) on both ends."""
-    x = torch.from_numpy(frame.image).permute(2, 0, 1)[None].float() / 255.0
-    compressed = model.compress(x, cmap, quality)
-    decoded = model.decompress(compressed, cmap)[0].permute(1, 2, 0).numpy()
-    decoded = (decoded * 255.0).round().clip(0, 255).astype(np.uint8)
-    h, w = frame.image.shape[:2]
-    return {'bpp': compressed.num_bytes * 8.0 / (h * w), 'psnr_db': metrics.psnr(frame.image, decoded)}
-
-
 def curves(model, frames, kind: str) -> dict:
-    """Per arm ('map', 'zeros'): one (bpp, PSNR) point per quality, averaged over ``frames``."""
-    maps = [condition_map(kind, f) for f in frames]
+    """Per arm ('map', 'zeros'): one (bpp, PSNR) point per quality, averaged over ``frames``; bits are
+    the image's z and y streams, and the arm's map is on both ends."""
+    measured = {arm: [[] for _ in range(model.quality_levels)] for arm in ('map', 'zeros')}
+    for frame in frames:
+        cmap = condition_map(kind, frame)
+        pixels = cmap.size
+        for arm, depth in (('map', cmap), ('zeros', np.zeros_like(cmap))):
+            for q, num_bytes, decoded, *_ in learned_points(model, frame.image, depth, drop_lidar=False):
+                measured[arm][q].append((num_bytes * 8.0 / pixels, metrics.psnr(frame.image, decoded)))
     out = {}
-    for arm in ('map', 'zeros'):
-        points = []
-        for q in range(model.quality_levels):
-            per_frame = [coded_point(model, f, q, m if arm == 'map' else None) for f, m in zip(frames, maps)]
-            points.append({'quality': q, **{k: float(np.mean([p[k] for p in per_frame])) for k in per_frame[0]}})
-            print(arm, json.dumps(points[-1]), flush=True)
-        out[arm] = points
+    for arm, levels in measured.items():
+        out[arm] = [{'quality': q, 'bpp': float(np.mean([m[0] for m in points])),
+                     'psnr_db': float(np.mean([m[1] for m in points]))} for q, points in enumerate(levels)]
+        for point in out[arm]:
+            print(arm, json.dumps(point), flush=True)
     return out
 
 

@@ -21,10 +21,13 @@ into fewer bits or a better image. ``scan-edges`` is no oracle: both ends can co
     .venv/bin/python bench/side_information.py eval --map edges --model runs/oracle_edges --tag edges
 
 ``train`` re-initialises the parameters under ``--fresh`` (the context-mining layers by default, which
-trained models have shrunk to near-zero features) and then continues the model like ``xmodal train``.
+trained models have shrunk to near-zero features) and then continues the model like ``xmodal train``;
+with ``--from-scratch`` every weight starts fresh, so the branch and the transforms learn together
+(compare with a twin trained from scratch on the same crops: ``xmodal train --arch xmodal-hyperprior``).
 ``eval`` codes the first ``--synthetic`` frames of the drive of ``--seed`` (the benchmark's held-out
 scene, 4242) at every quality, once with the map on both ends and once with the zeros map on both ends,
-and writes ``bench/results/side_information_<tag>.json`` with the BD-rate of the map against the zeros.
+and writes ``bench/results/side_information_<tag>.json`` with the BD-rate of the map against the zeros;
+``--anchor MODEL`` (e.g. that twin) adds its curve on the same frames and the map's BD-rate against it.
 """
 import argparse
 import json
@@ -89,8 +92,8 @@ def with_fresh_parameters(model, prefixes, seed: int):
 def train(args) -> int:
     from xmodal_compress_ros.train.loop import TrainConfig, train as run
 
-    init = args.init_from
-    prefixes = [p for p in args.fresh.split(',') if p]
+    init = None if args.from_scratch else args.init_from
+    prefixes = [] if args.from_scratch else [p for p in args.fresh.split(',') if p]
     if prefixes:
         model = with_fresh_parameters(load_model(init), prefixes, args.fresh_seed)
         model.update()
@@ -99,7 +102,7 @@ def train(args) -> int:
                                  if k in ('training_sources', 'training_frames', 'training_steps', 'history')})
     config = TrainConfig(arch='xmodal-lidar', out=args.out, steps=args.steps, batch_size=args.batch_size,
                          crop=args.crop, lr=args.lr, seed=args.seed, threads=args.threads, init_from=init,
-                         post_filter=(32, 8), lidar_dropout=args.lidar_dropout, checkpoint_every=500,
+                         post_filter=args.post_filter, lidar_dropout=args.lidar_dropout, checkpoint_every=500,
                          data=tuple(f'{s} ({args.map} map)' for s in args.data))
     bank = frame_bank(args.map, args.data)
     print(f'side information {args.map}: {len(bank)} frames -> {args.out}', flush=True)
@@ -127,10 +130,23 @@ def curves(model, frames, kind: str) -> dict:
     return out
 
 
-def bd_map_vs_zeros(arms: dict) -> float:
+def bd_map_vs(arms: dict, anchor: str) -> float:
+    """BD-rate (%) of the 'map' arm against the ``anchor`` arm."""
     rate = {a: [p['bpp'] for p in arms[a]] for a in arms}
     quality = {a: [p['psnr_db'] for p in arms[a]] for a in arms}
-    return metrics.bd_rate(rate['zeros'], quality['zeros'], rate['map'], quality['map']).percent
+    return metrics.bd_rate(rate[anchor], quality[anchor], rate['map'], quality['map']).percent
+
+
+@torch.no_grad()
+def anchor_curve(model, frames) -> list:
+    """One (bpp, PSNR) point per quality of ``model`` on ``frames``, a zeros map if it has a branch."""
+    levels = [[] for _ in range(model.quality_levels)]
+    for frame in frames:
+        depth = np.zeros(frame.image.shape[:2], np.uint8)
+        for q, num_bytes, decoded, *_ in learned_points(model, frame.image, depth, drop_lidar=False):
+            levels[q].append((num_bytes * 8.0 / depth.size, metrics.psnr(frame.image, decoded)))
+    return [{'quality': q, 'bpp': float(np.mean([m[0] for m in points])),
+             'psnr_db': float(np.mean([m[1] for m in points]))} for q, points in enumerate(levels)]
 
 
 def evaluate(args) -> int:
@@ -140,12 +156,23 @@ def evaluate(args) -> int:
         raise SystemExit(f'{args.model} is an image-only model: it has no branch to feed')
     frames = load_synthetic(args.synthetic, args.seed).frames
     arms = curves(model, frames, args.map)
-    bd = bd_map_vs_zeros(arms)
+    bd = bd_map_vs(arms, 'zeros')
     print(f'{args.map} map vs zeros map on both ends: BD-rate {bd:+.2f} %')
-    write_model_result('side_information', args, model, {
-        'map': args.map, 'frames': [f'synthetic seed {args.seed}/{f.name}' for f in frames],
-        'curves': arms, 'bd_rate_map_vs_zeros_percent': bd})
+    result = {'map': args.map, 'frames': [f'synthetic seed {args.seed}/{f.name}' for f in frames],
+              'curves': arms, 'bd_rate_map_vs_zeros_percent': bd}
+    if args.anchor:
+        anchor = load_model(args.anchor).eval()
+        arms['anchor'] = anchor_curve(anchor, frames)
+        result.update(anchor={'model': args.anchor, 'model_id': anchor.metadata['model_id']},
+                      bd_rate_map_vs_anchor_percent=bd_map_vs(arms, 'anchor'))
+        print(f'{args.map} map vs {args.anchor}: BD-rate {result["bd_rate_map_vs_anchor_percent"]:+.2f} %')
+    write_model_result('side_information', args, model, result)
     return 0
+
+
+def _pair(text: str):
+    channels, blocks = (int(v) for v in text.split(','))
+    return channels, blocks
 
 
 def parse_args(argv=None):
@@ -157,6 +184,10 @@ def parse_args(argv=None):
     t.add_argument('--init-from', default=str(REPO / 'models' / 'xmodal-lidar'))
     t.add_argument('--fresh', default='context_mining.', help='re-initialise these parameter prefixes first')
     t.add_argument('--fresh-seed', type=int, default=0)
+    t.add_argument('--from-scratch', action='store_true',
+                   help='start every weight fresh (ignores --init-from and --fresh)')
+    t.add_argument('--post-filter', type=_pair, default=(32, 8), metavar='CHANNELS,BLOCKS',
+                   help='decoder-side post filter of a --from-scratch model (0,0 for none)')
     t.add_argument('--out', required=True)
     t.add_argument('--steps', type=int, default=4000)
     t.add_argument('--batch-size', type=int, default=8)
@@ -172,6 +203,7 @@ def parse_args(argv=None):
     e.add_argument('--seed', type=int, default=4242)
     e.add_argument('--threads', type=int, default=2)
     e.add_argument('--tag', required=True)
+    e.add_argument('--anchor', help='a second model (e.g. a twin) coded on the same frames, zeros map')
     return parser.parse_args(argv)
 
 

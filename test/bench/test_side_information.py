@@ -8,7 +8,8 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / 'bench'))
-from side_information import bd_map_vs_zeros, condition_map, curves, parse_args, with_fresh_parameters  # noqa: E402
+from side_information import (anchor_curve, bd_map_vs, condition_map, curves, parse_args,  # noqa: E402
+                              with_fresh_parameters)
 
 from xmodal_compress_ros.codec.models import LidarConditionedCodec  # noqa: E402
 
@@ -73,14 +74,47 @@ def test_curves_code_each_arm_at_every_quality():
 def test_bd_rate_of_a_map_that_buys_quality_is_negative():
     zeros = [{'bpp': r, 'psnr_db': 30 + 10 * np.log10(r)} for r in (0.1, 0.2, 0.4, 0.8)]
     better = [dict(p, psnr_db=p['psnr_db'] + 0.5) for p in zeros]
-    assert bd_map_vs_zeros({'map': zeros, 'zeros': zeros}) == pytest.approx(0.0, abs=1e-6)
-    assert bd_map_vs_zeros({'map': better, 'zeros': zeros}) < -5
+    assert bd_map_vs({'map': zeros, 'zeros': zeros}, 'zeros') == pytest.approx(0.0, abs=1e-6)
+    assert bd_map_vs({'map': better, 'zeros': zeros}, 'zeros') < -5
+    assert bd_map_vs({'map': zeros, 'anchor': better}, 'anchor') > 5
+
+
+def test_anchor_curve_codes_a_twin_and_a_lidar_model_alike():
+    from xmodal_compress_ros.codec.models import HyperpriorCodec
+
+    torch.manual_seed(0)
+    twin = HyperpriorCodec(N=16, M=24, Nz=8, hyper_hidden=8, lambdas=(0.001, 0.01)).eval()
+    twin.update()
+    lidar = _tiny_model().eval()
+    lidar.update()
+    frames = [_frame(0), _frame(1)]
+    assert [p['quality'] for p in anchor_curve(twin, frames)] == [0, 1]
+    # A LiDAR model as anchor is coded with the zeros map: its curve is the zeros arm.
+    assert anchor_curve(lidar, frames) == curves(lidar, frames, 'edges')['zeros']
 
 
 def test_train_defaults_are_the_synthetic_control_recipe():
     args = parse_args(['train', '--map', 'edges', '--data', 'synthetic:d', '--out', 'o'])
     assert (args.steps, args.batch_size, args.crop, args.lr, args.seed, args.fresh) == \
         (4000, 8, 128, 1e-4, 11, 'context_mining.')
+    assert (args.from_scratch, args.post_filter) == (False, (32, 8))
+    scratch = parse_args(['train', '--map', 'blur', '--data', 'synthetic:d', '--out', 'o', '--from-scratch',
+                          '--post-filter', '0,0'])
+    assert (scratch.from_scratch, scratch.post_filter) == (True, (0, 0))
+
+
+def test_from_scratch_training_starts_every_weight_fresh(tmp_path, monkeypatch):
+    import side_information
+
+    seen = {}
+    monkeypatch.setattr(side_information, 'frame_bank', lambda kind, sources: seen.setdefault('bank', []))
+    monkeypatch.setattr('xmodal_compress_ros.train.loop.train',
+                        lambda config, bank, progress: seen.update(config=config))
+    args = parse_args(['train', '--map', 'blur', '--data', 'synthetic:d', '--out', str(tmp_path / 'o'),
+                       '--from-scratch', '--post-filter', '0,0', '--init-from', str(tmp_path / 'absent')])
+    assert side_information.train(args) == 0
+    assert seen['config'].init_from is None and seen['config'].post_filter == (0, 0)
+    assert not list(tmp_path.iterdir())  # no re-initialised copy of a model was written
 
 
 def test_scan_edges_outline_the_scan_of_a_synthetic_frame():

@@ -11,10 +11,12 @@ image itself and given to both ends in place of the scan's depth-condition map, 
   perfect scan could point to;
 - ``blur``: the image's luminance blurred by a Gaussian of sigma 2 pixels: a low-pass grey image;
 - ``scan-edges``: Canny edges of the scan's dense depth (IP-Basic completion of the projected scan,
-  equalised): the outlines the scan knows, drawn for the branch instead of left for P2I to find.
+  equalised): the outlines the scan knows, drawn for the branch instead of left for P2I to find;
+- ``scan-dense``: that dense depth itself: every pixel gets the depth rank of its surface.
 
 Both oracles hold information the codec otherwise pays for, so a branch that can learn must turn them
-into fewer bits or a better image. ``scan-edges`` is no oracle: both ends can compute it from the scan.
+into fewer bits or a better image. ``scan-edges`` and ``scan-dense`` are no oracles: both ends can
+compute them from the scan.
 
     .venv/bin/python bench/side_information.py train --map edges --data synthetic:DIR [--data ...]
         --init-from models/xmodal-lidar [--fresh context_mining.] --out runs/oracle_edges
@@ -47,7 +49,7 @@ from xmodal_compress_ros.geometry.projection import depth_condition, equalize_de
 from xmodal_compress_ros.train.crops import FrameBank
 from xmodal_compress_ros.train.sources import frames_from_spec
 
-MAPS = ('scan', 'edges', 'blur', 'scan-edges')
+MAPS = ('scan', 'edges', 'blur', 'scan-edges', 'scan-dense')
 # Canny hysteresis thresholds on 8-bit luminance (OpenCV's usual pair).
 CANNY_LOW, CANNY_HIGH = 50, 150
 BLUR_SIGMA = 2.0
@@ -57,9 +59,9 @@ def condition_map(kind: str, frame) -> np.ndarray:
     """The (H, W) uint8 map that replaces the scan's depth-condition map (0 = nothing there)."""
     if kind == 'scan':
         return depth_condition(frame.points, frame.calib)
-    if kind == 'scan-edges':
+    if kind in ('scan-edges', 'scan-dense'):
         dense = equalize_depth(complete_depth(project_to_depth(frame.points, frame.calib)))
-        return cv2.Canny(dense, CANNY_LOW, CANNY_HIGH)
+        return dense if kind == 'scan-dense' else cv2.Canny(dense, CANNY_LOW, CANNY_HIGH)
     grey = cv2.cvtColor(frame.image, cv2.COLOR_RGB2GRAY)
     if kind == 'edges':
         return cv2.Canny(grey, CANNY_LOW, CANNY_HIGH)

@@ -124,3 +124,14 @@ def test_scan_edges_outline_the_scan_of_a_synthetic_frame():
     outline = condition_map('scan-edges', frame)
     assert outline.shape == frame.image.shape[:2] and set(np.unique(outline)) == {0, 255}
     assert 0.001 < (outline > 0).mean() < 0.05  # lines, not areas
+
+
+def test_scan_dense_fills_the_scanned_part_of_a_synthetic_frame():
+    from xmodal_compress_ros.bench.sources import load_synthetic
+
+    frame = load_synthetic(1, 3).frames[0]
+    sparse, dense = condition_map('scan', frame), condition_map('scan-dense', frame)
+    assert dense.shape == sparse.shape and dense.dtype == np.uint8
+    assert (dense > 0).mean() > 5 * (sparse > 0).mean()  # an area, not scan lines
+    rows = slice(frame.image.shape[0] // 2, None)  # the lower half, under the horizon, is all scanned
+    assert (dense[rows] > 0).mean() > 0.95

@@ -105,6 +105,7 @@ def train(args) -> int:
     config = TrainConfig(arch='xmodal-lidar', out=args.out, steps=args.steps, batch_size=args.batch_size,
                          crop=args.crop, lr=args.lr, seed=args.seed, threads=args.threads, init_from=init,
                          post_filter=args.post_filter, lidar_dropout=args.lidar_dropout, checkpoint_every=500,
+                         prediction_loss=args.prediction_loss,
                          data=tuple(f'{s} ({args.map} map)' for s in args.data))
     bank = frame_bank(args.map, args.data)
     print(f'side information {args.map}: {len(bank)} frames -> {args.out}', flush=True)
@@ -196,6 +197,7 @@ def parse_args(argv=None):
     t.add_argument('--crop', type=int, default=128)
     t.add_argument('--lr', type=float, default=1e-4)
     t.add_argument('--lidar-dropout', type=float, default=0.1)
+    t.add_argument('--prediction-loss', default='affine', choices=('affine', 'correlation'))
     t.add_argument('--seed', type=int, default=11)
     t.add_argument('--threads', type=int, default=1)
     e = sub.add_parser('eval', help='the map against the zeros map on held-out synthetic frames')

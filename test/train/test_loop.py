@@ -9,7 +9,8 @@ from xmodal_compress_ros.codec.model_io import load_model, read_metadata
 from xmodal_compress_ros.errors import DatasetError, ModelFileError
 from xmodal_compress_ros.train.crops import FrameBank
 from xmodal_compress_ros.train.loop import TrainConfig, train
-from xmodal_compress_ros.train.losses import affine_invariant_mse, colour_randomised_target, rd_loss
+from xmodal_compress_ros.train.losses import (affine_invariant_mse, colour_randomised_target, correlation_loss,
+                                             rd_loss)
 
 TINY = dict(N=16, M=24, Nz=8, hyper_hidden=8, batch_size=2, crop=64, checkpoint_every=2, threads=1)
 
@@ -65,6 +66,38 @@ def test_prediction_loss_rewards_structure_under_any_colouring():
     # What the plain MSE did: averaged over colourings, flat grey beats the true structure.
     plain = [(torch.full_like(x, 0.5) - t).square().mean() - (x - t).square().mean() for t in targets]
     assert sum(plain) < 0
+
+
+def test_correlation_loss_is_colour_invariant_and_keeps_a_gradient_where_the_affine_one_vanishes():
+    gen = torch.Generator().manual_seed(1)
+    x = (0.5 + 0.05 * torch.randn(8, 3, 32, 32, generator=gen)).clamp(0.3, 0.7)
+    for seed in range(4):
+        target = colour_randomised_target(x, torch.Generator().manual_seed(seed))
+        variance = target.flatten(2).var(dim=-1, unbiased=False).mean().item()
+        assert correlation_loss(x, target).item() < 1e-3 * variance
+        assert correlation_loss(1.0 - x, target).item() < 1e-3 * variance
+        assert correlation_loss(torch.full_like(x, 0.5), target).item() == pytest.approx(variance, rel=1e-4)
+    # A prediction unrelated to the target: both losses near var(t), but only |r| still pulls.
+    target = colour_randomised_target(x, torch.Generator().manual_seed(0))
+    unrelated = torch.randn(x.shape, generator=gen).requires_grad_()
+    grads = []
+    for loss in (affine_invariant_mse, correlation_loss):
+        unrelated.grad = None
+        loss(unrelated, target).backward()
+        grads.append(unrelated.grad.norm().item())
+    assert grads[1] > 10 * grads[0]
+
+
+def test_train_uses_the_chosen_prediction_loss(monkeypatch, tmp_path):
+    import xmodal_compress_ros.train.loop as loop
+
+    seen = []
+    real = loop.rd_loss
+    monkeypatch.setattr(loop, 'rd_loss', lambda *a: seen.append(a[-1]) or real(*a))
+    train(TrainConfig(arch='xmodal-lidar', out=str(tmp_path / 'm'), steps=1, prediction_loss='correlation',
+                      **TINY), _bank(), progress=False)
+    assert seen == ['correlation']
+    assert read_metadata(tmp_path / 'm')['training']['config']['prediction_loss'] == 'correlation'
 
 
 @pytest.mark.parametrize('arch', ['xmodal-hyperprior', 'xmodal-lidar'])

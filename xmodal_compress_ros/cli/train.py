@@ -23,6 +23,9 @@ def add_arguments(parser) -> None:
     parser.add_argument('--lidar-dropout', type=float, default=d.lidar_dropout)
     parser.add_argument('--alpha', type=float, default=d.alpha,
                         help='initial P2I loss weight (annealed to 0)')
+    parser.add_argument('--prediction-loss', default=d.prediction_loss, choices=('affine', 'correlation'),
+                        help='P2I loss: affine-invariant MSE, or var(t)(1-|r|), whose gradient does not '
+                             'vanish for an uncorrelated prediction (docs/method.md, P2I)')
     parser.add_argument('--checkpoint-every', type=int, default=d.checkpoint_every)
     parser.add_argument('--seed', type=int, default=d.seed)
     parser.add_argument('--threads', type=int, default=d.threads, help='torch CPU threads')
@@ -63,6 +66,7 @@ def main(args) -> int:
         arch=args.arch, out=args.out, steps=args.steps, batch_size=args.batch_size, crop=args.crop,
         lr=args.lr, N=args.N, M=args.M, fusion=args.fusion, conditioning=args.conditioning,
         hyper_refiner=not args.no_hyper_refiner, lidar_dropout=args.lidar_dropout, alpha=args.alpha,
+        prediction_loss=args.prediction_loss,
         checkpoint_every=args.checkpoint_every, seed=args.seed, threads=args.threads,
         init_from=args.init_from, resume=args.resume, data=tuple(args.data), device=args.device,
         amp=args.amp, post_filter=post_filter, train_only=args.train_only,

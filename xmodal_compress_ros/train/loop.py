@@ -34,7 +34,8 @@ class TrainConfig:
     zero), a model of the same architecture continues from its weights (fresh optimizer).
     ``lidar_dropout``: probability that the decoder side of a sample sees the zeros map (half of
     those samples lose the map at the encoder too). ``alpha``: initial weight of the P2I loss,
-    annealed linearly to 0 over the run. The learning rate drops tenfold for the last 10% of steps.
+    annealed linearly to 0 over the run; ``prediction_loss``: which P2I loss it weighs
+    (``losses.PREDICTION_LOSSES``). The learning rate drops tenfold for the last 10% of steps.
     ``device``: 'cpu' or a CUDA device; on CUDA the frames stay resident on the GPU, TF32 is on, and
     ``amp='bf16'`` runs the transforms under bfloat16 autocast (the rate terms stay float32).
     ``post_filter``: (channels, blocks) of the decoder-side post filter, (0, 0) for none.
@@ -63,6 +64,7 @@ class TrainConfig:
     hyper_refiner: bool = True
     lidar_dropout: float = 0.1
     alpha: float = 5.0
+    prediction_loss: str = 'affine'
     grad_clip: float = 1.0
     checkpoint_every: int = 200
     seed: int = 0
@@ -230,7 +232,8 @@ def train(config: TrainConfig, bank: FrameBank, progress: bool = True,
         quality = torch.from_numpy(levels[rng.integers(len(levels), size=config.batch_size)]).to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.amp == 'bf16'):
             result, target = _forward(model, x, depth, quality, config, rng)
-        terms = rd_loss(x, _float32(result), lambdas[quality], _alpha_at(config, step), target)
+        terms = rd_loss(x, _float32(result), lambdas[quality], _alpha_at(config, step), target,
+                        config.prediction_loss)
         optimizer.zero_grad(set_to_none=True)
         terms['loss'].backward()
         torch.nn.utils.clip_grad_norm_(parameters, config.grad_clip)

@@ -29,11 +29,13 @@ with ``--from-scratch`` every weight starts fresh, so the branch and the transfo
 ``eval`` codes the first ``--synthetic`` frames of the drive of ``--seed`` (the benchmark's held-out
 scene, 4242) at every quality, once with the map on both ends and once with the zeros map on both ends,
 and writes ``bench/results/side_information_<tag>.json`` with the BD-rate of the map against the zeros;
-``--anchor MODEL`` (e.g. that twin) adds its curve on the same frames and the map's BD-rate against it.
+``--anchor MODEL`` (repeatable: that twin, or the same network trained with ``xmodal train
+--conditioning zeros``) adds each anchor's curve on the same frames and the map's BD-rate against it.
 """
 import argparse
 import json
 import sys
+from typing import Optional
 
 import cv2
 import numpy as np
@@ -133,11 +135,12 @@ def curves(model, frames, kind: str) -> dict:
     return out
 
 
-def bd_map_vs(arms: dict, anchor: str) -> float:
-    """BD-rate (%) of the 'map' arm against the ``anchor`` arm."""
+def bd_map_vs(arms: dict, anchor: str) -> metrics.BDResult:
+    """BD-rate of the 'map' arm against the ``anchor`` arm (``percent`` None where the curves do not
+    allow one; ``overlap`` the PSNR range it averages over)."""
     rate = {a: [p['bpp'] for p in arms[a]] for a in arms}
     quality = {a: [p['psnr_db'] for p in arms[a]] for a in arms}
-    return metrics.bd_rate(rate[anchor], quality[anchor], rate['map'], quality['map']).percent
+    return metrics.bd_rate(rate[anchor], quality[anchor], rate['map'], quality['map'])
 
 
 @torch.no_grad()
@@ -160,17 +163,23 @@ def evaluate(args) -> int:
     frames = load_synthetic(args.synthetic, args.seed).frames
     arms = curves(model, frames, args.map)
     bd = bd_map_vs(arms, 'zeros')
-    print(f'{args.map} map vs zeros map on both ends: BD-rate {bd:+.2f} %')
+    print(f'{args.map} map vs zeros map on both ends: BD-rate {_percent(bd.percent)}')
     result = {'map': args.map, 'frames': [f'synthetic seed {args.seed}/{f.name}' for f in frames],
-              'curves': arms, 'bd_rate_map_vs_zeros_percent': bd}
-    if args.anchor:
-        anchor = load_model(args.anchor).eval()
-        arms['anchor'] = anchor_curve(anchor, frames)
-        result.update(anchor={'model': args.anchor, 'model_id': anchor.metadata['model_id']},
-                      bd_rate_map_vs_anchor_percent=bd_map_vs(arms, 'anchor'))
-        print(f'{args.map} map vs {args.anchor}: BD-rate {result["bd_rate_map_vs_anchor_percent"]:+.2f} %')
+              'curves': arms, 'bd_rate_map_vs_zeros_percent': bd.percent}
+    result['anchors'] = []
+    for stem in args.anchor:
+        anchor = load_model(stem).eval()
+        arms[f'anchor:{stem}'] = anchor_curve(anchor, frames)
+        bd = bd_map_vs(arms, f'anchor:{stem}')
+        result['anchors'].append({'model': stem, 'model_id': anchor.metadata['model_id'],
+                                  'bd_rate_map_vs_anchor_percent': bd.percent, 'overlap_psnr_db': bd.overlap})
+        print(f'{args.map} map vs {stem}: BD-rate {_percent(bd.percent)} over {bd.overlap} dB')
     write_model_result('side_information', args, model, result)
     return 0
+
+
+def _percent(value: Optional[float]) -> str:
+    return 'n/a (curves do not overlap)' if value is None else f'{value:+.2f} %'
 
 
 def _pair(text: str):
@@ -207,7 +216,8 @@ def parse_args(argv=None):
     e.add_argument('--seed', type=int, default=4242)
     e.add_argument('--threads', type=int, default=2)
     e.add_argument('--tag', required=True)
-    e.add_argument('--anchor', help='a second model (e.g. a twin) coded on the same frames, zeros map')
+    e.add_argument('--anchor', action='append', default=[],
+                   help='another model (e.g. a twin) coded on the same frames with the zeros map; repeatable')
     return parser.parse_args(argv)
 
 

@@ -74,9 +74,9 @@ def test_curves_code_each_arm_at_every_quality():
 def test_bd_rate_of_a_map_that_buys_quality_is_negative():
     zeros = [{'bpp': r, 'psnr_db': 30 + 10 * np.log10(r)} for r in (0.1, 0.2, 0.4, 0.8)]
     better = [dict(p, psnr_db=p['psnr_db'] + 0.5) for p in zeros]
-    assert bd_map_vs({'map': zeros, 'zeros': zeros}, 'zeros') == pytest.approx(0.0, abs=1e-6)
-    assert bd_map_vs({'map': better, 'zeros': zeros}, 'zeros') < -5
-    assert bd_map_vs({'map': zeros, 'anchor': better}, 'anchor') > 5
+    assert bd_map_vs({'map': zeros, 'zeros': zeros}, 'zeros').percent == pytest.approx(0.0, abs=1e-6)
+    assert bd_map_vs({'map': better, 'zeros': zeros}, 'zeros').percent < -5
+    assert bd_map_vs({'map': zeros, 'anchor': better}, 'anchor').percent > 5
 
 
 def test_anchor_curve_codes_a_twin_and_a_lidar_model_alike():
@@ -135,3 +135,26 @@ def test_scan_dense_fills_the_scanned_part_of_a_synthetic_frame():
     assert (dense > 0).mean() > 5 * (sparse > 0).mean()  # an area, not scan lines
     rows = slice(frame.image.shape[0] // 2, None)  # the lower half, under the horizon, is all scanned
     assert (dense[rows] > 0).mean() > 0.95
+
+
+def test_eval_reports_the_map_against_every_anchor(monkeypatch):
+    import side_information
+
+    torch.manual_seed(0)  # four levels: a BD-rate needs four points
+    lidar = LidarConditionedCodec(N=16, M=24, Nz=8, hyper_hidden=8, ctx_ch=(4, 8, 8), p2i_ch=8,
+                                  lambdas=(0.001, 0.004, 0.016, 0.064)).eval()
+    lidar.update()
+    lidar.metadata = {'model_id': 'tiny'}
+    monkeypatch.setattr(side_information, 'load_synthetic',
+                        lambda count, seed: SimpleNamespace(frames=[_frame(0), _frame(1)]))
+    monkeypatch.setattr(side_information, 'load_model', lambda stem: lidar)
+    written = {}
+    monkeypatch.setattr(side_information, 'write_model_result',
+                        lambda kind, args, model, fields: written.update(fields))
+    args = parse_args(['eval', '--map', 'edges', '--model', 'm', '--tag', 't', '--anchor', 'a', '--anchor', 'b'])
+    assert side_information.evaluate(args) == 0
+    assert [a['model'] for a in written['anchors']] == ['a', 'b']
+    # The model as its own anchor is coded with the zeros map, so the BD-rate equals the zeros arm's.
+    for anchor in written['anchors']:
+        assert anchor['bd_rate_map_vs_anchor_percent'] == written['bd_rate_map_vs_zeros_percent']
+    assert written['curves']['anchor:a'] == written['curves']['zeros']

@@ -116,23 +116,35 @@ def train(args) -> int:
 
 
 @torch.no_grad()
-def curves(model, frames, kind: str) -> dict:
-    """Per arm ('map', 'zeros'): one (bpp, PSNR) point per quality, averaged over ``frames``; bits are
-    the image's z and y streams, and the arm's map is on both ends."""
-    measured = {arm: [[] for _ in range(model.quality_levels)] for arm in ('map', 'zeros')}
+def curve(model, frames, maps) -> list:
+    """One (bpp, PSNR) point per quality of ``model``, averaged over ``frames``, each frame coded with
+    ``maps(frame)`` on both ends; bits are the image's z and y streams."""
+    levels = [[] for _ in range(model.quality_levels)]
     for frame in frames:
-        cmap = condition_map(kind, frame)
-        pixels = cmap.size
-        for arm, depth in (('map', cmap), ('zeros', np.zeros_like(cmap))):
-            for q, num_bytes, decoded, *_ in learned_points(model, frame.image, depth, drop_lidar=False):
-                measured[arm][q].append((num_bytes * 8.0 / pixels, metrics.psnr(frame.image, decoded)))
-    out = {}
-    for arm, levels in measured.items():
-        out[arm] = [{'quality': q, 'bpp': float(np.mean([m[0] for m in points])),
-                     'psnr_db': float(np.mean([m[1] for m in points]))} for q, points in enumerate(levels)]
-        for point in out[arm]:
+        depth = maps(frame)
+        for q, num_bytes, decoded, *_ in learned_points(model, frame.image, depth, drop_lidar=False):
+            levels[q].append((num_bytes * 8.0 / depth.size, metrics.psnr(frame.image, decoded)))
+    return [{'quality': q, 'bpp': float(np.mean([m[0] for m in points])),
+             'psnr_db': float(np.mean([m[1] for m in points]))} for q, points in enumerate(levels)]
+
+
+def _zeros(frame) -> np.ndarray:
+    return np.zeros(frame.image.shape[:2], np.uint8)
+
+
+def curves(model, frames, kind: str) -> dict:
+    """Per arm: 'map' (the ``kind`` map on both ends) and 'zeros' (the zeros map on both ends)."""
+    out = {'map': curve(model, frames, lambda frame: condition_map(kind, frame)),
+           'zeros': curve(model, frames, _zeros)}
+    for arm, points in out.items():
+        for point in points:
             print(arm, json.dumps(point), flush=True)
     return out
+
+
+def anchor_curve(model, frames) -> list:
+    """``model``'s curve on ``frames``, with the zeros map if it has a branch."""
+    return curve(model, frames, _zeros)
 
 
 def bd_map_vs(arms: dict, anchor: str) -> metrics.BDResult:
@@ -141,18 +153,6 @@ def bd_map_vs(arms: dict, anchor: str) -> metrics.BDResult:
     rate = {a: [p['bpp'] for p in arms[a]] for a in arms}
     quality = {a: [p['psnr_db'] for p in arms[a]] for a in arms}
     return metrics.bd_rate(rate[anchor], quality[anchor], rate['map'], quality['map'])
-
-
-@torch.no_grad()
-def anchor_curve(model, frames) -> list:
-    """One (bpp, PSNR) point per quality of ``model`` on ``frames``, a zeros map if it has a branch."""
-    levels = [[] for _ in range(model.quality_levels)]
-    for frame in frames:
-        depth = np.zeros(frame.image.shape[:2], np.uint8)
-        for q, num_bytes, decoded, *_ in learned_points(model, frame.image, depth, drop_lidar=False):
-            levels[q].append((num_bytes * 8.0 / depth.size, metrics.psnr(frame.image, decoded)))
-    return [{'quality': q, 'bpp': float(np.mean([m[0] for m in points])),
-             'psnr_db': float(np.mean([m[1] for m in points]))} for q, points in enumerate(levels)]
 
 
 def evaluate(args) -> int:

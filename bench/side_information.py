@@ -44,11 +44,13 @@ import torch
 from eval_codec import REPO, learned_points, write_model_result
 from xmodal_compress_ros.bench import metrics
 from xmodal_compress_ros.bench.sources import load_synthetic
+from xmodal_compress_ros.cli.train import post_filter_sizes
 from xmodal_compress_ros.codec.model_io import load_model, read_metadata, save_model
 from xmodal_compress_ros.codec.models import get_model_class
 from xmodal_compress_ros.geometry.depth_completion import complete_depth
 from xmodal_compress_ros.geometry.projection import depth_condition, equalize_depth, project_to_depth
 from xmodal_compress_ros.train.crops import FrameBank
+from xmodal_compress_ros.train.losses import PREDICTION_LOSSES
 from xmodal_compress_ros.train.sources import frames_from_spec
 
 MAPS = ('scan', 'edges', 'blur', 'scan-edges', 'scan-dense')
@@ -182,11 +184,6 @@ def _percent(value: Optional[float]) -> str:
     return 'n/a (curves do not overlap)' if value is None else f'{value:+.2f} %'
 
 
-def _pair(text: str):
-    channels, blocks = (int(v) for v in text.split(','))
-    return channels, blocks
-
-
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     sub = parser.add_subparsers(dest='command', required=True)
@@ -198,7 +195,7 @@ def parse_args(argv=None):
     t.add_argument('--fresh-seed', type=int, default=0)
     t.add_argument('--from-scratch', action='store_true',
                    help='start every weight fresh (ignores --init-from and --fresh)')
-    t.add_argument('--post-filter', type=_pair, default=(32, 8), metavar='CHANNELS,BLOCKS',
+    t.add_argument('--post-filter', type=post_filter_sizes, default=(32, 8), metavar='CHANNELS,BLOCKS',
                    help='decoder-side post filter of a --from-scratch model (0,0 for none)')
     t.add_argument('--out', required=True)
     t.add_argument('--steps', type=int, default=4000)
@@ -206,7 +203,7 @@ def parse_args(argv=None):
     t.add_argument('--crop', type=int, default=128)
     t.add_argument('--lr', type=float, default=1e-4)
     t.add_argument('--lidar-dropout', type=float, default=0.1)
-    t.add_argument('--prediction-loss', default='affine', choices=('affine', 'correlation'))
+    t.add_argument('--prediction-loss', default='affine', choices=tuple(PREDICTION_LOSSES))
     t.add_argument('--seed', type=int, default=11)
     t.add_argument('--threads', type=int, default=1)
     e = sub.add_parser('eval', help='the map against the zeros map on held-out synthetic frames')

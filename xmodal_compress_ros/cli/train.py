@@ -4,6 +4,7 @@ HELP = 'train a learned image codec (image-only twin or LiDAR-conditioned) and e
 
 def add_arguments(parser) -> None:
     from xmodal_compress_ros.train.loop import TrainConfig
+    from xmodal_compress_ros.train.losses import PREDICTION_LOSSES
 
     d = TrainConfig()
     parser.add_argument('--arch', default=d.arch, help='registered architecture: xmodal-hyperprior | xmodal-lidar')
@@ -23,7 +24,7 @@ def add_arguments(parser) -> None:
     parser.add_argument('--lidar-dropout', type=float, default=d.lidar_dropout)
     parser.add_argument('--alpha', type=float, default=d.alpha,
                         help='initial P2I loss weight (annealed to 0)')
-    parser.add_argument('--prediction-loss', default=d.prediction_loss, choices=('affine', 'correlation'),
+    parser.add_argument('--prediction-loss', default=d.prediction_loss, choices=tuple(PREDICTION_LOSSES),
                         help='P2I loss: affine-invariant MSE, or var(t)(1-|r|), whose gradient does not '
                              'vanish for an uncorrelated prediction (docs/method.md, P2I)')
     parser.add_argument('--checkpoint-every', type=int, default=d.checkpoint_every)
@@ -61,7 +62,7 @@ def main(args) -> int:
     if args.steps < 1 or args.batch_size < 1 or args.crop < 64 or args.crop % 64:
         raise DatasetError(f'--steps {args.steps} and --batch-size {args.batch_size} must be >= 1 and --crop '
                            f'{args.crop} a multiple of 64')
-    post_filter = _post_filter(args.post_filter)
+    post_filter = post_filter_sizes(args.post_filter)
     config = TrainConfig(
         arch=args.arch, out=args.out, steps=args.steps, batch_size=args.batch_size, crop=args.crop,
         lr=args.lr, N=args.N, M=args.M, fusion=args.fusion, conditioning=args.conditioning,
@@ -84,7 +85,7 @@ def main(args) -> int:
     return 0
 
 
-def _post_filter(text: str):
+def post_filter_sizes(text: str):
     """``--post-filter CHANNELS,BLOCKS`` as a pair of ints >= 0."""
     from xmodal_compress_ros.errors import DatasetError
 

@@ -40,10 +40,7 @@ def affine_invariant_mse(prediction: torch.Tensor, target: torch.Tensor, eps: fl
     this loss contrast, brightness and inversion cost nothing and a constant costs the target's full
     variance, so only structure lowers it.
     """
-    p = prediction.flatten(2)
-    t = target.flatten(2)
-    p = p - p.mean(dim=-1, keepdim=True)
-    t = t - t.mean(dim=-1, keepdim=True)
+    p, t = _centred(prediction), _centred(target)
     gain = (p * t).mean(dim=-1, keepdim=True) / (p.square().mean(dim=-1, keepdim=True) + eps)
     return (t - gain * p).square().mean()
 
@@ -58,13 +55,16 @@ def correlation_loss(prediction: torch.Tensor, target: torch.Tensor, eps: float 
     keeps the invariance to contrast, brightness and inversion, and its gradient does not vanish as
     ``r`` goes to 0. Both losses are ``var(t)`` for an unrelated prediction and 0 for a perfect one.
     """
-    p = prediction.flatten(2)
-    t = target.flatten(2)
-    p = p - p.mean(dim=-1, keepdim=True)
-    t = t - t.mean(dim=-1, keepdim=True)
+    p, t = _centred(prediction), _centred(target)
     var_t = t.square().mean(dim=-1)
     r = (p * t).mean(dim=-1) / (p.square().mean(dim=-1).sqrt() * var_t.sqrt() + eps)
     return (var_t * (1.0 - r.abs())).mean()
+
+
+def _centred(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, H*W) with each sample's and channel's mean removed."""
+    x = x.flatten(2)
+    return x - x.mean(dim=-1, keepdim=True)
 
 
 PREDICTION_LOSSES = {'affine': affine_invariant_mse, 'correlation': correlation_loss}

@@ -47,7 +47,7 @@ from xmodal_compress_ros.codec.model_io import load_model
 from xmodal_compress_ros.codec.post_filter import PostFilter
 from xmodal_compress_ros.data.kitti import KittiObjectDataset
 from xmodal_compress_ros.geometry.depth_completion import complete_depth
-from xmodal_compress_ros.geometry.projection import equalize_depth, project_points_indexed, project_to_depth
+from xmodal_compress_ros.geometry.projection import equalize_depth, project_to_depth, reflectance_map
 
 #: Each arm and the scan channels (0: sparse depth, 1: reflectance, 2: dense depth) it sees.
 ARMS = {'depth+reflectance+dense': (0, 1, 2), 'depth+reflectance': (0, 1), 'dense': (2,), 'zeros': ()}
@@ -73,22 +73,6 @@ class ScanPostFilter(nn.Module):
         out = self.filter(F.pad(decoded, pad, mode='replicate'), quality.reshape(-1, 1),
                           F.pad(side, pad, mode='replicate'))
         return out[..., :height, :width]
-
-
-def reflectance_map(points: np.ndarray, calib) -> np.ndarray:
-    """uint8 (H, W): 255 x the reflectance of each pixel's nearest point (clipped to [0, 1]), 0 where
-    no point lands; the pixels and the nearest point as in :func:`project_to_depth`."""
-    height, width = calib.height, calib.width
-    points = np.asarray(points, np.float64)
-    if len(points) == 0 or points.shape[1] < 4:
-        return np.zeros((height, width), np.uint8)
-    u, v, depth, rows = project_points_indexed(points, calib)
-    # Farthest first, so that the nearest point's write lands last.
-    far_first = np.argsort(-depth, kind='stable')
-    out = np.zeros(height * width, np.uint8)
-    value = np.rint(255.0 * np.clip(np.nan_to_num(points[rows[far_first], 3]), 0.0, 1.0)).astype(np.uint8)
-    out[v[far_first] * width + u[far_first]] = np.maximum(value, 1)
-    return out.reshape(height, width)
 
 
 def scan_maps(frame) -> np.ndarray:

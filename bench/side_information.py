@@ -12,11 +12,13 @@ image itself and given to both ends in place of the scan's depth-condition map, 
 - ``blur``: the image's luminance blurred by a Gaussian of sigma 2 pixels: a low-pass grey image;
 - ``scan-edges``: Canny edges of the scan's dense depth (IP-Basic completion of the projected scan,
   equalised): the outlines the scan knows, drawn for the branch instead of left for P2I to find;
-- ``scan-dense``: that dense depth itself: every pixel gets the depth rank of its surface.
+- ``scan-dense``: that dense depth itself: every pixel gets the depth rank of its surface;
+- ``scan-reflectance``: the scan's reflectance (the intensity channel the LiDAR packet already carries)
+  at the pixels where the depth map has a point: what the surface is made of, not where it is.
 
 Both oracles hold information the codec otherwise pays for, so a branch that can learn must turn them
 into fewer bits or a better image. ``scan-edges`` and ``scan-dense`` are no oracles: both ends can
-compute them from the scan.
+compute them (and ``scan-reflectance``) from the scan.
 
     .venv/bin/python bench/side_information.py train --map edges --data synthetic:DIR [--data ...]
         --init-from models/xmodal-lidar [--fresh context_mining.] --out runs/oracle_edges
@@ -27,7 +29,7 @@ trained models have shrunk to near-zero features) and then continues the model l
 with ``--from-scratch`` every weight starts fresh, so the branch and the transforms learn together
 (compare with a twin trained from scratch on the same crops: ``xmodal train --arch xmodal-hyperprior``).
 ``eval`` codes the first ``--synthetic`` frames of the drive of ``--seed`` (the benchmark's held-out
-scene, 4242) at every quality, once with the map on both ends and once with the zeros map on both ends,
+scene, 4242), or with ``--kitti`` the held-out KITTI frames of bench/eval_codec.py, at every quality, once with the map on both ends and once with the zeros map on both ends,
 and writes ``bench/results/side_information_<tag>.json`` with the BD-rate of the map against the zeros;
 ``--anchor MODEL`` (repeatable: that twin, or the same network trained with ``xmodal train
 --conditioning zeros``) adds each anchor's curve on the same frames and the map's BD-rate against it.
@@ -41,19 +43,20 @@ import cv2
 import numpy as np
 import torch
 
-from eval_codec import REPO, learned_points, write_model_result
+from eval_codec import REPO, held_out_frames, learned_points, write_model_result
 from xmodal_compress_ros.bench import metrics
 from xmodal_compress_ros.bench.sources import load_synthetic
 from xmodal_compress_ros.cli.train import post_filter_sizes
 from xmodal_compress_ros.codec.model_io import load_model, read_metadata, save_model
 from xmodal_compress_ros.codec.models import get_model_class
 from xmodal_compress_ros.geometry.depth_completion import complete_depth
-from xmodal_compress_ros.geometry.projection import depth_condition, equalize_depth, project_to_depth
+from xmodal_compress_ros.geometry.projection import (depth_condition, equalize_depth, project_to_depth,
+                                                      reflectance_map)
 from xmodal_compress_ros.train.crops import FrameBank
 from xmodal_compress_ros.train.losses import PREDICTION_LOSSES
 from xmodal_compress_ros.train.sources import frames_from_spec
 
-MAPS = ('scan', 'edges', 'blur', 'scan-edges', 'scan-dense')
+MAPS = ('scan', 'edges', 'blur', 'scan-edges', 'scan-dense', 'scan-reflectance')
 # Canny hysteresis thresholds on 8-bit luminance (OpenCV's usual pair).
 CANNY_LOW, CANNY_HIGH = 50, 150
 BLUR_SIGMA = 2.0
@@ -63,6 +66,8 @@ def condition_map(kind: str, frame) -> np.ndarray:
     """The (H, W) uint8 map that replaces the scan's depth-condition map (0 = nothing there)."""
     if kind == 'scan':
         return depth_condition(frame.points, frame.calib)
+    if kind == 'scan-reflectance':
+        return reflectance_map(frame.points, frame.calib)
     if kind in ('scan-edges', 'scan-dense'):
         dense = equalize_depth(complete_depth(project_to_depth(frame.points, frame.calib)))
         return dense if kind == 'scan-dense' else cv2.Canny(dense, CANNY_LOW, CANNY_HIGH)
@@ -157,16 +162,25 @@ def bd_map_vs(arms: dict, anchor: str) -> metrics.BDResult:
     return metrics.bd_rate(rate[anchor], quality[anchor], rate['map'], quality['map'])
 
 
+def evaluation_frames(args) -> tuple:
+    """(names, frames): the held-out KITTI frames with ``--kitti``, else the synthetic drive's."""
+    if args.kitti:
+        named = list(held_out_frames(args.raw_stride))
+        return [name for name, _ in named], [frame for _, frame in named]
+    frames = load_synthetic(args.synthetic, args.seed).frames
+    return [f'synthetic seed {args.seed}/{f.name}' for f in frames], frames
+
+
 def evaluate(args) -> int:
     torch.set_num_threads(args.threads)
     model = load_model(args.model).eval()
     if not model.uses_lidar:
         raise SystemExit(f'{args.model} is an image-only model: it has no branch to feed')
-    frames = load_synthetic(args.synthetic, args.seed).frames
+    names, frames = evaluation_frames(args)
     arms = curves(model, frames, args.map)
     bd = bd_map_vs(arms, 'zeros')
     print(f'{args.map} map vs zeros map on both ends: BD-rate {_percent(bd.percent)}')
-    result = {'map': args.map, 'frames': [f'synthetic seed {args.seed}/{f.name}' for f in frames],
+    result = {'map': args.map, 'frames': names,
               'curves': arms, 'bd_rate_map_vs_zeros_percent': bd.percent}
     result['anchors'] = []
     for stem in args.anchor:
@@ -206,11 +220,14 @@ def parse_args(argv=None):
     t.add_argument('--prediction-loss', default='affine', choices=tuple(PREDICTION_LOSSES))
     t.add_argument('--seed', type=int, default=11)
     t.add_argument('--threads', type=int, default=1)
-    e = sub.add_parser('eval', help='the map against the zeros map on held-out synthetic frames')
+    e = sub.add_parser('eval', help='the map against the zeros map on held-out frames')
     e.add_argument('--map', choices=MAPS, required=True)
     e.add_argument('--model', required=True)
     e.add_argument('--synthetic', type=int, default=10)
     e.add_argument('--seed', type=int, default=4242)
+    e.add_argument('--kitti', action='store_true',
+                   help='the held-out KITTI frames of bench/eval_codec.py instead of the synthetic drive')
+    e.add_argument('--raw-stride', type=int, default=5, help='with --kitti: every n-th kitti_raw frame')
     e.add_argument('--threads', type=int, default=2)
     e.add_argument('--tag', required=True)
     e.add_argument('--anchor', action='append', default=[],

@@ -7,10 +7,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / 'bench'))
-from lidar_postfilter import ARMS, ScanPostFilter, batches, reflectance_map, train_arms, visible  # noqa: E402
+from lidar_postfilter import ARMS, ScanPostFilter, batches, train_arms, visible  # noqa: E402
 
-from xmodal_compress_ros.geometry.calibration import Calibration  # noqa: E402
-from xmodal_compress_ros.geometry.projection import project_to_depth  # noqa: E402
 
 TRAINING = Namespace(seed=0, channels=8, blocks=1, lr=3e-3, steps=200, batch=4, crop=32)
 
@@ -64,19 +62,6 @@ def test_no_arm_gains_from_scan_maps_unrelated_to_the_error():
     _, mse = train_arms(_entries(4, error_channel=None), TRAINING, levels=2)
     assert set(mse) == set(ARMS)
     assert max(mse.values()) - min(mse.values()) < 0.2 * mse['zeros'], mse
-
-
-def test_the_reflectance_map_holds_the_nearest_points_reflectance_where_the_depth_map_has_a_point():
-    K = np.array([[50.0, 0, 16], [0, 50.0, 12], [0, 0, 1]])
-    calib = Calibration(width=32, height=24, K=K, P=np.hstack([K, np.zeros((3, 1))]), T_cam_lidar=np.eye(4))
-    # Two points on one pixel (the nearer one's reflectance wins), one elsewhere, one behind the camera.
-    points = np.array([[0.0, 0.0, 10.0, 0.9], [0.0, 0.0, 5.0, 0.2], [1.0, 0.5, 8.0, 0.0],
-                       [0.0, 0.0, -3.0, 0.7]], np.float32)
-    reflectance = reflectance_map(points, calib)
-    assert np.array_equal(reflectance > 0, project_to_depth(points, calib) > 0)
-    assert reflectance[12, 16] == 51                 # round(0.2 x 255), the nearer point's
-    assert reflectance[15, 22] == 1                  # zero reflectance still marks a point
-    assert reflectance.sum() == 52
 
 
 def _entries(count, error_channel, size=48, seed=0):

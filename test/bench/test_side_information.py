@@ -158,3 +158,25 @@ def test_eval_reports_the_map_against_every_anchor(monkeypatch):
     for anchor in written['anchors']:
         assert anchor['bd_rate_map_vs_anchor_percent'] == written['bd_rate_map_vs_zeros_percent']
     assert written['curves']['anchor:a'] == written['curves']['zeros']
+
+
+def test_scan_reflectance_marks_the_depth_maps_pixels_with_the_scans_reflectance():
+    from xmodal_compress_ros.bench.sources import load_synthetic
+
+    frame = load_synthetic(1, 3).frames[0]
+    depth, reflectance = condition_map('scan', frame), condition_map('scan-reflectance', frame)
+    assert np.array_equal(reflectance > 0, depth > 0)
+    # Materials differ (asphalt, markings, cars), so the map is no copy of the depth ranks.
+    assert len(np.unique(reflectance[reflectance > 0])) > 10
+    assert abs(np.corrcoef(reflectance[depth > 0], depth[depth > 0])[0, 1]) < 0.9
+
+
+def test_eval_with_kitti_codes_the_held_out_kitti_frames(monkeypatch):
+    import side_information
+
+    named = [('kitti_object/training/000000', _frame(0)), ('kitti_raw/0000000000', _frame(1))]
+    monkeypatch.setattr(side_information, 'held_out_frames', lambda stride: iter(named))
+    monkeypatch.setattr(side_information, 'load_synthetic', lambda *a: pytest.fail('synthetic frames used'))
+    names, frames = side_information.evaluation_frames(
+        parse_args(['eval', '--map', 'scan', '--model', 'm', '--tag', 't', '--kitti']))
+    assert names == [n for n, _ in named] and frames == [f for _, f in named]

@@ -12,7 +12,7 @@ from xmodal_compress_ros.geometry.calibration import Calibration, load_calibrati
 from xmodal_compress_ros.geometry import projection
 from xmodal_compress_ros.geometry.projection import (
     DEFAULT_DEPTH_SCALE, depth_condition, equalization_lut, equalize_depth, project_points,
-    project_points_indexed, project_to_depth)
+    project_points_indexed, project_to_depth, reflectance_map)
 from xmodal_compress_ros.geometry.projection_torch import (
     depth_condition_torch, equalize_depth_torch, project_to_depth_torch)
 
@@ -124,6 +124,26 @@ def test_bad_points_raise(points, message):
 
 
 # -------------------------------------------------------------------------------- equalisation
+
+def test_the_reflectance_map_holds_the_nearest_points_reflectance_where_the_depth_map_has_a_point():
+    k = np.array([[50.0, 0, 16], [0, 50.0, 12], [0, 0, 1]])
+    calib = Calibration(width=32, height=24, K=k, P=np.hstack([k, np.zeros((3, 1))]), T_cam_lidar=np.eye(4))
+    # Two points on one pixel (the nearer one's reflectance wins), one elsewhere, one behind the camera.
+    points = np.array([[0.0, 0.0, 10.0, 0.9], [0.0, 0.0, 5.0, 0.2], [1.0, 0.5, 8.0, 0.0],
+                       [0.0, 0.0, -3.0, 0.7]], np.float32)
+    reflectance = reflectance_map(points, calib)
+    assert np.array_equal(reflectance > 0, project_to_depth(points, calib) > 0)
+    assert reflectance[12, 16] == 51                 # round(0.2 x 255), the nearer point's
+    assert reflectance[15, 22] == 1                  # zero reflectance still marks a point
+    assert reflectance.sum() == 52
+
+
+def test_a_scan_without_reflectance_gives_an_empty_reflectance_map_and_nan_reflectance_reads_as_zero():
+    calib = camera_frame_calib()
+    xyz = np.array([[0.0, 0.0, 10.0]], np.float32)
+    assert not reflectance_map(xyz, calib).any()
+    assert reflectance_map(np.array([[0.0, 0.0, 10.0, np.nan]], np.float32), calib)[40, 50] == 1
+
 
 def test_equalisation_by_hand():
     depth = np.zeros((2, 3), np.float32)

@@ -102,6 +102,24 @@ def depth_condition(points: np.ndarray, calib: Calibration, scale: float = DEFAU
     return _equalize(project_to_depth(points, calib), scale)
 
 
+def reflectance_map(points: np.ndarray, calib: Calibration) -> np.ndarray:
+    """uint8 ``(H, W)``: the reflectance (fourth column, clipped to [0, 1]) of each pixel's nearest
+    point as 1..255, 0 where no point lands; the pixels and the nearest point as in
+    :func:`project_to_depth`. A scan without a fourth column gives an empty map."""
+    height, width = calib.height, calib.width
+    points = check_points(points)
+    if len(points) == 0 or points.shape[1] < 4:
+        return np.zeros((height, width), np.uint8)
+    u, v, depth, rows = project_points_indexed(points, calib)
+    # Farthest first, so that the nearest point's write lands last.
+    far_first = np.argsort(-depth, kind='stable')
+    out = np.zeros(height * width, np.uint8)
+    reflectance = np.nan_to_num(points[rows[far_first], 3].astype(np.float64))
+    value = np.rint(255.0 * np.clip(reflectance, 0.0, 1.0)).astype(np.uint8)
+    out[v[far_first] * width + u[far_first]] = np.maximum(value, 1)
+    return out.reshape(height, width)
+
+
 def _equalize(depth: np.ndarray, scale: float) -> np.ndarray:
     """Equalisation of a depth map already known to be valid."""
     out = np.zeros(depth.size, dtype=np.uint8)

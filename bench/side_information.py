@@ -1,5 +1,5 @@
 """Can the LiDAR branch learn to use side information at all? Train it with maps that certainly inform
-the image in place of the scan, then measure on held-out synthetic frames what the map is worth.
+the image in place of the scan, then measure on held-out frames what the map is worth.
 
 The branch has never earned a gain from the scan, on KITTI or on synthetic scenes (docs/method.md). That
 leaves two readings: the scan tells the codec nothing it does not already code cheaply, or the branch
@@ -29,8 +29,9 @@ trained models have shrunk to near-zero features) and then continues the model l
 with ``--from-scratch`` every weight starts fresh, so the branch and the transforms learn together
 (compare with a twin trained from scratch on the same crops: ``xmodal train --arch xmodal-hyperprior``).
 ``eval`` codes the first ``--synthetic`` frames of the drive of ``--seed`` (the benchmark's held-out
-scene, 4242), or with ``--kitti`` the held-out KITTI frames of bench/eval_codec.py, at every quality, once with the map on both ends and once with the zeros map on both ends,
-and writes ``bench/results/side_information_<tag>.json`` with the BD-rate of the map against the zeros;
+scene, 4242), or with ``--kitti`` the held-out KITTI frames of bench/eval_codec.py, at every quality,
+once with the map on both ends and once with the zeros map on both ends, and writes
+``bench/results/side_information_<tag>.json`` with the BD-rate of the map against the zeros;
 ``--anchor MODEL`` (repeatable: that twin, or the same network trained with ``xmodal train
 --conditioning zeros``) adds each anchor's curve on the same frames and the map's BD-rate against it.
 """
@@ -180,8 +181,7 @@ def evaluate(args) -> int:
     arms = curves(model, frames, args.map)
     bd = bd_map_vs(arms, 'zeros')
     print(f'{args.map} map vs zeros map on both ends: BD-rate {_percent(bd.percent)}')
-    result = {'map': args.map, 'frames': names,
-              'curves': arms, 'bd_rate_map_vs_zeros_percent': bd.percent}
+    result = {'map': args.map, 'frames': names, 'curves': arms, 'bd_rate_map_vs_zeros_percent': bd.percent}
     result['anchors'] = []
     for stem in args.anchor:
         anchor = load_model(stem).eval()

@@ -123,8 +123,6 @@ def test_bad_points_raise(points, message):
                                camera_frame_calib())
 
 
-# -------------------------------------------------------------------------------- equalisation
-
 def test_the_reflectance_map_holds_the_nearest_points_reflectance_where_the_depth_map_has_a_point():
     k = np.array([[50.0, 0, 16], [0, 50.0, 12], [0, 0, 1]])
     calib = Calibration(width=32, height=24, K=k, P=np.hstack([k, np.zeros((3, 1))]), T_cam_lidar=np.eye(4))
@@ -144,6 +142,8 @@ def test_a_scan_without_reflectance_gives_an_empty_reflectance_map_and_nan_refle
     assert not reflectance_map(xyz, calib).any()
     assert reflectance_map(np.array([[0.0, 0.0, 10.0, np.nan]], np.float32), calib)[40, 50] == 1
 
+
+# -------------------------------------------------------------------------------- equalisation
 
 def test_equalisation_by_hand():
     depth = np.zeros((2, 3), np.float32)

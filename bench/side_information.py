@@ -14,9 +14,12 @@ image itself and given to both ends in place of the scan's depth-condition map, 
   equalised): the outlines the scan knows, drawn for the branch instead of left for P2I to find;
 - ``scan-dense``: that dense depth itself: every pixel gets the depth rank of its surface;
 - ``scan-reflectance``: the scan's reflectance (the intensity channel the LiDAR packet already carries)
-  at the pixels where the depth map has a point: what the surface is made of, not where it is.
+  at the pixels where the depth map has a point: what the surface is made of, not where it is;
+- ``scan-luminance``: the image's own luminance at those same pixels (an oracle): what a sensor with the
+  scan's footprint would tell the codec if its every return matched the camera, an upper bound for any
+  map the scan could give.
 
-Both oracles hold information the codec otherwise pays for, so a branch that can learn must turn them
+The oracles hold information the codec otherwise pays for, so a branch that can learn must turn them
 into fewer bits or a better image. ``scan-edges`` and ``scan-dense`` are no oracles: both ends can
 compute them (and ``scan-reflectance``) from the scan.
 
@@ -57,7 +60,7 @@ from xmodal_compress_ros.train.crops import FrameBank
 from xmodal_compress_ros.train.losses import PREDICTION_LOSSES
 from xmodal_compress_ros.train.sources import frames_from_spec
 
-MAPS = ('scan', 'edges', 'blur', 'scan-edges', 'scan-dense', 'scan-reflectance')
+MAPS = ('scan', 'edges', 'blur', 'scan-edges', 'scan-dense', 'scan-reflectance', 'scan-luminance')
 # Canny hysteresis thresholds on 8-bit luminance (OpenCV's usual pair).
 CANNY_LOW, CANNY_HIGH = 50, 150
 BLUR_SIGMA = 2.0
@@ -73,6 +76,9 @@ def condition_map(kind: str, frame) -> np.ndarray:
         dense = equalize_depth(complete_depth(project_to_depth(frame.points, frame.calib)))
         return dense if kind == 'scan-dense' else cv2.Canny(dense, CANNY_LOW, CANNY_HIGH)
     grey = cv2.cvtColor(frame.image, cv2.COLOR_RGB2GRAY)
+    if kind == 'scan-luminance':
+        footprint = depth_condition(frame.points, frame.calib) > 0
+        return np.where(footprint, np.maximum(grey, 1), 0).astype(np.uint8)
     if kind == 'edges':
         return cv2.Canny(grey, CANNY_LOW, CANNY_HIGH)
     if kind == 'blur':

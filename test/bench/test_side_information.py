@@ -171,6 +171,18 @@ def test_scan_reflectance_marks_the_depth_maps_pixels_with_the_scans_reflectance
     assert abs(np.corrcoef(reflectance[depth > 0], depth[depth > 0])[0, 1]) < 0.9
 
 
+def test_scan_luminance_is_the_images_luminance_on_the_scans_footprint():
+    import cv2
+    from xmodal_compress_ros.bench.sources import load_synthetic
+
+    frame = load_synthetic(1, 3).frames[0]
+    depth, luminance = condition_map('scan', frame), condition_map('scan-luminance', frame)
+    assert np.array_equal(luminance > 0, depth > 0)
+    grey = cv2.cvtColor(frame.image, cv2.COLOR_RGB2GRAY)
+    on = depth > 0
+    assert np.array_equal(luminance[on], np.maximum(grey[on], 1))
+
+
 def test_eval_with_kitti_codes_the_held_out_kitti_frames(monkeypatch):
     import side_information
 

@@ -16,8 +16,8 @@ image itself and given to both ends in place of the scan's depth-condition map, 
 - ``scan-reflectance``: the scan's reflectance (the intensity channel the LiDAR packet already carries)
   at the pixels where the depth map has a point: what the surface is made of, not where it is;
 - ``scan-luminance``: the image's own luminance at those same pixels (an oracle): what a sensor with the
-  scan's footprint would tell the codec if its every return matched the camera, an upper bound for any
-  map the scan could give.
+  scan's footprint would tell the codec if its every return matched the camera: what a map on those
+  pixels can be worth at most, to a given training.
 
 The oracles hold information the codec otherwise pays for, so a branch that can learn must turn them
 into fewer bits or a better image. ``scan-edges`` and ``scan-dense`` are no oracles: both ends can

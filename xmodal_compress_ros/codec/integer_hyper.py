@@ -8,7 +8,7 @@ runs the float transforms, both ends compute bit-identical indexes from the inte
 
 Training uses :class:`FakeQuantHyperSynthesis`, the same computation in float with straight-through
 rounding, so the network learns under the quantisation it will run with. Deployment uses
-:class:`IntegerHyperSynthesis` (NumPy), built by :meth:`IntegerHyperSynthesis.from_trained`.
+:class:`IntegerHyperSynthesis` (NumPy, its products on PyTorch's CPU BLAS), built by :meth:`IntegerHyperSynthesis.from_trained`.
 
 Fixed-point format: activations of layer ``l`` are integers ``a = round(real * 2^ACT_FRAC_BITS[l])``
 clamped to ``[0, 2^ACT_BITS - 1]``; weights ``W_int = round(W * 2^WEIGHT_FRAC_BITS)`` clamped to int16;
@@ -155,7 +155,7 @@ class IntegerHyperSynthesis:
     def __call__(self, z_hat: np.ndarray, exact: str = 'blas') -> np.ndarray:
         """Indexes (int32, (B, out_ch, 4h, 4w)) for integer ``z_hat`` of shape (B, in_ch, h, w).
 
-        ``exact='blas'`` multiplies the integers as float64 through BLAS, which is exact here (every
+        ``exact='blas'`` multiplies the integers as float64 through PyTorch's BLAS, exact here (every
         product and partial sum is an integer below 2^53, so the order of additions cannot matter) and
         fast; ``exact='int64'`` does the same sums in int64 (slower, the reference). Both return the
         same integers on every machine.
@@ -188,7 +188,12 @@ def _relu_shift(acc: np.ndarray, shift: int) -> np.ndarray:
 def _int_matmul(a: np.ndarray, b: np.ndarray, exact: str) -> np.ndarray:
     """Exact integer matrix product as int64 (see :meth:`IntegerHyperSynthesis.__call__`)."""
     if exact == 'blas':
-        return (a.astype(np.float64) @ b.astype(np.float64)).astype(np.int64)
+        # Through PyTorch's BLAS, not NumPy's: OpenBLAS keeps its own worker threads spinning for a
+        # while after each call, and the networks that run next (on PyTorch's or ONNX Runtime's
+        # threads) then share the cores with them: the decoder network took 2.1x as long in bf16 and
+        # 1.3x in fp32 on 2 cores (docs/runtime.md). PyTorch's pool is the one the networks use.
+        product = torch.from_numpy(a.astype(np.float64)) @ torch.from_numpy(b.astype(np.float64))
+        return product.numpy().astype(np.int64)
     if exact == 'int64':
         return a.astype(np.int64) @ b.astype(np.int64)
     raise ValueError(f"exact must be 'blas' or 'int64', got {exact!r}")

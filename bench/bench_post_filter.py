@@ -6,8 +6,10 @@ averaged over 8 views. For each backend, model and variant an Encoder and a Deco
 same real KITTI frames in turn (synthetic frames when ../shared/data is absent), so every variant meets
 the same machine load. Prints the p50 of each stage and writes bench/results/post_filter_cost_<tag>.json.
 
-    .venv/bin/python bench/bench_post_filter.py [--frames 20] [--backends torch,onnxruntime] [--threads 2]
-                                                [--views 2,4,8]
+    .venv/bin/python bench/bench_post_filter.py [--frames 20] [--backends torch,torch:bf16,onnxruntime]
+                                                [--threads 2] [--views 2,4,8]
+
+A backend entry may name a precision (``torch:bf16``); without one it runs fp32.
 """
 from __future__ import annotations
 
@@ -24,7 +26,8 @@ VARIANTS = {'filter': (True, 1), 'no filter': (False, 1)}
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_common_arguments(parser, 'post_filter_cost')
-    parser.add_argument('--backends', default='torch,onnxruntime')
+    parser.add_argument('--backends', default='torch,onnxruntime',
+                        help='comma-separated backend[:precision] entries, e.g. torch,torch:bf16,onnxruntime')
     parser.add_argument('--views', default='', help='also decode with the filter averaged over these view '
                         'counts (comma-separated: 2, 4, 8)')
     return parser.parse_args(argv)
@@ -36,11 +39,12 @@ def variants(args) -> dict:
     return {**VARIANTS, **{f'filter x{n}': (True, n) for n in counts}}
 
 
-def coders(args, backend: str, frames) -> dict:
-    """(Encoder, Decoder) per (backend, model, variant)."""
+def coders(args, entry: str, frames) -> dict:
+    """(Encoder, Decoder) per (backend entry, model, variant)."""
     size = (frames[0].image.shape[1], frames[0].image.shape[0])
-    common = dict(backend=backend, device='cpu', precision='fp32', profile=True, threads=args.threads,
-                  warmup=False)
+    backend, _, precision = entry.partition(':')
+    common = dict(backend=backend, device='cpu', precision=precision or 'fp32', profile=True,
+                  threads=args.threads, warmup=False)
     pairs = {}
     for model, stems in (('lidar', (args.model, args.twin)), ('twin', (args.twin,))):
         for variant, (post_filter, views) in variants(args).items():
@@ -48,7 +52,7 @@ def coders(args, backend: str, frames) -> dict:
                                             **common), frames[0].calib)
             decoder = Decoder(DecoderConfig(models=stems, resolutions=(size,), post_filter=post_filter,
                                             post_filter_views=views, **common))
-            pairs[backend, model, variant] = (encoder, decoder)
+            pairs[entry, model, variant] = (encoder, decoder)
     return pairs
 
 
@@ -56,15 +60,16 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     frames = list(frames_for(1242, 375, 10))
     pairs = {}
-    for backend in args.backends.split(','):
-        pairs.update(coders(args, backend, frames))
+    for entry in args.backends.split(','):
+        pairs.update(coders(args, entry, frames))
     p50 = p50_in_turn(pairs, frames, args.frames)
-    rows = [{'backend': backend, 'model': model, 'variant': variant, 'p50_ms': p50[backend, model, variant]}
-            for backend, model, variant in pairs]
+    rows = [{'backend': entry.partition(':')[0], 'precision': entry.partition(':')[2] or 'fp32',
+             'model': model, 'variant': variant, 'p50_ms': p50[entry, model, variant]}
+            for entry, model, variant in pairs]
     for row in rows:
         ms = row['p50_ms']
-        print(f"{row['backend']:12s} {row['model']:6s} {row['variant']:10s} decoder network "
-              f"{ms['decoder_network']:6.1f} ms  whole decode {ms['decode_total']:6.1f} ms")
+        print(f"{row['backend']:12s} {row['precision']:5s} {row['model']:6s} {row['variant']:10s} "
+              f"decoder network {ms['decoder_network']:6.1f} ms  whole decode {ms['decode_total']:6.1f} ms")
     return write_result('post_filter_cost', args, 'cpu', frames, rows)
 
 

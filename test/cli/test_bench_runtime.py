@@ -19,8 +19,10 @@ def test_short_run_writes_json(capsys, tmp_path):
     code = cli.main(['bench-runtime', '--backends', 'torch,tensorrt', '--sizes', '128x64', '--frames', '2',
                      '--warmup', '1', '--threads', '1', '--model', lidar, '--fallback-model', twin,
                      '--out', str(out)])
-    assert code == 0 and json.loads(capsys.readouterr().out.splitlines()[-1])['rows'] == 1
+    # By default the CPU is timed in fp32 and in bf16 (torch); TensorRT needs CUDA.
+    assert code == 0 and json.loads(capsys.readouterr().out.splitlines()[-1])['rows'] == 2
     result = json.loads(out.read_text())
+    assert [(r['backend'], r['precision']) for r in result['rows']] == [('torch', 'fp32'), ('torch', 'bf16')]
     row = result['rows'][0]
     assert (row['backend'], row['device'], row['width'], row['height']) == ('torch', 'cpu', 128, 64)
     assert row['frames'] == 2 and row['warmup'] == 1

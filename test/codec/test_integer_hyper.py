@@ -89,3 +89,17 @@ def test_straight_through_gradients_reach_every_layer(module):
     index_to_scale(index).sum().backward()
     for layer in module.layers():
         assert layer.weight.grad is not None and layer.weight.grad.abs().sum() > 0
+
+
+def test_blas_product_is_exact_at_the_largest_magnitudes():
+    # Activations up to 2^16 times int16 weights over 1152 terms: every sum is an integer far below 2^53
+    # but far above float32's 2^24, so a product in anything less than float64 would round.
+    from xmodal_compress_ros.codec.integer_hyper import _int_matmul
+    rng = np.random.default_rng(0)
+    a = rng.integers(-2 ** 16, 2 ** 16 + 1, size=(300, 1152))
+    b = rng.integers(-2 ** 15, 2 ** 15, size=(1152, 40)).astype(np.int16)
+    a[0], b[:, 0] = 2 ** 16, 2 ** 15 - 1  # one sum at the extreme: 1152 * 2^16 * (2^15 - 1) > 2^41
+    exact = a @ b.astype(np.int64)
+    assert np.abs(exact).max() > 2 ** 41
+    np.testing.assert_array_equal(_int_matmul(a, b, 'blas'), exact)
+    np.testing.assert_array_equal(_int_matmul(a.T.copy().T, b.T.copy().T, 'blas'), exact)  # strided views

@@ -117,3 +117,18 @@ def test_onnx_graphs_are_cached_and_revalidated(models, tmp_path):
     assert (folder / 'mean.onnx').stat().st_size > 1000
     spec = backend.specs['mean']
     assert backend.run('mean', example_inputs(spec, 64, 64))['mu'].shape == (1, TINY_CONFIG['M'], 4, 4)
+
+
+@pytest.mark.parametrize('fast', [False, True, None])
+def test_bf16_on_a_cpu_without_amx_warns(models, monkeypatch, fast):
+    import warnings
+
+    from xmodal_compress_ros.runtime import torch_backend
+
+    monkeypatch.setattr(torch_backend, 'fast_bf16', lambda: fast)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        create_backend('torch', models[0], BackendOptions(device='cpu', precision='bf16'))
+        create_backend('torch', models[0], BackendOptions(device='cpu', precision='fp32'))
+    slow = [w for w in caught if issubclass(w.category, RuntimeWarning) and 'without AMX' in str(w.message)]
+    assert len(slow) == (1 if fast is False else 0)

@@ -9,15 +9,15 @@ HELP = 'Time projection, networks and entropy coding per backend at 1242x375 and
 
 DECODE_TARGET_MS = 150.0
 # (backend, device, precision) rows measured by default, where available.
-DEFAULT_PLAN = (('torch', 'cpu', 'fp32'), ('onnxruntime', 'cpu', 'fp32'), ('torch', 'cuda', 'fp32'),
-                ('torch', 'cuda', 'fp16'), ('onnxruntime', 'cuda', 'fp32'), ('tensorrt', 'cuda', 'fp32'),
-                ('tensorrt', 'cuda', 'fp16'))
+DEFAULT_PLAN = (('torch', 'cpu', 'fp32'), ('torch', 'cpu', 'bf16'), ('onnxruntime', 'cpu', 'fp32'),
+                ('torch', 'cuda', 'fp32'), ('torch', 'cuda', 'fp16'), ('onnxruntime', 'cuda', 'fp32'),
+                ('tensorrt', 'cuda', 'fp32'), ('tensorrt', 'cuda', 'fp16'))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--backends', default='torch,onnxruntime,tensorrt', help='comma-separated backends')
     parser.add_argument('--devices', default='cpu,cuda', help='comma-separated devices')
-    parser.add_argument('--precisions', default='fp32,fp16', help='comma-separated precisions')
+    parser.add_argument('--precisions', default='fp32,fp16,bf16', help='comma-separated precisions')
     parser.add_argument('--sizes', default='1242x375,1920x1080', help='image sizes WIDTHxHEIGHT')
     parser.add_argument('--frames', default='100',
                         help='timed frames per row (default 100), or one per --sizes entry: 100,20')

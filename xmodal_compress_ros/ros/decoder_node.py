@@ -59,7 +59,7 @@ class DecoderNode(Node):
         self._worker.start()
         self.get_logger().info(f'decoding {c.packet_topic} -> {c.image_topic}'
                                + (f' + {c.lidar_topic}' if c.publish_points else '')
-                               + f' ({c.backend}/{c.device}, models: {", ".join(c.models)})')
+                               + f' ({c.backend}/{c.device}/{c.precision}, models: {", ".join(c.models)})')
 
     def _open_topics(self) -> None:
         from diagnostic_msgs.msg import DiagnosticArray

@@ -94,7 +94,8 @@ class EncoderNode(Node):
         self._worker.start()
         self.get_logger().info(
             f'encoding {self._config.image_topic} + {self._config.lidar_topic} -> '
-            f'{self._config.resolved_packet_topic()} ({self._config.backend}/{self._config.device}, '
+            f'{self._config.resolved_packet_topic()} ({self._config.backend}/{self._config.device}/'
+            f'{self._config.precision}, '
             f'{self._calibration_source or "waiting for CameraInfo on " + self._config.camera_info_topic})')
 
     # ---------------------------------------------------------------------------- setup

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from xmodal_compress_ros.errors import ParameterError
+from xmodal_compress_ros.runtime.cpu_features import BF16_FLAGS, cpu_flags
 
 #: Stage name in the report -> (side, key in last_timings or a timing of this module).
 STAGES = {
@@ -34,6 +35,8 @@ STAGES = {
     'decode_image': ('decoder', 'total'),
 }
 PERCENTILES = (50, 95, 99)
+#: Environment variables that cap the instruction sets oneDNN and PyTorch's own kernels use.
+ISA_CAPS = ('ONEDNN_MAX_CPU_ISA', 'ATEN_CPU_CAPABILITY')
 
 
 @dataclass(frozen=True)
@@ -57,7 +60,11 @@ def device_tag(device: str) -> str:
 
 def device_description(device: str) -> Dict:
     info = {'tag': device_tag(device), 'cpu': _cpu_name(), 'cpu_count': os.cpu_count(),
+            'cpu_bf16_flags': cpu_flags(BF16_FLAGS),
+            'torch_cpu_capability': torch.backends.cpu.get_cpu_capability(),
             'platform': platform.platform(), 'torch': torch.__version__}
+    # Caps a run may set to time a CPU without some instructions on this one (docs/runtime.md).
+    info.update({name.lower(): os.environ[name] for name in ISA_CAPS if name in os.environ})
     if device.startswith('cuda') and torch.cuda.is_available():
         props = torch.cuda.get_device_properties(torch.device(device))
         info.update(gpu=props.name, gpu_memory_mib=props.total_memory // 2 ** 20)

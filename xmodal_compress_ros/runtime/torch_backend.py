@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import warnings
 from typing import Dict
 
 import torch
@@ -9,6 +10,7 @@ import torch.nn.functional as F
 
 from xmodal_compress_ros.errors import ParameterError
 from xmodal_compress_ros.runtime.base import Array, Backend, BackendOptions
+from xmodal_compress_ros.runtime.cpu_features import FAST_BF16_FLAG, fast_bf16
 from xmodal_compress_ros.runtime.graphs import GraphSpec, graph_modules
 
 
@@ -35,6 +37,10 @@ class TorchBackend(Backend):
                                         memory_format=self.memory_format)
         if self.device.type != 'cpu' or options.precision != 'fp32':
             _check_precision_runs(self.device, self.float_dtype)
+        if self.device.type == 'cpu' and options.precision == 'bf16' and fast_bf16() is False:
+            warnings.warn(f'precision bf16 on a CPU without AMX ({FAST_BF16_FLAG}): no faster than fp32 '
+                          'with AVX512-BF16, 3-13x slower without it (docs/runtime.md); use precision fp32 '
+                          'on this machine', RuntimeWarning, stacklevel=2)
         self.modules = graph_modules(model)
 
     @classmethod

@@ -28,7 +28,7 @@ def test_demo_prints_a_summary_and_a_json_line_last(tmp_path, models, capfd):
     write_sensor_bag(tmp_path / 'bag', tiny_frames(8))
     out = tmp_path / 'out'
     code = main(['demo', '--bag', str(tmp_path / 'bag'), '--out', str(out), '--model', models[0],
-                 '--fallback-model', models[1], '--rate', '0.4', '--quality', '2'])
+                 '--fallback-model', models[1], '--rate', '0.4', '--quality', '2', '--precision', 'bf16'])
     lines = capfd.readouterr().out.strip().splitlines()
     assert code == 0, lines
     result = json.loads(lines[-1])
@@ -41,6 +41,9 @@ def test_demo_prints_a_summary_and_a_json_line_last(tmp_path, models, capfd):
     assert any(line.startswith('rate at the recorded rate') for line in lines)
     assert (out / 'demo_side_by_side.png').stat().st_size > 0
     assert {'encoder.log', 'decoder.log', 'player.log'} <= {p.name for p in (out / 'logs').iterdir()}
+    # --precision reaches both nodes (their start lines name backend/device/precision).
+    for log in ('encoder.log', 'decoder.log'):
+        assert '(torch/cpu/bf16, ' in (out / 'logs' / log).read_text()
 
 
 def test_demo_names_a_missing_calibration(tmp_path, capsys):

@@ -8,7 +8,8 @@ runs the float transforms, both ends compute bit-identical indexes from the inte
 
 Training uses :class:`FakeQuantHyperSynthesis`, the same computation in float with straight-through
 rounding, so the network learns under the quantisation it will run with. Deployment uses
-:class:`IntegerHyperSynthesis` (NumPy, its products on PyTorch's CPU BLAS), built by :meth:`IntegerHyperSynthesis.from_trained`.
+:class:`IntegerHyperSynthesis` (NumPy, its products on PyTorch's CPU BLAS), built by
+:meth:`IntegerHyperSynthesis.from_trained`.
 
 Fixed-point format: activations of layer ``l`` are integers ``a = round(real * 2^ACT_FRAC_BITS[l])``
 clamped to ``[0, 2^ACT_BITS - 1]``; weights ``W_int = round(W * 2^WEIGHT_FRAC_BITS)`` clamped to int16;

@@ -20,6 +20,8 @@ from xmodal_compress_ros.errors import ParameterError
 
 BACKENDS = ('torch', 'onnxruntime', 'tensorrt')
 PRECISIONS = ('fp32', 'fp16', 'bf16')
+PRECISION_HELP = ('Inference precision. On the CPU, bf16 pays only with AMX (decode about 2.3x, encode '
+                  '1.3-1.8x faster, +0.5 % bits; without AMX slower): docs/runtime.md.')
 INPUT_QOS = ('sensor_data', 'reliable')
 OUTPUT_QOS = ('reliable', 'best_effort')
 OUTPUT_ENCODINGS = ('rgb8', 'bgr8')
@@ -71,9 +73,7 @@ class EncoderNodeConfig:
                                 'Stem of the image-only twin used when no scan is available.', read_only=True)
     backend: str = param('torch', 'Inference backend.', choices=BACKENDS, read_only=True)
     device: str = param('cpu', 'Inference device: cpu, cuda or cuda:N.', read_only=True)
-    precision: str = param('fp32', 'Inference precision. On the CPU, bf16 pays only with AMX (decode about 2.3x, '
-                           'encode 1.3-1.8x faster, +0.5 % bits; without AMX slower): docs/runtime.md.', choices=PRECISIONS,
-                           read_only=True)
+    precision: str = param('fp32', PRECISION_HELP, choices=PRECISIONS, read_only=True)
     threads: int = param(0, 'CPU threads of the networks (0: PyTorch default).', bounds=(0, 256),
                          read_only=True)
     quality: int = param(5, 'Quality level (higher: more bits, better image); the fixed level when '
@@ -130,9 +130,7 @@ class DecoderNodeConfig:
                                     read_only=True)
     backend: str = param('torch', 'Inference backend.', choices=BACKENDS, read_only=True)
     device: str = param('cpu', 'Inference device: cpu, cuda or cuda:N.', read_only=True)
-    precision: str = param('fp32', 'Inference precision. On the CPU, bf16 pays only with AMX (decode about 2.3x, '
-                           'encode 1.3-1.8x faster, +0.5 % bits; without AMX slower): docs/runtime.md.', choices=PRECISIONS,
-                           read_only=True)
+    precision: str = param('fp32', PRECISION_HELP, choices=PRECISIONS, read_only=True)
     threads: int = param(0, 'CPU threads of the networks (0: PyTorch default).', bounds=(0, 256),
                          read_only=True)
     post_filter: bool = param(True, "Run each model's post filter after g_s; off, a CPU decodes about twice "

@@ -16,10 +16,11 @@ def only_bench(monkeypatch):
 def test_short_run_writes_json(capsys, tmp_path):
     lidar, twin = untrained_models(tmp_path, TINY_CONFIG)
     out = tmp_path / 'runtime.json'
-    code = cli.main(['bench-runtime', '--backends', 'torch,tensorrt', '--sizes', '128x64', '--frames', '2',
+    code = cli.main(['bench-runtime', '--backends', 'torch,tensorrt', '--precisions', 'fp32,fp16,bf16',
+                     '--sizes', '128x64', '--frames', '2',
                      '--warmup', '1', '--threads', '1', '--model', lidar, '--fallback-model', twin,
                      '--out', str(out)])
-    # By default the CPU is timed in fp32 and in bf16 (torch); TensorRT needs CUDA.
+    # The CPU is timed in fp32 and in bf16 (torch); fp16 and TensorRT need CUDA.
     assert code == 0 and json.loads(capsys.readouterr().out.splitlines()[-1])['rows'] == 2
     result = json.loads(out.read_text())
     assert [(r['backend'], r['precision']) for r in result['rows']] == [('torch', 'fp32'), ('torch', 'bf16')]
@@ -46,3 +47,12 @@ def test_frame_counts_per_size():
 def test_percentiles():
     stats = percentiles(list(range(1, 101)))
     assert stats == {'p50': 50.5, 'p95': 95.05, 'p99': 99.01, 'mean': 50.5}
+
+
+def test_bf16_is_timed_by_default_only_where_it_pays(monkeypatch):
+    from xmodal_compress_ros.cli import bench_runtime
+    from xmodal_compress_ros.runtime import cpu_features
+
+    for fast, expected in ((True, 'fp32,fp16,bf16'), (False, 'fp32,fp16'), (None, 'fp32,fp16')):
+        monkeypatch.setattr(cpu_features, 'fast_bf16', lambda: fast)
+        assert bench_runtime.default_precisions() == expected

@@ -17,7 +17,9 @@ DEFAULT_PLAN = (('torch', 'cpu', 'fp32'), ('torch', 'cpu', 'bf16'), ('onnxruntim
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--backends', default='torch,onnxruntime,tensorrt', help='comma-separated backends')
     parser.add_argument('--devices', default='cpu,cuda', help='comma-separated devices')
-    parser.add_argument('--precisions', default='fp32,fp16,bf16', help='comma-separated precisions')
+    parser.add_argument('--precisions', default=None,
+                        help='comma-separated precisions (default fp32,fp16, and bf16 where the CPU has AMX: '
+                             'without it bf16 is slower than fp32, docs/runtime.md)')
     parser.add_argument('--sizes', default='1242x375,1920x1080', help='image sizes WIDTHxHEIGHT')
     parser.add_argument('--frames', default='100',
                         help='timed frames per row (default 100), or one per --sizes entry: 100,20')
@@ -46,8 +48,9 @@ def main(args: argparse.Namespace) -> int:
     frame_counts = _frame_counts(args.frames, len(sizes))
     if args.warmup < 0:
         raise ParameterError(f'--warmup {args.warmup} must be >= 0')
+    precisions = (args.precisions or default_precisions()).split(',')
     wanted = [(b, d, p) for b, d, p in DEFAULT_PLAN if b in args.backends.split(',')
-              and d in args.devices.split(',') and p in args.precisions.split(',')]
+              and d in args.devices.split(',') and p in precisions]
     temp = tempfile.TemporaryDirectory(prefix='xmodal-bench-')
     trained = True
     if args.model:
@@ -92,6 +95,13 @@ def main(args: argparse.Namespace) -> int:
     temp.cleanup()
     print(json.dumps({'out': str(out), 'rows': len(rows), 'unmeasured': len(unmeasured)}))
     return 0
+
+
+def default_precisions() -> str:
+    """fp32 and fp16, plus bf16 where it pays on this CPU (AMX)."""
+    from xmodal_compress_ros.runtime.cpu_features import fast_bf16
+
+    return 'fp32,fp16,bf16' if fast_bf16() else 'fp32,fp16'
 
 
 def _frame_counts(text: str, sizes: int):

@@ -23,6 +23,7 @@ from xmodal_compress_ros.geometry.calibration import Calibration, load_calibrati
 from xmodal_compress_ros.geometry.projection import depth_condition, equalize_depth, project_to_depth
 from xmodal_compress_ros.geometry.projection_torch import (
     depth_condition_torch, equalize_depth_torch, project_to_depth_torch)
+from xmodal_compress_ros.runtime.cpu_features import cpu_name
 
 REPO = Path(__file__).resolve().parents[1]
 KITTI_FRAME = REPO.parent / 'shared' / 'data' / 'kitti_object' / 'training'
@@ -121,16 +122,6 @@ def machine_tag():
     return f'cpu-{os.cpu_count()}core'
 
 
-def cpu_model():
-    try:
-        for line in Path('/proc/cpuinfo').read_text().splitlines():
-            if line.startswith('model name'):
-                return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def main(argv=None):
     args = parse_args(argv)
     if args.torch_threads:
@@ -149,7 +140,7 @@ def main(argv=None):
     record = {
         'benchmark': 'projection', 'source': source, 'points': int(len(points)),
         'width': calib.width, 'height': calib.height, 'runs': args.runs, 'warmup': args.warmup,
-        'host': socket.gethostname(), 'cpu': cpu_model(), 'cpu_count': os.cpu_count(),
+        'host': socket.gethostname(), 'cpu': cpu_name(), 'cpu_count': os.cpu_count(),
         'torch_threads': torch.get_num_threads(),
         # Other jobs share the machine: the load says how much of the CPU these numbers had.
         'load_average_1min': os.getloadavg()[0],

@@ -108,14 +108,8 @@ def machine_info() -> Dict[str, object]:
     from xmodal_compress_ros.bench import ffmpeg
     import cv2
     import torch
-    cpu = platform.processor()
-    try:
-        with open('/proc/cpuinfo') as f:
-            names = [line.split(':', 1)[1].strip() for line in f if line.startswith('model name')]
-        cpu = names[0] if names else cpu
-    except OSError:
-        pass
-    return {'cpu': cpu, 'cores': os.cpu_count(), 'platform': platform.platform(),
+    from xmodal_compress_ros.runtime.cpu_features import cpu_name
+    return {'cpu': cpu_name(), 'cores': os.cpu_count(), 'platform': platform.platform(),
             'python': sys.version.split()[0], 'numpy': np.__version__, 'torch': torch.__version__,
             'torch_threads': torch.get_num_threads(), 'opencv': cv2.__version__,
             'ffmpeg': ffmpeg.ffmpeg_version() or 'not installed'}

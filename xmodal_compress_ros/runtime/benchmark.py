@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from xmodal_compress_ros.errors import ParameterError
-from xmodal_compress_ros.runtime.cpu_features import BF16_FLAGS, cpu_flags
+from xmodal_compress_ros.runtime.cpu_features import BF16_FLAGS, cpu_flags, cpu_name
 
 #: Stage name in the report -> (side, key in last_timings or a timing of this module).
 STAGES = {
@@ -59,7 +59,7 @@ def device_tag(device: str) -> str:
 
 
 def device_description(device: str) -> Dict:
-    info = {'tag': device_tag(device), 'cpu': _cpu_name(), 'cpu_count': os.cpu_count(),
+    info = {'tag': device_tag(device), 'cpu': cpu_name(), 'cpu_count': os.cpu_count(),
             'cpu_bf16_flags': cpu_flags(BF16_FLAGS),
             'torch_cpu_capability': torch.backends.cpu.get_cpu_capability(),
             'platform': platform.platform(), 'torch': torch.__version__}
@@ -69,17 +69,6 @@ def device_description(device: str) -> Dict:
         props = torch.cuda.get_device_properties(torch.device(device))
         info.update(gpu=props.name, gpu_memory_mib=props.total_memory // 2 ** 20)
     return info
-
-
-def _cpu_name() -> str:
-    try:
-        with open('/proc/cpuinfo') as handle:
-            for line in handle:
-                if line.startswith('model name'):
-                    return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or 'unknown'
 
 
 def percentiles(values: Sequence[float]) -> Dict[str, float]:

@@ -1,4 +1,5 @@
-"""What this CPU can do: the instruction-set flags that decide whether bf16 pays on it.
+"""What this CPU is and can do: its name for benchmark records, and the instruction-set flags that
+decide whether bf16 pays on it.
 
 On the CPU, bf16 networks beat fp32 only where oneDNN can use AMX (Intel Xeon 4th generation and
 later): measured on one such CPU, 2.3x as fast with AMX, 0.85-1.03x with the instruction set capped at
@@ -16,14 +17,24 @@ BF16_FLAGS = ('avx512_bf16', 'amx_bf16')
 FAST_BF16_FLAG = 'amx_bf16'
 
 
-def cpu_flags(wanted: Sequence[str]) -> Optional[List[str]]:
-    """Which of ``wanted`` the CPU has, from /proc/cpuinfo; None where that cannot be read."""
+def _cpuinfo_value(key: str) -> Optional[str]:
+    """The first ``key : value`` of /proc/cpuinfo; None where it cannot be read (not Linux)."""
     try:
         with open('/proc/cpuinfo') as handle:
-            flags = next((line.split(':', 1)[1].split() for line in handle if line.startswith('flags')), None)
+            return next((line.split(':', 1)[1].strip() for line in handle if line.startswith(key)), None)
     except OSError:
         return None
-    return None if flags is None else [flag for flag in wanted if flag in flags]
+
+
+def cpu_name() -> str:
+    """The CPU's model name, as benchmark results record it."""
+    return _cpuinfo_value('model name') or platform.processor() or platform.machine() or 'unknown'
+
+
+def cpu_flags(wanted: Sequence[str]) -> Optional[List[str]]:
+    """Which of ``wanted`` the CPU has, from /proc/cpuinfo; None where that cannot be read."""
+    flags = _cpuinfo_value('flags')
+    return None if flags is None else [flag for flag in wanted if flag in flags.split()]
 
 
 def fast_bf16() -> Optional[bool]:

@@ -17,7 +17,7 @@ import argparse
 
 import numpy as np
 
-from bench_memory_format import STAGES, add_common_arguments, time_frame, write_result
+from bench_memory_format import add_common_arguments, p50_in_turn, write_result
 from xmodal_compress_ros.codec import integer_hyper
 from xmodal_compress_ros.codec.pipeline import Decoder, DecoderConfig, Encoder, EncoderConfig
 from xmodal_compress_ros.runtime.samples import frames_for
@@ -48,20 +48,9 @@ def coders(args, setting: str, calib, size):
             Decoder(DecoderConfig(models=(args.model, args.twin), resolutions=(size,), **common)))
 
 
-def p50_in_turn(pairs: dict, frames: list, count: int) -> dict:
-    """Every (setting, product) codes each frame in turn (2 untimed frames first); p50 per stage, ms."""
-    samples = {key: {stage: [] for stage in STAGES} for key in pairs}
-    try:
-        for index in range(2 + count):
-            for (setting, product), (encoder, decoder) in pairs.items():
-                integer_hyper._int_matmul = PRODUCTS[product]
-                times = time_frame(encoder, decoder, frames[index % len(frames)], index)
-                for stage in STAGES if index >= 2 else ():
-                    samples[setting, product][stage].append(times[stage])
-    finally:
-        integer_hyper._int_matmul = PRODUCTS['torch']
-    return {key: {stage: round(float(np.median(v)), 1) for stage, v in stages.items()}
-            for key, stages in samples.items()}
+def use_product(key) -> None:
+    """Before a (setting, product) pair codes a frame: the integer hyper-synthesis multiplies with it."""
+    integer_hyper._int_matmul = PRODUCTS[key[1]]
 
 
 def main(argv=None) -> dict:
@@ -71,7 +60,10 @@ def main(argv=None) -> dict:
     settings = [s.strip() for s in args.settings.split(',') if s.strip()]
     pairs = {(setting, product): coders(args, setting, frames[0].calib, size)
              for setting in settings for product in PRODUCTS}
-    p50 = p50_in_turn(pairs, frames, args.frames)
+    try:
+        p50 = p50_in_turn(pairs, frames, args.frames, before=use_product)
+    finally:
+        integer_hyper._int_matmul = PRODUCTS['torch']
     rows = [{'setting': setting, 'product': product, 'p50_ms': p50[setting, product]}
             for setting, product in pairs]
     for row in rows:

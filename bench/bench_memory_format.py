@@ -72,12 +72,15 @@ def time_frame(encoder, decoder, frame, index):
     return times
 
 
-def p50_in_turn(pairs: dict, frames: list, count: int) -> dict:
+def p50_in_turn(pairs: dict, frames: list, count: int, before=None) -> dict:
     """Code ``count`` frames (after 2 untimed) with every (encoder, decoder) pair in turn, so that all
-    meet the same machine load; the p50 of each stage per pair, in ms."""
+    meet the same machine load; the p50 of each stage per pair, in ms. ``before(key)``, if given, runs
+    before each pair codes a frame (to switch what the pair measures)."""
     samples = {key: {stage: [] for stage in STAGES} for key in pairs}
     for index in range(2 + count):
         for key, (encoder, decoder) in pairs.items():
+            if before is not None:
+                before(key)
             times = time_frame(encoder, decoder, frames[index % len(frames)], index)
             for stage in STAGES if index >= 2 else ():
                 samples[key][stage].append(times[stage])

@@ -17,7 +17,7 @@ import argparse
 
 import numpy as np
 
-from bench_memory_format import add_common_arguments, p50_in_turn, write_result
+from bench_memory_format import add_common_arguments, backend_and_precision, p50_in_turn, write_result
 from xmodal_compress_ros.codec import integer_hyper
 from xmodal_compress_ros.codec.pipeline import Decoder, DecoderConfig, Encoder, EncoderConfig
 from xmodal_compress_ros.runtime.samples import frames_for
@@ -35,12 +35,12 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_common_arguments(parser, 'hyper_product')
     parser.add_argument('--settings', default='torch:fp32,torch:bf16,onnxruntime:fp32',
-                        help='comma-separated backend:precision pairs')
+                        help='comma-separated backend[:precision] entries (fp32 without one)')
     return parser.parse_args(argv)
 
 
 def coders(args, setting: str, calib, size):
-    backend, precision = setting.split(':')
+    backend, precision = backend_and_precision(setting)
     common = dict(backend=backend, device='cpu', precision=precision, profile=True, threads=args.threads,
                   warmup=False)
     return (Encoder(EncoderConfig(model=args.model, fallback_model=args.twin, quality=args.quality, **common),

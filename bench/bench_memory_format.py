@@ -72,6 +72,12 @@ def time_frame(encoder, decoder, frame, index):
     return times
 
 
+def backend_and_precision(entry: str) -> tuple:
+    """``'torch:bf16'`` -> ('torch', 'bf16'); a backend without a precision runs fp32."""
+    backend, _, precision = entry.partition(':')
+    return backend, precision or 'fp32'
+
+
 def p50_in_turn(pairs: dict, frames: list, count: int, before=None) -> dict:
     """Code ``count`` frames (after 2 untimed) with every (encoder, decoder) pair in turn, so that all
     meet the same machine load; the p50 of each stage per pair, in ms. ``before(key)``, if given, runs

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench_memory_format import add_common_arguments, p50_in_turn, write_result
+from bench_memory_format import add_common_arguments, backend_and_precision, p50_in_turn, write_result
 from xmodal_compress_ros.codec.pipeline import Decoder, DecoderConfig, Encoder, EncoderConfig
 from xmodal_compress_ros.runtime.samples import frames_for
 
@@ -42,9 +42,9 @@ def variants(args) -> dict:
 def coders(args, entry: str, frames) -> dict:
     """(Encoder, Decoder) per (backend entry, model, variant)."""
     size = (frames[0].image.shape[1], frames[0].image.shape[0])
-    backend, _, precision = entry.partition(':')
-    common = dict(backend=backend, device='cpu', precision=precision or 'fp32', profile=True,
-                  threads=args.threads, warmup=False)
+    backend, precision = backend_and_precision(entry)
+    common = dict(backend=backend, device='cpu', precision=precision, profile=True, threads=args.threads,
+                  warmup=False)
     pairs = {}
     for model, stems in (('lidar', (args.model, args.twin)), ('twin', (args.twin,))):
         for variant, (post_filter, views) in variants(args).items():
@@ -63,9 +63,8 @@ def main(argv=None) -> dict:
     for entry in args.backends.split(','):
         pairs.update(coders(args, entry, frames))
     p50 = p50_in_turn(pairs, frames, args.frames)
-    rows = [{'backend': entry.partition(':')[0], 'precision': entry.partition(':')[2] or 'fp32',
-             'model': model, 'variant': variant, 'p50_ms': p50[entry, model, variant]}
-            for entry, model, variant in pairs]
+    rows = [dict(zip(('backend', 'precision'), backend_and_precision(entry)), model=model, variant=variant,
+                 p50_ms=p50[entry, model, variant]) for entry, model, variant in pairs]
     for row in rows:
         ms = row['p50_ms']
         print(f"{row['backend']:12s} {row['precision']:5s} {row['model']:6s} {row['variant']:10s} "

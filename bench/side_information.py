@@ -118,7 +118,7 @@ def train(args) -> int:
         init = f'{args.out}.init'
         save_model(model, init, {k: v for k, v in read_metadata(args.init_from).items()
                                  if k in ('training_sources', 'training_frames', 'training_steps', 'history')})
-    config = TrainConfig(arch='xmodal-lidar', out=args.out, steps=args.steps, batch_size=args.batch_size,
+    config = TrainConfig(arch=args.arch, out=args.out, steps=args.steps, batch_size=args.batch_size,
                          crop=args.crop, lr=args.lr, seed=args.seed, threads=args.threads, init_from=init,
                          post_filter=args.post_filter, lidar_dropout=args.lidar_dropout, checkpoint_every=500,
                          prediction_loss=args.prediction_loss,
@@ -226,6 +226,8 @@ def parse_args(argv=None):
     t.add_argument('--prediction-loss', default='affine', choices=tuple(PREDICTION_LOSSES))
     t.add_argument('--seed', type=int, default=11)
     t.add_argument('--threads', type=int, default=1)
+    t.add_argument('--arch', default='xmodal-lidar',
+                   help='a registered LiDAR codec (bench/lidar_scales.py registers its research variant)')
     e = sub.add_parser('eval', help='the map against the zeros map on held-out frames')
     e.add_argument('--map', choices=MAPS, required=True)
     e.add_argument('--model', required=True)

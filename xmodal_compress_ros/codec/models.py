@@ -446,7 +446,7 @@ class HyperpriorCodec(nn.Module):
         z_hat = ste_round(z)
         noisy = self.training
         z_lik = self.z_density.likelihood(z + torch.empty_like(z).uniform_(-0.5, 0.5) if noisy else z_hat)
-        scales = index_to_scale(self.h_s_scale(z_hat))
+        scales = index_to_scale(self.scale_index(z_hat, ctx_enc))
         mu_enc = self.mean(z_hat, ctx_enc)
         mu_dec = mu_enc if ctx_dec is ctx_enc else self.mean(z_hat, ctx_dec)
         residual = y_g - mu_enc
@@ -456,6 +456,12 @@ class HyperpriorCodec(nn.Module):
         x_hat = self.synthesis(y_hat_g, quality, ctx_dec)[..., :h, :w]
         prediction = None if ctx_enc is None else ctx_enc.prediction[..., :h, :w]
         return ForwardResult(x_hat, {'y': y_lik, 'z': z_lik}, prediction)
+
+    def scale_index(self, z_hat: torch.Tensor, ctx: Optional[LidarContext] = None) -> torch.Tensor:
+        """Training-time scale indexes: the float twin of the integer path, which ``ctx`` never reaches
+        (parsing must not depend on the LiDAR). bench/lidar_scales.py overrides it to measure what that
+        rule costs."""
+        return self.h_s_scale(z_hat)
 
     def _check_quality(self, quality, batch: int) -> torch.Tensor:
         if quality is None:

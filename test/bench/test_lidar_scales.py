@@ -93,7 +93,7 @@ def test_only_the_products_architecture_gets_coded_arms(monkeypatch):
 
 def test_train_runs_side_informations_training_with_the_variant(monkeypatch):
     seen = {}
-    monkeypatch.setattr(lidar_scales.side_information, 'main', lambda argv: seen.setdefault('argv', argv) and 0)
+    monkeypatch.setattr(lidar_scales.side_information, 'main', lambda argv: seen.update(argv=argv) or 0)
     lidar_scales.main(['train', '--map', 'scan', '--data', 'synthetic:d', '--out', 'o'])
     assert seen['argv'][-2:] == ['--arch', lidar_scales.ARCH]
     with pytest.raises(SystemExit):

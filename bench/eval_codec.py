@@ -177,7 +177,8 @@ def main(argv=None) -> int:
                 if ensemble is not None:
                     add(f'{key}-x{n_views}', q, n, ensemble[0], enc, ensemble[1])
         last = [r for r in records if r['frame'] == name and r['setting'] == 3]
-        print(name, ' '.join(f"{r['codec']}:{r['bpp']:.3f}bpp/{r['psnr_db']:.2f}dB" for r in last), flush=True)
+        print(name, ' '.join(f"{r['codec']}:{r['bpp']:.3f}bpp/{r['psnr_db']:.2f}dB" for r in last),
+              flush=True)
     summary = summarise(records)
     pairs = [('lidar', 'twin'), ('lidar', 'jpeg-420'), ('twin', 'jpeg-420'), ('lidar-dropped', 'twin'),
              ('lidar-dropped', 'lidar')]

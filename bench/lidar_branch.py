@@ -60,7 +60,8 @@ def mean_record(records: list) -> dict:
 def frames_to_measure(args):
     """(name, frame) of the synthetic drive with ``--synthetic``, else of the held-out KITTI frames."""
     if args.synthetic:
-        return ((f'synthetic/{f.name}', f) for f in load_synthetic(args.synthetic, args.seed, args.max_frames or None).frames)
+        return ((f'synthetic/{f.name}', f)
+                for f in load_synthetic(args.synthetic, args.seed, args.max_frames or None).frames)
     return selected_frames(args)
 
 

@@ -55,7 +55,7 @@ from xmodal_compress_ros.codec.model_io import load_model, read_metadata, save_m
 from xmodal_compress_ros.codec.models import get_model_class
 from xmodal_compress_ros.geometry.depth_completion import complete_depth
 from xmodal_compress_ros.geometry.projection import (depth_condition, equalize_depth, project_to_depth,
-                                                      reflectance_map)
+                                                     reflectance_map)
 from xmodal_compress_ros.train.crops import FrameBank
 from xmodal_compress_ros.train.losses import PREDICTION_LOSSES
 from xmodal_compress_ros.train.sources import frames_from_spec
@@ -117,7 +117,8 @@ def train(args) -> int:
         model.update()
         init = f'{args.out}.init'
         save_model(model, init, {k: v for k, v in read_metadata(args.init_from).items()
-                                 if k in ('training_sources', 'training_frames', 'training_steps', 'history')})
+                                 if k in ('training_sources', 'training_frames', 'training_steps',
+                                          'history')})
     config = TrainConfig(arch=args.arch, out=args.out, steps=args.steps, batch_size=args.batch_size,
                          crop=args.crop, lr=args.lr, seed=args.seed, threads=args.threads, init_from=init,
                          post_filter=args.post_filter, lidar_dropout=args.lidar_dropout, checkpoint_every=500,

@@ -151,7 +151,8 @@ def test_eval_reports_the_map_against_every_anchor(monkeypatch):
     written = {}
     monkeypatch.setattr(side_information, 'write_model_result',
                         lambda kind, args, model, fields: written.update(fields))
-    args = parse_args(['eval', '--map', 'edges', '--model', 'm', '--tag', 't', '--anchor', 'a', '--anchor', 'b'])
+    args = parse_args(['eval', '--map', 'edges', '--model', 'm', '--tag', 't',
+                       '--anchor', 'a', '--anchor', 'b'])
     assert side_information.evaluate(args) == 0
     assert [a['model'] for a in written['anchors']] == ['a', 'b']
     # The model as its own anchor is coded with the zeros map, so the BD-rate equals the zeros arm's.

@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from xmodal_compress_ros.codec.bitstream import (
-    IMAGE_MAGIC, MAX_PIXELS, CameraProjection, ImagePacket, LidarPacket, pack_container, pack_image_packet, pack_lidar_packet,
-    packet_kind, parse_container, parse_image_packet, parse_lidar_packet, section_cap,
+    IMAGE_MAGIC, MAX_PIXELS, CameraProjection, ImagePacket, LidarPacket, pack_container, pack_image_packet,
+    pack_lidar_packet, packet_kind, parse_container, parse_image_packet, parse_lidar_packet, section_cap,
 )
 from xmodal_compress_ros.errors import PacketError
 
@@ -70,7 +70,8 @@ def test_image_packet_round_trip(packet):
 
 
 lidar_packets = st.builds(
-    lambda scan_id, stamp, frame_id, bits, frustum, intensity_bits, intensity_max, points, payload, projection:
+    lambda scan_id, stamp, frame_id, bits, frustum, intensity_bits, intensity_max, points, payload,
+    projection:
     lidar_packet(
         scan_id=scan_id, stamp_ns=stamp, frame_id=frame_id, quantization_bits=bits, frustum_only=frustum,
         intensity_bits=intensity_bits, intensity_max=intensity_max, num_points=points, payload=payload,
@@ -80,8 +81,10 @@ lidar_packets = st.builds(
     st.integers(0, 30), st.booleans(), st.integers(0, 16), st.floats(1e-3, 1e6), st.integers(0, 100_000),
     st.binary(max_size=500),
     st.none() | st.builds(CameraProjection, st.integers(1, 65535), st.integers(1, 65535),
-                          st.lists(st.floats(allow_nan=False, allow_infinity=False), min_size=12, max_size=12),
-                          st.lists(st.floats(allow_nan=False, allow_infinity=False), min_size=16, max_size=16)))
+                          st.lists(st.floats(allow_nan=False, allow_infinity=False),
+                                   min_size=12, max_size=12),
+                          st.lists(st.floats(allow_nan=False, allow_infinity=False),
+                                   min_size=16, max_size=16)))
 
 
 @settings(max_examples=200, deadline=None)

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from xmodal_compress_ros.codec.integer_hyper import (SCALE_LEVELS, FakeQuantHyperSynthesis, IntegerHyperSynthesis,
-                                                     index_to_scale, scale_table)
+from xmodal_compress_ros.codec.integer_hyper import (SCALE_LEVELS, FakeQuantHyperSynthesis,
+                                                     IntegerHyperSynthesis, index_to_scale, scale_table)
 from xmodal_compress_ros.errors import ModelFileError
 
 

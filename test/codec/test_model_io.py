@@ -5,7 +5,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from xmodal_compress_ros.codec.model_io import compute_model_id, load_model, model_paths, read_metadata, save_model
+from xmodal_compress_ros.codec.model_io import (compute_model_id, load_model, model_paths, read_metadata,
+                                                save_model)
 from xmodal_compress_ros.codec.models import HyperpriorCodec, LidarConditionedCodec
 from xmodal_compress_ros.errors import ModelFileError
 

@@ -9,7 +9,8 @@ from xmodal_compress_ros.ros.node_processes import start_node, stop_nodes, write
 
 def test_params_file_applies_to_every_node(tmp_path):
     path = write_params_file(tmp_path / 'p.yaml', {'quality': 2, 'models': ['a', 'b']})
-    assert yaml.safe_load(path.read_text()) == {'/**': {'ros__parameters': {'quality': 2, 'models': ['a', 'b']}}}
+    assert yaml.safe_load(path.read_text()) == {'/**': {'ros__parameters': {'quality': 2,
+                                                                            'models': ['a', 'b']}}}
 
 
 def test_output_goes_to_the_log_and_params_after_ros_args(tmp_path):
@@ -36,7 +37,6 @@ def test_stop_interrupts_then_kills(tmp_path):
     assert time.monotonic() - started < 10
     assert codes['polite'] != 0 and codes['stubborn'] == -9
     assert not polite.alive() and not stubborn.alive()
-
 
 
 def test_a_player_stuck_in_teardown_after_playback_counts_as_finished(tmp_path):

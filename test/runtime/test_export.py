@@ -3,7 +3,6 @@ import hashlib
 import json
 
 import pytest
-import torch
 
 from xmodal_compress_ros.codec.model_io import load_model
 from xmodal_compress_ros.codec.models import HyperpriorCodec

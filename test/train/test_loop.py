@@ -9,8 +9,8 @@ from xmodal_compress_ros.codec.model_io import load_model, read_metadata
 from xmodal_compress_ros.errors import DatasetError, ModelFileError
 from xmodal_compress_ros.train.crops import FrameBank
 from xmodal_compress_ros.train.loop import TrainConfig, train
-from xmodal_compress_ros.train.losses import (affine_invariant_mse, colour_randomised_target, correlation_loss,
-                                             rd_loss)
+from xmodal_compress_ros.train.losses import (affine_invariant_mse, colour_randomised_target,
+                                              correlation_loss, rd_loss)
 
 TINY = dict(N=16, M=24, Nz=8, hyper_hidden=8, batch_size=2, crop=64, checkpoint_every=2, threads=1)
 
@@ -202,7 +202,8 @@ def test_a_deeper_post_filter_starts_as_the_shallower_one_it_grows_from(tmp_path
     assert len(deeper.post_filter.body) == 3 and deeper.post_filter.body[2].conv1.weight.abs().max() > 0
     x = torch.rand(1, 3, 40, 50)
     compressed = shallow.compress(x, quality=1)
-    torch.testing.assert_close(deeper.decompress(compressed), shallow.decompress(compressed), atol=1e-6, rtol=0)
+    torch.testing.assert_close(deeper.decompress(compressed), shallow.decompress(compressed),
+                               atol=1e-6, rtol=0)
     with pytest.raises(ModelFileError, match='other sizes'):
         build_model(TrainConfig(init_from=str(tmp_path / 'f1'), post_filter=(16, 1), **TINY))
 

@@ -44,7 +44,8 @@ def lidar_summary(data: BenchData) -> Dict[str, object]:
     summary = (
         f'Per scan (mean of {len(rows)}, {mean["points"]:.0f} points): our LiDAR packet '
         f'({config.quantization_bits}-bit positions, {config.intensity_bits}-bit intensity, full scan) '
-        f'{8 * mean["xmodal_bytes"] / 1000:.0f} kbit = {kbit["xmodal_bytes"]:.0f} kbit/s at {data.fps:.1f} Hz; '
+        f'{8 * mean["xmodal_bytes"] / 1000:.0f} kbit = {kbit["xmodal_bytes"]:.0f} kbit/s '
+        f'at {data.fps:.1f} Hz; '
         f'point_cloud_transport Draco defaults (lossless float32) {8 * mean["draco_bytes"] / 1000:.0f} kbit '
         f'= {kbit["draco_bytes"]:.0f} kbit/s; with force_quantization (14-bit) '
         f'{8 * mean["draco_quantized_bytes"] / 1000:.0f} kbit = {kbit["draco_quantized_bytes"]:.0f} kbit/s. '

@@ -95,8 +95,10 @@ def data_digest(data: BenchData) -> str:
     return digest.hexdigest()
 
 
-def _cache_path(cache_dir: Path, digest: str, name: str, info: dict, setting: float, crop: CropWindow) -> Path:
-    key = json.dumps([digest, name, info, float(setting), dataclasses.astuple(crop)], sort_keys=True, default=str)
+def _cache_path(cache_dir: Path, digest: str, name: str, info: dict, setting: float,
+                crop: CropWindow) -> Path:
+    key = json.dumps([digest, name, info, float(setting), dataclasses.astuple(crop)],
+                     sort_keys=True, default=str)
     return cache_dir / f'{name}_{setting:g}_{hashlib.sha256(key.encode()).hexdigest()[:24]}.npz'
 
 

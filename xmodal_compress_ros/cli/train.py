@@ -7,7 +7,8 @@ def add_arguments(parser) -> None:
     from xmodal_compress_ros.train.losses import PREDICTION_LOSSES
 
     d = TrainConfig()
-    parser.add_argument('--arch', default=d.arch, help='registered architecture: xmodal-hyperprior | xmodal-lidar')
+    parser.add_argument('--arch', default=d.arch,
+                        help='registered architecture: xmodal-hyperprior | xmodal-lidar')
     parser.add_argument('--data', action='append', default=[], metavar='KIND:LOCATION', required=True,
                         help='training source, repeatable: kitti-object:DIR, kitti-raw:DRIVE_DIR,CALIB_DIR, '
                              'synthetic:DIR, bag:PATH, photos:DIR (no LiDAR)')

@@ -337,7 +337,8 @@ class LidarPacket:
 def pack_lidar_packet(packet: LidarPacket) -> bytes:
     """Serialize a :class:`LidarPacket` (layout in ``docs/bitstream.md``)."""
     frame_id = packet.frame_id.encode('utf-8')
-    flags = (FLAG_FRUSTUM_ONLY if packet.frustum_only else 0) | (FLAG_HAS_PROJECTION if packet.projection else 0)
+    flags = ((FLAG_FRUSTUM_ONLY if packet.frustum_only else 0)
+             | (FLAG_HAS_PROJECTION if packet.projection else 0))
     projection = b''
     if packet.projection is not None:
         p = packet.projection
@@ -380,7 +381,8 @@ def parse_lidar_packet(data: bytes, max_points: int = MAX_LIDAR_POINTS) -> Lidar
              f'{cap} that {num_points} points allow')
     projection = None
     if flags & FLAG_HAS_PROJECTION:
-        _require(offset + _PROJECTION.size <= len(body), 'LiDAR packet is truncated inside its projection block')
+        _require(offset + _PROJECTION.size <= len(body),
+                 'LiDAR packet is truncated inside its projection block')
         values = _PROJECTION.unpack_from(body, offset)
         offset += _PROJECTION.size
         projection = CameraProjection(width=values[0], height=values[1], P=values[2:14], T=values[14:30])

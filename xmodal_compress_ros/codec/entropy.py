@@ -505,6 +505,7 @@ def _leftover_data(substream: int) -> PacketError:
         f'entropy-coded substream {substream} holds more data than its symbols need: the packet '
         'is corrupted or was decoded with another model')
 
+
 def split_substreams(data: bytes) -> List[np.ndarray]:
     """Parse ``u8 K | K x u32 byte length | K substreams`` into K arrays of uint32 words.
 

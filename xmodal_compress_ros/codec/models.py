@@ -160,8 +160,9 @@ class AnalysisTransform(nn.Module):
 
 
 class SynthesisTransform(nn.Module):
-    """g_s: the mirror of g_a (5x5, 3x3, 3x3, 5x5) with IGDN; LiDAR context fused at 1/4 and 1/2, and a residual refinement
-    from c1 at full resolution (zero-initialised, so an untrained LiDAR model equals its twin)."""
+    """g_s: the mirror of g_a (5x5, 3x3, 3x3, 5x5) with IGDN; LiDAR context fused at 1/4 and 1/2, and a
+    residual refinement from c1 at full resolution (zero-initialised, so an untrained LiDAR model equals
+    its twin)."""
 
     def __init__(self, N: int, M: int, ctx: Tuple[int, int, int] = (0, 0, 0), fusion: str = 'concat'):
         super().__init__()
@@ -471,7 +472,6 @@ class HyperpriorCodec(nn.Module):
             raise ValueError(f'quality {quality.tolist()} out of range 0..{self.quality_levels - 1}')
         return quality
 
-
     # -- integer tables and model files -------------------------------------------------------------
     @torch.no_grad()
     def update(self) -> None:
@@ -502,15 +502,19 @@ class HyperpriorCodec(nn.Module):
         expected = {k: tuple(v.shape) for k, v in self.state_dict().items()}
         for prefix in (_Z_TABLE, _Y_TABLE):
             expected.update({prefix + n: None for n in ('pmfs', 'lengths', 'offsets', 'precision')})
-        int_shapes = {'w1': tuple(self.h_s_scale.deconv1.weight.shape), 'b1': (self.h_s_scale.deconv1.out_channels,),
-                      'w2': tuple(self.h_s_scale.deconv2.weight.shape), 'b2': (self.h_s_scale.deconv2.out_channels,),
-                      'w3': tuple(self.h_s_scale.conv3.weight.shape), 'b3': (self.h_s_scale.conv3.out_channels,)}
+        int_shapes = {'w1': tuple(self.h_s_scale.deconv1.weight.shape),
+                      'b1': (self.h_s_scale.deconv1.out_channels,),
+                      'w2': tuple(self.h_s_scale.deconv2.weight.shape),
+                      'b2': (self.h_s_scale.deconv2.out_channels,),
+                      'w3': tuple(self.h_s_scale.conv3.weight.shape),
+                      'b3': (self.h_s_scale.conv3.out_channels,)}
         expected.update({_INT_HYPER + k: v for k, v in int_shapes.items()})
         check_tensors(expected, tensors, source)
         self.load_state_dict({k: tensors[k] for k in self.state_dict()})
         tables = []
         for prefix in (_Z_TABLE, _Y_TABLE):
-            tables.append(entropy.PmfTable(to_numpy(tensors[prefix + 'pmfs']), to_numpy(tensors[prefix + 'lengths']),
+            tables.append(entropy.PmfTable(to_numpy(tensors[prefix + 'pmfs']),
+                                           to_numpy(tensors[prefix + 'lengths']),
                                            to_numpy(tensors[prefix + 'offsets']),
                                            int(tensors[prefix + 'precision'][0])))
         if tables[0].num_rows != self.config['Nz'] or tables[1].num_rows != len(scale_table()):
@@ -575,9 +579,11 @@ class HyperpriorCodec(nn.Module):
         """
         ph, pw = compressed.padded_size
         if ph % PAD_MULTIPLE or pw % PAD_MULTIPLE or not 0 <= compressed.quality < self.quality_levels:
-            raise ValueError(f'padded size {compressed.padded_size} / quality {compressed.quality} invalid for '
-                             f'this model (multiples of {PAD_MULTIPLE}, quality 0..{self.quality_levels - 1})')
-        latents = decode_latents(compressed.z_bytes, compressed.y_bytes, compressed.padded_size, self._tables())
+            raise ValueError(f'padded size {compressed.padded_size} / quality {compressed.quality} invalid '
+                             f'for this model (multiples of {PAD_MULTIPLE}, '
+                             f'quality 0..{self.quality_levels - 1})')
+        latents = decode_latents(compressed.z_bytes, compressed.y_bytes, compressed.padded_size,
+                                 self._tables())
         return latents.z_hat, latents.symbols
 
     @torch.no_grad()

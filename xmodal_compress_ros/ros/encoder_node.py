@@ -15,7 +15,8 @@ and still codes each image with the scan that came with it.
 
 An image is paired with the buffered scan nearest in stamp within ``max_time_delta``, waiting at
 most ``pairing_wait`` (wall time) for a later scan; images stamped more than ``lidar_timeout``
-after the newest scan are encoded image-only at once. Topics, parameters and diagnostics are documented in ``docs/nodes.md``.
+after the newest scan are encoded image-only at once. Topics, parameters and diagnostics are
+documented in ``docs/nodes.md``.
 """
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ from xmodal_compress_ros.ros import conversions
 from xmodal_compress_ros.ros.diagnostics import OK, WARN, diagnostic_array
 from xmodal_compress_ros.ros.frame_worker import FrameWorker
 from xmodal_compress_ros.ros.node_main import (INPUT_DEPTH, ProblemReporter, match_logging, qos_profile,
-                                                 run_node)
+                                               run_node)
 from xmodal_compress_ros.ros.node_stats import NodeStats
 from xmodal_compress_ros.ros.pairing import ScanBuffer
 from xmodal_compress_ros.ros.params import EncoderNodeConfig, declare_config, watch_config

@@ -326,4 +326,3 @@ def _constraints_text(spec: dataclasses.Field) -> str:
     if meta['pairs']:
         return 'width, height pairs'
     return ''
-

@@ -82,7 +82,8 @@ class TrainConfig:
         kwargs = dict(N=self.N, M=self.M, Nz=self.Nz, hyper_hidden=self.hyper_hidden, lambdas=self.lambdas,
                       post_filter=self.post_filter)
         if get_model_class(self.arch).uses_lidar:
-            kwargs.update(fusion=self.fusion, conditioning=self.conditioning, hyper_refiner=self.hyper_refiner)
+            kwargs.update(fusion=self.fusion, conditioning=self.conditioning,
+                          hyper_refiner=self.hyper_refiner)
         return kwargs
 
     def to_json(self) -> Dict:

@@ -71,7 +71,8 @@ PREDICTION_LOSSES = {'affine': affine_invariant_mse, 'correlation': correlation_
 
 
 def rd_loss(x: torch.Tensor, result, lambdas: torch.Tensor, alpha: float = 0.0,
-            target: Optional[torch.Tensor] = None, prediction_loss: str = 'affine') -> Dict[str, torch.Tensor]:
+            target: Optional[torch.Tensor] = None,
+            prediction_loss: str = 'affine') -> Dict[str, torch.Tensor]:
     """``mean_i(lambda_i * 255^2 * MSE_i + bpp_i) + alpha * P(prediction, target)``, ``P`` one of
     :data:`PREDICTION_LOSSES`.
 

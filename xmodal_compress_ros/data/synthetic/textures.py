@@ -247,7 +247,7 @@ class Materials:
                 m = np.maximum(m, zebra)
             stop_x = xc - width / 2 - 5.0
             stop = box_mask(x, stop_x - 0.25, stop_x + 0.25, fp) * box_mask(y, street.road_right + 2.2,
-                                                                           -0.1, fp)
+                                                                            -0.1, fp)
             m = np.maximum(m, stop)
         return m
 
@@ -415,7 +415,7 @@ class Materials:
         # Sides: door seams, handles, dark sill.
         seams = stripes(along, length * 0.3, 0.012, fp, phase=length * 0.05) * side
         handle = box_mask(z, top - 0.18, top - 0.13, fp) * stripes(along, length * 0.3, 0.16, fp,
-                                                                 phase=length * 0.05 - 0.3) * side
+                                                                   phase=length * 0.05 - 0.3) * side
         albedo = albedo * (1 - 0.8 * np.maximum(seams, handle))[:, None]
         ir = ir * (1 - plate) + 0.92 * plate
         ir = ir * (1 - lamp) + 0.65 * lamp

@@ -42,7 +42,7 @@ setup(
         ],
         'onnx': ['onnx>=1.15', 'onnxruntime>=1.17'],
         'bench': ['matplotlib>=3.6', 'pytorch-msssim>=1.0'],
-        'test': ['pytest>=7', 'hypothesis>=6'],
+        'test': ['pytest>=7', 'hypothesis>=6', 'flake8>=6'],
         # Coverage-guided fuzzing of the packet decoder (fuzz/fuzz_packets.py); without it, random mutations.
         'fuzz': ['atheris>=2.3'],
     },

@@ -82,10 +82,10 @@ def model_arms(model, frames, kind: str) -> dict:
         return side_information.condition_map(kind, frame)
 
     arms = {'map': estimated_curve(model, frames, the_map),
-            'zeros': estimated_curve(model, frames, side_information._zeros)}
+            'zeros': estimated_curve(model, frames, side_information.zeros_map)}
     if type(model) is LidarConditionedCodec:
         arms['map-coded'] = side_information.curve(model, frames, the_map)
-        arms['zeros-coded'] = side_information.curve(model, frames, side_information._zeros)
+        arms['zeros-coded'] = side_information.curve(model, frames, side_information.zeros_map)
     return arms
 
 

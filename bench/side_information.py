@@ -143,14 +143,15 @@ def curve(model, frames, maps) -> list:
              'psnr_db': float(np.mean([m[1] for m in points]))} for q, points in enumerate(levels)]
 
 
-def _zeros(frame) -> np.ndarray:
+def zeros_map(frame) -> np.ndarray:
+    """The all-zero map (no point anywhere): what a decoder without the scan sees."""
     return np.zeros(frame.image.shape[:2], np.uint8)
 
 
 def curves(model, frames, kind: str) -> dict:
     """Per arm: 'map' (the ``kind`` map on both ends) and 'zeros' (the zeros map on both ends)."""
     out = {'map': curve(model, frames, lambda frame: condition_map(kind, frame)),
-           'zeros': curve(model, frames, _zeros)}
+           'zeros': curve(model, frames, zeros_map)}
     for arm, points in out.items():
         for point in points:
             print(arm, json.dumps(point), flush=True)
@@ -159,7 +160,7 @@ def curves(model, frames, kind: str) -> dict:
 
 def anchor_curve(model, frames) -> list:
     """``model``'s curve on ``frames``, with the zeros map if it has a branch."""
-    return curve(model, frames, _zeros)
+    return curve(model, frames, zeros_map)
 
 
 def bd_map_vs(arms: dict, anchor: str) -> metrics.BDResult:

@@ -30,7 +30,6 @@ import torch
 
 import side_information
 from eval_codec import to_uint8
-from xmodal_compress_ros.bench import metrics
 from xmodal_compress_ros.codec.integer_hyper import SCALE_LEVELS
 from xmodal_compress_ros.codec.layers import conv, ste_round
 from xmodal_compress_ros.codec.model_io import load_model
@@ -57,22 +56,20 @@ class ScaleConditionedCodec(LidarConditionedCodec):
         return ste_round(torch.clamp(index, 0, SCALE_LEVELS - 1))
 
 
-@torch.no_grad()
+def estimated_points(model, image: np.ndarray, depth: np.ndarray):
+    """(quality, bits, image) per quality from the eval-mode forward: bits estimated from the
+    likelihoods of z and y, the image ``model`` reconstructs."""
+    x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255.0
+    d = torch.from_numpy(depth)[None, None]
+    for q in range(model.quality_levels):
+        out = model(x, d, quality=q)
+        bits = sum(float(-torch.log2(lik).sum()) for lik in out.likelihoods.values())
+        yield q, bits, to_uint8(out.x_hat.clamp(0, 1))
+
+
 def estimated_curve(model, frames, maps) -> list:
-    """Per quality: mean bpp estimated from the likelihoods (z and y) and mean RGB PSNR, each frame
-    coded with ``maps(frame)`` on both ends."""
-    levels = [[] for _ in range(model.quality_levels)]
-    for frame in frames:
-        depth = maps(frame)
-        x = torch.from_numpy(frame.image).permute(2, 0, 1)[None].float() / 255.0
-        d = torch.from_numpy(depth)[None, None]
-        for q in range(model.quality_levels):
-            out = model(x, d, quality=q)
-            bits = sum(float(-torch.log2(lik).sum()) for lik in out.likelihoods.values())
-            decoded = to_uint8(out.x_hat.clamp(0, 1))
-            levels[q].append((bits / depth.size, metrics.psnr(frame.image, decoded)))
-    return [{'quality': q, 'bpp': float(np.mean([m[0] for m in points])),
-             'psnr_db': float(np.mean([m[1] for m in points]))} for q, points in enumerate(levels)]
+    """Per quality: mean estimated bpp and mean RGB PSNR, each frame with ``maps(frame)`` on both ends."""
+    return side_information.curve(model, frames, maps, points=estimated_points)
 
 
 def model_arms(model, frames, kind: str) -> dict:
@@ -90,8 +87,7 @@ def model_arms(model, frames, kind: str) -> dict:
 
 
 def bd_percent(arms: dict, test: str, anchor: str):
-    return metrics.bd_rate([p['bpp'] for p in arms[anchor]], [p['psnr_db'] for p in arms[anchor]],
-                           [p['bpp'] for p in arms[test]], [p['psnr_db'] for p in arms[test]]).percent
+    return side_information.bd_map_vs(arms, anchor, test).percent
 
 
 def evaluate(args) -> int:
@@ -118,12 +114,7 @@ def parse_eval_args(argv):
     parser = argparse.ArgumentParser(description='eval: map against zeros map, estimated bits')
     parser.add_argument('--map', choices=side_information.MAPS, required=True)
     parser.add_argument('--model', action='append', required=True, help='repeatable')
-    parser.add_argument('--synthetic', type=int, default=10)
-    parser.add_argument('--seed', type=int, default=4242)
-    parser.add_argument('--kitti', action='store_true')
-    parser.add_argument('--raw-stride', type=int, default=5)
-    parser.add_argument('--threads', type=int, default=2)
-    parser.add_argument('--tag', required=True)
+    side_information.add_evaluation_arguments(parser)
     return parser.parse_args(argv)
 
 

@@ -130,15 +130,21 @@ def train(args) -> int:
     return 0
 
 
+def coded_points(model, image: np.ndarray, depth: np.ndarray):
+    """(quality, bits, decoded image) per quality: real packets, the image's z and y streams."""
+    for q, num_bytes, decoded, *_ in learned_points(model, image, depth, drop_lidar=False):
+        yield q, num_bytes * 8.0, decoded
+
+
 @torch.no_grad()
-def curve(model, frames, maps) -> list:
+def curve(model, frames, maps, points=coded_points) -> list:
     """One (bpp, PSNR) point per quality of ``model``, averaged over ``frames``, each frame coded with
-    ``maps(frame)`` on both ends; bits are the image's z and y streams."""
+    ``maps(frame)`` on both ends and measured by ``points`` (:func:`coded_points` by default)."""
     levels = [[] for _ in range(model.quality_levels)]
     for frame in frames:
         depth = maps(frame)
-        for q, num_bytes, decoded, *_ in learned_points(model, frame.image, depth, drop_lidar=False):
-            levels[q].append((num_bytes * 8.0 / depth.size, metrics.psnr(frame.image, decoded)))
+        for q, bits, decoded in points(model, frame.image, depth):
+            levels[q].append((bits / depth.size, metrics.psnr(frame.image, decoded)))
     return [{'quality': q, 'bpp': float(np.mean([m[0] for m in points])),
              'psnr_db': float(np.mean([m[1] for m in points]))} for q, points in enumerate(levels)]
 
@@ -163,12 +169,12 @@ def anchor_curve(model, frames) -> list:
     return curve(model, frames, zeros_map)
 
 
-def bd_map_vs(arms: dict, anchor: str) -> metrics.BDResult:
-    """BD-rate of the 'map' arm against the ``anchor`` arm (``percent`` None where the curves do not
-    allow one; ``overlap`` the PSNR range it averages over)."""
+def bd_map_vs(arms: dict, anchor: str, test: str = 'map') -> metrics.BDResult:
+    """BD-rate of the ``test`` arm (the map's) against the ``anchor`` arm (``percent`` None where the
+    curves do not allow one; ``overlap`` the PSNR range it averages over)."""
     rate = {a: [p['bpp'] for p in arms[a]] for a in arms}
     quality = {a: [p['psnr_db'] for p in arms[a]] for a in arms}
-    return metrics.bd_rate(rate[anchor], quality[anchor], rate['map'], quality['map'])
+    return metrics.bd_rate(rate[anchor], quality[anchor], rate[test], quality[test])
 
 
 def evaluation_frames(args) -> tuple:
@@ -206,6 +212,17 @@ def _percent(value: Optional[float]) -> str:
     return 'n/a (curves do not overlap)' if value is None else f'{value:+.2f} %'
 
 
+def add_evaluation_arguments(parser) -> None:
+    """The frames (read by :func:`evaluation_frames`), threads and result tag of an evaluation."""
+    parser.add_argument('--synthetic', type=int, default=10)
+    parser.add_argument('--seed', type=int, default=4242)
+    parser.add_argument('--kitti', action='store_true',
+                        help='the held-out KITTI frames of bench/eval_codec.py, not the synthetic drive')
+    parser.add_argument('--raw-stride', type=int, default=5, help='with --kitti: every n-th kitti_raw frame')
+    parser.add_argument('--threads', type=int, default=2)
+    parser.add_argument('--tag', required=True)
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     sub = parser.add_subparsers(dest='command', required=True)
@@ -233,13 +250,7 @@ def parse_args(argv=None):
     e = sub.add_parser('eval', help='the map against the zeros map on held-out frames')
     e.add_argument('--map', choices=MAPS, required=True)
     e.add_argument('--model', required=True)
-    e.add_argument('--synthetic', type=int, default=10)
-    e.add_argument('--seed', type=int, default=4242)
-    e.add_argument('--kitti', action='store_true',
-                   help='the held-out KITTI frames of bench/eval_codec.py instead of the synthetic drive')
-    e.add_argument('--raw-stride', type=int, default=5, help='with --kitti: every n-th kitti_raw frame')
-    e.add_argument('--threads', type=int, default=2)
-    e.add_argument('--tag', required=True)
+    add_evaluation_arguments(e)
     e.add_argument('--anchor', action='append', default=[],
                    help='another model (e.g. a twin) coded on the same frames with the zeros map; repeatable')
     return parser.parse_args(argv)

@@ -36,8 +36,8 @@ FEATURES = ('c1', 'c2', 'c3', 'c_hyper')
 def frame_record(model, image: np.ndarray, depth: np.ndarray) -> dict:
     h, w = image.shape[:2]
     x = pad_to_multiple(torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255.0)
-    with_scan = model.lidar_context(torch.from_numpy(depth)[None, None].float(), x)
-    without = model.lidar_context(None, x)
+    with_scan = model.context(torch.from_numpy(depth)[None, None].float(), x)
+    without = model.context(None, x)
     target = x[..., :h, :w]
     variance = target.flatten(2).var(dim=-1, unbiased=False).mean()
     record = {'p2i_explained': float(1.0 - affine_invariant_mse(with_scan.prediction[..., :h, :w], target)

@@ -47,9 +47,9 @@ def test_the_variant_is_registered_for_model_files():
 def test_the_products_scales_never_see_the_lidar():
     product, _ = _pair()
     x, depth = _inputs()
-    z_hat = torch.round(product.analysis(x, torch.tensor([1]), product.lidar_context(depth, x))[1])
-    with_scan = product.scale_index(z_hat, product.lidar_context(depth, x))
-    without = product.scale_index(z_hat, product.lidar_context(None, x))
+    z_hat = torch.round(product.analysis(x, torch.tensor([1]), product.context(depth, x))[1])
+    with_scan = product.scale_index(z_hat, product.context(depth, x))
+    without = product.scale_index(z_hat, product.context(None, x))
     assert torch.equal(with_scan, without) and torch.equal(with_scan, product.h_s_scale(z_hat))
 
 
@@ -61,9 +61,9 @@ def test_the_variant_starts_as_the_product_then_its_scales_follow_the_map():
         assert torch.equal(a.likelihoods['y'], b.likelihoods['y'])  # zero-initialised refiner
         variant.scale_refiner.bias.fill_(3.0)
         variant.scale_refiner.weight.normal_(0, 0.5)
-        z_hat = torch.round(variant.analysis(x, torch.tensor([1]), variant.lidar_context(depth, x))[1])
-        with_scan = variant.scale_index(z_hat, variant.lidar_context(depth, x))
-        without = variant.scale_index(z_hat, variant.lidar_context(None, x))
+        z_hat = torch.round(variant.analysis(x, torch.tensor([1]), variant.context(depth, x))[1])
+        with_scan = variant.scale_index(z_hat, variant.context(depth, x))
+        without = variant.scale_index(z_hat, variant.context(None, x))
     assert not torch.equal(with_scan, without)
     assert with_scan.min() >= 0 and with_scan.max() <= 63 and torch.equal(with_scan, with_scan.round())
 

@@ -29,7 +29,7 @@ def test_crops_keep_image_and_depth_aligned():
     image = np.zeros((70, 90, 3), np.uint8)
     image[..., 0] = np.arange(90, dtype=np.uint8)[None, :]
     bank.add(image, image[..., 0].copy(), 'ramp')
-    x, depth = bank.sample(6, 64, np.random.default_rng(1))
+    x, depth, _ = bank.sample(6, 64, np.random.default_rng(1))
     assert x.shape == (6, 3, 64, 64) and depth.shape == (6, 1, 64, 64)
     torch.testing.assert_close(x[:, 0:1] * 255, depth)
     with pytest.raises(DatasetError, match='crop'):
@@ -148,8 +148,8 @@ def test_cli_trains_on_real_frames(kitti_root, tmp_path):
 
 def test_resident_frames_cut_the_same_crops_as_the_bank():
     bank = _bank(3)
-    x, depth = bank.sample(5, 64, np.random.default_rng(4))
-    x_res, depth_res = bank.resident('cpu').sample(5, 64, np.random.default_rng(4))
+    x, depth, _ = bank.sample(5, 64, np.random.default_rng(4))
+    x_res, depth_res, _ = bank.resident('cpu').sample(5, 64, np.random.default_rng(4))
     torch.testing.assert_close(x_res, x)
     torch.testing.assert_close(depth_res, depth)
 

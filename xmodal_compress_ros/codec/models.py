@@ -115,7 +115,11 @@ def model_names() -> List[str]:
 
 
 class LidarContext(NamedTuple):
-    """Features the LiDAR branch gives the transforms: c1 (1/1), c2 (1/2), c3 (1/4), c_hyper (1/16)."""
+    """Features a conditioning branch gives the transforms: c1 (1/1), c2 (1/2), c3 (1/4), c_hyper (1/16).
+
+    The LiDAR branch fills ``prediction`` with its P2I structure prediction; the P-frame codec
+    (:mod:`codec.predictive`) with the aligned reference frame and its validity mask.
+    """
 
     c1: torch.Tensor
     c2: torch.Tensor
@@ -303,6 +307,9 @@ class HyperpriorCodec(nn.Module):
 
     registry_name = 'xmodal-hyperprior'
     uses_lidar = False
+    #: The conditioning map the float graphs take (None: none), and its planes.
+    condition_name: Optional[str] = None
+    condition_channels = 0
 
     def __init__(self, N: int = 48, M: int = 128, Nz: int = 64, hyper_hidden: int = 64,
                  lambdas: Tuple[float, ...] = DEFAULT_LAMBDAS, post_filter: Tuple[int, int] = (0, 0),
@@ -341,8 +348,8 @@ class HyperpriorCodec(nn.Module):
         return len(self.lambdas)
 
     # -- float networks (replaceable by an external backend) ---------------------------------------
-    def lidar_context(self, depth: Optional[torch.Tensor], like: torch.Tensor) -> Optional[LidarContext]:
-        """LiDAR features for the transforms (``None`` for the image-only twin)."""
+    def context(self, depth: Optional[torch.Tensor], like: torch.Tensor) -> Optional[LidarContext]:
+        """Features of the conditioning map for the transforms (``None`` for the image-only twin)."""
         return None
 
     def analysis(self, x: torch.Tensor, quality: torch.Tensor,
@@ -358,15 +365,17 @@ class HyperpriorCodec(nn.Module):
     def synthesis(self, y_hat_g: torch.Tensor, quality: torch.Tensor,
                   ctx: Optional[LidarContext] = None) -> torch.Tensor:
         """Quantised gained latent -> padded reconstruction."""
-        return self.restore(self.g_s(self.gain.decode(y_hat_g, quality), ctx), self.quality_plane(quality))
+        return self.restore(self.g_s(self.gain.decode(y_hat_g, quality), ctx), self.quality_plane(quality), ctx)
 
     def quality_plane(self, quality: torch.Tensor) -> torch.Tensor:
         """(B, 1) float: the post filter's input for each sample's quality level."""
         quality = torch.as_tensor(quality)
         return torch.tensor(self.quality_planes, device=quality.device)[quality].reshape(-1, 1)
 
-    def restore(self, x_hat: torch.Tensor, plane: torch.Tensor) -> torch.Tensor:
-        """The post filter on g_s's padded output (identity without one)."""
+    def restore(self, x_hat: torch.Tensor, plane: torch.Tensor,
+                ctx: Optional[LidarContext] = None) -> torch.Tensor:
+        """The post filter on g_s's padded output (identity without one); ``ctx`` is for codecs whose
+        filter sees the conditioning map too (the P-frame codec)."""
         return x_hat if self.post_filter is None else self.post_filter(x_hat, plane)
 
     def without_post_filter(self) -> 'HyperpriorCodec':
@@ -441,8 +450,8 @@ class HyperpriorCodec(nn.Module):
         h, w = x.shape[-2:]
         quality = self._check_quality(quality, x.shape[0])
         xp = pad_to_multiple(x)
-        ctx_enc = self.lidar_context(depth, xp)
-        ctx_dec = ctx_enc if depth_dec is None else self.lidar_context(depth_dec, xp)
+        ctx_enc = self.context(depth, xp)
+        ctx_dec = ctx_enc if depth_dec is None else self.context(depth_dec, xp)
         y_g, z = self.analysis(xp, quality, ctx_enc)
         z_hat = ste_round(z)
         noisy = self.training
@@ -538,10 +547,11 @@ class HyperpriorCodec(nn.Module):
         like = xp if xp is not None else torch.zeros(1, 3, *padded, dtype=dtype)
         if depth is not None:
             depth = torch.as_tensor(np.asarray(depth) if not isinstance(depth, torch.Tensor) else depth)
-            depth = depth.reshape(1, 1, *depth.shape[-2:]).to(dtype)
+            # (H, W) or (1, C, H, W): one plane for a depth map, more for a reference frame.
+            depth = depth.reshape(1, -1, *depth.shape[-2:]).to(dtype)
             if tuple(depth.shape[-2:]) != (h, w):
                 raise ValueError(f'depth map {tuple(depth.shape[-2:])} must match the image size {(h, w)}')
-        return xp, self.lidar_context(depth, like), padded
+        return xp, self.context(depth, like), padded
 
     @torch.no_grad()
     def compress(self, x: torch.Tensor, depth=None, quality: int = 0,
@@ -619,6 +629,8 @@ class LidarConditionedCodec(HyperpriorCodec):
 
     registry_name = 'xmodal-lidar'
     uses_lidar = True
+    condition_name = 'depth'
+    condition_channels = 1
 
     def __init__(self, N: int = 48, M: int = 128, Nz: int = 64, hyper_hidden: int = 64,
                  lambdas: Tuple[float, ...] = DEFAULT_LAMBDAS, fusion: str = 'concat',
@@ -646,7 +658,7 @@ class LidarConditionedCodec(HyperpriorCodec):
     def _context_channels(self) -> Tuple[int, int, int]:
         return self._ctx_ch
 
-    def lidar_context(self, depth: Optional[torch.Tensor], like: torch.Tensor) -> LidarContext:
+    def context(self, depth: Optional[torch.Tensor], like: torch.Tensor) -> LidarContext:
         """``depth``: (B, 1, H, W) uint8-valued (0 = no point) or None (= no scan: zeros map)."""
         b, _, h, w = like.shape
         if depth is None or self.conditioning == 'zeros':
@@ -682,3 +694,7 @@ class LidarConditionedCodec(HyperpriorCodec):
             dim = 1 if isinstance(self.get_submodule(name.rsplit('.', 1)[0]), nn.Conv2d) else 0
             target.zero_()
             target.narrow(dim, 0, tensor.shape[dim]).copy_(tensor)
+
+
+# The P-frame codec registers itself; imported last because it builds on the classes above.
+from xmodal_compress_ros.codec import predictive  # noqa: E402,F401

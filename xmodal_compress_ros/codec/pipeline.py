@@ -261,7 +261,7 @@ class _Codec:
         model = self._refiner()
         device = self.device
         with torch.no_grad():
-            ctx = model.lidar_context(None if depth is None else depth.to(device, torch.float32), x)
+            ctx = model.context(None if depth is None else depth.to(device, torch.float32), x)
         y = refine_latent(model, x.to(device, torch.float32), torch.from_numpy(y_g).to(device), z,
                           self.tables, quality, ctx, steps, size)
         return y.float().cpu().numpy()

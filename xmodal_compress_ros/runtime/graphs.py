@@ -8,8 +8,9 @@
     'decoder'  z_hat, symbols (1,M,H/16,W/16), [depth], gain    -> x_hat (1,3,H,W) in [0, 1]
 
 H and W are the padded size (multiples of 64). ``depth`` is the uint8-valued conditioning map as
-float (0 = no point; all zeros = no scan) and exists only for LiDAR models; ``c_hyper`` only for
-LiDAR models with a Hyper Refiner. Quality enters as a gain vector (``exp`` of the model's log
+float (0 = no point; all zeros = no scan) and exists only for LiDAR models; the P-frame codec takes
+``reference`` (1,4,H,W) in its place: the aligned previous decoded frame and its validity mask.
+``c_hyper`` exists for conditioned models with a Hyper Refiner. Quality enters as a gain vector (``exp`` of the model's log
 gains for that level, computed by :func:`quality_gains`), so one graph serves every quality.
 
 The decoder graph computes the means itself (``y_hat_g = symbols + mean(z_hat)``), so the LiDAR
@@ -81,14 +82,15 @@ def _at(channels: int, factor: int) -> Tuple:
 
 
 def uses_c_hyper(model: HyperpriorCodec) -> bool:
-    """True if the model's means take LiDAR features (a LiDAR model with a Hyper Refiner)."""
-    return bool(model.uses_lidar and getattr(model, 'hyper_refiner', None) is not None)
+    """True if the model's means take conditioning features (a conditioned model with a Hyper Refiner)."""
+    return bool(model.condition_name and getattr(model, 'hyper_refiner', None) is not None)
 
 
 def graph_specs(model: HyperpriorCodec) -> Dict[str, GraphSpec]:
     """Inputs and outputs of the three graphs of ``model``."""
     m, nz = model.config['M'], model.config['Nz']
-    depth = (TensorSpec('depth', _image(1)),) if model.uses_lidar else ()
+    depth = ((TensorSpec(model.condition_name, _image(model.condition_channels)),)
+             if model.condition_name else ())
     # The Hyper Refiner takes [mu, c_hyper]: its input width tells c_hyper's channel count.
     c_hyper = ()
     if uses_c_hyper(model):
@@ -107,7 +109,7 @@ def graph_specs(model: HyperpriorCodec) -> Dict[str, GraphSpec]:
 
 
 class EncoderGraph(nn.Module):
-    """LiDAR branch (from the depth map), g_a with the gain, h_a."""
+    """Conditioning branch (from the depth map or the reference), g_a with the gain, h_a."""
 
     def __init__(self, model: HyperpriorCodec):
         super().__init__()
@@ -115,8 +117,8 @@ class EncoderGraph(nn.Module):
 
     def forward(self, x: torch.Tensor, *rest: torch.Tensor):
         model = self.model
-        depth, gain = rest if model.uses_lidar else (None, rest[0])
-        ctx = model.lidar_context(depth, x) if model.uses_lidar else None
+        depth, gain = rest if model.condition_name else (None, rest[0])
+        ctx = model.context(depth, x) if model.condition_name else None
         y_g = model.g_a(x, ctx) * gain[:, :, None, None]
         z = model.h_a(y_g)
         if uses_c_hyper(model):
@@ -139,7 +141,7 @@ class MeanGraph(nn.Module):
 
 
 class DecoderGraph(nn.Module):
-    """LiDAR branch, means, ``y_hat_g = symbols + mu``, the gain, g_s, the post filter (its ``quality``
+    """Conditioning branch, means, ``y_hat_g = symbols + mu``, the gain, g_s, the post filter (its ``quality``
     input is :func:`quality_plane`); output clamped to [0, 1]."""
 
     def __init__(self, model: HyperpriorCodec):
@@ -148,13 +150,14 @@ class DecoderGraph(nn.Module):
 
     def forward(self, z_hat: torch.Tensor, symbols: torch.Tensor, *rest: torch.Tensor) -> torch.Tensor:
         model = self.model
-        depth = rest[0] if model.uses_lidar else None
-        gain = rest[int(model.uses_lidar)]
-        ctx = model.lidar_context(depth, depth) if model.uses_lidar else None
+        conditioned = bool(model.condition_name)
+        depth = rest[0] if conditioned else None
+        gain = rest[int(conditioned)]
+        ctx = model.context(depth, depth) if conditioned else None
         y_hat_g = symbols + model.mean(z_hat, ctx)
         x_hat = model.g_s(y_hat_g * gain[:, :, None, None], ctx)
         if model.post_filter is not None:
-            x_hat = model.post_filter(x_hat, rest[-1])
+            x_hat = model.restore(x_hat, rest[-1], ctx)
         return torch.clamp(x_hat, 0.0, 1.0)
 
 

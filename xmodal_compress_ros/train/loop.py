@@ -111,6 +111,8 @@ def build_model(config: TrainConfig) -> HyperpriorCodec:
         _load_backbone(model, source)
     elif hasattr(model, 'init_from_twin') and not source.uses_lidar:
         model.init_from_twin(source)
+    elif hasattr(model, 'init_from_intra') and source.condition_name is None:
+        model.init_from_intra(source)
     else:
         raise ModelFileError(f'cannot initialise {config.arch} from {config.init_from} '
                              f'({source.registry_name}): give a twin or a model of the same architecture')
@@ -229,8 +231,10 @@ def train(config: TrainConfig, bank: FrameBank, progress: bool = True,
     while step < config.steps:
         for group in optimizer.param_groups:
             group['lr'] = _lr_at(config, step)
-        x, depth = frames.sample(config.batch_size, config.crop, rng)
+        x, depth, bank_levels = frames.sample(config.batch_size, config.crop, rng)
         quality = torch.from_numpy(levels[rng.integers(len(levels), size=config.batch_size)]).to(device)
+        # A reference decoded at one level trains the P-frame codec at that level, as a stream codes it.
+        quality = torch.where(bank_levels >= 0, bank_levels, quality)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.amp == 'bf16'):
             result, target = _forward(model, x, depth, quality, config, rng)
         terms = rd_loss(x, _float32(result), lambdas[quality], _alpha_at(config, step), target,
@@ -272,11 +276,13 @@ def _log_terms(step: int, steps: int, sums: Dict[str, torch.Tensor], count: int,
 
 def _forward(model: HyperpriorCodec, x: torch.Tensor, depth: torch.Tensor, quality: torch.Tensor,
              config: TrainConfig, rng: np.random.Generator):
-    """(model output, P2I target or None) for one batch, with LiDAR dropout for LiDAR models."""
-    if not model.uses_lidar:
+    """(model output, P2I target or None) for one batch. Conditioned models lose their map (LiDAR scan
+    or reference frame) with ``config.lidar_dropout``, so that they learn to decode without it."""
+    if model.condition_name is None:
         return model(x, None, quality), None
     depth, depth_dec = _lidar_dropout(depth, config.lidar_dropout, rng)
-    return model(x, depth, quality, depth_dec=depth_dec), colour_randomised_target(x)
+    target = colour_randomised_target(x) if model.uses_lidar else None
+    return model(x, depth, quality, depth_dec=depth_dec), target
 
 
 def _float32(result):

@@ -8,10 +8,12 @@ def add_arguments(parser) -> None:
 
     d = TrainConfig()
     parser.add_argument('--arch', default=d.arch,
-                        help='registered architecture: xmodal-hyperprior | xmodal-lidar')
+                        help='registered architecture: xmodal-hyperprior | xmodal-lidar | xmodal-pframe')
     parser.add_argument('--data', action='append', default=[], metavar='KIND:LOCATION', required=True,
                         help='training source, repeatable: kitti-object:DIR, kitti-raw:DRIVE_DIR,CALIB_DIR, '
-                             'synthetic:DIR, bag:PATH, photos:DIR (no LiDAR)')
+                             'synthetic:DIR, bag:PATH, photos:DIR (no LiDAR); for xmodal-pframe also '
+                             'synthetic-drive:SEED,FRAMES (consecutive pairs; other sources give '
+                             're-rendered stills)')
     parser.add_argument('--out', required=True, help='model file stem, e.g. models/xmodal-lidar')
     parser.add_argument('--steps', type=int, default=d.steps)
     parser.add_argument('--batch-size', type=int, default=d.batch_size)
@@ -55,6 +57,7 @@ def add_arguments(parser) -> None:
 def main(args) -> int:
     import itertools
 
+    from xmodal_compress_ros.codec.models import get_model_class
     from xmodal_compress_ros.errors import DatasetError
     from xmodal_compress_ros.train.crops import FrameBank
     from xmodal_compress_ros.train.loop import TrainConfig, train
@@ -74,16 +77,30 @@ def main(args) -> int:
         amp=args.amp, post_filter=post_filter, train_only=args.train_only,
         lambdas=_lambdas(args.lambdas, args.init_from), train_qualities=_int_list(args.train_qualities,
                                                                                   '--train-qualities'))
-    frames = []
-    for spec in args.data:
-        source = frames_from_spec(spec)
-        frames.extend(itertools.islice(source, args.max_frames) if args.max_frames else source)
-    bank = FrameBank.from_frames(frames)
+    if get_model_class(config.arch).condition_name == 'reference':
+        bank = _pair_bank(args)
+    else:
+        frames = []
+        for spec in args.data:
+            source = frames_from_spec(spec)
+            frames.extend(itertools.islice(source, args.max_frames) if args.max_frames else source)
+        bank = FrameBank.from_frames(frames)
     print(f'xmodal train: {len(bank)} frames from {len(args.data)} source(s), {config.arch} -> {config.out}',
           flush=True)
     train(config, bank, progress=not args.no_progress)
     print(f'xmodal train: wrote {config.out}.safetensors and {config.out}.json')
     return 0
+
+
+def _pair_bank(args):
+    """The P-frame codec's training pairs; their references are decoded by the --init-from intra model."""
+    from xmodal_compress_ros.codec.model_io import load_model
+    from xmodal_compress_ros.errors import DatasetError
+    from xmodal_compress_ros.train.reference_pairs import pair_bank
+
+    if not args.init_from:
+        raise DatasetError(f'--arch {args.arch} needs --init-from an intra model (it decodes the references)')
+    return pair_bank(args.data, load_model(args.init_from), args.seed, args.max_frames)
 
 
 def post_filter_sizes(text: str):

@@ -19,10 +19,12 @@ from xmodal_compress_ros.errors import PacketError
 IMAGE_MAGIC = b'XMCI'
 LIDAR_MAGIC = b'XMCL'
 CONTAINER_MAGIC = b'XMCF'
-IMAGE_VERSION = 1
+#: Version 1: a single intra-coded image. Version 2 adds the stream block (key or P frame, frame
+#: numbers, the camera's motion); a key frame numbered 0 without motion is still written as version 1.
+IMAGE_VERSION = 2
 LIDAR_VERSION = 2
 CONTAINER_VERSION = 1
-SUPPORTED_IMAGE_VERSIONS = (1,)
+SUPPORTED_IMAGE_VERSIONS = (1, 2)
 SUPPORTED_LIDAR_VERSIONS = (1, 2)
 SUPPORTED_CONTAINER_VERSIONS = (1,)
 
@@ -35,6 +37,13 @@ MAX_PIXELS = 8192 * 8192
 MAX_SUBSTREAMS = 64
 FLAG_IMAGE_ONLY = 0x01
 FLAG_LIDAR_CONDITIONED = 0x02
+
+#: Frame kinds of the stream block.
+FRAME_KEY = 0
+FRAME_PREDICTED = 1
+FRAME_KINDS = {FRAME_KEY: 'key', FRAME_PREDICTED: 'P'}
+#: Most bytes of the camera motion a P packet carries (see geometry.ego_motion.encode_pose).
+MAX_POSE_BYTES = 32
 
 LIDAR_CODEC_DRACO = 1
 LIDAR_CODECS = {LIDAR_CODEC_DRACO: 'draco'}
@@ -57,6 +66,8 @@ _PREFIX = struct.Struct('<4sB')
 # magic, version, flags, model id, quality, width, height, padded width, padded height,
 # image stamp, scan id, scan stamp, y substreams
 _IMAGE_HEADER = struct.Struct('<4sBB16sBHHHHqIqB')
+# version 2 only: frame kind, frame number, reference frame number, motion length (motion follows)
+_STREAM_BLOCK = struct.Struct('<BIIB')
 # magic, version, scan id, stamp, frame id length
 _LIDAR_HEAD = struct.Struct('<4sBIqB')
 # codec, quantization bits, flags, intensity bits, intensity max, points, payload length
@@ -99,6 +110,12 @@ class ImagePacket:
         scan_id, scan_stamp_ns: the LiDAR packet the decoder must condition on.
         num_y_substreams: independent substreams of the y section (equals its first byte).
         z_bytes, y_bytes: the entropy-coded hyper-latent and latent sections.
+        frame_kind: :data:`FRAME_KEY` (intra) or :data:`FRAME_PREDICTED` (coded against the
+            reference frame).
+        frame_number: the frame's number in its stream (wraps at 2**32).
+        reference_number: the frame a P frame was predicted from (0 for key frames).
+        pose: the camera motion from the current to the reference frame, as
+            :func:`geometry.ego_motion.encode_pose` wrote it (P frames; empty for key frames).
 
     Construction validates every field and raises :class:`PacketError`.
     """
@@ -116,8 +133,20 @@ class ImagePacket:
     num_y_substreams: int
     z_bytes: bytes = field(repr=False)
     y_bytes: bytes = field(repr=False)
+    frame_kind: int = FRAME_KEY
+    frame_number: int = 0
+    reference_number: int = 0
+    pose: bytes = b''
 
     def __post_init__(self) -> None:
+        _require(self.frame_kind in FRAME_KINDS, f'frame_kind is {self.frame_kind!r}; it must be one of '
+                 f'{sorted(FRAME_KINDS)}')
+        _check_int('frame_number', self.frame_number, 0, 0xFFFFFFFF)
+        _check_int('reference_number', self.reference_number, 0, 0xFFFFFFFF)
+        _require(isinstance(self.pose, bytes) and len(self.pose) <= MAX_POSE_BYTES,
+                 f'pose must be at most {MAX_POSE_BYTES} bytes, got {self.pose!r}')
+        _require(self.frame_kind == FRAME_PREDICTED or (self.reference_number == 0 and not self.pose),
+                 'a key frame has no reference_number and no pose')
         _require(isinstance(self.model_id, bytes) and len(self.model_id) == MODEL_ID_BYTES,
                  f'model_id must be {MODEL_ID_BYTES} bytes, got {self.model_id!r}')
         _check_int('quality', self.quality, 0, 255)
@@ -150,6 +179,15 @@ class ImagePacket:
     @property
     def flags(self) -> int:
         return FLAG_LIDAR_CONDITIONED if self.lidar_conditioned else FLAG_IMAGE_ONLY
+
+    @property
+    def predicted(self) -> bool:
+        return self.frame_kind == FRAME_PREDICTED
+
+    @property
+    def version(self) -> int:
+        """1 for a lone intra frame (frame 0 of no stream), else 2 (the stream block is written)."""
+        return 1 if self.frame_kind == FRAME_KEY and self.frame_number == 0 else 2
 
 
 def _seal(body: bytes) -> bytes:
@@ -189,9 +227,12 @@ def _read_section(body: bytes, offset: int, cap: int, name: str) -> tuple:
 def pack_image_packet(packet: ImagePacket) -> bytes:
     """Serialize an :class:`ImagePacket` (layout in ``docs/bitstream.md``)."""
     header = _IMAGE_HEADER.pack(
-        IMAGE_MAGIC, IMAGE_VERSION, packet.flags, packet.model_id, packet.quality,
+        IMAGE_MAGIC, packet.version, packet.flags, packet.model_id, packet.quality,
         packet.width, packet.height, packet.padded_width, packet.padded_height,
         packet.image_stamp_ns, packet.scan_id, packet.scan_stamp_ns, packet.num_y_substreams)
+    if packet.version >= 2:
+        header += _STREAM_BLOCK.pack(packet.frame_kind, packet.frame_number, packet.reference_number,
+                                     len(packet.pose)) + packet.pose
     return _seal(b''.join((header, _U32.pack(len(packet.z_bytes)), packet.z_bytes,
                            _U32.pack(len(packet.y_bytes)), packet.y_bytes)))
 
@@ -205,7 +246,7 @@ def parse_image_packet(data: bytes, max_pixels: int = MAX_PIXELS) -> ImagePacket
     """
     minimum = _IMAGE_HEADER.size + 2 * _U32.size + _CRC.size
     body = _open(data, IMAGE_MAGIC, 'image', SUPPORTED_IMAGE_VERSIONS, minimum)
-    (_, _, flags, model_id, quality, width, height, padded_width, padded_height,
+    (_, version, flags, model_id, quality, width, height, padded_width, padded_height,
      image_stamp_ns, scan_id, scan_stamp_ns, substreams) = _IMAGE_HEADER.unpack_from(body)
     _require(flags in (FLAG_IMAGE_ONLY, FLAG_LIDAR_CONDITIONED),
              f'image packet flags are 0x{flags:02x}; exactly one of 0x01 (image-only) and '
@@ -217,7 +258,8 @@ def parse_image_packet(data: bytes, max_pixels: int = MAX_PIXELS) -> ImagePacket
     _require(padded_width % PAD_MULTIPLE == 0 and padded_height % PAD_MULTIPLE == 0,
              f'image packet padded size {padded_width}x{padded_height} is not a multiple of {PAD_MULTIPLE}')
     cap = section_cap(padded_width, padded_height)
-    z_bytes, offset = _read_section(body, _IMAGE_HEADER.size, cap, 'z section')
+    stream, offset = _read_stream_block(body, version)
+    z_bytes, offset = _read_section(body, offset, cap, 'z section')
     y_bytes, offset = _read_section(body, offset, cap, 'y section')
     _require(offset == len(body),
              f'image packet has {len(body) - offset} unexpected bytes after its sections')
@@ -225,7 +267,25 @@ def parse_image_packet(data: bytes, max_pixels: int = MAX_PIXELS) -> ImagePacket
         model_id=model_id, quality=quality, width=width, height=height, padded_width=padded_width,
         padded_height=padded_height, image_stamp_ns=image_stamp_ns,
         lidar_conditioned=flags == FLAG_LIDAR_CONDITIONED, scan_id=scan_id, scan_stamp_ns=scan_stamp_ns,
-        num_y_substreams=substreams, z_bytes=z_bytes, y_bytes=y_bytes)
+        num_y_substreams=substreams, z_bytes=z_bytes, y_bytes=y_bytes, **stream)
+
+
+def _read_stream_block(body: bytes, version: int) -> tuple:
+    """(ImagePacket stream fields, offset after them); version 1 has none."""
+    if version < 2:
+        return {}, _IMAGE_HEADER.size
+    offset = _IMAGE_HEADER.size
+    _require(offset + _STREAM_BLOCK.size <= len(body),
+             f'image packet stream block is missing: packet truncated at {len(body)} bytes')
+    kind, number, reference, pose_length = _STREAM_BLOCK.unpack_from(body, offset)
+    offset += _STREAM_BLOCK.size
+    _require(kind in FRAME_KINDS, f'image packet frame kind {kind} is unknown; known: {sorted(FRAME_KINDS)}')
+    _require(pose_length <= MAX_POSE_BYTES and offset + pose_length <= len(body),
+             f'image packet declares {pose_length} bytes of motion; at most {MAX_POSE_BYTES} are allowed '
+             f'and {len(body) - offset} remain')
+    pose = body[offset:offset + pose_length]
+    return dict(frame_kind=kind, frame_number=number, reference_number=reference, pose=pose), \
+        offset + pose_length
 
 
 @dataclass(frozen=True)

@@ -68,7 +68,7 @@ class FrameBank:
         out = []
         for _ in range(batch):
             k = int(rng.integers(len(self.images)))
-            h, w = self.depths[k].shape
+            h, w = self.depths[k].shape[:2]
             if h < crop or w < crop:
                 raise DatasetError(f'frame {self.names[k]} ({w}x{h}) is smaller than the crop {crop}: '
                                    'use a smaller --crop')

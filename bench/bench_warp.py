@@ -13,7 +13,7 @@ synthetic drive the exact poses and depth are known: it adds the pose error and 
 and depth buffer). Timings (registration per scan, dense depth, warp) are on one thread.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/bench_warp.py [--kitti-raw DRIVE_DIR CALIB_DIR]
-        [--synthetic-frames 12] [--out bench/results/warp_kitti_raw.json]
+        [--synthetic-frames 20] [--out bench/results/warp_kitti_raw.json]
 """
 import argparse
 import json
@@ -33,7 +33,8 @@ from xmodal_compress_ros.geometry.warp import camera_intrinsics, dense_depth, wa
 
 REPO = Path(__file__).resolve().parents[1]
 # ../shared/data beside the checkout (or $XMODAL_SHARED_DATA), as the tests look for it.
-DATA = Path(os.environ.get('XMODAL_SHARED_DATA', REPO.parent / 'shared' / 'data')) / 'kitti_raw' / '2011_09_26'
+SHARED = Path(os.environ.get('XMODAL_SHARED_DATA', REPO.parent / 'shared' / 'data'))
+DATA = SHARED / 'kitti_raw' / '2011_09_26'
 DEFAULT_DRIVE = DATA / '2011_09_26_drive_sfnd_sync'
 
 
@@ -42,7 +43,7 @@ def parse_args(argv=None):
     parser.add_argument('--kitti-raw', nargs=2, metavar=('DRIVE_DIR', 'CALIB_DIR'),
                         default=[str(DEFAULT_DRIVE), str(DATA)])
     parser.add_argument('--strides', type=int, nargs='+', default=[1, 3])
-    parser.add_argument('--synthetic-frames', type=int, default=12, help='0 skips the synthetic drive')
+    parser.add_argument('--synthetic-frames', type=int, default=20, help='0 skips the synthetic drive')
     parser.add_argument('--out', default=str(REPO / 'bench' / 'results' / 'warp_kitti_raw.json'))
     return parser.parse_args(argv)
 
@@ -154,7 +155,8 @@ def main(argv=None):
         if args.synthetic_frames:
             rows, timings = synthetic(args.synthetic_frames, stride)
             results['synthetic'][f'stride_{stride}'] = {'summary': summarise(rows, timings), 'frames': rows}
-            print(f'synthetic stride {stride}:', json.dumps(results['synthetic'][f'stride_{stride}']['summary']))
+            summary = results['synthetic'][f'stride_{stride}']['summary']
+            print(f'synthetic stride {stride}:', json.dumps(summary))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1))

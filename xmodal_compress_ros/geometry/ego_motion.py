@@ -178,7 +178,8 @@ class ScanRegistration:
         if previous is None:
             return self._finish(np.eye(4), False, cloud.size(), 0)
         result = small_gicp.align(previous[0], cloud, previous[1], init_T_target_source=self._velocity,
-                                  registration_type='GICP', max_correspondence_distance=self.max_correspondence_m,
+                                  registration_type='GICP',
+                                  max_correspondence_distance=self.max_correspondence_m,
                                   num_threads=self.threads, max_iterations=self.max_iterations)
         T = np.array(result.T_target_source, dtype=np.float64)
         if not result.converged or not np.isfinite(T).all():

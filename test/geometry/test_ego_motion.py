@@ -43,7 +43,7 @@ def test_pose_round_trip_has_a_fixed_size_and_bounded_error():
         decoded = decode_pose(data)
         assert decoded.dtype == np.float64 and decoded.shape == (4, 4)
         assert np.abs(decoded[:3, 3] - T[:3, 3]).max() <= TRANSLATION_UNIT_M / 2 + 1e-12
-        # Each quaternion component is off by at most half a step: the angle by at most ~2 * sqrt(3) / 2 steps.
+        # Each quaternion component is off by at most half a step: the angle by at most sqrt(3) steps.
         assert _angle_between(decoded, T) <= math.sqrt(3) * QUATERNION_UNIT * 1.01
         np.testing.assert_allclose(decoded[:3, :3].T @ decoded[:3, :3], np.eye(3), atol=1e-12)
         np.testing.assert_array_equal(decoded[3], (0, 0, 0, 1))

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Creates .venv with a CPU build of PyTorch, the package and its extras. Idempotent.
 #   XMODAL_PYTHON   interpreter to use (default: python3.11, the ROS 2 Kilted wheels need it, else python3)
-#   XMODAL_EXTRAS   pip extras (default: ros,onnx,bench,test,fuzz)
+#   XMODAL_EXTRAS   pip extras (default: ros,onnx,bench,test,fuzz,registration)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python_bin=${XMODAL_PYTHON:-$(command -v python3.11 || command -v python3)}
-extras=${XMODAL_EXTRAS:-ros,onnx,bench,test,fuzz}
+extras=${XMODAL_EXTRAS:-ros,onnx,bench,test,fuzz,registration}
 
 # pip repeats a harmless warning for every package a local index lacks; keep its real errors.
 quiet() { "$@" 2>&1 | { grep -v '^WARNING: Location' || true; }; }

@@ -35,6 +35,9 @@ from xmodal_compress_ros.geometry.projection import (check_points, project_point
 #: has something standing there (a wall, a tree): its depth is repeated up to the top row. Other
 #: columns end where the beams stopped returning, so the pixels above their topmost return are sky.
 TOP_BEAM_MARGIN_DEG = 1.0
+#: ... and at least this elevation: a return below the LiDAR's horizon is the ground or the top of
+#: something lower than the LiDAR, and the beams above it saw nothing (an open road: sky).
+STANDING_MIN_ELEVATION_DEG = 0.0
 #: Columns over which the top beam's elevation is taken (see :func:`_sky_limit`).
 TOP_BEAM_WINDOW = 201
 #: Width of the sliding minimum that closes the columns the top beam skipped.
@@ -84,7 +87,8 @@ def _sky_limit(points: np.ndarray, calib: Calibration) -> np.ndarray:
 
     A column whose topmost return is within ``TOP_BEAM_MARGIN_DEG`` of the top beam (the highest
     elevation among the returns in the image within ``TOP_BEAM_WINDOW`` columns: a tilted LiDAR's top
-    beam is not level) has something standing there, so its depth goes up to row 0. Otherwise the
+    beam is not level) and above the LiDAR's horizon has something standing there, so its depth goes
+    up to row 0. Otherwise the
     beams above its topmost return saw nothing: sky from there up. A sliding minimum over
     ``SKY_SMOOTH_COLUMNS`` closes the columns the top beam's points skipped (the beams are sparser
     than the pixels), so that a wall does not turn into vertical stripes of sky.
@@ -94,7 +98,8 @@ def _sky_limit(points: np.ndarray, calib: Calibration) -> np.ndarray:
     top_row, top_elevation = _column_tops(points, calib)
     top_beam = cv2.dilate(top_elevation[None, :].astype(np.float32), np.ones((1, TOP_BEAM_WINDOW), np.uint8),
                           borderType=cv2.BORDER_REPLICATE)[0]
-    reaches_top = top_elevation >= top_beam - np.radians(TOP_BEAM_MARGIN_DEG)
+    reaches_top = ((top_elevation >= top_beam - np.radians(TOP_BEAM_MARGIN_DEG))
+                   & (top_elevation >= np.radians(STANDING_MIN_ELEVATION_DEG)))
     limit = np.where(reaches_top, 0, top_row).astype(np.float32)
     limit = cv2.erode(limit[None, :], np.ones((1, SKY_SMOOTH_COLUMNS), np.uint8),
                       borderType=cv2.BORDER_REPLICATE)[0]

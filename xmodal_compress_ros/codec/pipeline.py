@@ -29,13 +29,14 @@ import torch.nn.functional as F
 
 from xmodal_compress_ros.codec import entropy
 from xmodal_compress_ros.codec.bitstream import (
-    MODEL_ID_BYTES, PAD_MULTIPLE, CameraProjection, ImagePacket, pack_image_packet, pack_lidar_packet,
-    parse_image_packet, parse_lidar_packet)
+    FRAME_KEY, FRAME_KINDS, FRAME_PREDICTED, MODEL_ID_BYTES, PAD_MULTIPLE, CameraProjection, ImagePacket,
+    pack_image_packet, pack_lidar_packet, parse_image_packet, parse_lidar_packet)
 from xmodal_compress_ros.codec.latent_coding import (DEFAULT_Y_SUBSTREAMS, Latents, decode_latents,
                                                      encode_latents)
 from xmodal_compress_ros.codec.latent_refinement import check_steps, refine_latent
 from xmodal_compress_ros.codec.lidar_codec import LidarCodecConfig, decode_packet, encode_scan
 from xmodal_compress_ros.codec.post_filter import check_views
+from xmodal_compress_ros.codec.reference import ReferenceFrame, aligned_planes, reference_input
 from xmodal_compress_ros.errors import (CalibrationError, ImageFormatError, ModelFileError, PacketError,
                                         ParameterError)
 from xmodal_compress_ros.geometry.calibration import Calibration
@@ -72,6 +73,10 @@ class EncoderConfig:
         refine_steps: encoder-side latent refinement steps per image (0 = off;
             :mod:`codec.latent_refinement`). They run in PyTorch (fp32) on ``device`` whatever the
             backend: fewer bits at the same quality for much more encoder time; decoders are unchanged.
+        keyframe_interval: 1 codes every image alone; N > 1 codes a key frame every N images and
+            P frames between them with ``pframe_model``, each predicted from the previous decoded
+            frame aligned by the scan and the ego-motion (scan registration on the raw scans).
+        pframe_model: stem of the P-frame model (``xmodal-pframe``), used when keyframe_interval > 1.
     """
 
     model: str = 'models/xmodal-lidar'
@@ -87,6 +92,8 @@ class EncoderConfig:
     profile: bool = False
     threads: int = 0
     refine_steps: int = 0
+    keyframe_interval: int = 1
+    pframe_model: str = 'models/xmodal-pframe'
 
 
 @dataclass(frozen=True)
@@ -107,7 +114,7 @@ class DecoderConfig:
             image, and that many times the filter's time.
     """
 
-    models: tuple = ('models/xmodal-lidar', 'models/xmodal-hyperprior')
+    models: tuple = ('models/xmodal-lidar', 'models/xmodal-hyperprior', 'models/xmodal-pframe')
     backend: str = 'torch'
     device: str = 'cpu'
     precision: str = 'fp32'
@@ -144,11 +151,18 @@ class EncodedImage:
     quality: int
     scan_id: Optional[int]
     latents: Optional[Latents] = field(default=None, repr=False, compare=False)
+    frame_kind: str = 'key'
+    frame_number: int = 0
 
 
 @dataclass(frozen=True)
 class DecodedImage:
-    """A reconstructed image. ``latents``: the parsed integers (for tests and tools)."""
+    """A reconstructed image. ``latents``: the parsed integers (for tests and tools).
+
+    ``frame_kind``: 'key' or 'P'; ``degraded``: the image was reconstructed from a reference, scan or
+    motion other than the encoder's (a lost packet or a late join), so it is less accurate than coded,
+    until the next key frame; ``degraded_reason`` says why ('' when clean).
+    """
 
     rgb: np.ndarray = field(repr=False)
     stamp_ns: int
@@ -160,6 +174,10 @@ class DecodedImage:
     lidar_missing: bool
     scan_id: Optional[int]
     latents: Optional[Latents] = field(default=None, repr=False, compare=False)
+    frame_kind: str = 'key'
+    frame_number: int = 0
+    degraded: bool = False
+    degraded_reason: str = ''
 
 
 # -- calibration carried by LiDAR packets ------------------------------------------------------------
@@ -344,6 +362,8 @@ class Encoder:
         except ValueError as error:
             raise ParameterError(str(error)) from None
         self._next_scan_id = 0
+        self._stream = _EncoderStream(config, self._main, options, self.calib) \
+            if config.keyframe_interval > 1 else None
         self.last_timings: Dict[str, float] = {}
         if config.warmup:
             self._warm_up()
@@ -370,6 +390,8 @@ class Encoder:
         packet = replace(encoded.to_packet(scan_id, int(stamp_ns), frame_id), projection=self._projection)
         data = pack_lidar_packet(packet)
         self._next_scan_id = (scan_id + 1) % _SCAN_ID_MODULUS
+        if self._stream is not None:
+            self._stream.register(scan_id, points)
         return data, DecodedScan(scan_id, int(stamp_ns), frame_id, encoded.points, self.calib, len(data))
 
     def encode_image(self, image: np.ndarray, stamp_ns: int, scan: Optional[DecodedScan],
@@ -382,6 +404,8 @@ class Encoder:
         rgb = _check_image(image)
         quality = self._check_quality(self.config.quality if quality is None else quality)
         height, width = rgb.shape[:2]
+        if self._stream is not None and self._stream.predicts(width, height):
+            return self._stream.encode_predicted(rgb, int(stamp_ns), scan, quality, self.config)
         conditioned = (self._main.uses_lidar and scan is not None and scan.calib is not None
                        and (scan.calib.width, scan.calib.height) == (width, height))
         codec = self._main if conditioned or self._fallback is None else self._fallback
@@ -413,15 +437,23 @@ class Encoder:
         encoded = encode_latents(y_g, z, mean, codec.tables, self.config.y_substreams)
         coding_ms = (time.perf_counter() - coding_start) * 1e3
         watch.times['entropy_encode'] = coding_ms - watch.times['mean_network']
+        number = 0 if self._stream is None else self._stream.next_number
         packet = pack_image_packet(ImagePacket(
             model_id=codec.id_bytes, quality=quality, width=width, height=height, padded_width=pw,
             padded_height=ph, image_stamp_ns=int(stamp_ns), lidar_conditioned=conditioned,
             scan_id=scan.scan_id if conditioned else 0, scan_stamp_ns=scan.stamp_ns if conditioned else 0,
-            num_y_substreams=self.config.y_substreams, z_bytes=encoded.z_bytes, y_bytes=encoded.y_bytes))
+            num_y_substreams=self.config.y_substreams, z_bytes=encoded.z_bytes, y_bytes=encoded.y_bytes,
+            frame_kind=FRAME_KEY, frame_number=number))
+        if self._stream is not None:
+            with watch.stage('reference'):
+                condition = {'depth': inputs['depth']} if 'depth' in inputs else {}
+                self._stream.keep(codec, encoded.latents, condition, quality, (height, width),
+                                  scan.scan_id if scan is not None else None)
         watch.times['total'] = (time.perf_counter() - start) * 1e3
         self.last_timings = watch.times
         return EncodedImage(packet, len(packet), 8.0 * len(packet) / (width * height), not conditioned,
-                            quality, scan.scan_id if conditioned else None, encoded.latents)
+                            quality, scan.scan_id if conditioned else None, encoded.latents,
+                            frame_kind='key', frame_number=number)
 
     def _warm_up(self) -> None:
         """One image with an (empty) scan and one without, at the calibration size."""
@@ -430,11 +462,113 @@ class Encoder:
         # One refinement step readies its backward pass; all of them would delay start-up by seconds.
         steps, self._refine_steps = self._refine_steps, min(self._refine_steps, 1)
         try:
+            # A stream codes the second as a P frame: both graphs warm up.
             for scan in (empty, None):
                 self.encode_image(gray, 0, scan)
         finally:
             self._refine_steps = steps
+            if self._stream is not None:
+                self._stream.restart()
         self.last_timings = {}
+
+
+class _EncoderStream:
+    """The encoder's side of a P-frame stream: frame numbers, the decoded reference it shares with the
+    decoder, and the vehicle's motion from registering each raw scan to the one before."""
+
+    def __init__(self, config: EncoderConfig, intra: _Codec, options: BackendOptions, calib: Calibration):
+        from xmodal_compress_ros.geometry.ego_motion import ScanRegistration
+
+        self.interval = int(config.keyframe_interval)
+        self.codec = _Codec(config.pframe_model, config.backend, options)
+        if self.codec.model.condition_name != 'reference':
+            raise ModelFileError(f'{config.pframe_model} is a {self.codec.model.registry_name} model, not a '
+                                 'P-frame model (xmodal-pframe)')
+        if self.codec.levels != intra.levels:
+            raise ModelFileError(f'{config.pframe_model} has {self.codec.levels} quality levels but '
+                                 f'{config.model} has {intra.levels}: use a P-frame model of the same levels')
+        self.calib = calib
+        self.registration = ScanRegistration()
+        self.odometry = np.eye(4)
+        self.poses: Dict[int, np.ndarray] = {}
+        self.next_number = 0
+        self.since_key = 0
+        self.reference: Optional[ReferenceFrame] = None
+        self.reference_scan: Optional[int] = None
+
+    def restart(self) -> None:
+        """Forget the reference: the next image is key frame 0 of a new stream."""
+        self.next_number, self.since_key = 0, 0
+        self.reference, self.reference_scan = None, None
+
+    def register(self, scan_id: int, points: np.ndarray) -> None:
+        """Chain the scan's motion onto the odometry (the world frame is the first scan's)."""
+        self.odometry = self.odometry @ self.registration.register(points)
+        self.poses[scan_id] = self.odometry.copy()
+        for old in [k for k in self.poses if k not in (scan_id, self.reference_scan)]:
+            del self.poses[old]
+
+    def predicts(self, width: int, height: int) -> bool:
+        """True if the next image is a P frame: a reference of its size, inside the key-frame interval."""
+        return (self.reference is not None and self.reference.size == (width, height)
+                and self.since_key < self.interval)
+
+    def motion(self, scan: Optional['DecodedScan']) -> bytes:
+        """The camera's motion from ``scan``'s frame to the reference's, encoded; b'' when unknown."""
+        from xmodal_compress_ros.geometry.ego_motion import encode_pose, lidar_to_camera_motion
+        from xmodal_compress_ros.geometry.warp import camera_intrinsics
+
+        if scan is None or scan.scan_id not in self.poses or self.reference_scan not in self.poses:
+            return b''
+        T_lidar = np.linalg.inv(self.poses[self.reference_scan]) @ self.poses[scan.scan_id]
+        try:
+            return encode_pose(lidar_to_camera_motion(T_lidar, camera_intrinsics(scan.calib)[1]))
+        except ValueError:  # a failed registration: send the unaligned reference instead
+            return b''
+
+    def encode_predicted(self, rgb: np.ndarray, stamp_ns: int, scan: Optional['DecodedScan'], quality: int,
+                         config: EncoderConfig) -> EncodedImage:
+        codec, reference = self.codec, self.reference
+        height, width = rgb.shape[:2]
+        aligned = scan is not None and scan.calib is not None and \
+            (scan.calib.width, scan.calib.height) == (width, height)
+        pose = self.motion(scan) if aligned else b''
+        aligned = aligned and bool(pose)
+        planes = aligned_planes(reference.rgb, scan.points if aligned else None,
+                                scan.calib if aligned else None, pose)
+        ph, pw = _padded(height, width)
+        condition = {'reference': reference_input(planes, height, width, (ph, pw), codec.device)}
+        inputs = dict(condition, x=_image_input(rgb, ph, pw, codec.device), gain=codec.gain_enc[quality])
+        out = codec.backend.run('encoder', inputs)
+
+        def mean(z_hat: np.ndarray) -> np.ndarray:
+            return codec.backend.run('mean', {'z_hat': z_hat, 'c_hyper': out['c_hyper']})['mu'].float().cpu().numpy()
+
+        encoded = encode_latents(out['y_g'].float().cpu().numpy(), out['z'].float().cpu().numpy(), mean,
+                                 codec.tables, config.y_substreams)
+        number = self.next_number
+        packet = pack_image_packet(ImagePacket(
+            model_id=codec.id_bytes, quality=quality, width=width, height=height, padded_width=pw,
+            padded_height=ph, image_stamp_ns=stamp_ns, lidar_conditioned=aligned,
+            scan_id=scan.scan_id if aligned else 0, scan_stamp_ns=scan.stamp_ns if aligned else 0,
+            num_y_substreams=config.y_substreams, z_bytes=encoded.z_bytes, y_bytes=encoded.y_bytes,
+            frame_kind=FRAME_PREDICTED, frame_number=number, reference_number=reference.number, pose=pose))
+        self.keep(codec, encoded.latents, condition, quality, (height, width),
+                  scan.scan_id if scan is not None else None, predicted=True)
+        return EncodedImage(packet, len(packet), 8.0 * len(packet) / (width * height), not aligned, quality,
+                            scan.scan_id if aligned else None, encoded.latents, frame_kind='P',
+                            frame_number=number)
+
+    def keep(self, codec: _Codec, latents: Latents, condition: Dict[str, torch.Tensor], quality: int,
+             size: Tuple[int, int], scan_id: Optional[int], predicted: bool = False) -> None:
+        """Decode the frame just coded, as the decoder will, and keep it as the next reference."""
+        inputs = dict(condition, z_hat=latents.z_hat, symbols=latents.symbols)
+        inputs.update(codec.decoder_quality_inputs(quality))
+        rgb = _to_rgb(codec.backend.run('decoder', inputs)['x_hat'], *size)
+        self.reference = ReferenceFrame(self.next_number, rgb)
+        self.reference_scan = scan_id
+        self.since_key = self.since_key + 1 if predicted else 1
+        self.next_number = (self.next_number + 1) % _SCAN_ID_MODULUS
 
 
 def _image_input(rgb: np.ndarray, ph: int, pw: int, device: torch.device) -> torch.Tensor:
@@ -467,6 +601,9 @@ class Decoder:
         for stem in config.models:
             codec = _Codec(stem, config.backend, options, config.post_filter, config.post_filter_views)
             self._codecs.setdefault(codec.id_bytes, codec)
+        # The stream: the last decoded frame (a P frame's reference) and why the stream is degraded.
+        self._reference: Optional[ReferenceFrame] = None
+        self._stream_damage = 'no key frame received yet'
         self.last_timings: Dict[str, float] = {}
         if config.warmup:
             self._warm_up(options.resolutions)
@@ -512,21 +649,62 @@ class Decoder:
                   and (scan.calib.width, scan.calib.height) == (parsed.width, parsed.height))
         conditioned = parsed.lidar_conditioned and codec.uses_lidar and usable
         inputs = {'z_hat': latents.z_hat, 'symbols': latents.symbols}
+        damage = ''
         with watch.stage('projection'):
             if codec.uses_lidar:
                 inputs['depth'] = _depth_input(scan if conditioned else None, parsed.height, parsed.width,
                                                codec.device)
+            if parsed.predicted:
+                planes, damage = self._reference_planes(parsed, scan if usable else None)
+                inputs['reference'] = reference_input(planes, parsed.height, parsed.width,
+                                                      _padded(parsed.height, parsed.width), codec.device)
             inputs.update(codec.decoder_quality_inputs(parsed.quality))
         with watch.stage('decoder_network'):
             x_hat = codec.backend.run('decoder', inputs)['x_hat']
             rgb = _to_rgb(x_hat, parsed.height, parsed.width)
+        lidar_missing = parsed.lidar_conditioned and codec.uses_lidar and not usable
+        damage = self._keep(parsed, rgb, damage, lidar_missing)
         watch.times['total'] = (time.perf_counter() - start) * 1e3
         self.last_timings = watch.times
         return DecodedImage(
             rgb=rgb, stamp_ns=parsed.image_stamp_ns, width=parsed.width, height=parsed.height,
             quality=parsed.quality, model_id=codec.model_id, image_only=not parsed.lidar_conditioned,
-            lidar_missing=parsed.lidar_conditioned and codec.uses_lidar and not usable,
-            scan_id=parsed.scan_id if parsed.lidar_conditioned else None, latents=latents)
+            lidar_missing=lidar_missing,
+            scan_id=parsed.scan_id if parsed.lidar_conditioned else None, latents=latents,
+            frame_kind=FRAME_KINDS[parsed.frame_kind], frame_number=parsed.frame_number,
+            degraded=bool(damage), degraded_reason=damage)
+
+    def _reference_planes(self, parsed: ImagePacket,
+                          scan: Optional[DecodedScan]) -> Tuple[Optional[np.ndarray], str]:
+        """A P packet's condition map from the held reference, and what is wrong with it ('' if nothing).
+
+        Whatever is missing, the packet still parses: the map only moves the reconstruction.
+        """
+        reference = self._reference
+        if reference is None:
+            return None, 'no reference: waiting for a key frame'
+        if reference.size != (parsed.width, parsed.height):
+            return None, f'the held reference is {reference.size[0]}x{reference.size[1]}, not the P frame\'s size'
+        damage = ''
+        if reference.number != parsed.reference_number:
+            damage = f'reference frame {parsed.reference_number} is lost (holding frame {reference.number})'
+        if parsed.lidar_conditioned and scan is None:
+            damage = damage or f'scan {parsed.scan_id} is lost: the reference is not aligned'
+        aligned = parsed.lidar_conditioned and scan is not None
+        planes = aligned_planes(reference.rgb, scan.points if aligned else None, scan.calib if aligned else None,
+                                parsed.pose if aligned else b'')
+        return planes, damage
+
+    def _keep(self, parsed: ImagePacket, rgb: np.ndarray, damage: str, lidar_missing: bool) -> str:
+        """Hold the decoded frame as the next reference; returns the frame's damage, which a P frame
+        inherits from its reference until the next key frame."""
+        if parsed.predicted:
+            damage = damage or self._stream_damage
+        elif lidar_missing:
+            damage = 'key frame decoded without its scan'
+        self._reference = ReferenceFrame(parsed.frame_number, rgb)
+        self._stream_damage = damage
+        return damage
 
     def parse_latents(self, packet: bytes) -> Latents:
         """The integers an image packet holds (integer-only: identical on every backend)."""
@@ -546,6 +724,10 @@ class Decoder:
         if parsed.quality >= codec.levels:
             raise PacketError(f'image packet quality {parsed.quality} is out of range for model '
                               f'{codec.model_id} (levels 0..{codec.levels - 1})')
+        if parsed.predicted != (codec.model.condition_name == 'reference'):
+            raise PacketError(f'a {FRAME_KINDS[parsed.frame_kind]} frame packet names model {codec.model_id} '
+                              f'({codec.model.registry_name}): P frames need a P-frame model, key frames an '
+                              'intra model')
         # The encoder pads minimally; larger declared sizes would only make the decoder do more work.
         if (parsed.padded_height, parsed.padded_width) != _padded(parsed.height, parsed.width):
             height, width = _padded(parsed.height, parsed.width)

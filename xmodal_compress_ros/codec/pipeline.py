@@ -77,6 +77,9 @@ class EncoderConfig:
             P frames between them with ``pframe_model``, each predicted from the previous decoded
             frame aligned by the scan and the ego-motion (scan registration on the raw scans).
         pframe_model: stem of the P-frame model (``xmodal-pframe``), used when keyframe_interval > 1.
+        reference_mode: 'aligned' (the product), or an ablation for benchmarks: 'unaligned' (no motion
+            is sent: both ends use the reference as it is) or 'none' (the encoder predicts from no
+            reference; decode such streams with the same DecoderConfig.reference_mode).
     """
 
     model: str = 'models/xmodal-lidar'
@@ -94,6 +97,7 @@ class EncoderConfig:
     refine_steps: int = 0
     keyframe_interval: int = 1
     pframe_model: str = 'models/xmodal-pframe'
+    reference_mode: str = 'aligned'
 
 
 @dataclass(frozen=True)
@@ -112,6 +116,8 @@ class DecoderConfig:
         post_filter_views: 1, 2, 4 or 8: average the post filter over that many shifted and mirrored
             views of g_s's output (a self-ensemble; docs/method.md). The same packets, a slightly better
             image, and that many times the filter's time.
+        reference_mode: 'aligned' (the product) or 'none', the decoder of an EncoderConfig
+            ``reference_mode='none'`` ablation (P frames decoded from no reference).
     """
 
     models: tuple = ('models/xmodal-lidar', 'models/xmodal-hyperprior', 'models/xmodal-pframe')
@@ -126,6 +132,12 @@ class DecoderConfig:
     threads: int = 0
     post_filter: bool = True
     post_filter_views: int = 1
+    reference_mode: str = 'aligned'
+
+
+#: EncoderConfig.reference_mode values; the decoder knows 'aligned' and 'none' ('unaligned' streams
+#: carry no motion, which any decoder follows).
+REFERENCE_MODES = ('aligned', 'unaligned', 'none')
 
 
 @dataclass(frozen=True)
@@ -479,7 +491,10 @@ class _EncoderStream:
     def __init__(self, config: EncoderConfig, intra: _Codec, options: BackendOptions, calib: Calibration):
         from xmodal_compress_ros.geometry.ego_motion import ScanRegistration
 
+        if config.reference_mode not in REFERENCE_MODES:
+            raise ParameterError(f'reference_mode {config.reference_mode!r}: use one of {REFERENCE_MODES}')
         self.interval = int(config.keyframe_interval)
+        self.mode = config.reference_mode
         self.codec = _Codec(config.pframe_model, config.backend, options)
         if self.codec.model.condition_name != 'reference':
             raise ModelFileError(f'{config.pframe_model} is a {self.codec.model.registry_name} model, not a '
@@ -532,10 +547,10 @@ class _EncoderStream:
         height, width = rgb.shape[:2]
         aligned = scan is not None and scan.calib is not None and \
             (scan.calib.width, scan.calib.height) == (width, height)
-        pose = self.motion(scan) if aligned else b''
+        pose = self.motion(scan) if aligned and self.mode == 'aligned' else b''
         aligned = aligned and bool(pose)
-        planes = aligned_planes(reference.rgb, scan.points if aligned else None,
-                                scan.calib if aligned else None, pose)
+        planes = None if self.mode == 'none' else aligned_planes(
+            reference.rgb, scan.points if aligned else None, scan.calib if aligned else None, pose)
         ph, pw = _padded(height, width)
         condition = {'reference': reference_input(planes, height, width, (ph, pw), codec.device)}
         inputs = dict(condition, x=_image_input(rgb, ph, pw, codec.device), gain=codec.gain_enc[quality])
@@ -595,6 +610,8 @@ class Decoder:
             check_views(config.post_filter_views)
         except ValueError as error:
             raise ParameterError(f'DecoderConfig.post_filter_views: {error}') from None
+        if config.reference_mode not in ('aligned', 'none'):
+            raise ParameterError(f"DecoderConfig.reference_mode {config.reference_mode!r}: use 'aligned' or 'none'")
         options = BackendOptions(device=config.device, precision=config.precision, cache_dir=config.cache_dir,
                                  resolutions=tuple(config.resolutions), threads=config.threads)
         self._codecs: Dict[bytes, _Codec] = {}
@@ -681,6 +698,8 @@ class Decoder:
         Whatever is missing, the packet still parses: the map only moves the reconstruction.
         """
         reference = self._reference
+        if self.config.reference_mode == 'none':
+            return None, ''
         if reference is None:
             return None, 'no reference: waiting for a key frame'
         if reference.size != (parsed.width, parsed.height):

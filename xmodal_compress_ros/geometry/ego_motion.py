@@ -139,17 +139,21 @@ class ScanRegistration:
     """Each raw scan registered to the previous one with GICP (``small_gicp``, one thread by default).
 
     Points nearer than ``min_range_m`` (the vehicle itself) or farther than ``max_range_m`` (sparse,
-    noisy) are dropped; the rest is downsampled on a ``voxel_m`` grid. The previous motion seeds the
-    next registration (constant velocity), which keeps GICP in its basin at speed.
+    noisy) are dropped; the rest is downsampled on a ``coarse_voxel_m`` grid for a first, wide
+    registration and on a ``voxel_m`` grid for the accurate one. The previous motion seeds the next
+    registration (constant velocity).
     """
 
     def __init__(self, voxel_m: float = 0.5, max_correspondence_m: float = 1.0, min_range_m: float = 3.0,
                  max_range_m: float = 80.0, max_iterations: int = 20, threads: int = 1,
-                 min_points: int = 200) -> None:
+                 min_points: int = 200, coarse_voxel_m: float = 1.0,
+                 coarse_correspondence_m: float = 3.0) -> None:
         import small_gicp  # noqa: F401 (fail here, at construction, when the extra is not installed)
 
         self.voxel_m = float(voxel_m)
         self.max_correspondence_m = float(max_correspondence_m)
+        self.coarse_voxel_m = float(coarse_voxel_m)
+        self.coarse_correspondence_m = float(coarse_correspondence_m)
         self.min_range_m = float(min_range_m)
         self.max_range_m = float(max_range_m)
         self.max_iterations = int(max_iterations)
@@ -172,21 +176,26 @@ class ScanRegistration:
             # Nothing to register against next time either: the next scan starts afresh.
             self.reset()
             return self._finish(np.eye(4), False, len(xyz), 0)
-        cloud, tree = small_gicp.preprocess_points(xyz, downsampling_resolution=self.voxel_m,
-                                                   num_threads=self.threads)
-        previous, self._previous = self._previous, (cloud, tree)
+        clouds = [small_gicp.preprocess_points(xyz, downsampling_resolution=voxel, num_threads=self.threads)
+                  for voxel in (self.coarse_voxel_m, self.voxel_m)]
+        previous, self._previous = self._previous, clouds
+        points = clouds[1][0].size()
         if previous is None:
-            return self._finish(np.eye(4), False, cloud.size(), 0)
-        result = small_gicp.align(previous[0], cloud, previous[1], init_T_target_source=self._velocity,
-                                  registration_type='GICP',
-                                  max_correspondence_distance=self.max_correspondence_m,
-                                  num_threads=self.threads, max_iterations=self.max_iterations)
-        T = np.array(result.T_target_source, dtype=np.float64)
+            return self._finish(np.eye(4), False, points, 0)
+        # Coarse then fine: the wide coarse search catches motions beyond the fine correspondence
+        # distance (3 m between frames at 30 m/s or at a frame stride of 3), the fine one is accurate.
+        T = self._velocity
+        for (target, target_tree), (source, _), distance in zip(
+                previous, clouds, (self.coarse_correspondence_m, self.max_correspondence_m)):
+            result = small_gicp.align(target, source, target_tree, init_T_target_source=T,
+                                      registration_type='GICP', max_correspondence_distance=distance,
+                                      num_threads=self.threads, max_iterations=self.max_iterations)
+            T = np.array(result.T_target_source, dtype=np.float64)
         if not result.converged or not np.isfinite(T).all():
             self._velocity = np.eye(4)
-            return self._finish(np.eye(4), False, cloud.size(), int(result.num_inliers))
+            return self._finish(np.eye(4), False, points, int(result.num_inliers))
         self._velocity = T
-        return self._finish(T, True, cloud.size(), int(result.num_inliers))
+        return self._finish(T, True, points, int(result.num_inliers))
 
     def _filter(self, points: np.ndarray) -> np.ndarray:
         xyz = check_points(points)[:, :3].astype(np.float64)

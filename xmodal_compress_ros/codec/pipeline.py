@@ -384,6 +384,11 @@ class Encoder:
     def num_qualities(self) -> int:
         return self._main.levels
 
+    @property
+    def reference(self) -> Optional[np.ndarray]:
+        """The decoded frame the next P frame is predicted from, (H, W, 3) uint8; None outside a stream."""
+        return None if self._stream is None or self._stream.reference is None else self._stream.reference.rgb
+
     def _check_quality(self, quality: int) -> int:
         if isinstance(quality, bool) or not isinstance(quality, (int, np.integer)) \
                 or not 0 <= quality < self.num_qualities:

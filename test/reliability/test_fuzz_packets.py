@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from xmodal_compress_ros.codec import packet_fuzz
+from harness import packet_fuzz
 
 REPO = Path(__file__).resolve().parents[2]
 CORPUS = REPO / 'test' / 'fuzz' / 'corpus'
@@ -51,7 +51,7 @@ def test_corpus_is_small_and_real(codec_kit):
 def test_tiny_models_are_the_same_whatever_the_cpu_vector_width(tmp_path):
     # The stored corpus names the tiny models' ids: they must not depend on the host's SIMD kernels.
     script = (
-        'import sys, json; from xmodal_compress_ros.codec import packet_fuzz; '
+        'import sys, json; from harness import packet_fuzz; '
         'stems = packet_fuzz.write_tiny_models(sys.argv[1]); '
         "print(json.dumps([json.load(open(s + '.json'))['model_id'] for s in stems]))"
     )

@@ -150,7 +150,7 @@ def test_eval_reports_the_map_against_every_anchor(monkeypatch):
     monkeypatch.setattr(side_information, 'load_model', lambda stem: lidar)
     written = {}
     monkeypatch.setattr(side_information, 'write_model_result',
-                        lambda kind, args, model, fields: written.update(fields))
+                        lambda kind, args, model, folder, fields: written.update(fields))
     args = parse_args(['eval', '--map', 'edges', '--model', 'm', '--tag', 't',
                        '--anchor', 'a', '--anchor', 'b'])
     assert side_information.evaluate(args) == 0

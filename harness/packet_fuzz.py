@@ -427,7 +427,7 @@ class FuzzStats:
 
 # -- tiny models and real seed packets -------------------------------------------------------------
 
-# The lambdas are pinned (the six levels of the session-1 default) so that the model ids, and with
+# The lambdas are pinned (six levels, the upper six of the default eight) so that the model ids, and with
 # them the stored corpus packets, stay valid when the default levels change.
 TINY_CONFIG = dict(N=16, M=24, Nz=8, hyper_hidden=8, lambdas=(0.0018, 0.0035, 0.0067, 0.013, 0.025, 0.05))
 TINY_LIDAR_CONFIG = dict(TINY_CONFIG, ctx_ch=(8, 8, 8), p2i_ch=8)

@@ -2,7 +2,7 @@
 
 For each frame, with its scan and with the zeros map (scan lost):
 - P2I: the share of the image's variance its prediction explains up to an affine map of each channel
-  (1 - affine_invariant_mse / variance; 0 for a flat prediction, as the session-2 model had).
+  (1 - affine_invariant_mse / variance; 0 for a flat prediction, as a P2I trained with the plain MSE gives).
 - Context features c1, c2, c3, c_hyper: RMS and mean spatial standard deviation with the scan, and the
   RMS of their change when the scan is replaced by zeros. Features near zero, or unchanged without the
   scan, cannot move the reconstruction: decoding without the scan then costs nothing.

@@ -1,6 +1,6 @@
 """Delivery and latency of packets over a lossy, delaying, reordering link between two network namespaces.
 
-Needs root (network namespaces, nftables, a TUN device); see ``xmodal_compress_ros/bench/lossy_link.py``.
+Needs root (network namespaces, nftables, a TUN device); see ``harness/lossy_link.py``.
 
 Part 1 (``raw``): two rclpy processes, one per namespace, send 20 KB CompressedImage messages at
 10 Hz under each transport setting (IP-fragmented 64 KB datagrams vs. DDS fragments of 1400 bytes;
@@ -23,8 +23,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from xmodal_compress_ros.bench import link_runs
-from xmodal_compress_ros.bench.lossy_link import LinkConfig, LossyLink, unavailable_reason
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # harness/ is in the checkout
+from harness import link_runs  # noqa: E402
+from harness.lossy_link import LinkConfig, LossyLink, unavailable_reason  # noqa: E402
 
 
 def parse_args(argv):
@@ -120,7 +121,7 @@ def main(argv=None) -> int:
                 'runs': raw_part(args, Path(tmp) / 'raw'),
             }
         if 'nodes' in parts:
-            from xmodal_compress_ros.bench import node_link_runs
+            from harness import node_link_runs
 
             result['nodes'] = node_link_runs.bench(args, Path(tmp) / 'nodes')
     result['load_average_end'] = [round(x, 2) for x in os.getloadavg()]

@@ -63,11 +63,12 @@ def selected_frames(args):
     return itertools.islice(frames, args.max_frames) if args.max_frames else frames
 
 
-def write_model_result(kind: str, args, model, fields: dict) -> Path:
-    """Write ``bench/results/<kind>_<tag>.json``: host, tag, model stem and id, then ``fields``."""
+def write_model_result(kind: str, args, model, fields: dict,
+                       folder: Path = REPO / 'bench' / 'results') -> Path:
+    """Write ``<folder>/<kind>_<tag>.json``: host, tag, model stem and id, then ``fields``."""
     result = {'host': socket.gethostname(), 'tag': args.tag, 'model': args.model,
               'model_id': model.metadata['model_id'], **fields}
-    out = REPO / 'bench' / 'results' / f'{kind}_{args.tag}.json'
+    out = Path(folder) / f'{kind}_{args.tag}.json'
     out.write_text(json.dumps(result, indent=1) + '\n')
     print(f'wrote {out}')
     return out

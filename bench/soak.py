@@ -15,8 +15,10 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
-from xmodal_compress_ros.bench import node_load
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # harness/ is in the checkout
+from harness import node_load  # noqa: E402
 
 
 def parse_args(argv):

@@ -3,7 +3,7 @@
 Every input goes through :class:`codec.pipeline.Decoder` exactly as the decoder node calls it
 (``decode_lidar``, or ``scan_reference`` + ``decode_image``). An input passes if it decodes or raises
 PacketError; any other exception is a crash, more than 1 s of CPU time a hang, and a tracemalloc
-peak above :func:`codec.packet_fuzz.allocation_bound` (a budget per declared, capped pixel or point)
+peak above :func:`harness.packet_fuzz.allocation_bound` (a budget per declared, capped pixel or point)
 an allocation finding. Findings are counted, not fatal, and their inputs are saved.
 
 Mutations: libFuzzer's own byte mutations (most then fail the CRC), the same with the CRC
@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # harness/ is in the checkout
 CORPUS = REPO / 'test' / 'fuzz' / 'corpus'
 #: Seconds after which a single input is killed as a hard hang (the 1 s CPU limit is checked per input).
 WATCHDOG_S = 20
@@ -96,13 +97,15 @@ def pick_engine(choice: str):
 
 def import_decoder(atheris):
     """Import the package, with coverage instrumentation of its own modules under atheris."""
+    from harness import packet_fuzz
+
     if atheris is None:
-        from xmodal_compress_ros.codec import packet_fuzz, pipeline
+        from xmodal_compress_ros.codec import pipeline
     else:
         # numba compiles the rANS kernels from their bytecode, which instrumentation would break.
         with atheris.instrument_imports(include=['xmodal_compress_ros'],
                                         exclude=['xmodal_compress_ros.codec.rans_kernels']):
-            from xmodal_compress_ros.codec import packet_fuzz, pipeline
+            from xmodal_compress_ros.codec import pipeline
     return packet_fuzz, pipeline
 
 

@@ -20,7 +20,8 @@ def codec_kit(tmp_path_factory) -> CodecKit:
     """Tiny LiDAR model + twin written to disk, an Encoder/Decoder on them, and six real packets."""
     import torch
 
-    from xmodal_compress_ros.codec import packet_fuzz, pipeline
+    from harness import packet_fuzz
+    from xmodal_compress_ros.codec import pipeline
     from xmodal_compress_ros.data.synthetic.sequence import kitti_calibration
 
     torch.set_num_threads(1)

@@ -3,7 +3,7 @@ import time
 
 import pytest
 
-from xmodal_compress_ros.codec import packet_fuzz
+from harness import packet_fuzz
 
 pytestmark = pytest.mark.ros
 

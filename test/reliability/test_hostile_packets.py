@@ -12,7 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from xmodal_compress_ros.codec import bitstream, packet_fuzz
+from harness import packet_fuzz
+from xmodal_compress_ros.codec import bitstream
 from xmodal_compress_ros.codec.pipeline import UnknownModelError
 from xmodal_compress_ros.errors import PacketError
 

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from xmodal_compress_ros.bench.lossy_link import LinkConfig, LossyLink, unavailable_reason
+from harness.lossy_link import LinkConfig, LossyLink, unavailable_reason
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
@@ -66,7 +66,7 @@ def test_link_drops_delays_reorders_and_is_torn_down(link_possible):
 
 
 def test_reliable_dds_fragments_deliver_at_10_percent_loss(link_possible, tmp_path):
-    from xmodal_compress_ros.bench import link_runs
+    from harness import link_runs
 
     with LossyLink(LinkConfig(loss_percent=10, delay_ms=10, jitter_ms=2)) as link:
         result = link_runs.measure_raw(
@@ -79,7 +79,7 @@ def test_reliable_dds_fragments_deliver_at_10_percent_loss(link_possible, tmp_pa
 def test_nodes_best_effort_10_percent_burst_and_late_decoder(link_possible, codec_kit, tmp_path):
     """Every arriving packet is decoded and republished; no stall after a burst; a late decoder shows
     the next frame."""
-    from xmodal_compress_ros.bench import link_runs, node_link_runs
+    from harness import link_runs, node_link_runs
 
     bag = node_link_runs.procedural_bag(tmp_path / 'bag', 30, 128, 64, 1500)
     setup = node_link_runs.NodeSetup(

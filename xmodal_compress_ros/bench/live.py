@@ -1,13 +1,13 @@
 """``xmodal bench --live``: the bag through the real encoder and decoder nodes, once per quality.
 
-The orchestration is ``xmodal demo``'s (four processes over DDS on a private ROS domain: bag
-player at the recorded rate, encoder_node, decoder_node, and a probe in this process); this module
+The orchestration is :mod:`bench.stream_run`, as for ``xmodal demo`` (four processes over DDS on a
+private ROS domain: bag player at the recorded rate, encoder_node, decoder_node, and a probe in this
+process); this module
 only runs it per quality and keeps the receiver-side numbers: end-to-end latency (publish ->
 decoded image), frames dropped by the encoder and decoder, and the achieved kbit/s.
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
@@ -20,18 +20,17 @@ def live_runs(bag: Path, out_dir: Path, qualities: Sequence[int], model: str, fa
               calibration: Optional[Path] = None, frames: int = 0, rate: float = 1.0,
               start_timeout: float = 300.0) -> List[Dict[str, object]]:
     """One streaming run per quality; returns the receiver-side numbers of each."""
-    from xmodal_compress_ros.cli import demo
+    from xmodal_compress_ros.bench import stream_run
 
-    calibration = calibration or demo._find_calibration(bag)
-    originals = demo._load_originals(bag, frames)
+    calibration = calibration or stream_run.find_calibration(bag)
+    originals = stream_run.load_originals(bag, frames)
     runs = []
     for quality in qualities:
-        args = argparse.Namespace(quality=int(quality), target_kbps=0.0, backend='torch', device='cpu',
-                                  model=model, fallback_model=fallback_model, frustum_only=False,
-                                  start_timeout=start_timeout, rate=rate)
+        settings = stream_run.StreamSettings(quality=int(quality), model=model, fallback_model=fallback_model,
+                                             start_timeout=start_timeout, rate=rate)
         run_dir = out_dir / f'live_q{quality}'
         run_dir.mkdir(parents=True, exist_ok=True)
-        result = demo._run(args, bag, calibration, originals, run_dir)
+        result = stream_run.stream_bag(settings, bag, calibration, originals, run_dir)
         values = dict(result['json'], quality=int(quality))
         runs.append({key: values.get(key) for key in LIVE_KEYS})
     return runs

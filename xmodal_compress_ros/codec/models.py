@@ -469,7 +469,7 @@ class HyperpriorCodec(nn.Module):
 
     def scale_index(self, z_hat: torch.Tensor, ctx: Optional[LidarContext] = None) -> torch.Tensor:
         """Training-time scale indexes: the float twin of the integer path, which ``ctx`` never reaches
-        (parsing must not depend on the LiDAR). bench/lidar_scales.py overrides it to measure what that
+        (parsing must not depend on the LiDAR). research/lidar_scales.py overrides it to measure what that
         rule costs."""
         return self.h_s_scale(z_hat)
 

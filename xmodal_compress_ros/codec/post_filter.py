@@ -1,6 +1,6 @@
 """Decoder-side restoration of g_s's output: a small residual network, conditioned on the quality level.
 
-It runs after g_s on every backend and never sees the LiDAR scan: bench/lidar_postfilter.py trained
+It runs after g_s on every backend and never sees the LiDAR scan: research/lidar_postfilter.py trained
 the same network with and without the scan's depth and reflectance maps, and the scan did not help
 (docs/method.md). Like g_s it only changes the reconstruction, never how a symbol is parsed.
 
@@ -44,7 +44,7 @@ class PostFilter(nn.Module):
     Args:
         channels: channels of the half-resolution residual blocks.
         blocks: number of residual blocks.
-        side_channels: extra full-resolution input planes (none in the codec; bench/lidar_postfilter.py
+        side_channels: extra full-resolution input planes (none in the codec; research/lidar_postfilter.py
             feeds the scan's maps through them to test whether the scan helps this network).
     """
 

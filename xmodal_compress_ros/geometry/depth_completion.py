@@ -5,7 +5,7 @@ Processing: Fast Depth Completion on the CPU", CRV 2018): morphology on the *inv
 dilation (a maximum) spreads the nearer surface over the farther one, as occlusion does. It needs no
 training, takes a few milliseconds at KITTI size, and ranked well on KITTI's depth completion
 benchmark in its time, so it is a fair first test of whether a denser map helps the codec
-(``bench/lidar_postfilter.py``).
+(``research/lidar_postfilter.py``).
 """
 from __future__ import annotations
 

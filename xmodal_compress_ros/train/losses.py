@@ -36,7 +36,7 @@ def affine_invariant_mse(prediction: torch.Tensor, target: torch.Tensor, eps: fl
     to ``target`` (least squares, closed form).
 
     A plain MSE against a target that is inverted half of the time is minimised by the constant 0.5:
-    the P2I network collapsed to a flat grey prediction that way (measured on the session-2 model). Under
+    the P2I network collapsed to a flat grey prediction that way (measured on an early model). Under
     this loss contrast, brightness and inversion cost nothing and a constant costs the target's full
     variance, so only structure lowers it.
     """

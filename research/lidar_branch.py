@@ -2,32 +2,37 @@
 
 For each frame, with its scan and with the zeros map (scan lost):
 - P2I: the share of the image's variance its prediction explains up to an affine map of each channel
-  (1 - affine_invariant_mse / variance; 0 for a flat prediction, as the session-2 model had).
+  (1 - affine_invariant_mse / variance; 0 for a flat prediction, as a P2I trained with the plain MSE gives).
 - Context features c1, c2, c3, c_hyper: RMS and mean spatial standard deviation with the scan, and the
   RMS of their change when the scan is replaced by zeros. Features near zero, or unchanged without the
   scan, cannot move the reconstruction: decoding without the scan then costs nothing.
 
-    .venv/bin/python bench/lidar_branch.py [--model models/xmodal-lidar] [--max-frames 6] [--tag cpu-2core]
+    .venv/bin/python research/lidar_branch.py [--model models/xmodal-lidar] [--max-frames 6] [--tag cpu-2core]
                                            [--synthetic N --seed S]
 
 ``--synthetic N``: the first N frames of the synthetic drive of seed S (the benchmark's, 4242 by default)
 instead of the KITTI frames: scenes whose image edges the scan explains exactly.
 
-Writes bench/results/lidar_branch_<tag>.json.
+Writes research/results/lidar_branch_<tag>.json.
 """
 import argparse
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from eval_codec import REPO, add_frame_arguments, selected_frames, write_model_result
-from xmodal_compress_ros.bench.sources import load_synthetic
-from xmodal_compress_ros.codec.model_io import load_model
-from xmodal_compress_ros.codec.models import pad_to_multiple
-from xmodal_compress_ros.geometry.projection import depth_condition
-from xmodal_compress_ros.train.losses import affine_invariant_mse
+# eval_codec (bench/) and the other research scripts are imported from the checkout.
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1] / 'bench')]
+from eval_codec import REPO, add_frame_arguments, selected_frames, write_model_result  # noqa: E402
+from xmodal_compress_ros.bench.sources import load_synthetic  # noqa: E402
+from xmodal_compress_ros.codec.model_io import load_model  # noqa: E402
+from xmodal_compress_ros.codec.models import pad_to_multiple  # noqa: E402
+from xmodal_compress_ros.geometry.projection import depth_condition  # noqa: E402
+from xmodal_compress_ros.train.losses import affine_invariant_mse  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / 'results'
 
 FEATURES = ('c1', 'c2', 'c3', 'c_hyper')
 
@@ -87,7 +92,8 @@ def main(argv=None) -> int:
             f"{f} rms {records[name][f]['rms']:.4f}" for f in FEATURES), flush=True)
     summary = mean_record(list(records.values()))
     print('mean:', json.dumps(summary))
-    write_model_result('lidar_branch', args, model, {'frames': records, 'mean': summary})
+    write_model_result('lidar_branch', args, model, folder=RESULTS,
+                       fields={'frames': records, 'mean': summary})
     return 0
 
 

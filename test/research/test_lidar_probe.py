@@ -1,4 +1,4 @@
-"""bench/lidar_probe.py: linear probes of whether the scan could help the image-only twin."""
+"""research/lidar_probe.py: linear probes of whether the scan could help the image-only twin."""
 import sys
 from pathlib import Path
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / 'bench'))
+sys.path[:0] = [str(Path(__file__).resolve().parents[2] / d) for d in ('research', 'bench')]
 from lidar_probe import (LATENT_STRIDE, dense_depth, depth_maps, error_probe, frame_data,  # noqa: E402
                          mean_probe, ridge_two_fold, run_probes)
 

@@ -23,9 +23,9 @@ The oracles hold information the codec otherwise pays for, so a branch that can 
 into fewer bits or a better image. ``scan-edges`` and ``scan-dense`` are no oracles: both ends can
 compute them (and ``scan-reflectance``) from the scan.
 
-    .venv/bin/python bench/side_information.py train --map edges --data synthetic:DIR [--data ...]
+    .venv/bin/python research/side_information.py train --map edges --data synthetic:DIR [--data ...]
         --init-from models/xmodal-lidar [--fresh context_mining.] --out runs/oracle_edges
-    .venv/bin/python bench/side_information.py eval --map edges --model runs/oracle_edges --tag edges
+    .venv/bin/python research/side_information.py eval --map edges --model runs/oracle_edges --tag edges
 
 ``train`` re-initialises the parameters under ``--fresh`` (the context-mining layers by default, which
 trained models have shrunk to near-zero features) and then continues the model like ``xmodal train``;
@@ -34,7 +34,7 @@ with ``--from-scratch`` every weight starts fresh, so the branch and the transfo
 ``eval`` codes the first ``--synthetic`` frames of the drive of ``--seed`` (the benchmark's held-out
 scene, 4242), or with ``--kitti`` the held-out KITTI frames of bench/eval_codec.py, at every quality,
 once with the map on both ends and once with the zeros map on both ends, and writes
-``bench/results/side_information_<tag>.json`` with the BD-rate of the map against the zeros;
+``research/results/side_information_<tag>.json`` with the BD-rate of the map against the zeros;
 ``--anchor MODEL`` (repeatable: that twin, or the same network trained with ``xmodal train
 --conditioning zeros``) adds each anchor's curve on the same frames and the map's BD-rate against it.
 """
@@ -42,23 +42,28 @@ import argparse
 import json
 import sys
 from typing import Optional
+from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 
-from eval_codec import REPO, held_out_frames, learned_points, write_model_result
-from xmodal_compress_ros.bench import metrics
-from xmodal_compress_ros.bench.sources import load_synthetic
-from xmodal_compress_ros.cli.train import post_filter_sizes
-from xmodal_compress_ros.codec.model_io import load_model, read_metadata, save_model
-from xmodal_compress_ros.codec.models import get_model_class
-from xmodal_compress_ros.geometry.depth_completion import complete_depth
-from xmodal_compress_ros.geometry.projection import (depth_condition, equalize_depth, project_to_depth,
-                                                     reflectance_map)
-from xmodal_compress_ros.train.crops import FrameBank
-from xmodal_compress_ros.train.losses import PREDICTION_LOSSES
-from xmodal_compress_ros.train.sources import frames_from_spec
+# eval_codec (bench/) and the other research scripts are imported from the checkout.
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1] / 'bench')]
+from eval_codec import REPO, held_out_frames, learned_points, write_model_result  # noqa: E402
+from xmodal_compress_ros.bench import metrics  # noqa: E402
+from xmodal_compress_ros.bench.sources import load_synthetic  # noqa: E402
+from xmodal_compress_ros.cli.train import post_filter_sizes  # noqa: E402
+from xmodal_compress_ros.codec.model_io import load_model, read_metadata, save_model  # noqa: E402
+from xmodal_compress_ros.codec.models import get_model_class  # noqa: E402
+from xmodal_compress_ros.geometry.depth_completion import complete_depth  # noqa: E402
+from xmodal_compress_ros.geometry.projection import (  # noqa: E402
+    depth_condition, equalize_depth, project_to_depth, reflectance_map)
+from xmodal_compress_ros.train.crops import FrameBank  # noqa: E402
+from xmodal_compress_ros.train.losses import PREDICTION_LOSSES  # noqa: E402
+from xmodal_compress_ros.train.sources import frames_from_spec  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / 'results'
 
 MAPS = ('scan', 'edges', 'blur', 'scan-edges', 'scan-dense', 'scan-reflectance', 'scan-luminance')
 # Canny hysteresis thresholds on 8-bit luminance (OpenCV's usual pair).
@@ -204,7 +209,7 @@ def evaluate(args) -> int:
         result['anchors'].append({'model': stem, 'model_id': anchor.metadata['model_id'],
                                   'bd_rate_map_vs_anchor_percent': bd.percent, 'overlap_psnr_db': bd.overlap})
         print(f'{args.map} map vs {stem}: BD-rate {_percent(bd.percent)} over {bd.overlap} dB')
-    write_model_result('side_information', args, model, result)
+    write_model_result('side_information', args, model, folder=RESULTS, fields=result)
     return 0
 
 
@@ -246,7 +251,7 @@ def parse_args(argv=None):
     t.add_argument('--seed', type=int, default=11)
     t.add_argument('--threads', type=int, default=1)
     t.add_argument('--arch', default='xmodal-lidar',
-                   help='a registered LiDAR codec (bench/lidar_scales.py registers its research variant)')
+                   help='a registered LiDAR codec (research/lidar_scales.py registers its research variant)')
     e = sub.add_parser('eval', help='the map against the zeros map on held-out frames')
     e.add_argument('--map', choices=MAPS, required=True)
     e.add_argument('--model', required=True)

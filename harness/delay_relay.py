@@ -1,8 +1,8 @@
 """A delaying IP relay on a TUN device: every packet it reads is written back after a delay plus jitter.
 
-``python -m xmodal_compress_ros.bench.delay_relay --tun DEV --delay-ms 20 --jitter-ms 10 --seconds 120``
+``python harness/delay_relay.py --tun DEV --delay-ms 20 --jitter-ms 10 --seconds 120``
 
-Runs inside the relay namespace of :class:`bench.lossy_link.LossyLink`, where policy routing sends
+Runs inside the relay namespace of :class:`harness.lossy_link.LossyLink`, where policy routing sends
 every packet arriving from either veth into the TUN device; what this relay writes back re-enters
 the routing table from the TUN side and goes out the other veth. It works on IP packets (and IP
 fragments, which are relayed one by one), so it is transparent to DDS: no ports or locators to

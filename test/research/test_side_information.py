@@ -1,4 +1,4 @@
-"""bench/side_information.py: oracle maps through the LiDAR branch, and what a map is worth."""
+"""research/side_information.py: oracle maps through the LiDAR branch, and what a map is worth."""
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / 'bench'))
+sys.path[:0] = [str(Path(__file__).resolve().parents[2] / d) for d in ('research', 'bench')]
 from side_information import (anchor_curve, bd_map_vs, condition_map, curves, parse_args,  # noqa: E402
                               with_fresh_parameters)
 
@@ -150,7 +150,7 @@ def test_eval_reports_the_map_against_every_anchor(monkeypatch):
     monkeypatch.setattr(side_information, 'load_model', lambda stem: lidar)
     written = {}
     monkeypatch.setattr(side_information, 'write_model_result',
-                        lambda kind, args, model, fields: written.update(fields))
+                        lambda kind, args, model, folder, fields: written.update(fields))
     args = parse_args(['eval', '--map', 'edges', '--model', 'm', '--tag', 't',
                        '--anchor', 'a', '--anchor', 'b'])
     assert side_information.evaluate(args) == 0

@@ -1,4 +1,4 @@
-"""bench/lidar_scales.py: the research variant whose scales see the LiDAR, and its estimated-bits curves."""
+"""research/lidar_scales.py: the research variant whose scales see the LiDAR; its estimated-bits curves."""
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / 'bench'))
+sys.path[:0] = [str(Path(__file__).resolve().parents[2] / d) for d in ('research', 'bench')]
 import lidar_scales  # noqa: E402
 from lidar_scales import ScaleConditionedCodec, estimated_curve, model_arms  # noqa: E402
 from side_information import curve, zeros_map  # noqa: E402

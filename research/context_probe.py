@@ -18,28 +18,33 @@ uniform noise, on latents of the 84 kitti_object_fov training frames at levels 1
 evaluated with rounding on the held-out frames of bench/eval_codec.py. Bits counted: z, anchors and
 non-anchors, from the Gaussian and factorized likelihoods (no entropy coder).
 
-    .venv/bin/python bench/context_probe.py [--model models/xmodal-hyperprior] [--steps 3000]
+    .venv/bin/python research/context_probe.py [--model models/xmodal-hyperprior] [--steps 3000]
                                             [--variants scale,mean] [--threads 1] [--tag cpu-2core]
 
-Writes bench/results/context_probe_<tag>.json.
+Writes research/results/context_probe_<tag>.json.
 """
 import argparse
 import sys
 import time
 from typing import Dict, List, NamedTuple
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from eval_codec import DATA, REPO, add_frame_arguments, selected_frames, write_model_result
-from xmodal_compress_ros.codec.integer_hyper import index_to_scale
-from xmodal_compress_ros.codec.latent_coding import quantise_hyper_latent
-from xmodal_compress_ros.codec.layers import gaussian_likelihood
-from xmodal_compress_ros.codec.model_io import load_model
-from xmodal_compress_ros.codec.models import pad_to_multiple
-from xmodal_compress_ros.data.kitti import KittiObjectDataset
+# eval_codec (bench/) and the other research scripts are imported from the checkout.
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1] / 'bench')]
+from eval_codec import DATA, REPO, add_frame_arguments, selected_frames, write_model_result  # noqa: E402
+from xmodal_compress_ros.codec.integer_hyper import index_to_scale  # noqa: E402
+from xmodal_compress_ros.codec.latent_coding import quantise_hyper_latent  # noqa: E402
+from xmodal_compress_ros.codec.layers import gaussian_likelihood  # noqa: E402
+from xmodal_compress_ros.codec.model_io import load_model  # noqa: E402
+from xmodal_compress_ros.codec.models import pad_to_multiple  # noqa: E402
+from xmodal_compress_ros.data.kitti import KittiObjectDataset  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / 'results'
 
 LEVELS = (1, 3, 5, 7)
 BATCH = 4
@@ -188,7 +193,7 @@ def main(argv=None) -> int:
         for row in results[variant]:
             print(f"{variant} level {row['level']}: {row['bpp_hyperprior']:.4f} -> "
                   f"{row['bpp_context']:.4f} bpp ({row['total_bits_change_percent']:+.2f} %)", flush=True)
-    write_model_result('context_probe', args, model, {
+    write_model_result('context_probe', args, model, folder=RESULTS, fields={
         'levels': list(LEVELS), 'steps': args.steps, 'batch': BATCH, 'frames': names,
         'training_frames': len(train_frames), 'results': results})
     return 0

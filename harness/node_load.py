@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from xmodal_compress_ros.bench import resource_monitor as rm
+from harness import resource_monitor as rm
 
 ENCODER = 'xmodal_encoder'
 DECODER = 'xmodal_decoder'
@@ -81,7 +81,7 @@ def write_result(result: Dict, out: Optional[Path]) -> None:
 def default_models(workdir: Path) -> Tuple[Tuple[str, str], str]:
     """The repository's trained models if present, else tiny untrained ones; and which it is."""
     from xmodal_compress_ros.codec.model_io import model_paths
-    from xmodal_compress_ros.codec.packet_fuzz import write_tiny_models
+    from harness.packet_fuzz import write_tiny_models
     from xmodal_compress_ros.codec.pipeline import resolve_model_stem
 
     stems = ('models/xmodal-lidar', 'models/xmodal-hyperprior')

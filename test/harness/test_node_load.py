@@ -7,8 +7,8 @@ pytestmark = pytest.mark.ros
 
 
 def test_prepare_run_resolves_bag_models_and_node_parameters(tmp_path):
-    from xmodal_compress_ros.bench import node_link_runs, node_load
-    from xmodal_compress_ros.codec.packet_fuzz import write_tiny_models
+    from harness import node_link_runs, node_load
+    from harness.packet_fuzz import write_tiny_models
 
     bag = node_link_runs.procedural_bag(tmp_path / 'bag', 3, 128, 64, 500)
     stems = write_tiny_models(tmp_path / 'models')

@@ -427,7 +427,7 @@ class FuzzStats:
 
 # -- tiny models and real seed packets -------------------------------------------------------------
 
-# The lambdas are pinned (the six levels of the session-1 default) so that the model ids, and with
+# The lambdas are pinned (six levels, the upper six of the default eight) so that the model ids, and with
 # them the stored corpus packets, stay valid when the default levels change.
 TINY_CONFIG = dict(N=16, M=24, Nz=8, hyper_hidden=8, lambdas=(0.0018, 0.0035, 0.0067, 0.013, 0.025, 0.05))
 TINY_LIDAR_CONFIG = dict(TINY_CONFIG, ctx_ch=(8, 8, 8), p2i_ch=8)
@@ -457,17 +457,25 @@ def write_tiny_models(folder: Path, seed: int = 0) -> Tuple[str, str]:
     return str(stems[0]), str(stems[1])
 
 
-def _redraw_random_parameters(model, rng: np.random.Generator) -> None:
-    """Draw every randomly initialised parameter again from ``rng``, with torch's default ranges:
-    convolutions (weights and bias) and the z density's biases.
+#: Log gain step between neighbouring tiny quality levels: half of ln 2, as the tiny lambdas
+#: roughly double from level to level (a literal, not a log computed on the host).
+_TINY_LOG_GAIN_STEP = 0.34657359027997264
 
-    torch's own initialisation draws different numbers on CPUs of different vector widths (measured:
-    ATEN_CPU_CAPABILITY=default against avx2), which changed the tiny models' ids from machine to
-    machine. Layers initialised to zero (residual refinements) stay zero.
+
+def _redraw_random_parameters(model, rng: np.random.Generator) -> None:
+    """Set every parameter that torch initialises with random draws or vector-width-dependent float
+    kernels from ``rng`` and IEEE basic operations only: convolutions (weights and bias, torch's
+    default ranges), the z density's biases and the per-level gains.
+
+    torch's random initialisation draws different numbers on CPUs of different vector widths, and the
+    gains' initial values come from a float32 ``mean`` whose summation order follows the vector width
+    (three different results for the tiny lambdas, depending on the order), so both changed the tiny
+    models' ids from machine to machine. Layers initialised to zero (residual refinements) stay zero;
+    constants (GDN's square roots, the z density's matrices) are correctly rounded everywhere.
     """
     import torch
 
-    from xmodal_compress_ros.codec.layers import FactorizedDensity
+    from xmodal_compress_ros.codec.layers import FactorizedDensity, GainUnits
 
     def draw(tensor, bound):
         tensor.copy_(torch.from_numpy(rng.uniform(-bound, bound, tuple(tensor.shape)).astype(np.float32)))
@@ -477,6 +485,13 @@ def _redraw_random_parameters(model, rng: np.random.Generator) -> None:
             if isinstance(module, FactorizedDensity):
                 for bias in module.biases:
                     draw(bias, 0.5)
+            elif isinstance(module, GainUnits):
+                # Symmetric around level (L-1)/2 as the lambdas' geometric mean, decoder gain = 1/encoder's.
+                levels, channels = module.log_gain_enc.shape
+                ramp = (np.arange(levels) - (levels - 1) / 2) * _TINY_LOG_GAIN_STEP
+                log_gain = torch.from_numpy(np.repeat(ramp[:, None], channels, 1).astype(np.float32))
+                module.log_gain_enc.copy_(log_gain)
+                module.log_gain_dec.copy_(-log_gain)
             elif isinstance(module, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)) and module.weight.any():
                 bound = 1.0 / np.sqrt(module.weight[0].numel())
                 draw(module.weight, bound)

@@ -1,6 +1,6 @@
-"""The real encoder and decoder nodes across a :class:`bench.lossy_link.LossyLink`.
+"""The real encoder and decoder nodes across a :class:`harness.lossy_link.LossyLink`.
 
-Encoder node, bag player and a :mod:`ros.link_probe` listener of the packets (local: what entered
+Encoder node, bag player and a :mod:`harness.link_probe` listener of the packets (local: what entered
 the link) run in the encoder namespace, the decoder node and a listener of the decoded images and
 /diagnostics in the decoder namespace. Latency is the listener's receive time minus the player's
 publish time of the same camera stamp (``--publish-log``). Each run is bounded: the player ends with
@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Optional, Tuple
 
-from xmodal_compress_ros.bench import link_runs
-from xmodal_compress_ros.bench.lossy_link import LinkConfig, LossyLink
+from harness import link_runs
+from harness.lossy_link import LinkConfig, LossyLink
 from xmodal_compress_ros.ros.node_main import match_times
 
 DECODED_TOPIC = '/camera/image_decoded'
@@ -38,8 +38,8 @@ LISTENER_IDLE_S = 8.0
 def procedural_bag(
     out: Path, frames: int, width: int, height: int, points: int, rate_hz: float = 10.0
 ) -> Path:
-    """A sensor bag of cheap procedural frames (``codec.packet_fuzz.procedural_frame``) at ``rate_hz``."""
-    from xmodal_compress_ros.codec.packet_fuzz import procedural_frame
+    """A sensor bag of cheap procedural frames (``harness.packet_fuzz.procedural_frame``) at ``rate_hz``."""
+    from harness.packet_fuzz import procedural_frame
     from xmodal_compress_ros.data.frames import SensorFrame
     from xmodal_compress_ros.data.rosbag_io import write_sensor_bag
     from xmodal_compress_ros.data.synthetic.sequence import kitti_calibration
@@ -392,7 +392,7 @@ def _after(
 
 def bench(args, workdir: Path) -> Dict:
     """The nodes part of ``bench/bench_lossy_link.py``: steady loss per transport, a burst, a late decoder."""
-    from xmodal_compress_ros.codec.packet_fuzz import write_tiny_models
+    from harness.packet_fuzz import write_tiny_models
 
     width, height, points = args.node_width, args.node_height, args.node_points
     models = tuple(args.models.split(',')) if args.models else write_tiny_models(workdir / 'models')

@@ -1,6 +1,6 @@
 """Could the scan help the image-only twin at all? Linear probes on the held-out KITTI frames.
 
-bench/lidar_branch.py shows that the LiDAR model's branch carries nothing. Before adding architecture,
+research/lidar_branch.py shows that the LiDAR model's branch carries nothing. Before adding architecture,
 this asks the data, with the twin at one quality level, on frames no model was trained on:
 
 - Means. Can features of the depth map around each latent position predict the twin's residual
@@ -19,26 +19,32 @@ does not have: block statistics of its colours for the means, a Gaussian blur of
 like the densified depth) for the reconstruction. The controls show what the probe finds when the
 features do carry information.
 
-    .venv/bin/python bench/lidar_probe.py [--model models/xmodal-hyperprior] [--quality 3] [--tag cpu-2core]
+    .venv/bin/python research/lidar_probe.py [--model models/xmodal-hyperprior] [--quality 3]
+                                             [--tag cpu-2core]
 
-Writes bench/results/lidar_probe_<tag>.json.
+Writes research/results/lidar_probe_<tag>.json.
 """
 import argparse
 import json
 import math
 import sys
 from typing import Dict, List
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from eval_codec import REPO, add_frame_arguments, selected_frames, write_model_result
-from xmodal_compress_ros.codec.integer_hyper import index_to_scale
-from xmodal_compress_ros.codec.layers import gaussian_likelihood
-from xmodal_compress_ros.codec.model_io import load_model
-from xmodal_compress_ros.codec.models import pad_to_multiple
-from xmodal_compress_ros.geometry.projection import depth_condition
+# eval_codec (bench/) and the other research scripts are imported from the checkout.
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1] / 'bench')]
+from eval_codec import REPO, add_frame_arguments, selected_frames, write_model_result  # noqa: E402
+from xmodal_compress_ros.codec.integer_hyper import index_to_scale  # noqa: E402
+from xmodal_compress_ros.codec.layers import gaussian_likelihood  # noqa: E402
+from xmodal_compress_ros.codec.model_io import load_model  # noqa: E402
+from xmodal_compress_ros.codec.models import pad_to_multiple  # noqa: E402
+from xmodal_compress_ros.geometry.projection import depth_condition  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / 'results'
 
 LATENT_STRIDE = 16
 RIDGE = 1e-2
@@ -209,8 +215,9 @@ def main(argv=None) -> int:
         print(name, flush=True)
     probes = run_probes(data)
     print(json.dumps(probes, indent=1))
-    write_model_result('lidar_probe', args, model, {'quality': args.quality, 'frames': names, 'ridge': RIDGE,
-                                                    'pixels_per_frame': PIXELS_PER_FRAME, **probes})
+    write_model_result('lidar_probe', args, model, folder=RESULTS, fields={
+        'quality': args.quality, 'frames': names, 'ridge': RIDGE, 'pixels_per_frame': PIXELS_PER_FRAME,
+        **probes})
     return 0
 
 

@@ -12,28 +12,31 @@ in training, in eval mode (rounding, not noise). ``eval`` measures every model t
 map and with the zeros map on both ends; for models of the product's architecture it also codes real
 packets, to show how close the estimate is.
 
-    .venv/bin/python bench/lidar_scales.py train --map scan --data kitti-object:DIR --from-scratch
+    .venv/bin/python research/lidar_scales.py train --map scan --data kitti-object:DIR --from-scratch
         --post-filter 0,0 --out runs/scales_scan  (the options of side_information.py train)
-    .venv/bin/python bench/lidar_scales.py eval --map scan --kitti --model runs/scales_scan
+    .venv/bin/python research/lidar_scales.py eval --map scan --kitti --model runs/scales_scan
         [--model runs/means_only_scan ...] --tag scales-scan
 
-``eval`` writes ``bench/results/lidar_scales_<tag>.json``: per model, the (bpp, PSNR) curve of each arm
+``eval`` writes ``research/results/lidar_scales_<tag>.json``: per model, the (bpp, PSNR) curve of each arm
 and the BD-rate of the map against the zeros map.
 """
 import argparse
 import json
 import socket
 import sys
+from pathlib import Path
 
 import numpy as np
 import torch
 
-import side_information
-from eval_codec import to_uint8
-from xmodal_compress_ros.codec.integer_hyper import SCALE_LEVELS
-from xmodal_compress_ros.codec.layers import conv, ste_round
-from xmodal_compress_ros.codec.model_io import load_model
-from xmodal_compress_ros.codec.models import LidarConditionedCodec, LidarContext, register_model
+# eval_codec (bench/) and the other research scripts are imported from the checkout.
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1] / 'bench')]
+import side_information  # noqa: E402
+from eval_codec import to_uint8  # noqa: E402
+from xmodal_compress_ros.codec.integer_hyper import SCALE_LEVELS  # noqa: E402
+from xmodal_compress_ros.codec.layers import conv, ste_round  # noqa: E402
+from xmodal_compress_ros.codec.model_io import load_model  # noqa: E402
+from xmodal_compress_ros.codec.models import LidarConditionedCodec, LidarContext, register_model  # noqa: E402
 
 ARCH = 'xmodal-lidar-scales'
 
@@ -104,7 +107,7 @@ def evaluate(args) -> int:
             entry['bd_rate_estimate_vs_coded_percent'] = bd_percent(arms, 'map', 'map-coded')
         print(json.dumps({k: v for k, v in entry.items() if k != 'curves'}), flush=True)
         result['models'].append(entry)
-    out = side_information.REPO / 'bench' / 'results' / f'lidar_scales_{args.tag}.json'
+    out = side_information.RESULTS / f'lidar_scales_{args.tag}.json'
     out.write_text(json.dumps(result, indent=1) + '\n')
     print(f'wrote {out}')
     return 0

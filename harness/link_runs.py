@@ -1,7 +1,7 @@
-"""Runs over a :class:`bench.lossy_link.LossyLink`: a DDS talker and listener, and their statistics.
+"""Runs over a :class:`harness.lossy_link.LossyLink`: a DDS talker and listener, and their statistics.
 
 The processes run in the link's namespaces with a generated Fast DDS profile (``ros/udp_profile.py``)
-on a fresh ROS domain, and :mod:`ros.link_probe` records what arrives. Used by
+on a fresh ROS domain, and :mod:`harness.link_probe` records what arrives. Used by
 ``bench/bench_lossy_link.py`` and ``test/reliability/test_lossy_link.py``.
 """
 
@@ -18,7 +18,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from xmodal_compress_ros.bench.lossy_link import DEC_ADDR, ENC_ADDR, LossyLink
+from harness.lossy_link import DEC_ADDR, ENC_ADDR, LossyLink
 from xmodal_compress_ros.ros.udp_profile import (
     IP_FRAGMENTED_MESSAGE_SIZE,
     SINGLE_FRAME_MESSAGE_SIZE,
@@ -27,7 +27,7 @@ from xmodal_compress_ros.ros.udp_profile import (
     write_profile,
 )
 
-PROBE = ('-m', 'xmodal_compress_ros.ros.link_probe')
+PROBE = (str(Path(__file__).with_name('link_probe.py')),)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""bench/lidar_postfilter.py: a decoder-side filter trained with and without the scan's maps."""
+"""research/lidar_postfilter.py: a decoder-side filter trained with and without the scan's maps."""
 import sys
 from argparse import Namespace
 from pathlib import Path
@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / 'bench'))
+sys.path[:0] = [str(Path(__file__).resolve().parents[2] / d) for d in ('research', 'bench')]
 from lidar_postfilter import ARMS, ScanPostFilter, batches, train_arms, visible  # noqa: E402
 
 

@@ -1,4 +1,4 @@
-"""bench/lidar_branch.py: the measurement that tells whether a LiDAR branch carries anything."""
+"""research/lidar_branch.py: the measurement that tells whether a LiDAR branch carries anything."""
 import sys
 from pathlib import Path
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / 'bench'))
+sys.path[:0] = [str(Path(__file__).resolve().parents[2] / d) for d in ('research', 'bench')]
 from lidar_branch import FEATURES, frame_record, frames_to_measure, mean_record, parse_args  # noqa: E402
 
 from xmodal_compress_ros.codec.models import LidarConditionedCodec  # noqa: E402

@@ -1,7 +1,7 @@
 """Measure what a DDS link delivers: a talker of sized CompressedImage messages and a listener that logs them.
 
-``python -m xmodal_compress_ros.ros.link_probe talk --bytes 20000 --rate 10 --count 100 --qos reliable``
-``python -m xmodal_compress_ros.ros.link_probe listen --qos reliable --seconds 60 --out received.json``
+``python harness/link_probe.py talk --bytes 20000 --rate 10 --count 100 --qos reliable``
+``python harness/link_probe.py listen --qos reliable --seconds 60 --out received.json``
 
 The talker waits (bounded) for a subscriber, publishes ``--count`` messages whose header carries the
 send time (``time.time_ns()``) and a sequence number, then lingers so reliable repairs can finish.

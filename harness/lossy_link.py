@@ -10,7 +10,7 @@ Loss: this kernel has no netem, so an nftables rule on the egress hook of each e
 ``numgen random mod 100 < N`` of the IP packets leaving it (IP fragments one by one, as a lossy
 radio link would; acknowledgements in the other direction are lost too). Delay and reordering:
 policy routing in the relay namespace sends every forwarded packet through a TUN device read by
-:mod:`bench.delay_relay`, which writes each back after ``delay + uniform(0, jitter)``.
+:mod:`harness.delay_relay`, which writes each back after ``delay + uniform(0, jitter)``.
 
 Everything lives inside namespaces this class creates (addresses too) and is deleted on exit,
 also after an error. Needs root (CAP_NET_ADMIN), ``ip`` (iproute2) and ``nft`` (nftables);
@@ -25,6 +25,7 @@ import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence
 
 ENC_ADDR = '10.200.1.2'
@@ -198,8 +199,7 @@ class LossyLink:
                 'exec',
                 relay,
                 sys.executable,
-                '-m',
-                'xmodal_compress_ros.bench.delay_relay',
+                str(Path(__file__).with_name('delay_relay.py')),
                 '--tun',
                 _TUN,
                 '--delay-ms',

@@ -1,6 +1,6 @@
 """Can a small non-linear network at the decoder use the scan to improve the twin's reconstruction?
 
-bench/lidar_probe.py rules out a linear use of the scan. This trains a decoder-side post-filter on
+research/lidar_probe.py rules out a linear use of the scan. This trains a decoder-side post-filter on
 top of the frozen image-only twin's backbone (its g_s output, without its own post filter) four times,
 identically except for what it sees of the scan:
 - ``depth+reflectance``: the sparse depth map (the equalised projection of the scan, plus its valid
@@ -25,29 +25,35 @@ arm also shows what the filter does without the scan.
   reflectance differences, which a product integration would have to remove).
 - Evaluation: the held-out frames of bench/eval_codec.py, at every quality level.
 
-    .venv/bin/python bench/lidar_postfilter.py [--steps 1500] [--batch 8] [--crop 128] [--tag cpu-2core]
+    .venv/bin/python research/lidar_postfilter.py [--steps 1500] [--batch 8] [--crop 128] [--tag cpu-2core]
 
-Writes bench/results/lidar_postfilter_<tag>.json.
+Writes research/results/lidar_postfilter_<tag>.json.
 """
 import argparse
 import copy
 import sys
 import time
 from typing import Dict, List, Tuple
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from eval_codec import (DATA, REPO, add_frame_arguments, bd_table, learned_points, selected_frames, summarise,
-                        to_uint8, write_model_result)
-from xmodal_compress_ros.bench.metrics import bpp, psnr
-from xmodal_compress_ros.codec.model_io import load_model
-from xmodal_compress_ros.codec.post_filter import PostFilter
-from xmodal_compress_ros.data.kitti import KittiObjectDataset
-from xmodal_compress_ros.geometry.depth_completion import complete_depth
-from xmodal_compress_ros.geometry.projection import equalize_depth, project_to_depth, reflectance_map
+# eval_codec (bench/) and the other research scripts are imported from the checkout.
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1] / 'bench')]
+from eval_codec import (DATA, REPO, add_frame_arguments, bd_table, learned_points,  # noqa: E402
+                        selected_frames, summarise, to_uint8, write_model_result)
+from xmodal_compress_ros.bench.metrics import bpp, psnr  # noqa: E402
+from xmodal_compress_ros.codec.model_io import load_model  # noqa: E402
+from xmodal_compress_ros.codec.post_filter import PostFilter  # noqa: E402
+from xmodal_compress_ros.data.kitti import KittiObjectDataset  # noqa: E402
+from xmodal_compress_ros.geometry.depth_completion import complete_depth  # noqa: E402
+from xmodal_compress_ros.geometry.projection import (  # noqa: E402
+    equalize_depth, project_to_depth, reflectance_map)
+
+RESULTS = Path(__file__).resolve().parent / 'results'
 
 #: Each arm and the scan channels (0: sparse depth, 1: reflectance, 2: dense depth) it sees.
 ARMS = {'depth+reflectance+dense': (0, 1, 2), 'depth+reflectance': (0, 1), 'dense': (2,), 'zeros': ()}
@@ -208,7 +214,7 @@ def main(argv=None) -> int:
     bd = bd_table(summary, pairs)
     for row in bd:
         print(f"{row['test']} vs {row['anchor']}: BD-rate {row['bd_rate_psnr_percent']:+.2f} %")
-    write_model_result('lidar_postfilter', args, twin, {
+    write_model_result('lidar_postfilter', args, twin, folder=RESULTS, fields={
         'settings': {k: getattr(args, k) for k in SETTINGS},
         'training_frames': len(entries), 'training_mse_last_100_steps': training_mse, 'summary': summary,
         'bd_rates': bd, 'records': records})

@@ -96,7 +96,8 @@ def play(tmp_path, bag, env, namespace=''):
     command = ['-m', 'xmodal_compress_ros.ros.bag_player', str(bag), '--rate', '0.4']
     if namespace:
         topics = ('/camera/image_raw', '/lidar/points', '/camera/camera_info')
-        command += ['--ros-args'] + [arg for topic in topics for arg in ('-r', f'{topic}:=/{namespace}{topic}')]
+        command += ['--ros-args'] + [arg for topic in topics
+                                     for arg in ('-r', f'{topic}:=/{namespace}{topic}')]
     player = start_node('player', command, tmp_path / 'logs', env)
     assert wait_for_player(player, 120) == 0, player.log_tail(15)
 

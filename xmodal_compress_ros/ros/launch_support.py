@@ -42,8 +42,9 @@ def node_arguments(params_file: str) -> List[DeclareLaunchArgument]:
                               description='ros__parameters file with the parameters not given as arguments.'),
         DeclareLaunchArgument('fastdds_profile', default_value='',
                               description='Fast DDS XML profile to use (selects rmw_fastrtps_cpp), e.g. '
-                                          'config/fastdds_large_data.xml of this package\'s share folder '
-                                          '(LARGE_DATA transport); empty: the middleware as the user set it.'),
+                                          'config/fastdds_large_data.xml of this package\'s share '
+                                          'folder (LARGE_DATA transport); empty: the middleware as the user '
+                                          'set it.'),
     ]
 
 
@@ -56,7 +57,8 @@ def transport_environment() -> List[GroupAction]:
         SetEnvironmentVariable('MALLOC_MMAP_THRESHOLD_', MALLOC_THRESHOLD),
         SetEnvironmentVariable('MALLOC_TRIM_THRESHOLD_', MALLOC_THRESHOLD),
     ]
-    return [GroupAction(settings, condition=LaunchConfigurationNotEquals('fastdds_profile', ''), scoped=False)]
+    opted_in = LaunchConfigurationNotEquals('fastdds_profile', '')
+    return [GroupAction(settings, condition=opted_in, scoped=False)]
 
 
 def typed_overrides(types: Dict[str, type]) -> Dict[str, ParameterValue]:

@@ -170,7 +170,7 @@ class DecoderNode(Node):
         self._image_pub.publish(conversions.numpy_to_image(pixels, encoding, header))
         calib = scan.calib if scan is not None and scan.calib is not None else self._camera_calib
         if calib is not None and (calib.width, calib.height) == size:
-            self._info_pub.publish(camera_info_message(calib, header))
+            self._info_pub.publish(conversions.camera_info_from_calibration(calib, header))
         self._stats.record_latency('node', time.monotonic() - received)
         self._stats.count('frames_out')
         self._last_quality, self._last_model = decoded.quality, decoded.model_id
@@ -206,17 +206,6 @@ class DecoderNode(Node):
             self.get_clock().now().to_msg(), f'xmodal_compress: {self.get_name()}', 'xmodal decoder',
             WARN if new_errors else OK, f'{new_errors} bad packet(s) since the last report' if new_errors
             else 'decoding', values))
-
-
-def camera_info_message(calib: Any, header: Any) -> Any:
-    """The CameraInfo of a packet calibration (rectified: ``K = P[:, :3]``, ``R = I``, no distortion)."""
-    from sensor_msgs.msg import CameraInfo
-
-    return CameraInfo(header=header, width=int(calib.width), height=int(calib.height),
-                      distortion_model='plumb_bob', d=[0.0] * 5,
-                      k=[float(v) for v in np.asarray(calib.P)[:, :3].ravel()],
-                      r=[float(v) for v in np.eye(3).ravel()],
-                      p=[float(v) for v in np.asarray(calib.P).ravel()])
 
 
 def main(args: Optional[List[str]] = None) -> int:

@@ -72,13 +72,15 @@ def test_node_launch_files_leave_the_middleware_to_the_user(name):
     """The Fast DDS profile is opt-in: every environment variable is set under a fastdds_profile condition."""
     assert calls(ast.parse((REPO / 'launch' / name).read_text()), 'transport_environment')
     support = ast.parse(SUPPORT.read_text())
-    (group,) = calls(support, 'GroupAction')
-    condition = keyword(group, 'condition')
-    assert condition.func.id == 'LaunchConfigurationNotEquals'
+    (function,) = [f for f in ast.walk(support) if isinstance(f, ast.FunctionDef)
+                   and f.name == 'transport_environment']
+    (condition,) = calls(function, 'LaunchConfigurationNotEquals')
     assert [ast.literal_eval(a) for a in condition.args] == ['fastdds_profile', '']
-    inside = {ast.literal_eval(c.args[0]) for c in calls(group, 'SetEnvironmentVariable')}
-    everywhere = {ast.literal_eval(c.args[0]) for c in calls(support, 'SetEnvironmentVariable')}
-    assert inside == everywhere >= {'FASTDDS_DEFAULT_PROFILES_FILE', 'RMW_IMPLEMENTATION'}
+    (group,) = calls(function, 'GroupAction')
+    assert {kw.arg for kw in group.keywords} >= {'condition'}
+    variables = {ast.literal_eval(c.args[0]) for c in calls(support, 'SetEnvironmentVariable')}
+    assert variables >= {'FASTDDS_DEFAULT_PROFILES_FILE', 'RMW_IMPLEMENTATION'}
+    assert all(c in ast.walk(function) for c in calls(support, 'SetEnvironmentVariable'))
     (profile,) = [c for c in calls(support, 'DeclareLaunchArgument')
                   if ast.literal_eval(c.args[0]) == 'fastdds_profile']
     assert ast.literal_eval(keyword(profile, 'default_value')) == ''

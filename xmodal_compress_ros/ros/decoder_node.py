@@ -30,6 +30,9 @@ from xmodal_compress_ros.ros.package_files import resolve_model_stem
 from xmodal_compress_ros.ros.params import DecoderNodeConfig, declare_config, sibling_topic, watch_config
 
 FORMAT_PREFIX = 'xmodal/'
+# Image and LiDAR packets come on two topics, so an image packet may overtake the LiDAR packet it
+# references: it waits this long (wall time) for that scan before it is decoded without it.
+SCAN_WAIT_S = 0.2
 POINT_FIELDS = ('x', 'y', 'z', 'intensity')
 
 
@@ -61,7 +64,7 @@ class DecoderNode(Node):
         watch_config(self, DecoderNodeConfig, lambda: self._config, self._apply_config)
         self._worker: FrameWorker = FrameWorker(
             self._decode_lidar, self._decode_image, side_capacity=c.scan_buffer,
-            on_error=self._on_worker_error, name='xmodal-decoder')
+            frame_delay=self._scan_delay, on_error=self._on_worker_error, name='xmodal-decoder')
         self._open_topics()
         self._worker.start()
         self.get_logger().info(f'decoding {c.image_packet_topic} + {c.lidar_packet_topic} -> {c.image_topic}'
@@ -131,6 +134,18 @@ class DecoderNode(Node):
         else:
             self._report('error', 'internal_error', f'{type(exc).__name__}: {exc}')
             self.get_logger().error(f'unexpected error (packet dropped): {exc!r}')
+
+    def _scan_delay(self, item: Tuple[Any, bytes, float], waiting_scans: List[Any]) -> float:
+        """Seconds the image packet may still wait for the scan it references (0: decode now)."""
+        if waiting_scans:
+            return 0.0  # they are decoded first; the image re-checks after them
+        try:
+            reference = self._decoder.scan_reference(item[1])
+        except PacketError:
+            return 0.0  # reported when the image is decoded
+        if reference is None or reference[0] in self._scans:
+            return 0.0
+        return max(0.0, SCAN_WAIT_S - (time.monotonic() - item[2]))
 
     def _decode_lidar(self, item: Tuple[Any, bytes]) -> None:
         header, packet = item

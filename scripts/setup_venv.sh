@@ -40,7 +40,8 @@ if [[ ",$extras," == *,ros,* ]] && [ -f "$ros_sources" ]; then
         quiet .venv-jazzy/bin/pip install -q "${jazzy_wheels[@]}"
         site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
         jazzy_site=$(.venv-jazzy/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-        echo "$site" > "$jazzy_site/zz_xmodal_main_venv.pth"
+        # site.addsitedir (not a bare path) so .venv's own .pth files run too (the editable install).
+        echo "import site; site.addsitedir('$site')" > "$jazzy_site/zz_xmodal_main_venv.pth"
         .venv-jazzy/bin/python -c "import rclpy, launch_ros, xmodal_compress_ros; print('jazzy venv: rclpy from', rclpy.__file__)"
     fi
 else

@@ -259,7 +259,6 @@ class EncoderNode(Node):
             return
         if self._extrinsic is None:
             self._report_no_extrinsic()
-            self._stats.count('scan_drop.no_extrinsic')
             return
         try:
             points = conversions.pointcloud2_to_numpy(msg)
@@ -400,7 +399,7 @@ class EncoderNode(Node):
         else:
             why = (f'TF has no transform from {frames["lidar"] or "the scan frame"!r} to '
                    f'{frames["camera"] or "the image frame"!r}')
-        self._report('warning', 'no_extrinsic',
+        self._report('scan_drop', 'no_extrinsic',
                      f'no LiDAR-to-camera extrinsic ({why}): images are coded image-only and scans are not '
                      'sent; set calibration_file or T_cam_lidar, or publish the transform on /tf_static')
 
@@ -428,8 +427,6 @@ class EncoderNode(Node):
         if info is None or key == self._used_camera_info:
             return
         self._used_camera_info = key
-        if self._extrinsic is None:
-            self._report_no_extrinsic()
         try:
             calib = self._calibration_from_info(info)
         except CalibrationError as exc:

@@ -35,7 +35,8 @@ setup(
         'opencv-python-headless>=4.8',
     ],
     extras_require={
-        # The ROS 2 Kilted wheels on PyPI: only for environments without a ROS install.
+        # The ROS 2 Kilted wheels on PyPI: only for environments without a ROS install (scripts/setup_venv.sh
+        # also makes .venv-jazzy with the Jazzy ones).
         'ros': [
             'ros-rclpy', 'ros-std-msgs', 'ros-sensor-msgs', 'ros-diagnostic-msgs',
             'ros-rmw-fastrtps-cpp',

@@ -24,7 +24,8 @@ from harness import link_runs
 from harness.lossy_link import LinkConfig, LossyLink
 from xmodal_compress_ros.ros.node_main import match_times
 
-DECODED_TOPIC = '/camera/image_decoded'
+DECODED_TOPIC = '/decoded/camera/image_raw'
+PACKET_TOPICS = ('/camera/image_raw/xmodal', '/lidar/points/xmodal')
 PACKET_TOPIC = '/camera/image_raw/xmodal'
 ENCODER_STATUS = 'xmodal_compress: xmodal_encoder'
 DECODER_STATUS = 'xmodal_compress: xmodal_decoder'
@@ -82,8 +83,7 @@ class NodeSetup:
             'fallback_model': self.models[1],
             'quality': self.quality,
             'threads': 1,
-            'output_qos': self.transport.qos,
-            'input_qos': 'reliable',
+            'qos_overrides': packet_qos('publisher', self.transport.qos),
         }
 
     def decoder_params(self) -> Dict:
@@ -91,8 +91,13 @@ class NodeSetup:
             'models': list(self.models),
             'resolutions': [self.width, self.height],
             'threads': 1,
-            'input_qos': self.transport.qos,
+            'qos_overrides': packet_qos('subscription', self.transport.qos),
         }
+
+
+def packet_qos(endpoint: str, reliability: str) -> Dict:
+    """The ``qos_overrides`` parameter giving both packet topics' ``endpoint`` that reliability."""
+    return {topic: {endpoint: {'reliability': reliability}} for topic in PACKET_TOPICS}
 
 
 def _node(

@@ -24,30 +24,37 @@ def generate_launch_description():
                               description='rosbag2 to play with "ros2 bag play" (empty: none, publish '
                                           'the sensor topics yourself).'),
         DeclareLaunchArgument('rate', default_value='1.0', description='Playback rate of the bag.'),
-        DeclareLaunchArgument('image_topic', default_value='/camera/image_raw',
+        DeclareLaunchArgument('namespace', default_value='',
+                              description='Namespace of both nodes and of their relative topic names.'),
+        DeclareLaunchArgument('image_topic', default_value='camera/image_raw',
                               description='Camera topic the encoder reads.'),
-        DeclareLaunchArgument('lidar_topic', default_value='/lidar/points',
+        DeclareLaunchArgument('lidar_topic', default_value='lidar/points',
                               description='LiDAR topic the encoder reads.'),
-        DeclareLaunchArgument('packet_topic', default_value='/camera/image_raw/xmodal',
-                              description='Topic carrying the packets from the encoder to the decoder.'),
         DeclareLaunchArgument('calibration_file', default_value='',
-                              description='Calibration for the encoder; empty: CameraInfo + T_cam_lidar.'),
+                              description='Calibration for the encoder; empty: CameraInfo, and TF or '
+                                          'T_cam_lidar.'),
         DeclareLaunchArgument('backend', default_value='torch',
                               description='Inference backend of both nodes: torch, onnxruntime or tensorrt.'),
         DeclareLaunchArgument('device', default_value='cpu', description='Inference device of both nodes.'),
         DeclareLaunchArgument('quality', default_value='5', description='Encoder quality level.'),
+        DeclareLaunchArgument('fastdds_profile', default_value='',
+                              description='Fast DDS XML profile of both nodes (empty: the middleware as '
+                                          'configured by the user).'),
     ]
     shared = {'backend': LaunchConfiguration('backend'), 'device': LaunchConfiguration('device'),
-              'packet_topic': LaunchConfiguration('packet_topic')}
+              'namespace': LaunchConfiguration('namespace'),
+              'fastdds_profile': LaunchConfiguration('fastdds_profile')}
     vehicle = IncludeLaunchDescription(
         PythonLaunchDescriptionSource(os.path.join(launch_dir, 'vehicle.launch.py')),
         launch_arguments={**shared, 'image_topic': LaunchConfiguration('image_topic'),
                           'lidar_topic': LaunchConfiguration('lidar_topic'),
                           'calibration_file': LaunchConfiguration('calibration_file'),
                           'quality': LaunchConfiguration('quality')}.items())
+    # The decoder reads the packets beside the encoder's inputs.
     remote = IncludeLaunchDescription(
         PythonLaunchDescriptionSource(os.path.join(launch_dir, 'remote.launch.py')),
-        launch_arguments=shared.items())
+        launch_arguments={**shared, 'image_packet_topic': [LaunchConfiguration('image_topic'), '/xmodal'],
+                          'lidar_packet_topic': [LaunchConfiguration('lidar_topic'), '/xmodal']}.items())
     play = ExecuteProcess(
         cmd=['ros2', 'bag', 'play', LaunchConfiguration('bag'), '--rate', LaunchConfiguration('rate')],
         output='screen', condition=LaunchConfigurationNotEquals('bag', ''))

@@ -1,9 +1,9 @@
-"""Remote side: decoder_node (xmodal packets in, Image and PointCloud2 out) with the LARGE_DATA transport.
+"""Remote side: decoder_node (xmodal packets in; Image, CameraInfo and PointCloud2 out).
 
-    ros2 launch xmodal_compress_ros remote.launch.py image_topic:=/camera/image_decoded
+    ros2 launch xmodal_compress_ros remote.launch.py decoded_image_topic:=camera/image_raw
 
-Parameters not given here come from ``params_file`` (default: the package's config/decoder.yaml);
-see docs/nodes.md.
+Topics are relative to ``namespace``. Parameters not given here come from ``params_file`` (default:
+the package's config/decoder.yaml); see docs/nodes.md and docs/ros_install.md.
 """
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
@@ -17,20 +17,29 @@ PACKAGE = 'xmodal_compress_ros'
 
 def generate_launch_description():
     arguments = [
-        DeclareLaunchArgument('packet_topic', default_value='/camera/image_raw/xmodal',
-                              description='Input packets (the encoder output).'),
-        DeclareLaunchArgument('image_topic', default_value='/camera/image_decoded',
-                              description='Decoded camera images (sensor_msgs/Image).'),
-        DeclareLaunchArgument('lidar_topic', default_value='/lidar/points_decoded',
+        DeclareLaunchArgument('image_packet_topic', default_value='camera/image_raw/xmodal',
+                              description='Input image packets (the encoder output).'),
+        DeclareLaunchArgument('lidar_packet_topic', default_value='lidar/points/xmodal',
+                              description='Input LiDAR packets (the encoder output).'),
+        # Not image_topic/lidar_topic: those name the encoder's inputs when both files are included together.
+        DeclareLaunchArgument('decoded_image_topic', default_value='decoded/camera/image_raw',
+                              description='Decoded camera images (sensor_msgs/Image); their CameraInfo goes '
+                                          'to camera_info beside them.'),
+        DeclareLaunchArgument('decoded_lidar_topic', default_value='decoded/lidar/points',
                               description='Decoded LiDAR scans (sensor_msgs/PointCloud2).'),
         DeclareLaunchArgument('output_encoding', default_value='rgb8',
                               description='Encoding of the decoded images: rgb8 or bgr8.'),
     ] + node_arguments('decoder.yaml')
     overrides = typed_overrides({
-        'packet_topic': str, 'image_topic': str, 'lidar_topic': str, 'backend': str, 'device': str,
+        'image_packet_topic': str, 'lidar_packet_topic': str, 'backend': str, 'device': str,
         'output_encoding': str,
     })
-    overrides['models'] = [LaunchConfiguration('model'), LaunchConfiguration('fallback_model')]
+    overrides['image_topic'] = LaunchConfiguration('decoded_image_topic')
+    overrides['lidar_topic'] = LaunchConfiguration('decoded_lidar_topic')
+    # A string array from substitutions: one list of substitutions per element (launch_ros joins a
+    # flat list of substitutions into one string).
+    overrides['models'] = [[LaunchConfiguration('model')], [LaunchConfiguration('fallback_model')]]
     decoder = Node(package=PACKAGE, executable='decoder_node', name='xmodal_decoder', output='screen',
+                   namespace=LaunchConfiguration('namespace'),
                    parameters=[LaunchConfiguration('params_file'), overrides])
     return LaunchDescription(arguments + transport_environment() + [decoder])

@@ -1,9 +1,10 @@
-"""Vehicle side: encoder_node (camera + LiDAR in, xmodal packets out) with the LARGE_DATA transport.
+"""Vehicle side: encoder_node (camera + LiDAR in, xmodal packets out).
 
-    ros2 launch xmodal_compress_ros vehicle.launch.py calibration_file:=/path/calib.yaml quality:=4
+    ros2 launch xmodal_compress_ros vehicle.launch.py image_topic:=/front/image_raw quality:=4
 
+Topics are relative to ``namespace``; packets go to ``<image_topic>/xmodal`` and ``<lidar_topic>/xmodal``.
 Parameters not given here come from ``params_file`` (default: the package's config/encoder.yaml);
-see docs/nodes.md.
+see docs/nodes.md and docs/ros_install.md.
 """
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
@@ -17,29 +18,31 @@ PACKAGE = 'xmodal_compress_ros'
 
 def generate_launch_description():
     arguments = [
-        DeclareLaunchArgument('image_topic', default_value='/camera/image_raw',
+        DeclareLaunchArgument('image_topic', default_value='camera/image_raw',
                               description='Camera input (sensor_msgs/Image).'),
-        DeclareLaunchArgument('lidar_topic', default_value='/lidar/points',
+        DeclareLaunchArgument('lidar_topic', default_value='lidar/points',
                               description='LiDAR input (sensor_msgs/PointCloud2).'),
-        DeclareLaunchArgument('camera_info_topic', default_value='/camera/camera_info',
-                              description='CameraInfo input, used with T_cam_lidar when calibration_file '
-                                          'is empty.'),
-        DeclareLaunchArgument('packet_topic', default_value='',
-                              description='Output packet topic; empty: <image_topic>/xmodal.'),
+        DeclareLaunchArgument('camera_info_topic', default_value='camera/camera_info',
+                              description='CameraInfo input: the intrinsics when calibration_file is empty.'),
         DeclareLaunchArgument('calibration_file', default_value='',
                               description='Calibration (project YAML, KITTI .txt or KITTI raw folder); '
-                                          'empty: CameraInfo + T_cam_lidar from params_file.'),
+                                          'empty: CameraInfo, and the extrinsic from TF or T_cam_lidar in '
+                                          'params_file.'),
         DeclareLaunchArgument('quality', default_value='5',
                               description='Quality level (changeable at run time).'),
         DeclareLaunchArgument('target_kbps', default_value='0.0',
                               description='Link budget for images + LiDAR in kbit/s; 0 disables rate '
                                           'control.'),
+        DeclareLaunchArgument('lazy', default_value='true',
+                              description='Code only while the packets have a subscriber; false to record '
+                                          'them on the vehicle.'),
     ] + node_arguments('encoder.yaml')
     overrides = typed_overrides({
-        'image_topic': str, 'lidar_topic': str, 'camera_info_topic': str, 'packet_topic': str,
-        'calibration_file': str, 'model': str, 'fallback_model': str, 'backend': str, 'device': str,
-        'quality': int, 'target_kbps': float,
+        'image_topic': str, 'lidar_topic': str, 'camera_info_topic': str, 'calibration_file': str,
+        'model': str, 'fallback_model': str, 'backend': str, 'device': str, 'quality': int,
+        'target_kbps': float, 'lazy': bool,
     })
     encoder = Node(package=PACKAGE, executable='encoder_node', name='xmodal_encoder', output='screen',
+                   namespace=LaunchConfiguration('namespace'),
                    parameters=[LaunchConfiguration('params_file'), overrides])
     return LaunchDescription(arguments + transport_environment() + [encoder])

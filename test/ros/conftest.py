@@ -7,6 +7,11 @@ import pytest
 
 # The tests import conftest's helpers (pytest runs with --import-mode=importlib).
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+try:
+    import composition_interfaces  # noqa: F401  (a ROS install has it)
+except ImportError:
+    # Not on PyPI: launch_ros.actions imports it for composable nodes, which the launch files do not use.
+    sys.path.append(str(Path(__file__).resolve().parent / 'stubs'))
 
 WIDTH, HEIGHT = 96, 64
 PERIOD_NS = 100_000_000  # 10 Hz

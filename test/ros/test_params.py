@@ -6,7 +6,7 @@ import pytest
 
 from xmodal_compress_ros.errors import ParameterError
 from xmodal_compress_ros.ros.params import (
-    DecoderNodeConfig, EncoderNodeConfig, config_from_values, specs, validate_value)
+    DecoderNodeConfig, EncoderNodeConfig, config_from_values, sibling_topic, specs, validate_value)
 
 
 def spec(config_cls, name):
@@ -31,7 +31,7 @@ def test_every_field_is_a_described_parameter_and_defaults_are_valid(config_cls)
     ('target_kbps', float('nan'), 'finite number'),
     ('max_time_delta', -0.1, 'out of range'),
     ('backend', 'tflite', 'backend = .tflite. is not supported: use one of torch, onnxruntime, tensorrt'),
-    ('input_qos', 'system_default', 'use one of sensor_data, reliable'),
+    ('lidar_intensity_max', -1.0, 'out of range'),
     ('frustum_only', 1, 'true or false'),
     ('T_cam_lidar', [1.0] * 12, 'must have 16 values'),
     ('T_cam_lidar', [float('inf')] * 16, 'finite numbers'),
@@ -64,16 +64,20 @@ def test_decoder_models_and_output_encoding():
 
 def test_read_only_marks_models_backend_topics_and_qos():
     read_only = {s.name for s in specs(EncoderNodeConfig) if s.metadata['read_only']}
-    assert {'model', 'fallback_model', 'backend', 'device', 'image_topic', 'lidar_topic', 'input_qos',
-            'output_qos'} <= read_only
+    assert {'model', 'fallback_model', 'backend', 'device', 'image_topic', 'lidar_topic', 'lazy'} <= read_only
     assert not {'quality', 'target_kbps', 'max_time_delta', 'pairing_wait', 'lidar_timeout'} & read_only
 
 
-def test_packet_topic_default_follows_the_image_topic():
-    assert EncoderNodeConfig().resolved_packet_topic() == '/camera/image_raw/xmodal'
-    assert EncoderNodeConfig(image_topic='/cam/', packet_topic='').resolved_packet_topic() == '/cam/xmodal'
-    assert EncoderNodeConfig(packet_topic='/link/x').resolved_packet_topic() == '/link/x'
-    assert DecoderNodeConfig().packet_topic == EncoderNodeConfig().resolved_packet_topic()
+def test_topics_are_relative_and_packets_go_beside_their_inputs():
+    encoder, decoder = EncoderNodeConfig(), DecoderNodeConfig()
+    assert not any(t.startswith('/') for t in (encoder.image_topic, encoder.lidar_topic,
+                                               encoder.camera_info_topic, decoder.image_topic))
+    assert encoder.image_packet_topic() == 'camera/image_raw/xmodal' == decoder.image_packet_topic
+    assert encoder.lidar_packet_topic() == 'lidar/points/xmodal' == decoder.lidar_packet_topic
+    assert EncoderNodeConfig(image_topic='/cam/').image_packet_topic() == '/cam/xmodal'
+    assert sibling_topic(decoder.image_topic, 'camera_info') == 'decoded/camera/camera_info'
+    assert sibling_topic('/image', 'camera_info') == '/camera_info'
+    assert sibling_topic('image', 'camera_info') == 'camera_info'
 
 
 def test_decoder_resolutions_are_width_height_pairs():

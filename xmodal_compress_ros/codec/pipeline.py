@@ -396,13 +396,16 @@ class Encoder:
                                  f'0..{self.num_qualities - 1}')
         return int(quality)
 
-    def encode_scan(self, points: np.ndarray, stamp_ns: int,
-                    frame_id: str = 'lidar') -> Tuple[bytes, DecodedScan]:
+    def encode_scan(self, points: np.ndarray, stamp_ns: int, frame_id: str = 'lidar',
+                    intensity_max: Optional[float] = None) -> Tuple[bytes, DecodedScan]:
         """Code a scan; returns its LiDAR packet and the decoded scan to condition images on.
 
         Non-finite points are dropped; an empty cloud is valid. Bad arrays raise PointCloudError.
+        ``intensity_max``, if given, replaces the configured one for this scan (it travels in the packet).
         """
-        encoded = encode_scan(points, self.config.lidar, calib=self.calib)
+        lidar = self.config.lidar if intensity_max is None else replace(self.config.lidar,
+                                                                        intensity_max=intensity_max)
+        encoded = encode_scan(points, lidar, calib=self.calib)
         scan_id = self._next_scan_id
         packet = replace(encoded.to_packet(scan_id, int(stamp_ns), frame_id), projection=self._projection)
         data = pack_lidar_packet(packet)

@@ -154,10 +154,13 @@ def camera_info_message(info: Any, header: Any) -> Any:
 def main(argv: Optional[List[str]] = None) -> int:
     import rclpy
     from rclpy.signals import SignalHandlerOptions
+    from rclpy.utilities import remove_ros_args
 
-    args = build_parser().parse_args(argv)
+    # ROS arguments (``--ros-args -r /camera/image_raw:=/robot/camera/image_raw``) remap as in any node.
+    full = list(sys.argv if argv is None else [NODE_NAME] + list(argv))
+    args = build_parser().parse_args(remove_ros_args(full)[1:])
     # Python's own SIGINT handling: Ctrl-C (or the demo stopping us) ends playback via KeyboardInterrupt.
-    rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
+    rclpy.init(args=full, signal_handler_options=SignalHandlerOptions.NO)
     node = rclpy.create_node(NODE_NAME)
     log = open(args.publish_log, 'w') if args.publish_log else None
     code = 0

@@ -1,11 +1,14 @@
-"""decoder_node: xmodal packets in, sensor_msgs/Image and PointCloud2 out, with the original headers.
+"""decoder_node: xmodal packets in, sensor_msgs/Image, CameraInfo and PointCloud2 out, with the original
+headers.
 
 LiDAR packets are decoded in arrival order and kept in a bounded buffer by scan id (and published
 as PointCloud2 with the LiDAR header); image packets are decoded with the scan they reference. A
 missing scan (lost, or not yet there) does not stop the image: it is decoded without it and counted
 as ``lidar_missing``. As in the encoder, callbacks only hand packets to a worker thread, which
 decodes the newest image packet and drops (and counts) image packets it could not get to.
-Topics, parameters and diagnostics are documented in ``docs/nodes.md``.
+Each decoded image comes with a CameraInfo (beside it, as image
+pipelines expect) of the calibration the LiDAR packets carry: the rectified camera (``K = P[:, :3]``,
+``R = I``, no distortion). Topics, parameters and diagnostics are documented in ``docs/nodes.md``.
 """
 from __future__ import annotations
 
@@ -20,11 +23,16 @@ from xmodal_compress_ros.errors import PacketError, XmodalError
 from xmodal_compress_ros.ros import conversions
 from xmodal_compress_ros.ros.diagnostics import OK, WARN, diagnostic_array
 from xmodal_compress_ros.ros.frame_worker import FrameWorker
-from xmodal_compress_ros.ros.node_main import ProblemReporter, match_logging, qos_profile, run_node
+from xmodal_compress_ros.ros.node_main import (ProblemReporter, match_logging, output_qos, overridable,
+                                               run_node)
 from xmodal_compress_ros.ros.node_stats import NodeStats
-from xmodal_compress_ros.ros.params import DecoderNodeConfig, declare_config, watch_config
+from xmodal_compress_ros.ros.package_files import resolve_model_stem
+from xmodal_compress_ros.ros.params import DecoderNodeConfig, declare_config, sibling_topic, watch_config
 
 FORMAT_PREFIX = 'xmodal/'
+# Image and LiDAR packets come on two topics, so an image packet may overtake the LiDAR packet it
+# references: it waits this long (wall time) for that scan before it is decoded without it.
+SCAN_WAIT_S = 0.2
 POINT_FIELDS = ('x', 'y', 'z', 'intensity')
 
 
@@ -41,7 +49,8 @@ class DecoderNode(Node):
         self._unknown_model_error = pipeline.UnknownModelError
         resolutions = tuple(zip(c.resolutions[::2], c.resolutions[1::2]))
         self._decoder = pipeline.Decoder(pipeline.DecoderConfig(
-            models=c.models, backend=c.backend, device=c.device, precision=c.precision, threads=c.threads,
+            models=tuple(resolve_model_stem(m) for m in c.models), backend=c.backend, device=c.device,
+            precision=c.precision, threads=c.threads,
             resolutions=resolutions, max_pixels=c.max_image_pixels, post_filter=c.post_filter,
             post_filter_views=c.post_filter_views))
         self._stats = NodeStats()
@@ -51,29 +60,33 @@ class DecoderNode(Node):
         self._last_quality: Any = ''
         self._last_model = ''
         self._errors_reported = 0
+        self._camera_calib: Any = None  # calibration of the newest LiDAR packet, for CameraInfo
         watch_config(self, DecoderNodeConfig, lambda: self._config, self._apply_config)
         self._worker: FrameWorker = FrameWorker(
             self._decode_lidar, self._decode_image, side_capacity=c.scan_buffer,
-            on_error=self._on_worker_error, name='xmodal-decoder')
+            frame_delay=self._scan_delay, on_error=self._on_worker_error, name='xmodal-decoder')
         self._open_topics()
         self._worker.start()
-        self.get_logger().info(f'decoding {c.packet_topic} -> {c.image_topic}'
+        self.get_logger().info(f'decoding {c.image_packet_topic} + {c.lidar_packet_topic} -> {c.image_topic}'
                                + (f' + {c.lidar_topic}' if c.publish_points else '')
                                + f' ({c.backend}/{c.device}/{c.precision}, models: {", ".join(c.models)})')
 
     def _open_topics(self) -> None:
         from diagnostic_msgs.msg import DiagnosticArray
-        from sensor_msgs.msg import CompressedImage, Image, PointCloud2
+        from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
         c = self._config
-        output_qos = qos_profile(c.output_qos, c.output_depth)
-        self._image_pub = self.create_publisher(Image, c.image_topic, output_qos,
+        self._image_pub = self.create_publisher(Image, c.image_topic, output_qos(), **overridable(),
                                                 **match_logging(self, 'publisher', 'image publisher'))
-        self._points_pub = self.create_publisher(PointCloud2, c.lidar_topic, output_qos) \
+        self._info_pub = self.create_publisher(CameraInfo, sibling_topic(c.image_topic, 'camera_info'),
+                                               output_qos(), **overridable())
+        self._points_pub = self.create_publisher(PointCloud2, c.lidar_topic, output_qos(), **overridable()) \
             if c.publish_points else None
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
-        self.create_subscription(CompressedImage, c.packet_topic, self._on_packet,
-                                 qos_profile(c.input_qos, c.output_depth),
+        self.create_subscription(CompressedImage, c.lidar_packet_topic, self._on_packet, output_qos(),
+                                 **overridable())
+        self.create_subscription(CompressedImage, c.image_packet_topic, self._on_packet, output_qos(),
+                                 **overridable(),
                                  **match_logging(self, 'subscription', 'packet subscription'))
         self.create_timer(c.diagnostics_period, self._publish_diagnostics)
 
@@ -90,7 +103,8 @@ class DecoderNode(Node):
         self._stats.count('packets_in')
         if not msg.format.startswith(FORMAT_PREFIX):
             self._report('error', 'unknown_format', f'packet format {msg.format!r} is not an xmodal packet '
-                         f'(expected {FORMAT_PREFIX}image;vN or {FORMAT_PREFIX}lidar;vN): check packet_topic')
+                         f'(expected {FORMAT_PREFIX}image;vN or {FORMAT_PREFIX}lidar;vN): check the packet '
+                         'topics')
             return
         packet = bytes(msg.data)
         try:
@@ -121,12 +135,26 @@ class DecoderNode(Node):
             self._report('error', 'internal_error', f'{type(exc).__name__}: {exc}')
             self.get_logger().error(f'unexpected error (packet dropped): {exc!r}')
 
+    def _scan_delay(self, item: Tuple[Any, bytes, float], waiting_scans: List[Any]) -> float:
+        """Seconds the image packet may still wait for the scan it references (0: decode now)."""
+        if waiting_scans:
+            return 0.0  # they are decoded first; the image re-checks after them
+        try:
+            reference = self._decoder.scan_reference(item[1])
+        except PacketError:
+            return 0.0  # reported when the image is decoded
+        if reference is None or reference[0] in self._scans:
+            return 0.0
+        return max(0.0, SCAN_WAIT_S - (time.monotonic() - item[2]))
+
     def _decode_lidar(self, item: Tuple[Any, bytes]) -> None:
         header, packet = item
         start = time.perf_counter()
         scan = self._decoder.decode_lidar(packet)
         self._stats.record_latency('lidar_decode', time.perf_counter() - start)
         self._scans[scan.scan_id] = scan
+        if scan.calib is not None:
+            self._camera_calib = scan.calib
         self._scans.move_to_end(scan.scan_id)
         while len(self._scans) > self._config.scan_buffer:
             self._scans.popitem(last=False)
@@ -155,6 +183,9 @@ class DecoderNode(Node):
         encoding = self._config.output_encoding
         pixels = decoded.rgb if encoding == 'rgb8' else decoded.rgb[..., ::-1]
         self._image_pub.publish(conversions.numpy_to_image(pixels, encoding, header))
+        calib = scan.calib if scan is not None and scan.calib is not None else self._camera_calib
+        if calib is not None and (calib.width, calib.height) == size:
+            self._info_pub.publish(conversions.camera_info_from_calibration(calib, header))
         self._stats.record_latency('node', time.monotonic() - received)
         self._stats.count('frames_out')
         self._last_quality, self._last_model = decoded.quality, decoded.model_id
@@ -193,7 +224,7 @@ class DecoderNode(Node):
 
 
 def main(args: Optional[List[str]] = None) -> int:
-    """Console script ``decoder_node``: ``decoder_node --ros-args -p packet_topic:=... ...``."""
+    """Console script ``decoder_node``: ``decoder_node --ros-args -r camera/image_raw/xmodal:=... ...``."""
     return run_node(DecoderNode, args)
 
 

@@ -2,13 +2,15 @@
 
 Data flow::
 
-    image ──(callback: newest-only slot)──┐
-    scan  ──(callback: newest-only slot)──┤ worker thread ── Encoder ──> packets on <image_topic>/xmodal
-    camera_info (optional, latest kept) ──┘    (one LiDAR packet per scan; image packets reference it)
+    image ──(callback: newest-only slot)──┐                        ┌─> image packets on <image>/xmodal
+    scan  ──(callback: newest-only slot)──┤ worker ── Encoder ─────┤
+    camera_info (latest kept), TF ────────┘                        └─> LiDAR packets on <points>/xmodal
+                                                (image packets reference the scan they were coded with)
 
 Callbacks only hand messages to the worker, so the executor never blocks. Every scan the worker
 takes is encoded once (``Encoder.encode_scan``), its LiDAR packet published once, and its decoded
-scan buffered for pairing. The worker takes only the newest scan and the newest image, together:
+scan buffered for pairing. While nothing subscribes to either packet topic the
+node codes nothing (``lazy``). The worker takes only the newest scan and the newest image, together:
 one that is replaced before its turn is dropped and counted, so an overloaded CPU drops frames
 instead of falling behind (a full 120k-point scan alone takes hundreds of ms to code on a small CPU)
 and still codes each image with the scan that came with it.
@@ -32,14 +34,17 @@ from xmodal_compress_ros.errors import (
 from xmodal_compress_ros.ros import conversions
 from xmodal_compress_ros.ros.diagnostics import OK, WARN, diagnostic_array
 from xmodal_compress_ros.ros.frame_worker import FrameWorker
-from xmodal_compress_ros.ros.node_main import (INPUT_DEPTH, ProblemReporter, match_logging, qos_profile,
-                                               run_node)
+from xmodal_compress_ros.ros.node_main import (ProblemReporter, match_logging, output_qos, overridable,
+                                               run_node, sensor_qos)
 from xmodal_compress_ros.ros.node_stats import NodeStats
+from xmodal_compress_ros.ros.package_files import resolve_model_stem
 from xmodal_compress_ros.ros.pairing import ScanBuffer
 from xmodal_compress_ros.ros.params import EncoderNodeConfig, declare_config, watch_config
 from xmodal_compress_ros.ros.rate_control import RateController
 
 NS_PER_S = 1_000_000_000
+# Detected intensity ranges: KITTI reflectance, 8-bit and 16-bit drivers (else the largest value seen).
+INTENSITY_RANGES = (1.0, 255.0, 65535.0)
 # Diagnostics keys of the errors the codec may raise for a bad message (others: the class name).
 _ERROR_KINDS = {ImageFormatError: 'bad_image', PointCloudError: 'bad_cloud'}
 
@@ -76,6 +81,12 @@ class EncoderNode(Node):
         self._calibration_source = ''
         self._camera_info: Any = None
         self._used_camera_info: Any = None
+        # LiDAR-to-camera extrinsic (4x4) once known, where it came from, and TF when it is the source.
+        self._extrinsic: Optional[np.ndarray] = None
+        self._extrinsic_source = ''
+        self._static_tf: Any = None
+        self._frames = {'camera': '', 'lidar': ''}  # header frame ids, for the TF lookup
+        self._intensity_max = 0.0  # detected range (lidar_intensity_max 0), never shrinks
         # LiDAR silence is measured in sensor time (stamps), from the newest scan or else the first
         # image: a CPU-bound worker holding the GIL delays callbacks, not stamps.
         self._first_image_stamp: Optional[int] = None
@@ -94,10 +105,11 @@ class EncoderNode(Node):
         self._open_topics()
         self._worker.start()
         self.get_logger().info(
-            f'encoding {self._config.image_topic} + {self._config.lidar_topic} -> '
-            f'{self._config.resolved_packet_topic()} ({self._config.backend}/{self._config.device}/'
-            f'{self._config.precision}, '
-            f'{self._calibration_source or "waiting for CameraInfo on " + self._config.camera_info_topic})')
+            f'encoding {self._image_sub.topic_name} + {self._scan_sub.topic_name} -> '
+            f'{self._image_packet_pub.topic_name} + {self._lidar_packet_pub.topic_name} '
+            f'({self._config.backend}/{self._config.device}/{self._config.precision}, '
+            f'{self._calibration_source or "waiting for CameraInfo on " + self._config.camera_info_topic})'
+            + (', coding while the packets have a subscriber' if self._config.lazy else ''))
 
     # ---------------------------------------------------------------------------- setup
 
@@ -106,10 +118,12 @@ class EncoderNode(Node):
 
         c = self._config
         lidar = LidarCodecConfig(quantization_bits=c.lidar_quantization_bits, frustum_only=c.frustum_only,
-                                 intensity_max=c.lidar_intensity_max)
+                                 intensity_max=c.lidar_intensity_max or INTENSITY_RANGES[0])
         # quality=0: every frame passes its own quality (checked against the model's levels separately),
         # so an encoder built from CameraInfo never fails on a quality set before the model was known.
-        return self._pipeline.EncoderConfig(model=c.model, fallback_model=c.fallback_model, backend=c.backend,
+        return self._pipeline.EncoderConfig(model=resolve_model_stem(c.model),
+                                            fallback_model=resolve_model_stem(c.fallback_model),
+                                            backend=c.backend,
                                             device=c.device, precision=c.precision, quality=0,
                                             lidar=lidar, threads=c.threads, refine_steps=c.refine_steps)
 
@@ -118,14 +132,23 @@ class EncoderNode(Node):
         if c.calibration_file:
             from xmodal_compress_ros.geometry.calibration import load_calibration
 
-            self._set_calibration(load_calibration(c.calibration_file), f'calibration {c.calibration_file}')
+            calib = load_calibration(c.calibration_file)
+            self._extrinsic, self._extrinsic_source = calib.T_cam_lidar, c.calibration_file
+            self._set_calibration(calib, f'calibration {c.calibration_file}')
             if c.quality >= self._encoder.num_qualities:
                 raise ParameterError(f'quality = {c.quality} but the model has levels '
                                      f'0..{self._encoder.num_qualities - 1}: set quality in that range')
-        elif not (c.camera_info_topic and c.T_cam_lidar):
+        elif not c.camera_info_topic:
             raise ParameterError(
-                'no calibration: set calibration_file (YAML, KITTI .txt or KITTI raw folder), or set '
-                'camera_info_topic and T_cam_lidar (16 doubles, LiDAR to camera, row-major)')
+                'no calibration: set calibration_file (YAML, KITTI .txt or KITTI raw folder), or '
+                'camera_info_topic (the intrinsics) with T_cam_lidar or TF for the extrinsic')
+        elif c.T_cam_lidar:
+            self._extrinsic = np.asarray(c.T_cam_lidar, dtype=np.float64).reshape(4, 4)
+            self._extrinsic_source = 'T_cam_lidar'
+        else:
+            from xmodal_compress_ros.ros.static_tf import StaticTransforms
+
+            self._static_tf = StaticTransforms(self)
 
     def _set_calibration(self, calib: Any, source: str) -> None:
         """(Re)build the encoder for ``calib``; the models are loaded here, never in a callback."""
@@ -139,21 +162,42 @@ class EncoderNode(Node):
         from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
         c = self._config
-        self._packet_pub = self.create_publisher(
-            CompressedImage, c.resolved_packet_topic(), qos_profile(c.output_qos, c.output_depth),
+        # Packets go beside the inputs as remapped and namespaced (image_transport's convention).
+        self._image_packet_pub = self.create_publisher(
+            CompressedImage, self._resolved(c.image_packet_topic()), output_qos(), **overridable(),
             **match_logging(self, 'publisher', 'packet publisher'))
+        self._lidar_packet_pub = self.create_publisher(
+            CompressedImage, self._resolved(c.lidar_packet_topic()), output_qos(), **overridable())
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
-        input_qos = qos_profile(c.input_qos, INPUT_DEPTH)
         # Subscriptions last: once they exist the node is ready (tools wait for them to appear).
         if c.camera_info_topic and not c.calibration_file:
-            self.create_subscription(CameraInfo, c.camera_info_topic, self._on_camera_info, input_qos)
-        self.create_subscription(PointCloud2, c.lidar_topic, self._on_scan, input_qos)
-        self.create_subscription(Image, c.image_topic, self._on_image, input_qos)
+            self.create_subscription(CameraInfo, c.camera_info_topic, self._on_camera_info, sensor_qos(),
+                                     **overridable())
+        self._scan_sub = self.create_subscription(PointCloud2, c.lidar_topic, self._on_scan, sensor_qos(),
+                                                  **overridable())
+        self._image_sub = self.create_subscription(Image, c.image_topic, self._on_image, sensor_qos(),
+                                                   **overridable())
         self.create_timer(c.diagnostics_period, self._publish_diagnostics)
+
+    def _resolved(self, packet_topic: str) -> str:
+        """``packet_topic`` = ``<input>/xmodal`` with ``<input>`` as remapped and namespaced.
+
+        A user remapping ``camera/image_raw:=/front/image`` gets packets on ``/front/image/xmodal``.
+        rclpy without ``resolve_topic_name`` (Humble) leaves the name to the usual resolution.
+        """
+        base = packet_topic[:-len('/xmodal')]
+        if not hasattr(self, 'resolve_topic_name'):
+            return packet_topic
+        return self.resolve_topic_name(base).rstrip('/') + '/xmodal'
 
     def close(self) -> None:
         """Stop the worker thread (the node itself is destroyed by the caller)."""
         self._worker.stop()
+
+    def _idle(self) -> bool:
+        """True while ``lazy`` and nothing subscribes to either packet topic (nothing is coded then)."""
+        return self._config.lazy and not (self._image_packet_pub.get_subscription_count()
+                                          or self._lidar_packet_pub.get_subscription_count())
 
     # ------------------------------------------------------------------------ parameters
 
@@ -170,6 +214,10 @@ class EncoderNode(Node):
 
     def _on_image(self, msg: Any) -> None:
         self._stats.count('frames_in')
+        self._frames['camera'] = msg.header.frame_id
+        if self._idle():
+            self._stats.count('idle')
+            return
         self._last_image_stamp = conversions.stamp_to_ns(msg.header.stamp)
         if self._first_image_stamp is None:
             self._first_image_stamp = self._last_image_stamp
@@ -178,8 +226,12 @@ class EncoderNode(Node):
 
     def _on_scan(self, msg: Any) -> None:
         self._stats.count('scans_in')
+        self._frames['lidar'] = msg.header.frame_id
         stamp_ns = conversions.stamp_to_ns(msg.header.stamp)
         self._last_scan_stamp = max(stamp_ns, self._last_scan_stamp or stamp_ns)
+        if self._idle():
+            self._stats.count('scans_idle')
+            return
         if self._worker.put_side(msg):
             self._stats.count('scan_drop.superseded')
 
@@ -199,11 +251,14 @@ class EncoderNode(Node):
             self.get_logger().error(f'unexpected error (frame dropped): {exc!r}')
 
     def _encode_scan(self, msg: Any) -> None:
-        self._refresh_camera_info()
+        self._refresh_calibration()
         encoder = self._encoder
         if encoder is None:
             self._report('scan_drop', 'no_calibration',
                          f'no CameraInfo received on {self._config.camera_info_topic} yet')
+            return
+        if self._extrinsic is None:
+            self._report_no_extrinsic()
             return
         try:
             points = conversions.pointcloud2_to_numpy(msg)
@@ -218,12 +273,13 @@ class EncoderNode(Node):
         stamp_ns = conversions.stamp_to_ns(msg.header.stamp)
         start = time.perf_counter()
         try:
-            packet, scan = encoder.encode_scan(points, stamp_ns, msg.header.frame_id)
+            packet, scan = encoder.encode_scan(points, stamp_ns, msg.header.frame_id,
+                                               self._intensity_range(points))
         except PointCloudError as exc:
             self._report('scan_drop', 'bad_cloud', str(exc))
             return
         self._stats.record_latency('lidar_encode', time.perf_counter() - start)
-        self._publish_packet(msg.header, 'lidar', packet)
+        self._publish_packet(self._lidar_packet_pub, msg.header, 'lidar', packet)
         self._stats.count('scans_out')
         self._stats.record_bytes('lidar', len(packet))
         self._rate.observe_lidar(len(packet), stamp_ns / NS_PER_S)
@@ -253,7 +309,7 @@ class EncoderNode(Node):
 
     def _encode_image(self, pending: _PendingImage) -> None:
         msg = pending.msg
-        self._refresh_camera_info()
+        self._refresh_calibration()
         encoder, rate = self._encoder, self._rate
         if encoder is None:
             self._report('drop', 'no_calibration', f'no CameraInfo received on '
@@ -278,7 +334,7 @@ class EncoderNode(Node):
         start = time.perf_counter()
         encoded = encoder.encode_image(rgb, stamp_ns, scan, quality)
         self._stats.record_latency('encode', time.perf_counter() - start)
-        self._publish_packet(msg.header, 'image', encoded.packet)
+        self._publish_packet(self._image_packet_pub, msg.header, 'image', encoded.packet)
         self._stats.record_latency('node', time.monotonic() - pending.received)
         self._stats.count('frames_out')
         self._stats.record_bytes('image', encoded.image_bytes)
@@ -305,7 +361,7 @@ class EncoderNode(Node):
                          f'image is {width}x{height} but the calibration is for {calib_size[0]}x'
                          f'{calib_size[1]}: encoded image-only (use the calibration of this camera)')
             return None
-        if timed_out:
+        if timed_out or self._extrinsic is None:
             return None
         found = self._scans.nearest(stamp_ns, int(self._config.max_time_delta * NS_PER_S))
         if found is None:
@@ -313,12 +369,64 @@ class EncoderNode(Node):
             return None
         return found[1]
 
-    def _refresh_camera_info(self) -> None:
-        """Rebuild the encoder when a CameraInfo with a new calibration arrived (CameraInfo mode)."""
-        info = self._camera_info
-        if info is None or info is self._used_camera_info:
+    def _intensity_range(self, points: np.ndarray) -> float:
+        """The intensity coded as the largest code for this scan: ``lidar_intensity_max``, or detected.
+
+        Detected, it is the smallest of ``INTENSITY_RANGES`` holding every intensity seen so far (or
+        the largest one seen), so 0-255 intensities keep their scale; it never shrinks, so a dark
+        scan keeps the resolution of the bright ones. Values above a set maximum are counted.
+        """
+        intensity = points[:, 3] if points.ndim == 2 and points.shape[1] > 3 and len(points) else None
+        top = float(np.nanmax(intensity)) if intensity is not None and np.isfinite(intensity).any() else 0.0
+        if not np.isfinite(top):
+            top = 0.0
+        configured = self._config.lidar_intensity_max
+        if configured > 0:
+            if top > configured:
+                self._report('scan_warning', 'intensity_clipped',
+                             f'LiDAR intensities up to {top:g} exceed lidar_intensity_max = {configured:g}: '
+                             'they are clipped (set lidar_intensity_max to 0 to detect the range)')
+            return configured
+        if top > self._intensity_max:
+            self._intensity_max = next((r for r in INTENSITY_RANGES if top <= r), top)
+            self.get_logger().info(f'LiDAR intensity range: 0..{self._intensity_max:g} (detected)')
+        return self._intensity_max or INTENSITY_RANGES[0]
+
+    def _report_no_extrinsic(self) -> None:
+        frames = self._frames
+        if self._static_tf is not None and self._static_tf.unavailable:
+            why = self._static_tf.unavailable
+        else:
+            why = (f'TF has no transform from {frames["lidar"] or "the scan frame"!r} to '
+                   f'{frames["camera"] or "the image frame"!r}')
+        self._report('scan_drop', 'no_extrinsic',
+                     f'no LiDAR-to-camera extrinsic ({why}): images are coded image-only and scans are not '
+                     'sent; set calibration_file or T_cam_lidar, or publish the transform on /tf_static')
+
+    def _lookup_extrinsic(self) -> None:
+        """Take the extrinsic from TF once it connects the image and scan frames."""
+        tf, frames = self._static_tf, self._frames
+        if self._extrinsic is not None or tf is None or not (frames['camera'] and frames['lidar']):
             return
-        self._used_camera_info = info
+        found = tf.lookup(frames['camera'], frames['lidar'])
+        if found is not None:
+            self._extrinsic, self._extrinsic_source = found, f'TF {frames["lidar"]} -> {frames["camera"]}'
+            self.get_logger().info(f'LiDAR-to-camera extrinsic from {self._extrinsic_source}')
+
+    def _refresh_calibration(self) -> None:
+        """(Re)build the encoder when a new CameraInfo or the extrinsic arrived (CameraInfo mode).
+
+        Until the extrinsic is known the encoder is built with an identity placeholder: images are
+        then coded image-only and scans are not sent, so the placeholder never reaches a packet.
+        """
+        if self._config.calibration_file:
+            return
+        self._lookup_extrinsic()
+        info = self._camera_info
+        key = (id(info), id(self._extrinsic))
+        if info is None or key == self._used_camera_info:
+            return
+        self._used_camera_info = key
         try:
             calib = self._calibration_from_info(info)
         except CalibrationError as exc:
@@ -326,15 +434,17 @@ class EncoderNode(Node):
             return
         if calib != self._calib:
             if self._encoder is not None:
-                self.get_logger().info('CameraInfo changed: reloading the encoder for the new calibration')
-            self._set_calibration(calib, f'CameraInfo on {self._config.camera_info_topic} + T_cam_lidar')
+                self.get_logger().info('calibration changed: reloading the encoder')
+            self._set_calibration(calib, f'CameraInfo on {self._config.camera_info_topic} + '
+                                  f'{self._extrinsic_source or "no extrinsic"}')
 
     def _calibration_from_info(self, info: Any) -> Any:
         from xmodal_compress_ros.geometry.calibration import Calibration
 
-        return Calibration.from_camera_info(info, np.asarray(self._config.T_cam_lidar).reshape(4, 4))
+        extrinsic = self._extrinsic if self._extrinsic is not None else np.eye(4)
+        return Calibration.from_camera_info(info, extrinsic)
 
-    def _publish_packet(self, header: Any, kind: str, packet: bytes) -> None:
+    def _publish_packet(self, publisher: Any, header: Any, kind: str, packet: bytes) -> None:
         import array
 
         from sensor_msgs.msg import CompressedImage
@@ -343,7 +453,7 @@ class EncoderNode(Node):
         data.frombytes(packet)
         msg = CompressedImage(header=header, format=packet_format(kind))
         msg.data = data
-        self._packet_pub.publish(msg)
+        publisher.publish(msg)
 
     # ---------------------------------------------------------------------- diagnostics
 
@@ -367,7 +477,10 @@ class EncoderNode(Node):
                        'unpaired': stats.get('unpaired'), 'image_only': stats.get('image_only'),
                        'lidar': 'timeout' if self._lidar_timed_out() else 'ok',
                        'backend': config.backend, 'device': config.device, 'precision': config.precision,
-                       'calibration': self._calibration_source or 'none'})
+                       'calibration': self._calibration_source or 'none',
+                       'extrinsic': self._extrinsic_source or 'none: images image-only',
+                       'idle': stats.get('idle'),
+                       'lidar_intensity_max': config.lidar_intensity_max or self._intensity_max})
         values.update(stats.latency_values('encode', 'lidar_encode', 'node'))
         return values
 
@@ -376,6 +489,8 @@ class EncoderNode(Node):
         problems: List[str] = []
         if self._encoder is None:
             problems.append('waiting for CameraInfo')
+        elif self._extrinsic is None:
+            problems.append('no LiDAR-to-camera extrinsic: image-only')
         if values['lidar'] == 'timeout':
             problems.append('no LiDAR: image-only')
         self._diagnostics_pub.publish(diagnostic_array(

@@ -8,7 +8,8 @@ from __future__ import annotations
 import os
 from typing import Dict, List
 
-from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
+from launch.actions import DeclareLaunchArgument, GroupAction, SetEnvironmentVariable
+from launch.conditions import LaunchConfigurationNotEquals
 from launch.substitutions import LaunchConfiguration
 from launch_ros.parameter_descriptions import ParameterValue
 
@@ -28,6 +29,8 @@ def node_arguments(params_file: str) -> List[DeclareLaunchArgument]:
     """The arguments both node launch files take: models, backend, device, parameter file, DDS profile."""
     models, config = share_folder('models'), share_folder('config')
     return [
+        DeclareLaunchArgument('namespace', default_value='',
+                              description='Namespace of the node and of its relative topic names.'),
         DeclareLaunchArgument('model', default_value=os.path.join(models, 'xmodal-lidar'),
                               description='Stem of the LiDAR-conditioned model.'),
         DeclareLaunchArgument('fallback_model', default_value=os.path.join(models, 'xmodal-hyperprior'),
@@ -37,19 +40,25 @@ def node_arguments(params_file: str) -> List[DeclareLaunchArgument]:
         DeclareLaunchArgument('device', default_value='cpu', description='Inference device: cpu or cuda.'),
         DeclareLaunchArgument('params_file', default_value=os.path.join(config, params_file),
                               description='ros__parameters file with the parameters not given as arguments.'),
-        DeclareLaunchArgument('fastdds_profile', default_value=os.path.join(config, 'fastdds_large_data.xml'),
-                              description='Fast DDS XML profile selecting the LARGE_DATA transport.'),
+        DeclareLaunchArgument('fastdds_profile', default_value='',
+                              description='Fast DDS XML profile to use (selects rmw_fastrtps_cpp), e.g. '
+                                          'config/fastdds_large_data.xml of this package\'s share '
+                                          'folder (LARGE_DATA transport); empty: the middleware as the user '
+                                          'set it.'),
     ]
 
 
-def transport_environment() -> List[SetEnvironmentVariable]:
-    """Fast DDS with the package's profile (``fastdds_profile``) and heap-kept image buffers."""
-    return [
+def transport_environment() -> List[GroupAction]:
+    """Opt-in Fast DDS settings: with ``fastdds_profile`` set, Fast DDS with that profile and heap-kept
+    image buffers; empty (the default), the user's middleware and its settings are left alone."""
+    settings = [
         SetEnvironmentVariable('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp'),
         SetEnvironmentVariable('FASTDDS_DEFAULT_PROFILES_FILE', LaunchConfiguration('fastdds_profile')),
         SetEnvironmentVariable('MALLOC_MMAP_THRESHOLD_', MALLOC_THRESHOLD),
         SetEnvironmentVariable('MALLOC_TRIM_THRESHOLD_', MALLOC_THRESHOLD),
     ]
+    opted_in = LaunchConfigurationNotEquals('fastdds_profile', '')
+    return [GroupAction(settings, condition=opted_in, scoped=False)]
 
 
 def typed_overrides(types: Dict[str, type]) -> Dict[str, ParameterValue]:

@@ -8,21 +8,43 @@ from typing import Any, Callable, Dict, List, Optional
 
 from xmodal_compress_ros.errors import XmodalError
 
-# Camera and LiDAR drivers publish sensor-data QoS (best effort) or reliable; 5 is rclpy's
-# sensor-data depth, enough to ride out a scheduling hiccup without queueing stale frames.
-INPUT_DEPTH = 5
+# Packets, decoded images and scans: reliable, keep last 10 (rclpy's default profile).
+OUTPUT_DEPTH = 10
 # Longest wait of one executor step; bounds how late a shutdown is noticed.
 SPIN_TIMEOUT_S = 0.1
 
 
+def sensor_qos() -> Any:
+    """The QoS of sensor inputs (images, scans, CameraInfo): rclpy's sensor-data preset (best effort,
+    keep last 5), which matches both best-effort and reliable drivers."""
+    from rclpy.qos import qos_profile_sensor_data
+
+    return qos_profile_sensor_data
+
+
+def output_qos() -> Any:
+    """The QoS of the nodes' outputs: reliable, keep last ``OUTPUT_DEPTH``."""
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+    return QoSProfile(depth=OUTPUT_DEPTH, reliability=ReliabilityPolicy.RELIABLE)
+
+
 def qos_profile(reliability: str, depth: int) -> Any:
     """A volatile keep-last QoS: ``'sensor_data'`` (rclpy's preset), ``'best_effort'`` or ``'reliable'``."""
-    from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
 
     if reliability == 'sensor_data':
-        return qos_profile_sensor_data
+        return sensor_qos()
     policy = ReliabilityPolicy.RELIABLE if reliability == 'reliable' else ReliabilityPolicy.BEST_EFFORT
     return QoSProfile(depth=depth, reliability=policy)
+
+
+def overridable() -> Dict[str, Any]:
+    """``create_publisher``/``create_subscription`` keywords that let the standard ``qos_overrides.<topic>.
+    <publisher|subscription>.<policy>`` parameters change history, depth, reliability and durability."""
+    from rclpy.qos_overriding_options import QoSOverridingOptions
+
+    return {'qos_overriding_options': QoSOverridingOptions.with_default_policies()}
 
 
 _MATCH_LOG = '{what} matched ({count} in all) at {ns} ns'
@@ -76,15 +98,18 @@ class ProblemReporter:
 
 def events_executor(node: Any, context: Any = None) -> Any:
     """rclpy's EventsExecutor (it roughly doubles the message rate a Python subscriber keeps up with)
-    with ``node`` added.
+    with ``node`` added; the single-threaded executor where rclpy has none (Humble).
 
     Create it on the calling thread: it enables ``faulthandler``, which raises when ``sys.stderr``
     has no file descriptor (as under pytest's ``capsys``) -- an error a spinning thread would swallow.
     """
     import rclpy
-    from rclpy.experimental import EventsExecutor
 
-    executor = EventsExecutor(context=context or rclpy.get_default_context())
+    try:
+        from rclpy.experimental import EventsExecutor as executor_class
+    except ImportError:  # Humble: no EventsExecutor
+        from rclpy.executors import SingleThreadedExecutor as executor_class
+    executor = executor_class(context=context or rclpy.get_default_context())
     executor.add_node(node)
     return executor
 

@@ -22,8 +22,6 @@ BACKENDS = ('torch', 'onnxruntime', 'tensorrt')
 PRECISIONS = ('fp32', 'fp16', 'bf16')
 PRECISION_HELP = ('Inference precision. On the CPU, bf16 pays only with AMX (decode about 2.3x, encode '
                   '1.3-1.8x faster, +0.5 % bits; without AMX slower): docs/runtime.md.')
-INPUT_QOS = ('sensor_data', 'reliable')
-OUTPUT_QOS = ('reliable', 'best_effort')
 OUTPUT_ENCODINGS = ('rgb8', 'bgr8')
 MAX_QUALITY = 15
 
@@ -53,20 +51,18 @@ def param(default: Any, description: str, *, bounds: Optional[Tuple[float, float
 class EncoderNodeConfig:
     """Everything the encoder node is configured with (one field per ROS parameter)."""
 
-    image_topic: str = param('/camera/image_raw', 'Camera image input (sensor_msgs/Image).', read_only=True)
-    lidar_topic: str = param('/lidar/points', 'LiDAR input (sensor_msgs/PointCloud2).', read_only=True)
+    image_topic: str = param('camera/image_raw', 'Camera image input (sensor_msgs/Image); relative names '
+                             'resolve in the node namespace, remapping applies.', read_only=True)
+    lidar_topic: str = param('lidar/points', 'LiDAR input (sensor_msgs/PointCloud2).', read_only=True)
     camera_info_topic: str = param(
-        '', 'CameraInfo input; used for calibration when calibration_file is empty (then T_cam_lidar is '
-        'required). Empty: do not subscribe.', read_only=True)
-    packet_topic: str = param(
-        '', 'Output topic of the packets (sensor_msgs/CompressedImage). Empty: <image_topic>/xmodal.',
-        read_only=True)
+        'camera/camera_info', 'CameraInfo input: the intrinsics when calibration_file is empty. Empty: do '
+        'not subscribe.', read_only=True)
     calibration_file: str = param(
-        '', 'Calibration: project YAML, KITTI object calib .txt or KITTI raw date folder. Empty: build it '
-        'from CameraInfo and T_cam_lidar.', read_only=True)
+        '', 'Calibration: project YAML, KITTI object calib .txt or KITTI raw date folder. Empty: intrinsics '
+        'from CameraInfo, the extrinsic from T_cam_lidar or else TF.', read_only=True)
     T_cam_lidar: Tuple[float, ...] = param(
-        (), 'LiDAR-to-camera transform, 16 doubles row-major (used with CameraInfo).',
-        read_only=True, length=16)
+        (), 'LiDAR-to-camera transform, 16 doubles row-major (used with CameraInfo). Empty: look it up in TF '
+        'between the image and scan frame ids.', read_only=True, length=16)
     model: str = param('models/xmodal-lidar', 'Stem of the LiDAR-conditioned model (.safetensors + .json).',
                        read_only=True)
     fallback_model: str = param('models/xmodal-hyperprior',
@@ -85,11 +81,8 @@ class EncoderNodeConfig:
                               'device: fewer bits for the same quality, one decoder pass forward and back '
                               'of encoder time per step; decoders are unchanged.', bounds=(0, 1000),
                               read_only=True)
-    input_qos: str = param('sensor_data', 'QoS of the image, LiDAR and CameraInfo subscriptions.',
-                           choices=INPUT_QOS, read_only=True)
-    output_qos: str = param('reliable', 'Reliability of the packet publisher.', choices=OUTPUT_QOS,
-                            read_only=True)
-    output_depth: int = param(10, 'History depth of the packet publisher.', bounds=(1, 1000), read_only=True)
+    lazy: bool = param(True, 'Code only while something subscribes to the packets; false: always (to record '
+                       'packets on the vehicle).', read_only=True)
     max_time_delta: float = param(0.05, 'Largest difference in seconds between the stamps of a paired image '
                                   'and scan.', bounds=(0.0, 10.0))
     pairing_wait: float = param(0.1, 'Longest wall-clock wait in seconds of an image for a scan stamped at '
@@ -102,28 +95,47 @@ class EncoderNodeConfig:
                              bounds=(1, 100), read_only=True)
     lidar_quantization_bits: int = param(11, 'Draco position quantisation bits of the LiDAR packets '
                                          '(0: lossless float32 positions).', bounds=(0, 30), read_only=True)
-    lidar_intensity_max: float = param(1.0, 'LiDAR intensity coded as the largest code (KITTI reflectance: '
-                                       '1; 8-bit drivers: 255); larger values are clipped.',
-                                       bounds=(1e-6, 1e6), read_only=True)
+    lidar_intensity_max: float = param(0.0, 'LiDAR intensity coded as the largest code (KITTI reflectance: '
+                                       '1; 8-bit drivers: 255); larger values are clipped and counted. 0: '
+                                       'detected from the data (1, 255, 65535 or the largest seen).',
+                                       bounds=(0.0, 1e6), read_only=True)
     frustum_only: bool = param(False, 'Send only the points inside the camera frustum in LiDAR packets.',
                                read_only=True)
     diagnostics_period: float = param(1.0, 'Seconds between /diagnostics messages.', bounds=(0.05, 60.0),
                                       read_only=True)
 
-    def resolved_packet_topic(self) -> str:
-        """``packet_topic``, or ``<image_topic>/xmodal`` when it is empty."""
-        return self.packet_topic or self.image_topic.rstrip('/') + '/xmodal'
+    def image_packet_topic(self) -> str:
+        """``<image_topic>/xmodal``: the image packets, beside the image (as image_transport does)."""
+        return packet_topic(self.image_topic)
+
+    def lidar_packet_topic(self) -> str:
+        """``<lidar_topic>/xmodal``: the LiDAR packets, beside the scans."""
+        return packet_topic(self.lidar_topic)
+
+
+def packet_topic(topic: str) -> str:
+    """The packet topic beside ``topic``: ``<topic>/xmodal``."""
+    return topic.rstrip('/') + '/xmodal'
+
+
+def sibling_topic(topic: str, name: str) -> str:
+    """``name`` in the namespace of ``topic`` (``camera/image_raw`` -> ``camera/camera_info``)."""
+    head, _, _ = topic.rstrip('/').rpartition('/')
+    return f'{head}/{name}' if head or topic.startswith('/') else name
 
 
 @dataclass(frozen=True)
 class DecoderNodeConfig:
     """Everything the decoder node is configured with (one field per ROS parameter)."""
 
-    packet_topic: str = param('/camera/image_raw/xmodal', 'Input packets (sensor_msgs/CompressedImage).',
-                              read_only=True)
-    image_topic: str = param('/camera/image_decoded', 'Decoded images (sensor_msgs/Image), camera header.',
+    image_packet_topic: str = param('camera/image_raw/xmodal', 'Image packets (sensor_msgs/CompressedImage).',
+                                    read_only=True)
+    lidar_packet_topic: str = param('lidar/points/xmodal', 'LiDAR packets (sensor_msgs/CompressedImage).',
+                                    read_only=True)
+    image_topic: str = param('decoded/camera/image_raw', 'Decoded images (sensor_msgs/Image), camera header; '
+                             'their CameraInfo goes beside them (<namespace of image_topic>/camera_info).',
                              read_only=True)
-    lidar_topic: str = param('/lidar/points_decoded',
+    lidar_topic: str = param('decoded/lidar/points',
                              'Decoded scans (sensor_msgs/PointCloud2), LiDAR header.', read_only=True)
     models: Tuple[str, ...] = param(('models/xmodal-lidar', 'models/xmodal-hyperprior'),
                                     'Stems of every model the decoder can decode (matched by model id).',
@@ -147,12 +159,6 @@ class DecoderNodeConfig:
                                   bounds=(64 * 64, 8192 * 8192), read_only=True)
     output_encoding: str = param('rgb8', 'Encoding of the decoded images. Changeable at run time.',
                                  choices=OUTPUT_ENCODINGS)
-    input_qos: str = param('reliable', 'Reliability of the packet subscription (match the encoder).',
-                           choices=OUTPUT_QOS, read_only=True)
-    output_qos: str = param('reliable', 'Reliability of the image and point cloud publishers.',
-                            choices=OUTPUT_QOS, read_only=True)
-    output_depth: int = param(10, 'History depth of the publishers and the packet subscription.',
-                              bounds=(1, 1000), read_only=True)
     scan_buffer: int = param(10, 'Decoded scans kept by scan id for the image packets that reference them.',
                              bounds=(1, 100), read_only=True)
     publish_points: bool = param(True, 'Publish the decoded scans as PointCloud2.', read_only=True)
@@ -270,6 +276,12 @@ def watch_config(node: Any, config_cls: Type[Config], get: Callable[[], Config],
     by_name = {spec.name: spec for spec in specs(config_cls)}
 
     def check(parameters: Sequence[Any]) -> Any:
+        result = validate(parameters)
+        if result.successful and not post_set:
+            update(parameters)
+        return result
+
+    def validate(parameters: Sequence[Any]) -> Any:
         for parameter in parameters:
             spec = by_name.get(parameter.name)
             if spec is None:
@@ -286,8 +298,12 @@ def watch_config(node: Any, config_cls: Type[Config], get: Callable[[], Config],
         if changes:
             apply(dataclasses.replace(get(), **changes))
 
+    # Humble has no post-set callbacks: there the change is applied once validated, just before
+    # rclpy stores it (a later callback refusing it would leave the node ahead of its parameters).
+    post_set = hasattr(node, 'add_post_set_parameters_callback')
     node.add_on_set_parameters_callback(check)
-    node.add_post_set_parameters_callback(update)
+    if post_set:
+        node.add_post_set_parameters_callback(update)
 
 
 def _declared_default(spec: dataclasses.Field) -> Any:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -36,24 +36,27 @@ class ReceivedPacket:
 
 
 class StreamProbe:
-    """Subscribes to ``image_topic`` (decoded Image), ``packet_topic`` and ``/diagnostics``.
+    """Subscribes to ``image_topic`` (decoded Image), ``packet_topics`` and ``/diagnostics``.
 
     Args:
         image_topic: the decoder's output.
-        packet_topic: the encoder's output (sizes are recorded; leave empty to skip).
+        packet_topics: the encoder's outputs (sizes are recorded; leave empty to skip).
         points_topic: the decoder's PointCloud2 output (headers recorded; empty to skip).
+        info_topic: the decoder's CameraInfo output (headers and sizes recorded; empty to skip).
         on_image: called on the probe's thread with ``(ReceivedImage, rgb array)`` for each image.
     """
 
-    def __init__(self, image_topic: str, packet_topic: str = '', points_topic: str = '',
-                 on_image: Optional[Callable[[ReceivedImage, np.ndarray], None]] = None) -> None:
+    def __init__(self, image_topic: str, packet_topics: Sequence[str] = (), points_topic: str = '',
+                 on_image: Optional[Callable[[ReceivedImage, np.ndarray], None]] = None,
+                 info_topic: str = '') -> None:
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
-        from sensor_msgs.msg import CompressedImage, Image, PointCloud2
+        from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
         self.images: List[ReceivedImage] = []
         self.packets: List[ReceivedPacket] = []
         self.point_headers: List[tuple] = []
+        self.camera_infos: List[tuple] = []  # (stamp ns, frame id, width, height)
         self.diagnostics: Dict[str, Dict[str, str]] = {}
         self._on_image = on_image
         self._lock = threading.Lock()
@@ -62,10 +65,12 @@ class StreamProbe:
         self.node = rclpy.create_node('xmodal_stream_probe', context=self._context)
         qos = qos_profile('reliable', 50)
         self.node.create_subscription(Image, image_topic, self._image, qos)
-        if packet_topic:
-            self.node.create_subscription(CompressedImage, packet_topic, self._packet, qos)
+        for topic in packet_topics:
+            self.node.create_subscription(CompressedImage, topic, self._packet, qos)
         if points_topic:
             self.node.create_subscription(PointCloud2, points_topic, self._points, qos)
+        if info_topic:
+            self.node.create_subscription(CameraInfo, info_topic, self._camera_info, qos)
         self.node.create_subscription(DiagnosticArray, '/diagnostics', self._diagnostics, 50)
         executor = events_executor(self.node, self._context)
         self._thread = threading.Thread(target=spin_until_shutdown, args=(executor, self._context),
@@ -102,6 +107,11 @@ class StreamProbe:
         with self._lock:
             self.point_headers.append((conversions.stamp_to_ns(msg.header.stamp), msg.header.frame_id,
                                        msg.width * msg.height))
+
+    def _camera_info(self, msg: Any) -> None:
+        with self._lock:
+            self.camera_infos.append((conversions.stamp_to_ns(msg.header.stamp), msg.header.frame_id,
+                                      msg.width, msg.height))
 
     def _diagnostics(self, msg: Any) -> None:
         with self._lock:

@@ -58,6 +58,10 @@ def wait_for_player(player: NodeProcess, timeout: float, teardown_grace: float =
     return stop_nodes([player])[player.name]
 
 
+def _node_params(params: Mapping[str, Any]) -> Dict[str, Any]:
+    return {name: value for name, value in params.items() if name != 'qos_overrides'}
+
+
 class StreamSession:
     """Starts the decoder, the encoder and a probe; stops them on exit.
 
@@ -73,8 +77,9 @@ class StreamSession:
         from xmodal_compress_ros.ros.params import DecoderNodeConfig, EncoderNodeConfig, config_from_values
 
         self.log_dir = Path(log_dir)
-        self.encoder_config = config_from_values(EncoderNodeConfig, dict(encoder_params))
-        self.decoder_config = config_from_values(DecoderNodeConfig, dict(decoder_params))
+        # qos_overrides are rclpy's own parameters, not the nodes'.
+        self.encoder_config = config_from_values(EncoderNodeConfig, _node_params(encoder_params))
+        self.decoder_config = config_from_values(DecoderNodeConfig, _node_params(decoder_params))
         self._encoder_params = dict(encoder_params)
         self._decoder_params = dict(decoder_params)
         self._start_timeout = start_timeout
@@ -102,12 +107,12 @@ class StreamSession:
                                       ('encoder', ENCODER_COMMAND, self._encoder_params)):
             self.processes.append(start_node(name, command, self.log_dir, self.env, params))
         enc, dec = self.encoder_config, self.decoder_config
-        self.probe = StreamProbe(dec.image_topic, enc.resolved_packet_topic(),
+        self.probe = StreamProbe(dec.image_topic, (enc.image_packet_topic(), enc.lidar_packet_topic()),
                                  dec.lidar_topic if dec.publish_points else '', self._on_image)
         ready = self.probe.wait_for(
             lambda: self.probe.graph_ready(
                 subscribed={enc.image_topic: ENCODER_NODE, enc.lidar_topic: ENCODER_NODE,
-                            dec.packet_topic: DECODER_NODE},
+                            dec.image_packet_topic: DECODER_NODE},
                 published={dec.image_topic: DECODER_NODE}),
             self._start_timeout, alive=self.nodes_alive)
         if not ready:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import random
-import sys
 from pathlib import Path
 from typing import Dict, Mapping, Optional
 
@@ -28,15 +27,13 @@ MALLOC_THRESHOLD = str(64 * 1024 * 1024)
 
 def profile_path() -> Path:
     """``config/fastdds_large_data.xml`` of this source checkout or of an installed package."""
-    candidates = [Path(__file__).resolve().parents[2] / 'config' / PROFILE_NAME,
-                  Path(sys.prefix) / 'share' / 'xmodal_compress_ros' / 'config' / PROFILE_NAME]
-    candidates += [Path(prefix) / 'share' / 'xmodal_compress_ros' / 'config' / PROFILE_NAME
-                   for prefix in os.environ.get('AMENT_PREFIX_PATH', '').split(os.pathsep) if prefix]
-    for path in candidates:
-        if path.is_file():
-            return path
-    raise ParameterError(f'{PROFILE_NAME} not found in {", ".join(str(p.parent) for p in candidates)}: '
-                         'reinstall the package (it ships config/) or run from the source checkout')
+    from xmodal_compress_ros.ros.package_files import find_package_file, package_roots
+
+    found = find_package_file('config/' + PROFILE_NAME)
+    if found is None:
+        raise ParameterError(f'{PROFILE_NAME} not found in {", ".join(str(p) for p in package_roots())}: '
+                             'reinstall the package (it ships config/) or run from the source checkout')
+    return found
 
 
 def transport_environment() -> Dict[str, str]:

@@ -557,7 +557,8 @@ class _EncoderStream:
         out = codec.backend.run('encoder', inputs)
 
         def mean(z_hat: np.ndarray) -> np.ndarray:
-            return codec.backend.run('mean', {'z_hat': z_hat, 'c_hyper': out['c_hyper']})['mu'].float().cpu().numpy()
+            mu = codec.backend.run('mean', {'z_hat': z_hat, 'c_hyper': out['c_hyper']})['mu']
+            return mu.float().cpu().numpy()
 
         encoded = encode_latents(out['y_g'].float().cpu().numpy(), out['z'].float().cpu().numpy(), mean,
                                  codec.tables, config.y_substreams)
@@ -611,7 +612,8 @@ class Decoder:
         except ValueError as error:
             raise ParameterError(f'DecoderConfig.post_filter_views: {error}') from None
         if config.reference_mode not in ('aligned', 'none'):
-            raise ParameterError(f"DecoderConfig.reference_mode {config.reference_mode!r}: use 'aligned' or 'none'")
+            raise ParameterError(f"DecoderConfig.reference_mode {config.reference_mode!r}: "
+                                 "use 'aligned' or 'none'")
         options = BackendOptions(device=config.device, precision=config.precision, cache_dir=config.cache_dir,
                                  resolutions=tuple(config.resolutions), threads=config.threads)
         self._codecs: Dict[bytes, _Codec] = {}
@@ -703,14 +705,16 @@ class Decoder:
         if reference is None:
             return None, 'no reference: waiting for a key frame'
         if reference.size != (parsed.width, parsed.height):
-            return None, f'the held reference is {reference.size[0]}x{reference.size[1]}, not the P frame\'s size'
+            return None, (f'the held reference is {reference.size[0]}x{reference.size[1]}, '
+                          "not the P frame's size")
         damage = ''
         if reference.number != parsed.reference_number:
             damage = f'reference frame {parsed.reference_number} is lost (holding frame {reference.number})'
         if parsed.lidar_conditioned and scan is None:
             damage = damage or f'scan {parsed.scan_id} is lost: the reference is not aligned'
         aligned = parsed.lidar_conditioned and scan is not None
-        planes = aligned_planes(reference.rgb, scan.points if aligned else None, scan.calib if aligned else None,
+        planes = aligned_planes(reference.rgb, scan.points if aligned else None,
+                                scan.calib if aligned else None,
                                 parsed.pose if aligned else b'')
         return planes, damage
 

@@ -40,6 +40,7 @@ from xmodal_compress_ros.codec.reference import ReferenceFrame, aligned_planes, 
 from xmodal_compress_ros.errors import (CalibrationError, ImageFormatError, ModelFileError, PacketError,
                                         ParameterError)
 from xmodal_compress_ros.geometry.calibration import Calibration
+from xmodal_compress_ros.geometry.ego_motion import POSE_BYTES
 from xmodal_compress_ros.runtime.base import DEFAULT_RESOLUTIONS, BackendOptions, create_backend
 
 _REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -712,6 +713,8 @@ class Decoder:
             damage = f'reference frame {parsed.reference_number} is lost (holding frame {reference.number})'
         if parsed.lidar_conditioned and scan is None:
             damage = damage or f'scan {parsed.scan_id} is lost: the reference is not aligned'
+        if parsed.lidar_conditioned and not parsed.pose:
+            damage = damage or 'the P frame carries no motion: the reference is not aligned'
         aligned = parsed.lidar_conditioned and scan is not None
         planes = aligned_planes(reference.rgb, scan.points if aligned else None,
                                 scan.calib if aligned else None,
@@ -751,6 +754,9 @@ class Decoder:
             raise PacketError(f'a {FRAME_KINDS[parsed.frame_kind]} frame packet names model {codec.model_id} '
                               f'({codec.model.registry_name}): P frames need a P-frame model, key frames an '
                               'intra model')
+        if parsed.pose and len(parsed.pose) != POSE_BYTES:
+            raise PacketError(f'a P frame carries {len(parsed.pose)} bytes of motion; the pose takes '
+                              f'{POSE_BYTES}')
         # The encoder pads minimally; larger declared sizes would only make the decoder do more work.
         if (parsed.padded_height, parsed.padded_width) != _padded(parsed.height, parsed.width):
             height, width = _padded(parsed.height, parsed.width)

@@ -50,6 +50,17 @@ _SCAN_ID_MODULUS = 1 << 32
 DEFAULT_MAX_PIXELS = 4096 * 2304
 
 
+#: DecodedImage.degraded_reason of P frames before the first key frame (a late join).
+NO_REFERENCE = 'no reference: waiting for a key frame'
+
+
+def model_available(stem: str) -> bool:
+    """True if the model files of ``stem`` exist (as given or relative to the repository)."""
+    from xmodal_compress_ros.codec.model_io import model_paths
+
+    return bool(stem) and all(path.is_file() for path in model_paths(resolve_model_stem(stem)))
+
+
 class UnknownModelError(PacketError):
     """An image packet names a model id the decoder does not hold."""
 
@@ -704,7 +715,7 @@ class Decoder:
         if self.config.reference_mode == 'none':
             return None, ''
         if reference is None:
-            return None, 'no reference: waiting for a key frame'
+            return None, NO_REFERENCE
         if reference.size != (parsed.width, parsed.height):
             return None, (f'the held reference is {reference.size[0]}x{reference.size[1]}, '
                           "not the P frame's size")

@@ -85,6 +85,12 @@ class EncoderNodeConfig:
                               'device: fewer bits for the same quality, one decoder pass forward and back '
                               'of encoder time per step; decoders are unchanged.', bounds=(0, 1000),
                               read_only=True)
+    keyframe_interval: int = param(10, 'A key frame every N images and P frames between them, each '
+                                   'predicted from the previous decoded frame (1: every image coded alone). '
+                                   'Without the pframe_model files every image is coded alone (logged).',
+                                   bounds=(1, 1000), read_only=True)
+    pframe_model: str = param('models/xmodal-pframe', 'Stem of the P-frame model (keyframe_interval > 1).',
+                              read_only=True)
     input_qos: str = param('sensor_data', 'QoS of the image, LiDAR and CameraInfo subscriptions.',
                            choices=INPUT_QOS, read_only=True)
     output_qos: str = param('reliable', 'Reliability of the packet publisher.', choices=OUTPUT_QOS,
@@ -128,6 +134,9 @@ class DecoderNodeConfig:
     models: Tuple[str, ...] = param(('models/xmodal-lidar', 'models/xmodal-hyperprior'),
                                     'Stems of every model the decoder can decode (matched by model id).',
                                     read_only=True)
+    pframe_model: str = param('models/xmodal-pframe', 'Stem of the P-frame model, held beside models when '
+                              'its files exist (else P frames are refused as of an unknown model, logged). '
+                              'Empty: none.', read_only=True)
     backend: str = param('torch', 'Inference backend.', choices=BACKENDS, read_only=True)
     device: str = param('cpu', 'Inference device: cpu, cuda or cuda:N.', read_only=True)
     precision: str = param('fp32', PRECISION_HELP, choices=PRECISIONS, read_only=True)

@@ -17,6 +17,8 @@ from typing import Any, Dict, List
 HELP = 'Stream a bag through the encoder and decoder nodes over DDS; report kbit/s, PSNR and latency.'
 
 DEFAULT_FRAMES = 20
+#: Key frame every 10 images (as ffmpeg_image_transport) when the P-frame model is there.
+STREAM_KEYFRAME_INTERVAL = 10
 DRAIN_TIMEOUT_S = 60.0
 
 
@@ -38,6 +40,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                             'with AMX codes about twice as fast)')
     parser.add_argument('--model', default='models/xmodal-lidar', help='LiDAR-conditioned model stem')
     parser.add_argument('--fallback-model', default='models/xmodal-hyperprior', help='image-only twin stem')
+    parser.add_argument('--pframe-model', default='models/xmodal-pframe',
+                        help='P-frame model stem: with its files the demo streams key and P frames')
+    parser.add_argument('--keyframe-interval', type=int, default=None, metavar='N',
+                        help='key frame every N images, P frames between (default 10 when the P-frame model '
+                             'exists, else 1: every image alone)')
     parser.add_argument('--frustum-only', action='store_true',
                         help='send only the LiDAR points inside the camera view (smaller, faster packets)')
     parser.add_argument('--rate', type=float, default=1.0, help='playback speed (default 1: recorded rate)')
@@ -143,13 +150,16 @@ def _run(args: argparse.Namespace, bag: Path, calibration: Path, originals: Dict
             measured['example'] = (record.stamp_ns, np.array(rgb))
 
     width, height = next(iter(images.values())).shape[1::-1]
+    interval = _keyframe_interval(args)
     # Encoder and decoder share this machine: one half of the CPU cores each.
     threads = max(1, (os.cpu_count() or 2) // 2)
     encoder = {'calibration_file': str(calibration), 'quality': args.quality, 'target_kbps': args.target_kbps,
                'backend': args.backend, 'device': args.device, 'precision': args.precision,
                'model': args.model, 'fallback_model': args.fallback_model, 'threads': threads,
-               'frustum_only': args.frustum_only}
-    decoder = {'models': [args.model, args.fallback_model], 'backend': args.backend, 'device': args.device,
+               'frustum_only': args.frustum_only, 'keyframe_interval': interval,
+               'pframe_model': args.pframe_model}
+    decoder = {'models': [args.model, args.fallback_model], 'pframe_model': args.pframe_model,
+               'backend': args.backend, 'device': args.device,
                'precision': args.precision, 'resolutions': [int(width), int(height)], 'threads': threads}
     publish_log = out / 'published.jsonl'
     print(f'starting encoder_node and decoder_node (logs in {out / "logs"}) ...', flush=True)
@@ -208,6 +218,22 @@ def _write_side_by_side(path: Path, original: Any, decoded: Any) -> None:
 
 # ------------------------------------------------------------------------------------ results
 
+def _keyframe_interval(args: argparse.Namespace) -> int:
+    """--keyframe-interval, else 10 (the stream mode) when the P-frame model exists, else 1."""
+    from xmodal_compress_ros.codec.pipeline import model_available
+    from xmodal_compress_ros.errors import ModelFileError, ParameterError
+
+    if args.keyframe_interval is not None and args.keyframe_interval < 1:
+        raise ParameterError(f'--keyframe-interval must be >= 1, got {args.keyframe_interval}')
+    available = model_available(args.pframe_model)
+    if args.keyframe_interval is not None and args.keyframe_interval > 1 and not available:
+        raise ModelFileError(f'--keyframe-interval {args.keyframe_interval} needs the P-frame model '
+                             f'{args.pframe_model}, which is not there')
+    if args.keyframe_interval is not None:
+        return args.keyframe_interval
+    return STREAM_KEYFRAME_INTERVAL if available else 1
+
+
 def _results(originals: Dict[str, Any], probe: Any, psnrs: Dict[int, float], published: Dict[int, float],
              diagnostics: Dict[str, Dict[str, str]], out: Path, rate: float) -> Dict[str, Any]:
     import numpy as np
@@ -239,6 +265,9 @@ def _results(originals: Dict[str, Any], probe: Any, psnrs: Dict[int, float], pub
         'encode_p50_ms': float(encoder.get('encode_latency_p50_ms', 'nan')),
         'decode_p50_ms': float(diagnostics['xmodal_decoder'].get('decode_latency_p50_ms', 'nan')),
         'lidar_encode_p50_ms': float(encoder.get('lidar_encode_latency_p50_ms', 'nan')),
+        'keyframe_interval': int(encoder.get('keyframe_interval', 1)),
+        'key_frames': int(encoder.get('key_frames', 0)), 'p_frames': int(encoder.get('p_frames', 0)),
+        'degraded': int(diagnostics['xmodal_decoder'].get('degraded', 0)),
     }
     rounded = {k: round(v, 3) if isinstance(v, float) else v for k, v in values.items()}
     return {'json': rounded, 'encoder': encoder, 'out': out, 'rate': rate}
@@ -263,6 +292,8 @@ def _summary_lines(result: Dict[str, Any]) -> List[str]:
         f'frames: {v["frames_in"]} played, {v["frames_out"]} decoded ({v["width"]}x{v["height"]}, '
         f'{v["image_hz"]:.1f} Hz camera, {v["lidar_hz"]:.1f} Hz LiDAR); encoder drops: {drops}; '
         f'image-only: {v["image_only"]}; scans sent {v["scans_sent"]}, dropped {v["scans_dropped"]}',
+        f'stream: {v["key_frames"]} key frames, {v["p_frames"]} P frames (key frame every '
+        f'{v["keyframe_interval"]}); decoded degraded: {v["degraded"]}',
         f'rate at the recorded rate: {v["kbps"]:.0f} kbit/s = images {v["image_kbps"]:.0f} '
         f'({v["bpp"]:.3f} bpp) + LiDAR {v["lidar_kbps"]:.0f}; raw {v["raw_kbps"] / 1000:.0f} Mbit/s '
         f'({ratio:.0f}x smaller)',

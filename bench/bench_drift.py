@@ -52,7 +52,8 @@ def main(argv=None) -> int:
         encoder = Encoder(EncoderConfig(model=args.model, fallback_model='', quality=quality, warmup=False,
                                         keyframe_interval=args.frames, pframe_model=args.pframe_model,
                                         threads=args.threads), frames[0].calib)
-        decoders = {name: Decoder(DecoderConfig(models=models, backend=name, threads=args.threads, warmup=False))
+        decoders = {name: Decoder(DecoderConfig(models=models, backend=name, threads=args.threads,
+                                                warmup=False))
                     for name in names}
         rows = []
         for k, frame in enumerate(frames):

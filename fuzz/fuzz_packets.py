@@ -57,7 +57,7 @@ def parse_args(argv):
     parser.add_argument(
         '--models',
         default='',
-        help='two model stems LIDAR,TWIN (default: tiny untrained '
+        help='model stems LIDAR,TWIN[,PFRAME] (default: tiny untrained '
         'models written to a temporary folder; fast, and the decode path is the same)',
     )
     parser.add_argument('--corpus', type=Path, default=CORPUS, help='seed packets (*.bin)')
@@ -116,7 +116,10 @@ def build(args, workdir: Path, packet_fuzz, pipeline):
     from xmodal_compress_ros.data.synthetic.sequence import kitti_calibration
 
     torch.set_num_threads(1)
-    stems = args.models.split(',') if args.models else packet_fuzz.write_tiny_models(workdir)
+    if args.models:
+        stems = args.models.split(',')
+    else:
+        stems = list(packet_fuzz.write_tiny_models(workdir)) + [packet_fuzz.write_tiny_pframe_model(workdir)]
     calib = kitti_calibration(*IMAGE_SIZE)
     encoder = pipeline.Encoder(
         pipeline.EncoderConfig(model=stems[0], fallback_model=stems[1], quality=0, warmup=False), calib
@@ -125,6 +128,12 @@ def build(args, workdir: Path, packet_fuzz, pipeline):
         pipeline.DecoderConfig(models=tuple(stems), resolutions=(IMAGE_SIZE,), warmup=False)
     )
     fresh = packet_fuzz.seed_packets(encoder)
+    if len(stems) > 2:  # a P-frame model: key and P packets of a stream too
+        stream = pipeline.Encoder(
+            pipeline.EncoderConfig(model=stems[0], fallback_model=stems[1], pframe_model=stems[2],
+                                   keyframe_interval=10, quality=0, warmup=False), calib
+        )
+        fresh += packet_fuzz.stream_seed_packets(stream)
     stored = [path.read_bytes() for path in sorted(Path(args.corpus).glob('*.bin'))]
     scans = {}
     for packet in fresh + stored:

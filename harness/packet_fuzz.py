@@ -56,6 +56,7 @@ MUTATIONS = (
 _U32 = struct.Struct('<I')
 # Byte offsets from the layout in docs/bitstream.md.
 _IMAGE_HEADER_BYTES = 52
+_STREAM_BLOCK_BYTES = 10
 _LIDAR_FRAME_ID_LENGTH = 17
 _IMAGE_FIELDS = {  # offset, struct format, of the image header fields worth mangling
     'flags': (5, '<B'),
@@ -115,6 +116,10 @@ def _length_fields(data: bytes) -> List[Tuple[int, str]]:
     magic = data[:4]
     if magic == bitstream.IMAGE_MAGIC:
         offset = _IMAGE_HEADER_BYTES
+        if data[4:5] == b'\x02' and offset + _STREAM_BLOCK_BYTES <= len(data):
+            # Version 2: the stream block (its last byte the pose length) and the pose precede the sections.
+            fields.append((offset + _STREAM_BLOCK_BYTES - 1, '<B'))
+            offset += _STREAM_BLOCK_BYTES + data[offset + _STREAM_BLOCK_BYTES - 1]
         for _ in range(2):  # z and y sections: u32 length, then u8 substream count and u32 sizes
             if offset + 5 > len(data):
                 break
@@ -457,6 +462,22 @@ def write_tiny_models(folder: Path, seed: int = 0) -> Tuple[str, str]:
     return str(stems[0]), str(stems[1])
 
 
+def write_tiny_pframe_model(folder: Path, seed: int = 1) -> str:
+    """Untrained P-frame model of the tiny twin's levels, deterministic on any CPU like
+    :func:`write_tiny_models` (no :meth:`init_from_intra`: the twin's weights would not make the
+    decode path any different). Returns its stem."""
+    from xmodal_compress_ros.codec.model_io import save_model
+    from xmodal_compress_ros.codec.predictive import PredictiveCodec
+
+    stem = Path(folder) / 'fuzz-pframe'
+    model = PredictiveCodec(**TINY_CONFIG, ctx_ch=(8, 8, 8))
+    _redraw_random_parameters(model, np.random.default_rng(seed))
+    model.double().eval().update()
+    model.float()
+    save_model(model, stem, {'training': {'note': 'untrained fuzzing model'}})
+    return str(stem)
+
+
 #: Log gain step between neighbouring tiny quality levels: half of ln 2, as the tiny lambdas
 #: roughly double from level to level (a literal, not a log computed on the host).
 _TINY_LOG_GAIN_STEP = 0.34657359027997264
@@ -526,4 +547,17 @@ def seed_packets(encoder, sizes=((64, 64), (128, 64)), points: int = 2000) -> Li
             encoder.encode_image(image, stamp + 6_000_000, scan).packet,
             encoder.encode_image(image, stamp + 7_000_000, None, quality=0).packet,
         ]
+    return packets
+
+
+def stream_seed_packets(encoder, size=(64, 64), points: int = 2000) -> List[bytes]:
+    """Real stream packets from ``encoder`` (keyframe_interval > 1, its calibration of ``size``):
+    a LiDAR packet and key frame, then a LiDAR packet and the P frame predicted from that key frame."""
+    packets: List[bytes] = []
+    cloud = procedural_frame(*size, points, seed=0)[1]  # a still vehicle: registration finds the motion
+    for k in range(2):
+        image = procedural_frame(*size, points, seed=k)[0]
+        stamp = 1_317_000_000_000_000_000 + k * 100_000_000
+        lidar, scan = encoder.encode_scan(cloud, stamp, frame_id='velodyne')
+        packets += [lidar, encoder.encode_image(image, stamp + 6_000_000, scan).packet]
     return packets

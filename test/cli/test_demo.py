@@ -16,9 +16,11 @@ from xmodal_compress_ros.cli.__main__ import main  # noqa: E402
 
 @pytest.fixture(scope='module')
 def models(tmp_path_factory):
-    from xmodal_compress_ros.runtime.samples import TINY_CONFIG, untrained_models
+    from xmodal_compress_ros.runtime.samples import TINY_CONFIG, untrained_models, untrained_pframe_model
 
-    return untrained_models(tmp_path_factory.mktemp('models'), TINY_CONFIG)
+    folder = tmp_path_factory.mktemp('models')
+    lidar, twin = untrained_models(folder, TINY_CONFIG)
+    return lidar, twin, untrained_pframe_model(folder, twin)
 
 
 def test_demo_prints_a_summary_and_a_json_line_last(tmp_path, models, capfd):
@@ -28,7 +30,8 @@ def test_demo_prints_a_summary_and_a_json_line_last(tmp_path, models, capfd):
     write_sensor_bag(tmp_path / 'bag', tiny_frames(8))
     out = tmp_path / 'out'
     code = main(['demo', '--bag', str(tmp_path / 'bag'), '--out', str(out), '--model', models[0],
-                 '--fallback-model', models[1], '--rate', '0.4', '--quality', '2', '--precision', 'bf16'])
+                 '--fallback-model', models[1], '--rate', '0.4', '--quality', '2', '--precision', 'bf16',
+                 '--pframe-model', models[2], '--keyframe-interval', '4'])
     lines = capfd.readouterr().out.strip().splitlines()
     assert code == 0, lines
     result = json.loads(lines[-1])
@@ -39,6 +42,8 @@ def test_demo_prints_a_summary_and_a_json_line_last(tmp_path, models, capfd):
     assert 0 < result['latency_p50_ms'] <= result['latency_p99_ms'] < 10_000
     assert result['psnr_db'] > 0
     assert any(line.startswith('rate at the recorded rate') for line in lines)
+    assert (result['key_frames'], result['p_frames'], result['keyframe_interval']) == (2, 6, 4)
+    assert any(line.startswith('stream: 2 key frames, 6 P frames') for line in lines)
     assert (out / 'demo_side_by_side.png').stat().st_size > 0
     assert {'encoder.log', 'decoder.log', 'player.log'} <= {p.name for p in (out / 'logs').iterdir()}
     # --precision reaches both nodes (their start lines name backend/device/precision).

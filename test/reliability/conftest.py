@@ -17,7 +17,8 @@ class CodecKit:
 
 @pytest.fixture(scope='session')
 def codec_kit(tmp_path_factory) -> CodecKit:
-    """Tiny LiDAR model + twin written to disk, an Encoder/Decoder on them, and six real packets."""
+    """Tiny LiDAR model, twin and P-frame model written to disk, an Encoder/Decoder on them, and six
+    real packets."""
     import torch
 
     from harness import packet_fuzz
@@ -25,7 +26,8 @@ def codec_kit(tmp_path_factory) -> CodecKit:
     from xmodal_compress_ros.data.synthetic.sequence import kitti_calibration
 
     torch.set_num_threads(1)
-    stems = packet_fuzz.write_tiny_models(tmp_path_factory.mktemp('models'))
+    folder = tmp_path_factory.mktemp('models')
+    stems = packet_fuzz.write_tiny_models(folder) + (packet_fuzz.write_tiny_pframe_model(folder),)
     encoder = pipeline.Encoder(
         pipeline.EncoderConfig(model=stems[0], fallback_model=stems[1], quality=0, warmup=False),
         kitti_calibration(64, 64),

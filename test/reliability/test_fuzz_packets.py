@@ -53,6 +53,7 @@ def test_tiny_models_are_the_same_whatever_the_cpu_vector_width(tmp_path):
     script = (
         'import sys, json; from harness import packet_fuzz; '
         'stems = packet_fuzz.write_tiny_models(sys.argv[1]); '
+        'stems += (packet_fuzz.write_tiny_pframe_model(sys.argv[1]),); '
         "print(json.dumps([json.load(open(s + '.json'))['model_id'] for s in stems]))"
     )
     # The host's own kernels, and the narrowest ones torch, oneDNN and MKL can be held to.

@@ -38,12 +38,12 @@ def offline_psnr(codec, frames, quality):
     return float(np.mean(values))
 
 
-def session(tmp_path, codec, on_image=None, **encoder_params):
+def session(tmp_path, codec, on_image=None, decoder_params=None, **encoder_params):
     encoder = {'calibration_file': str(tmp_path / 'calibration.yaml'), 'quality': 2, **codec.params,
                **encoder_params}
     if 'camera_info_topic' in encoder_params:
         del encoder['calibration_file']
-    decoder = dict(codec.decoder_params)
+    decoder = dict(codec.decoder_params, **(decoder_params or {}))
     tiny_calibration().to_yaml(tmp_path / 'calibration.yaml')
     return StreamSession(tmp_path / 'logs', encoder, decoder, start_timeout=60, on_image=on_image)
 
@@ -79,6 +79,28 @@ def test_every_frame_arrives_decoded_with_its_header(tmp_path, tiny_bag, node_co
     assert encoder_diag['dropped'] == '0' and encoder_diag['unpaired'] == '0'
     assert encoder_diag['image_only'] == '0'
     assert np.mean(quality_psnr) == pytest.approx(offline_psnr(node_codec, list(tiny_frames(10)), 2), abs=0.5)
+
+
+def test_p_frames_stream_end_to_end(tmp_path, tiny_bag, node_codec):
+    from xmodal_compress_ros.runtime.samples import untrained_pframe_model
+
+    pframe = untrained_pframe_model(tmp_path, node_codec.stems[1])
+    with session(tmp_path, node_codec, decoder_params={'pframe_model': pframe}, keyframe_interval=3,
+                 pframe_model=pframe) as s:
+        s.play(tiny_bag, rate=0.4)
+        assert s.probe.wait_for(lambda: len(s.probe.images) == 10, 15), \
+            (s.probe.node_diagnostics('xmodal_encoder'), s.probe.node_diagnostics('xmodal_decoder'))
+        decoded_all = lambda: s.probe.node_diagnostics('xmodal_decoder').get('frames_out') == '10'  # noqa
+        assert s.probe.wait_for(decoded_all, 5)
+        encoder_diag = s.probe.node_diagnostics('xmodal_encoder')
+        decoder_diag = s.probe.node_diagnostics('xmodal_decoder')
+        assert s.nodes_alive()
+    # K P P K P P K P P K, every P frame decoded from the reference both ends kept.
+    assert (encoder_diag['key_frames'], encoder_diag['p_frames']) == ('4', '6'), encoder_diag
+    assert encoder_diag['keyframe_interval'] == '3'
+    assert (decoder_diag['key_frames'], decoder_diag['p_frames']) == ('4', '6'), decoder_diag
+    assert decoder_diag['degraded'] == '0' and decoder_diag['waiting_for_key_frame'] == '0'
+    assert [r.stamp_ns for r in s.probe.images] == [START_NS + i * PERIOD_NS for i in range(10)]
 
 
 def image_msg(pixels, stamp_ns, encoding='rgb8'):

@@ -33,6 +33,7 @@ class CodedRun:
     decoded: Tuple[np.ndarray, ...]  # (H, W, 3) uint8 RGB, same size as the inputs
     encode_s: Tuple[float, ...]     # seconds per frame
     decode_s: Tuple[float, ...]
+    kinds: Tuple[str, ...] = ()     # 'key' or 'P' per frame, where the codec says (our stream modes)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from xmodal_compress_ros.bench.sources import BenchData
 ANCHOR = 'jpeg'
 OURS = 'xmodal'
 #: Our variants compared with every other codec (the others only with JPEG).
-HEADLINED = (OURS, 'xmodal-refined', 'xmodal-ensemble')
+HEADLINED = (OURS, 'xmodal-refined', 'xmodal-ensemble', 'xmodal-p')
 # (report key, curve key, label): BD-rates are computed on PSNR and on MS-SSIM in dB.
 BD_METRICS = (('psnr', 'psnr_db', 'PSNR'), ('ms_ssim', 'ms_ssim_db', 'MS-SSIM'))
 # A BD-rate over less than 1 dB of common quality rests on fits extrapolated past their data.
@@ -45,6 +45,14 @@ def curves(records: Sequence[FrameRecord], fps: float) -> List[dict]:
             'ms_ssim': mean['ms_ssim'], 'ms_ssim_db': ms_ssim_db(mean['ms_ssim']),
             'bytes': mean['bytes'], 'kbit_s': mean['bytes'] * 8.0 * fps / 1000.0,
             'encode_ms': mean['encode_ms'], 'decode_ms': mean['decode_ms'], 'frames': len(rs)})
+        for kind, label in (('key', 'key'), ('P', 'p')):
+            # Our stream modes: key and P frames apart (their mean bpp, PSNR and decode time).
+            kept = [r for r in rs if r.frame_kind == kind]
+            if kept and any(r.frame_kind == 'P' for r in rs):
+                points[-1].update({f'{label}_frames': len(kept),
+                                   f'{label}_bpp': float(np.mean([r.bpp for r in kept])),
+                                   f'{label}_psnr_db': float(np.mean([r.psnr_db for r in kept])),
+                                   f'{label}_decode_ms': float(np.mean([r.decode_ms for r in kept]))})
     return points
 
 

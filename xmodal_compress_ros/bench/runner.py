@@ -32,6 +32,7 @@ class FrameRecord:
     ms_ssim: float
     encode_ms: float
     decode_ms: float
+    frame_kind: str = ''   # 'key' or 'P' for our stream modes, '' where the codec does not say
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,8 @@ def _measure(name: str, setting: float, codec, data: BenchData, crop: CropWindow
             codec=name, setting=float(setting), frame=frame.name, bytes=run.sizes[i],
             bpp=metrics.bpp(run.sizes[i], width, height), psnr_db=metrics.psnr(frame.image, decoded),
             ms_ssim=metrics.ms_ssim(frame.image, decoded),
-            encode_ms=1000.0 * run.encode_s[i], decode_ms=1000.0 * run.decode_s[i]))
+            encode_ms=1000.0 * run.encode_s[i], decode_ms=1000.0 * run.decode_s[i],
+            frame_kind=run.kinds[i] if run.kinds else ''))
     return records, crop.take(run.decoded[crop.frame])
 
 

@@ -39,6 +39,17 @@ class BenchData:
         return [f.name for f in self.frames]
 
 
+def every_nth(data: BenchData, stride: int) -> BenchData:
+    """Every ``stride``-th frame of ``data`` (a stand-in for driving ``stride`` times faster)."""
+    if stride < 1:
+        raise DatasetError(f'--frame-stride must be at least 1, got {stride}')
+    if stride == 1:
+        return data
+    return dataclasses.replace(data, frames=data.frames[::stride], fps=data.fps / stride,
+                               original_sizes=data.original_sizes[::stride],
+                               source=f'{data.source}, every {stride}th frame')
+
+
 def crop_to_common_size(frames: Sequence[SensorFrame]) -> List[SensorFrame]:
     """Crops every frame to the smallest width and height among them (right/bottom edges)."""
     width = min(f.image.shape[1] for f in frames)

@@ -28,6 +28,8 @@ class StreamSettings:
     model: str = 'models/xmodal-lidar'
     fallback_model: str = 'models/xmodal-hyperprior'
     frustum_only: bool = False
+    keyframe_interval: int = 1
+    pframe_model: str = 'models/xmodal-pframe'
     start_timeout: float = 180.0
     rate: float = 1.0
 
@@ -102,8 +104,10 @@ def stream_bag(settings: StreamSettings, bag: Path, calibration: Path, originals
                'target_kbps': settings.target_kbps, 'backend': settings.backend, 'device': settings.device,
                'precision': settings.precision, 'model': settings.model,
                'fallback_model': settings.fallback_model, 'threads': threads,
-               'frustum_only': settings.frustum_only}
-    decoder = {'models': [settings.model, settings.fallback_model], 'backend': settings.backend,
+               'frustum_only': settings.frustum_only, 'keyframe_interval': settings.keyframe_interval,
+               'pframe_model': settings.pframe_model}
+    decoder = {'models': [settings.model, settings.fallback_model], 'pframe_model': settings.pframe_model,
+               'backend': settings.backend,
                'device': settings.device, 'precision': settings.precision,
                'resolutions': [int(width), int(height)], 'threads': threads}
     publish_log = out / 'published.jsonl'
@@ -192,6 +196,9 @@ def _results(originals: Dict[str, Any], probe: Any, psnrs: Dict[int, float], pub
         'encode_p50_ms': float(encoder.get('encode_latency_p50_ms', 'nan')),
         'decode_p50_ms': float(diagnostics['xmodal_decoder'].get('decode_latency_p50_ms', 'nan')),
         'lidar_encode_p50_ms': float(encoder.get('lidar_encode_latency_p50_ms', 'nan')),
+        'keyframe_interval': int(encoder.get('keyframe_interval', 1)),
+        'key_frames': int(encoder.get('key_frames', 0)), 'p_frames': int(encoder.get('p_frames', 0)),
+        'degraded': int(diagnostics['xmodal_decoder'].get('degraded', 0)),
     }
     rounded = {k: round(v, 3) if isinstance(v, float) else v for k, v in values.items()}
     return {'json': rounded, 'encoder': encoder, 'out': out, 'rate': rate}

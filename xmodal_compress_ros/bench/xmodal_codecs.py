@@ -9,6 +9,13 @@
   :mod:`xmodal_compress_ros.codec.latent_refinement`); the same decoder.
 * ``xmodal-ensemble``: ``xmodal``'s packets, decoded with the post filter averaged over
   ``post_filter_views`` shifted and mirrored views (:mod:`xmodal_compress_ros.codec.post_filter`).
+* ``xmodal-p``: the stream mode: ``xmodal`` key frames every ``gop`` frames and P frames between them
+  (the P-frame model, each predicted from the previous decoded frame aligned by the scan and the
+  registered ego-motion); a fresh encoder and decoder per setting, so each run starts with a key frame.
+* ``xmodal-p-unaligned``: the same with the alignment disabled (the reference as it is, no motion sent):
+  what the LiDAR depth and the pose buy.
+* ``xmodal-p-noref``: P frames predicted from no reference on both ends: what the network does
+  without a previous frame.
 """
 from __future__ import annotations
 
@@ -23,7 +30,10 @@ from xmodal_compress_ros.data.frames import SensorFrame
 from xmodal_compress_ros.errors import DatasetError, XmodalError
 
 VARIANTS = {'xmodal': 'lidar', 'xmodal-image-only': 'image-only', 'xmodal-zeros': 'zeros',
-            'xmodal-refined': 'lidar', 'xmodal-ensemble': 'lidar'}
+            'xmodal-refined': 'lidar', 'xmodal-ensemble': 'lidar', 'xmodal-p': 'lidar',
+            'xmodal-p-unaligned': 'lidar', 'xmodal-p-noref': 'lidar'}
+#: The stream variants and their EncoderConfig.reference_mode.
+REFERENCE_MODES = {'xmodal-p': 'aligned', 'xmodal-p-unaligned': 'unaligned', 'xmodal-p-noref': 'none'}
 
 
 @dataclass
@@ -37,14 +47,18 @@ class XmodalCodec:
     setting_name: str = 'quality'
     refine_steps: int = 0
     post_filter_views: int = 1
+    gop: int = 1
+    pframe_model: str = ''
     _encoders: Dict[object, object] = field(default_factory=dict, repr=False)
     _decoder: Optional[object] = field(default=None, repr=False)
 
     @classmethod
     def create(cls, name: str, model: Optional[str] = None, fallback_model: Optional[str] = None,
                qualities: Optional[Sequence[int]] = None, refine_steps: int = 0,
-               post_filter_views: int = 1) -> 'XmodalCodec':
-        """``name`` from :data:`VARIANTS`; ``None`` model stems take the pipeline defaults."""
+               post_filter_views: int = 1, gop: int = 10,
+               pframe_model: Optional[str] = None) -> 'XmodalCodec':
+        """``name`` from :data:`VARIANTS`; ``None`` model stems take the pipeline defaults; ``gop``:
+        the key-frame interval of the stream variants."""
         from xmodal_compress_ros.codec.latent_refinement import check_steps
         from xmodal_compress_ros.codec.pipeline import EncoderConfig
         from xmodal_compress_ros.codec.post_filter import check_views
@@ -57,8 +71,10 @@ class XmodalCodec:
             post_filter_views = check_views(post_filter_views)
         except ValueError as error:
             raise DatasetError(f'--post-filter-views: {error}') from None
+        stream = name in REFERENCE_MODES
         codec = cls(name, model or defaults.model, fallback_model or defaults.fallback_model, (),
-                    refine_steps=refine_steps, post_filter_views=post_filter_views)
+                    refine_steps=refine_steps, post_filter_views=post_filter_views, gop=gop if stream else 1,
+                    pframe_model=(pframe_model or defaults.pframe_model) if stream else '')
         levels = codec._levels()
         if qualities is None:
             codec.settings = tuple(range(levels)) if levels else ()
@@ -73,7 +89,14 @@ class XmodalCodec:
     def variant(self) -> str:
         return VARIANTS[self.name]
 
+    @property
+    def reference_mode(self) -> Optional[str]:
+        """EncoderConfig.reference_mode of a stream variant; None for the intra ones."""
+        return REFERENCE_MODES.get(self.name)
+
     def _stems(self) -> Tuple[str, ...]:
+        if self.reference_mode is not None:
+            return (self.model, self.pframe_model)
         return (self.model, self.fallback_model) if self.variant == 'image-only' else (self.model,)
 
     def _levels(self) -> int:
@@ -117,6 +140,9 @@ class XmodalCodec:
         info = {'encoder': 'xmodal_compress_ros.codec.pipeline (torch, cpu, fp32)', 'variant': self.variant,
                 'mode': 'intra', 'setting': self.setting_name, 'models': models,
                 'torch_threads': torch.get_num_threads()}
+        if self.reference_mode is not None:
+            info.update(mode=f'low-delay P, key frame every {self.gop}', gop=self.gop,
+                        reference_mode=self.reference_mode)
         if self.refine_steps:
             info['refine_steps'] = self.refine_steps
         if self.post_filter_views > 1:
@@ -142,8 +168,22 @@ class XmodalCodec:
             self._decoder = Decoder(config)
         return self._decoder
 
+    def _stream_coders(self, calib, size: Tuple[int, int]):
+        """A fresh encoder and decoder: the stream starts with a key frame."""
+        from xmodal_compress_ros.codec.pipeline import Decoder, DecoderConfig, Encoder, EncoderConfig
+        encoder = Encoder(EncoderConfig(model=self.model, fallback_model=self.fallback_model, quality=0,
+                                        keyframe_interval=self.gop, pframe_model=self.pframe_model,
+                                        reference_mode=self.reference_mode), calib)
+        # The decoder of the 'none' ablation predicts from no reference too; 'unaligned' sends no motion.
+        mode = 'none' if self.reference_mode == 'none' else 'aligned'
+        decoder = Decoder(DecoderConfig(models=(self.model, self.fallback_model, self.pframe_model),
+                                        resolutions=(size,), reference_mode=mode))
+        return encoder, decoder
+
     def run(self, frames: Sequence[SensorFrame], setting: float, fps: float) -> CodedRun:
         """Encodes and decodes every frame at quality ``setting`` (image bytes only; scans aside)."""
+        if self.reference_mode is not None:
+            return self._run_stream(frames, int(setting))
         quality = int(setting)
         height, width = frames[0].image.shape[:2]
         decoder = self._get_decoder((width, height))
@@ -170,6 +210,30 @@ class XmodalCodec:
             sizes.append(image.image_bytes)
             decoded.append(np.asarray(out.rgb))
         return CodedRun(tuple(sizes), tuple(decoded), tuple(enc_s), tuple(dec_s))
+
+    def _run_stream(self, frames: Sequence[SensorFrame], quality: int) -> CodedRun:
+        """The frames as one stream, in order: a key frame every ``gop``, P frames between."""
+        height, width = frames[0].image.shape[:2]
+        encoder, decoder = self._stream_coders(frames[0].calib, (width, height))
+        sizes, decoded, enc_s, dec_s, kinds = [], [], [], [], []
+        for frame in frames:
+            if frame.calib != frames[0].calib:
+                raise DatasetError(f'{self.name}: frame {frame.name} has another calibration than the '
+                                   'first; a stream is one camera')
+            packet, scan = encoder.encode_scan(frame.points, frame.lidar_stamp_ns)
+            decoded_scan = decoder.decode_lidar(packet)
+            start = time.perf_counter()
+            image = encoder.encode_image(frame.image, frame.image_stamp_ns, scan, quality)
+            enc_s.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            out = decoder.decode_image(image.packet, decoded_scan)
+            dec_s.append(time.perf_counter() - start)
+            if out.degraded or out.lidar_missing:
+                raise DatasetError(f'{self.name}: frame {frame.name} decoded degraded: {out.degraded_reason}')
+            kinds.append(image.frame_kind)
+            sizes.append(image.image_bytes)
+            decoded.append(np.asarray(out.rgb))
+        return CodedRun(tuple(sizes), tuple(decoded), tuple(enc_s), tuple(dec_s), tuple(kinds))
 
 
 def _training_summary(training: Dict) -> Dict[str, object]:

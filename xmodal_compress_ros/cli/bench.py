@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from xmodal_compress_ros.cli.arguments import positive_int
 from xmodal_compress_ros.errors import DatasetError
 
 HELP = 'benchmark our codec against JPEG/WebP/H.264/H.265/AV1 on KITTI, a rosbag or synthetic frames'
@@ -35,6 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              '(default: every level); '
                              '"jpeg=10,50,90", "h265-444=22,32" = qualities or crfs of that codec')
     parser.add_argument('--frames', type=int, default=None, help='use only the first N frames')
+    parser.add_argument('--frame-stride', type=positive_int, default=1,
+                        help='benchmark every K-th frame (after --frames, which counts the strided '
+                             'frames; default 1)')
     parser.add_argument('--gop', type=int, default=10,
                         help='key-frame interval of the -p video modes (default 10)')
     parser.add_argument('--out', required=True, help='output folder for report.json, report.md and the PNGs')
@@ -42,6 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='LiDAR-conditioned model stem (default: the pipeline default)')
     parser.add_argument('--fallback-model', default=None,
                         help='image-only model stem (default: the pipeline default)')
+    parser.add_argument('--pframe-model', default=None,
+                        help='P-frame model stem of the xmodal-p modes (default: the pipeline default)')
     parser.add_argument('--calib', default=None, help='calibration for --bag (YAML or KITTI calib file)')
     parser.add_argument('--image-topic', default=None, help='image topic for --bag')
     parser.add_argument('--lidar-topic', default=None, help='PointCloud2 topic for --bag')
@@ -62,11 +68,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _load(args):
     from xmodal_compress_ros.bench import sources
+    limit = None if args.frames is None else args.frames * args.frame_stride
     if args.kitti:
-        return sources.load_kitti(args.kitti, args.frames)
-    if args.bag:
-        return sources.load_bag(args.bag, args.frames, args.calib, args.image_topic, args.lidar_topic)
-    return sources.load_synthetic(args.synthetic, args.seed, args.frames)
+        data = sources.load_kitti(args.kitti, limit)
+    elif args.bag:
+        data = sources.load_bag(args.bag, limit, args.calib, args.image_topic, args.lidar_topic)
+    else:
+        data = sources.load_synthetic(args.synthetic, args.seed, limit)
+    return sources.every_nth(data, args.frame_stride)
 
 
 def _live(args: argparse.Namespace, qualities):
@@ -111,7 +120,8 @@ def main(args: argparse.Namespace) -> int:
     refine_steps = codec_registry.DEFAULT_REFINE_STEPS if args.refine_steps is None else args.refine_steps
     codecs = codec_registry.build_codecs(names, gop=args.gop, model=args.model,
                                          fallback_model=args.fallback_model,
-                                         qualities=[int(q) for q in ours] or None, refine_steps=refine_steps)
+                                         qualities=[int(q) for q in ours] or None, refine_steps=refine_steps,
+                                         pframe_model=args.pframe_model)
     result = run_benchmark(codecs, data, settings, show_progress=not args.quiet,
                            cache_dir=Path(args.cache) if args.cache else None)
     if not result.records:

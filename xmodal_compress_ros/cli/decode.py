@@ -15,7 +15,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = DecoderConfig()
     parser.add_argument('input', type=Path, help='the .xmc file (from xmodal encode)')
     parser.add_argument('-o', '--output', required=True, type=Path,
-                        help='reconstructed image (.png); several images get _000, _001, ... suffixes')
+                        help='reconstructed image (.png); several images (a stream) get _000, _001, ... '
+                             'suffixes in stream order')
     parser.add_argument('--points-out', type=Path,
                         help='also write the decoded LiDAR scan as a KITTI .bin (float32 x, y, z, intensity)')
     parser.add_argument('--drop-lidar', action='store_true',
@@ -76,13 +77,22 @@ def main(args: argparse.Namespace) -> int:
         record = {'output': str(path), 'width': decoded.width, 'height': decoded.height,
                   'quality': decoded.quality, 'model_id': decoded.model_id, 'image_only': decoded.image_only,
                   'lidar_missing': decoded.lidar_missing, 'stamp_ns': decoded.stamp_ns,
-                  'decode_ms': round(elapsed_ms, 1)}
+                  'frame_kind': decoded.frame_kind, 'frame_number': decoded.frame_number,
+                  'degraded': decoded.degraded, 'decode_ms': round(elapsed_ms, 1)}
+        if decoded.degraded:
+            record['degraded_reason'] = decoded.degraded_reason
         if args.points_out is not None and scan is not None:
             points_path = _numbered(args.points_out, index, len(images))
             np.ascontiguousarray(scan.points, dtype='<f4').tofile(points_path)
             record.update(points_out=str(points_path), points=len(scan.points))
         records.append(record)
-    print(json.dumps(records[0] if len(records) == 1 else {'images': records}))
+    if len(records) == 1:
+        print(json.dumps(records[0]))
+    else:
+        counts = {'key_frames': sum(r['frame_kind'] == 'key' for r in records),
+                  'p_frames': sum(r['frame_kind'] == 'P' for r in records),
+                  'degraded': sum(r['degraded'] for r in records)}
+        print(json.dumps(dict(counts, images=records)))
     return 0
 
 

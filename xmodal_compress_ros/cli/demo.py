@@ -17,6 +17,8 @@ from typing import Any, Dict, List
 HELP = 'Stream a bag through the encoder and decoder nodes over DDS; report kbit/s, PSNR and latency.'
 
 DEFAULT_FRAMES = 20
+#: Key frame every 10 images (as ffmpeg_image_transport) when the P-frame model is there.
+STREAM_KEYFRAME_INTERVAL = 10
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,6 +39,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                             'with AMX codes about twice as fast)')
     parser.add_argument('--model', default='models/xmodal-lidar', help='LiDAR-conditioned model stem')
     parser.add_argument('--fallback-model', default='models/xmodal-hyperprior', help='image-only twin stem')
+    parser.add_argument('--pframe-model', default='models/xmodal-pframe',
+                        help='P-frame model stem: with its files the demo streams key and P frames')
+    parser.add_argument('--keyframe-interval', type=int, default=None, metavar='N',
+                        help='key frame every N images, P frames between (default 10 when the P-frame model '
+                             'exists, else 1: every image alone)')
     parser.add_argument('--frustum-only', action='store_true',
                         help='send only the LiDAR points inside the camera view (smaller, faster packets)')
     parser.add_argument('--rate', type=float, default=1.0, help='playback speed (default 1: recorded rate)')
@@ -55,6 +62,7 @@ def main(args: argparse.Namespace) -> int:
     bag = args.bag or _synthesize(out, args.frames or DEFAULT_FRAMES)
     calibration = args.calibration or stream_run.find_calibration(bag)
     originals = stream_run.load_originals(bag, args.frames)
+    args.keyframe_interval = _keyframe_interval(args)
     settings = stream_run.StreamSettings(**{name: getattr(args, name)
                                             for name in stream_run.StreamSettings.__dataclass_fields__})
     result = stream_run.stream_bag(settings, bag, calibration, originals, out)
@@ -81,6 +89,22 @@ def _synthesize(out: Path, frames: int) -> Path:
     return bag
 
 
+def _keyframe_interval(args: argparse.Namespace) -> int:
+    """--keyframe-interval, else 10 (the stream mode) when the P-frame model exists, else 1."""
+    from xmodal_compress_ros.codec.pipeline import model_available
+    from xmodal_compress_ros.errors import ModelFileError, ParameterError
+
+    if args.keyframe_interval is not None and args.keyframe_interval < 1:
+        raise ParameterError(f'--keyframe-interval must be >= 1, got {args.keyframe_interval}')
+    available = model_available(args.pframe_model)
+    if args.keyframe_interval is not None and args.keyframe_interval > 1 and not available:
+        raise ModelFileError(f'--keyframe-interval {args.keyframe_interval} needs the P-frame model '
+                             f'{args.pframe_model}, which is not there')
+    if args.keyframe_interval is not None:
+        return args.keyframe_interval
+    return STREAM_KEYFRAME_INTERVAL if available else 1
+
+
 def _summary_lines(result: Dict[str, Any]) -> List[str]:
     v = result['json']
     drops = ', '.join(f'{k.split(".", 1)[1]} {n}' for k, n in result['encoder'].items()
@@ -104,6 +128,8 @@ def _summary_lines(result: Dict[str, Any]) -> List[str]:
         f'p99 {v["latency_p99_ms"]:.0f} ms '
         f'(image encode p50 {v["encode_p50_ms"]:.0f} ms, decode p50 {v["decode_p50_ms"]:.0f} ms, '
         f'LiDAR encode p50 {v["lidar_encode_p50_ms"]:.0f} ms)',
+        f'stream: {v["key_frames"]} key frames, {v["p_frames"]} P frames (key frame every '
+        f'{v["keyframe_interval"]}); decoded degraded: {v["degraded"]}',
         f'wrote {result["out"] / "demo_side_by_side.png"} (original | decoded) and logs in '
         f'{result["out"] / "logs"}',
     ]

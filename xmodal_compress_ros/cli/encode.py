@@ -1,18 +1,30 @@
-"""``xmodal encode``: code one camera image (and its LiDAR scan) into an ``.xmc`` container."""
+"""``xmodal encode``: code one camera image (and its LiDAR scan), or a KITTI raw drive as a stream of
+key and P frames, into an ``.xmc`` container."""
 from __future__ import annotations
 
 import argparse
 import json
 from pathlib import Path
 
-HELP = 'Encode an image and its LiDAR scan into one .xmc file (LiDAR packet + image packet); prints JSON.'
+from xmodal_compress_ros.cli.arguments import positive_int
+
+#: Key frame every 10 frames, as ffmpeg_image_transport.
+SEQUENCE_KEYFRAME_INTERVAL = 10
+
+HELP = ('Encode an image and its LiDAR scan (or a KITTI raw drive as a key/P-frame stream) into one .xmc '
+        'file; prints JSON.')
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from xmodal_compress_ros.codec.pipeline import EncoderConfig
 
     d = EncoderConfig()
-    parser.add_argument('--image', required=True, type=Path, help='camera image (PNG/JPEG), rectified')
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument('--image', type=Path, help='camera image (PNG/JPEG), rectified')
+    source.add_argument('--sequence', type=Path, metavar='DRIVE',
+                        help='a KITTI raw drive folder (.../2011_09_26_drive_0001_sync): its frames in order '
+                             'as one stream, key frame every --keyframe-interval; calibration from --calib '
+                             'or the date folder above it')
     parser.add_argument('--points', type=Path,
                         help='LiDAR scan: KITTI .bin or .npy (N x >=3); required unless --no-lidar')
     parser.add_argument('--calib', type=Path,
@@ -33,6 +45,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--refine-steps', type=int, default=d.refine_steps,
                         help='latent refinement steps (0: off): fewer bits for the same quality, about one '
                              'decoder pass forward and back per step of encoder time; any decoder reads it')
+    stream = parser.add_argument_group('stream (--sequence)')
+    stream.add_argument('--frames', type=positive_int, default=None,
+                        help='code at most N frames (default all)')
+    stream.add_argument('--frame-stride', type=positive_int, default=1,
+                        help='code every K-th frame of the drive (default 1)')
+    stream.add_argument('--keyframe-interval', type=positive_int, default=SEQUENCE_KEYFRAME_INTERVAL,
+                        help='a key frame every N frames, P frames between them (1: every frame alone; '
+                             f'default {SEQUENCE_KEYFRAME_INTERVAL})')
+    stream.add_argument('--pframe-model', default=d.pframe_model,
+                        help=f'P-frame model stem (default {d.pframe_model})')
     parser.add_argument('-o', '--output', required=True, type=Path, help='the .xmc file to write')
 
 
@@ -47,6 +69,8 @@ def main(args: argparse.Namespace) -> int:
     from xmodal_compress_ros.geometry.calibration import load_calibration
     from xmodal_compress_ros.runtime.samples import synthetic_calibration
 
+    if args.sequence is not None:
+        return _encode_sequence(args)
     if not args.no_lidar and (args.points is None or args.calib is None):
         missing = '--points' if args.points is None else '--calib'
         error = PointCloudError if args.points is None else CalibrationError
@@ -92,5 +116,55 @@ def main(args: argparse.Namespace) -> int:
         'points': points,
         'backend': f'{args.backend}/{args.device}/{args.precision}',
         'encode_ms': round(elapsed_ms, 1),
+    }))
+    return 0
+
+
+def _encode_sequence(args: argparse.Namespace) -> int:
+    """A KITTI raw drive as one stream: per frame its LiDAR packet, then its key or P image packet."""
+    import time
+
+    from xmodal_compress_ros.codec.bitstream import pack_container
+    from xmodal_compress_ros.codec.pipeline import Encoder, EncoderConfig
+    from xmodal_compress_ros.data.kitti import KittiRawDrive
+    from xmodal_compress_ros.errors import PacketError, ParameterError
+
+    if args.no_lidar or args.points is not None:
+        raise ParameterError('--sequence codes the drive\'s own scans: drop --points and --no-lidar')
+    if not args.output.parent.is_dir():
+        raise PacketError(f'cannot write {args.output}: folder {args.output.parent} does not exist')
+    drive = KittiRawDrive(args.sequence, args.calib or args.sequence.resolve().parent, camera=args.camera)
+    indexes = list(range(0, len(drive), args.frame_stride))[:args.frames]
+    config = EncoderConfig(model=args.model, fallback_model=args.fallback_model, backend=args.backend,
+                           device=args.device, precision=args.precision, quality=args.quality, warmup=False,
+                           refine_steps=args.refine_steps, keyframe_interval=args.keyframe_interval,
+                           pframe_model=args.pframe_model)
+    encoder = Encoder(config, drive.calib)
+    packets, frames, elapsed = [], [], 0.0
+    for index in indexes:
+        frame = drive[index]
+        start = time.perf_counter()
+        lidar_packet, scan = encoder.encode_scan(frame.points, frame.lidar_stamp_ns, frame_id='velodyne')
+        encoded = encoder.encode_image(frame.image, frame.image_stamp_ns, scan)
+        elapsed += time.perf_counter() - start
+        packets += [lidar_packet, encoded.packet]
+        height, width = frame.image.shape[:2]
+        frames.append({'frame': frame.name, 'kind': encoded.frame_kind, 'frame_number': encoded.frame_number,
+                       'image_bytes': encoded.image_bytes, 'lidar_bytes': len(lidar_packet),
+                       'bpp': round(encoded.bpp, 5)})
+    data = pack_container(packets)
+    args.output.write_bytes(data)
+    image_bytes = sum(f['image_bytes'] for f in frames)
+    lidar_bytes = sum(f['lidar_bytes'] for f in frames)
+    print(json.dumps({
+        'output': str(args.output), 'sequence': str(args.sequence), 'width': width, 'height': height,
+        'quality': args.quality, 'keyframe_interval': args.keyframe_interval,
+        'frame_stride': args.frame_stride,
+        'frames': len(frames), 'key_frames': sum(f['kind'] == 'key' for f in frames),
+        'p_frames': sum(f['kind'] == 'P' for f in frames), 'image_bytes': image_bytes,
+        'lidar_bytes': lidar_bytes, 'total_bytes': image_bytes + lidar_bytes, 'file_bytes': len(data),
+        'bpp': round(8.0 * image_bytes / (width * height * len(frames)), 5),
+        'backend': f'{args.backend}/{args.device}/{args.precision}',
+        'encode_ms_per_frame': round(elapsed * 1e3 / len(frames), 1), 'per_frame': frames,
     }))
     return 0

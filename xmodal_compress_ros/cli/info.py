@@ -5,7 +5,8 @@ import argparse
 import json
 from pathlib import Path
 
-HELP = 'Describe an .xmc file (sizes, quality, model id, bytes per packet) as one JSON object.'
+HELP = ('Describe an .xmc file (sizes, quality, model id, every packet with its kind (key/P/LiDAR) and '
+        'bytes) as one JSON object.')
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -13,18 +14,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from xmodal_compress_ros.codec.bitstream import (packet_kind, parse_container, parse_image_packet,
-                                                     parse_lidar_packet)
+    from xmodal_compress_ros.codec.bitstream import (FRAME_KINDS, packet_kind, parse_container,
+                                                     parse_image_packet, parse_lidar_packet)
     from xmodal_compress_ros.errors import PacketError
 
     if not args.input.is_file():
         raise PacketError(f'{args.input} not found: give an .xmc file written by xmodal encode')
     data = args.input.read_bytes()
-    images, scans = [], []
+    images, scans, listing = [], [], []
     for packet in parse_container(data):
         if packet_kind(packet) == 'image':
             p = parse_image_packet(packet)
+            kind = FRAME_KINDS[p.frame_kind]
+            listing.append({'kind': kind, 'frame_number': p.frame_number, 'bytes': len(packet)})
             images.append({
+                'frame_kind': kind, 'frame_number': p.frame_number,
+                'reference_number': p.reference_number if p.predicted else None, 'pose_bytes': len(p.pose),
                 'width': p.width, 'height': p.height, 'padded_width': p.padded_width,
                 'padded_height': p.padded_height, 'quality': p.quality, 'model_id': p.model_id.hex(),
                 'image_only': not p.lidar_conditioned, 'stamp_ns': p.image_stamp_ns,
@@ -34,6 +39,7 @@ def main(args: argparse.Namespace) -> int:
                 'image_bytes': len(packet)})
         else:
             p = parse_lidar_packet(packet)
+            listing.append({'kind': 'LiDAR', 'scan_id': p.scan_id, 'bytes': len(packet)})
             scans.append({
                 'scan_id': p.scan_id, 'stamp_ns': p.stamp_ns, 'frame_id': p.frame_id, 'points': p.num_points,
                 'quantization_bits': p.quantization_bits, 'intensity_bits': p.intensity_bits,
@@ -47,7 +53,9 @@ def main(args: argparse.Namespace) -> int:
     summary = {key: first.get(key) for key in keys}
     bpp = round(8.0 * image_bytes / (first['width'] * first['height']), 5) if len(images) == 1 else None
     summary.update(image_bytes=image_bytes, lidar_bytes=lidar_bytes, total_bytes=image_bytes + lidar_bytes,
-                   file_bytes=len(data), points=sum(s['points'] for s in scans), bpp=bpp, images=images,
+                   file_bytes=len(data), points=sum(s['points'] for s in scans), bpp=bpp,
+                   key_frames=sum(i['frame_kind'] == 'key' for i in images),
+                   p_frames=sum(i['frame_kind'] == 'P' for i in images), packets=listing, images=images,
                    scans=scans)
     print(json.dumps(summary))
     return 0

@@ -365,7 +365,8 @@ class HyperpriorCodec(nn.Module):
     def synthesis(self, y_hat_g: torch.Tensor, quality: torch.Tensor,
                   ctx: Optional[LidarContext] = None) -> torch.Tensor:
         """Quantised gained latent -> padded reconstruction."""
-        return self.restore(self.g_s(self.gain.decode(y_hat_g, quality), ctx), self.quality_plane(quality), ctx)
+        x_hat = self.g_s(self.gain.decode(y_hat_g, quality), ctx)
+        return self.restore(x_hat, self.quality_plane(quality), ctx)
 
     def quality_plane(self, quality: torch.Tensor) -> torch.Tensor:
         """(B, 1) float: the post filter's input for each sample's quality level."""

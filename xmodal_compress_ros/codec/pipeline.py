@@ -40,6 +40,7 @@ from xmodal_compress_ros.codec.reference import ReferenceFrame, aligned_planes, 
 from xmodal_compress_ros.errors import (CalibrationError, ImageFormatError, ModelFileError, PacketError,
                                         ParameterError)
 from xmodal_compress_ros.geometry.calibration import Calibration
+from xmodal_compress_ros.geometry.ego_motion import POSE_BYTES
 from xmodal_compress_ros.runtime.base import DEFAULT_RESOLUTIONS, BackendOptions, create_backend
 
 _REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -47,6 +48,17 @@ _SCAN_ID_MODULUS = 1 << 32
 # 4096 x 2304 (past 4K UHD once padded): a per-decoder cap far below the format's MAX_PIXELS,
 # because a declared size turns into float tensors of 12 bytes per pixel and more.
 DEFAULT_MAX_PIXELS = 4096 * 2304
+
+
+#: DecodedImage.degraded_reason of P frames before the first key frame (a late join).
+NO_REFERENCE = 'no reference: waiting for a key frame'
+
+
+def model_available(stem: str) -> bool:
+    """True if the model files of ``stem`` exist (as given or relative to the repository)."""
+    from xmodal_compress_ros.codec.model_io import model_paths
+
+    return bool(stem) and all(path.is_file() for path in model_paths(resolve_model_stem(stem)))
 
 
 class UnknownModelError(PacketError):
@@ -565,7 +577,8 @@ class _EncoderStream:
         out = codec.backend.run('encoder', inputs)
 
         def mean(z_hat: np.ndarray) -> np.ndarray:
-            return codec.backend.run('mean', {'z_hat': z_hat, 'c_hyper': out['c_hyper']})['mu'].float().cpu().numpy()
+            mu = codec.backend.run('mean', {'z_hat': z_hat, 'c_hyper': out['c_hyper']})['mu']
+            return mu.float().cpu().numpy()
 
         encoded = encode_latents(out['y_g'].float().cpu().numpy(), out['z'].float().cpu().numpy(), mean,
                                  codec.tables, config.y_substreams)
@@ -619,7 +632,8 @@ class Decoder:
         except ValueError as error:
             raise ParameterError(f'DecoderConfig.post_filter_views: {error}') from None
         if config.reference_mode not in ('aligned', 'none'):
-            raise ParameterError(f"DecoderConfig.reference_mode {config.reference_mode!r}: use 'aligned' or 'none'")
+            raise ParameterError(f"DecoderConfig.reference_mode {config.reference_mode!r}: "
+                                 "use 'aligned' or 'none'")
         options = BackendOptions(device=config.device, precision=config.precision, cache_dir=config.cache_dir,
                                  resolutions=tuple(config.resolutions), threads=config.threads)
         self._codecs: Dict[bytes, _Codec] = {}
@@ -709,16 +723,20 @@ class Decoder:
         if self.config.reference_mode == 'none':
             return None, ''
         if reference is None:
-            return None, 'no reference: waiting for a key frame'
+            return None, NO_REFERENCE
         if reference.size != (parsed.width, parsed.height):
-            return None, f'the held reference is {reference.size[0]}x{reference.size[1]}, not the P frame\'s size'
+            return None, (f'the held reference is {reference.size[0]}x{reference.size[1]}, '
+                          "not the P frame's size")
         damage = ''
         if reference.number != parsed.reference_number:
             damage = f'reference frame {parsed.reference_number} is lost (holding frame {reference.number})'
         if parsed.lidar_conditioned and scan is None:
             damage = damage or f'scan {parsed.scan_id} is lost: the reference is not aligned'
+        if parsed.lidar_conditioned and not parsed.pose:
+            damage = damage or 'the P frame carries no motion: the reference is not aligned'
         aligned = parsed.lidar_conditioned and scan is not None
-        planes = aligned_planes(reference.rgb, scan.points if aligned else None, scan.calib if aligned else None,
+        planes = aligned_planes(reference.rgb, scan.points if aligned else None,
+                                scan.calib if aligned else None,
                                 parsed.pose if aligned else b'')
         return planes, damage
 
@@ -755,6 +773,9 @@ class Decoder:
             raise PacketError(f'a {FRAME_KINDS[parsed.frame_kind]} frame packet names model {codec.model_id} '
                               f'({codec.model.registry_name}): P frames need a P-frame model, key frames an '
                               'intra model')
+        if parsed.pose and len(parsed.pose) != POSE_BYTES:
+            raise PacketError(f'a P frame carries {len(parsed.pose)} bytes of motion; the pose takes '
+                              f'{POSE_BYTES}')
         # The encoder pads minimally; larger declared sizes would only make the decoder do more work.
         if (parsed.padded_height, parsed.padded_width) != _padded(parsed.height, parsed.width):
             height, width = _padded(parsed.height, parsed.width)

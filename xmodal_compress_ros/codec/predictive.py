@@ -73,7 +73,8 @@ class PredictiveCodec(HyperpriorCodec):
 
     def __init__(self, N: int = 48, M: int = 128, Nz: int = 64, hyper_hidden: int = 64,
                  lambdas: Tuple[float, ...] = DEFAULT_LAMBDAS, post_filter: Tuple[int, int] = (0, 0),
-                 quality_planes: Optional[Sequence[float]] = None, ctx_ch: Tuple[int, int, int] = (8, 32, 32)):
+                 quality_planes: Optional[Sequence[float]] = None,
+                 ctx_ch: Tuple[int, int, int] = (8, 32, 32)):
         self._ctx_ch = tuple(int(c) for c in ctx_ch)
         super().__init__(N, M, Nz, hyper_hidden, lambdas, post_filter, quality_planes)
         self.config['ctx_ch'] = list(self._ctx_ch)
@@ -97,7 +98,8 @@ class PredictiveCodec(HyperpriorCodec):
         else:
             reference = pad_to_multiple(reference.to(like.dtype), 'constant') / 255.0
             if reference.shape[-2:] != (h, w) or reference.shape[:2] != (b, REFERENCE_CHANNELS):
-                raise ValueError(f'reference {tuple(reference.shape)} does not match image {tuple(like.shape)} '
+                raise ValueError(f'reference {tuple(reference.shape)} does not match image '
+                                 f'{tuple(like.shape)} '
                                  f'with {REFERENCE_CHANNELS} planes')
         c1, c2, c3, c_hyper = self.temporal(reference)
         return LidarContext(c1, c2, c3, c_hyper, reference)
@@ -125,7 +127,8 @@ class PredictiveCodec(HyperpriorCodec):
         reference is valid) and g_s's full-resolution refinement adds the reference back.
         """
         if intra.condition_name is not None or type(intra) is not HyperpriorCodec:
-            raise ModelFileError(f'init_from_intra needs an image-only {HyperpriorCodec.registry_name} model, '
+            raise ModelFileError('init_from_intra needs an image-only '
+                                 f'{HyperpriorCodec.registry_name} model, '
                                  f'got {intra.registry_name}')
         own = self.state_dict()
         for name, tensor in intra.state_dict().items():

@@ -33,7 +33,8 @@ class ReferenceFrame:
         return self.rgb.shape[1], self.rgb.shape[0]
 
 
-def reference_planes(reference: np.ndarray, depth: np.ndarray, K: np.ndarray, T_ref_cur: np.ndarray) -> np.ndarray:
+def reference_planes(reference: np.ndarray, depth: np.ndarray, K: np.ndarray,
+                     T_ref_cur: np.ndarray) -> np.ndarray:
     """(H, W, 4) uint8: ``reference`` (H, W, 3 uint8) warped into the current view with the current
     ``depth`` (metres, inf = far) and ``T_ref_cur`` (current camera -> reference camera), and its
     validity (0 or 255). The P-frame codec's condition map, in training and in the stream alike."""

@@ -48,8 +48,16 @@ class DecoderNode(Node):
         self._packet_kind = bitstream.packet_kind
         self._unknown_model_error = pipeline.UnknownModelError
         resolutions = tuple(zip(c.resolutions[::2], c.resolutions[1::2]))
+        models = tuple(c.models)
+        if c.pframe_model and c.pframe_model not in models:
+            if pipeline.model_available(resolve_model_stem(c.pframe_model)):
+                models += (c.pframe_model,)
+            else:
+                self.get_logger().warning(f'P-frame model {c.pframe_model} not found: P frames will be '
+                                          'refused')
+        self._no_reference = pipeline.NO_REFERENCE
         self._decoder = pipeline.Decoder(pipeline.DecoderConfig(
-            models=tuple(resolve_model_stem(m) for m in c.models), backend=c.backend, device=c.device,
+            models=tuple(resolve_model_stem(m) for m in models), backend=c.backend, device=c.device,
             precision=c.precision, threads=c.threads,
             resolutions=resolutions, max_pixels=c.max_image_pixels, post_filter=c.post_filter,
             post_filter_views=c.post_filter_views))
@@ -69,7 +77,7 @@ class DecoderNode(Node):
         self._worker.start()
         self.get_logger().info(f'decoding {c.image_packet_topic} + {c.lidar_packet_topic} -> {c.image_topic}'
                                + (f' + {c.lidar_topic}' if c.publish_points else '')
-                               + f' ({c.backend}/{c.device}/{c.precision}, models: {", ".join(c.models)})')
+                               + f' ({c.backend}/{c.device}/{c.precision}, models: {", ".join(models)})')
 
     def _open_topics(self) -> None:
         from diagnostic_msgs.msg import DiagnosticArray
@@ -175,6 +183,15 @@ class DecoderNode(Node):
             self._stats.count('lidar_missing')
         if decoded.image_only:
             self._stats.count('image_only')
+        self._stats.count('p_frames' if decoded.frame_kind == 'P' else 'key_frames')
+        if decoded.degraded_reason == self._no_reference:
+            # Joined mid-stream: nothing worth showing until the first key frame.
+            self._stats.count('waiting_for_key_frame')
+            return
+        if decoded.degraded:
+            self._stats.count('degraded')
+            self.get_logger().warning(f'frame {decoded.frame_number} degraded until the next key frame: '
+                                      f'{decoded.degraded_reason}', throttle_duration_sec=5.0)
         size = (decoded.width, decoded.height)
         if self._last_size is not None and size != self._last_size:
             self._report('warning', 'resolution_change', f'image size changed from {self._last_size[0]}x'
@@ -204,6 +221,9 @@ class DecoderNode(Node):
         values.update({f'warnings.{k}': v for k, v in stats.counts('warning.').items()})
         image_kbps, lidar_kbps = stats.kbps('image'), stats.kbps('lidar')
         values.update({'lidar_missing': stats.get('lidar_missing'), 'image_only': stats.get('image_only'),
+                       'key_frames': stats.get('key_frames'), 'p_frames': stats.get('p_frames'),
+                       'degraded': stats.get('degraded'),
+                       'waiting_for_key_frame': stats.get('waiting_for_key_frame'),
                        'image_kbps': image_kbps, 'lidar_kbps': lidar_kbps,
                        'total_kbps': image_kbps + lidar_kbps,
                        'quality': self._last_quality, 'model': self._last_model,

@@ -121,11 +121,19 @@ class EncoderNode(Node):
                                  intensity_max=c.lidar_intensity_max or INTENSITY_RANGES[0])
         # quality=0: every frame passes its own quality (checked against the model's levels separately),
         # so an encoder built from CameraInfo never fails on a quality set before the model was known.
+        interval = c.keyframe_interval
+        if interval > 1 and not self._pipeline.model_available(resolve_model_stem(c.pframe_model)):
+            self.get_logger().warning(f'keyframe_interval {interval}: P-frame model {c.pframe_model} not '
+                                      'found; coding every image as a key frame', once=True)
+            interval = 1
+        self._keyframe_interval = interval
         return self._pipeline.EncoderConfig(model=resolve_model_stem(c.model),
                                             fallback_model=resolve_model_stem(c.fallback_model),
                                             backend=c.backend,
                                             device=c.device, precision=c.precision, quality=0,
-                                            lidar=lidar, threads=c.threads, refine_steps=c.refine_steps)
+                                            lidar=lidar, threads=c.threads, refine_steps=c.refine_steps,
+                                            keyframe_interval=interval,
+                                            pframe_model=resolve_model_stem(c.pframe_model))
 
     def _load_static_calibration(self) -> None:
         c = self._config
@@ -340,6 +348,7 @@ class EncoderNode(Node):
         self._stats.record_bytes('image', encoded.image_bytes)
         if encoded.image_only:
             self._stats.count('image_only')
+        self._stats.count('p_frames' if encoded.frame_kind == 'P' else 'key_frames')
         rate.observe_image(quality, encoded.image_bytes, stamp_ns / NS_PER_S)
         self._last_quality, self._last_bpp = quality, encoded.bpp
 
@@ -475,6 +484,8 @@ class EncoderNode(Node):
                        'total_kbps': image_kbps + lidar_kbps, 'bpp': self._last_bpp,
                        'quality': self._last_quality, 'target_kbps': config.target_kbps,
                        'unpaired': stats.get('unpaired'), 'image_only': stats.get('image_only'),
+                       'key_frames': stats.get('key_frames'), 'p_frames': stats.get('p_frames'),
+                       'keyframe_interval': getattr(self, '_keyframe_interval', config.keyframe_interval),
                        'lidar': 'timeout' if self._lidar_timed_out() else 'ok',
                        'backend': config.backend, 'device': config.device, 'precision': config.precision,
                        'calibration': self._calibration_source or 'none',

@@ -83,6 +83,12 @@ class EncoderNodeConfig:
                               read_only=True)
     lazy: bool = param(True, 'Code only while something subscribes to the packets; false: always (to record '
                        'packets on the vehicle).', read_only=True)
+    keyframe_interval: int = param(10, 'A key frame every N images and P frames between them, each '
+                                   'predicted from the previous decoded frame (1: every image coded alone). '
+                                   'Without the pframe_model files every image is coded alone (logged).',
+                                   bounds=(1, 1000), read_only=True)
+    pframe_model: str = param('models/xmodal-pframe', 'Stem of the P-frame model (keyframe_interval > 1).',
+                              read_only=True)
     max_time_delta: float = param(0.05, 'Largest difference in seconds between the stamps of a paired image '
                                   'and scan.', bounds=(0.0, 10.0))
     pairing_wait: float = param(0.1, 'Longest wall-clock wait in seconds of an image for a scan stamped at '
@@ -140,6 +146,9 @@ class DecoderNodeConfig:
     models: Tuple[str, ...] = param(('models/xmodal-lidar', 'models/xmodal-hyperprior'),
                                     'Stems of every model the decoder can decode (matched by model id).',
                                     read_only=True)
+    pframe_model: str = param('models/xmodal-pframe', 'Stem of the P-frame model, held beside models when '
+                              'its files exist (else P frames are refused as of an unknown model, logged). '
+                              'Empty: none.', read_only=True)
     backend: str = param('torch', 'Inference backend.', choices=BACKENDS, read_only=True)
     device: str = param('cpu', 'Inference device: cpu, cuda or cuda:N.', read_only=True)
     precision: str = param('fp32', PRECISION_HELP, choices=PRECISIONS, read_only=True)

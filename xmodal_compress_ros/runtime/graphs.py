@@ -10,8 +10,9 @@
 H and W are the padded size (multiples of 64). ``depth`` is the uint8-valued conditioning map as
 float (0 = no point; all zeros = no scan) and exists only for LiDAR models; the P-frame codec takes
 ``reference`` (1,4,H,W) in its place: the aligned previous decoded frame and its validity mask.
-``c_hyper`` exists for conditioned models with a Hyper Refiner. Quality enters as a gain vector (``exp`` of the model's log
-gains for that level, computed by :func:`quality_gains`), so one graph serves every quality.
+``c_hyper`` exists for conditioned models with a Hyper Refiner. Quality enters as a gain vector
+(``exp`` of the model's log gains for that level, computed by :func:`quality_gains`), so one graph
+serves every quality.
 
 The decoder graph computes the means itself (``y_hat_g = symbols + mean(z_hat)``), so the LiDAR
 branch runs once per decoded image. Quantisation, the integer scale path and entropy coding stay

@@ -132,6 +132,22 @@ def untrained_models(out_dir, config: Optional[Dict] = None, seed: int = 0,
     return stems
 
 
+def untrained_pframe_model(out_dir, intra_stem: str, ctx_ch: Tuple[int, int, int] = (8, 8, 8)) -> str:
+    """Write an untrained P-frame model started from the image-only model ``intra_stem``
+    (:meth:`PredictiveCodec.init_from_intra`: a valid residual coder, not a trained one) to
+    ``out_dir``; returns its stem."""
+    from xmodal_compress_ros.codec.model_io import load_model, save_model
+    from xmodal_compress_ros.codec.predictive import PredictiveCodec
+
+    intra = load_model(intra_stem)
+    model = PredictiveCodec(**intra.config, ctx_ch=ctx_ch).eval()
+    model.init_from_intra(intra)
+    model.update()
+    stem = str(Path(out_dir) / 'untrained-pframe')
+    save_model(model, stem, {'trained': False})
+    return stem
+
+
 def crop_frame(frame: SensorFrame, width: int, height: int) -> SensorFrame:
     """The bottom-centre ``width`` x ``height`` window of a frame (where the LiDAR points are), with
     the calibration moved accordingly (``P' = S @ P``, S shifting the principal point)."""

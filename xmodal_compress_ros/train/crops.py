@@ -44,7 +44,8 @@ class FrameBank:
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise DatasetError(f'frame {name}: image must be HxWx3 uint8, got {image.shape} {image.dtype}')
         if depth.shape[:2] != image.shape[:2] or depth.ndim not in (2, 3) or depth.dtype != np.uint8:
-            raise DatasetError(f'frame {name}: condition map {depth.shape} {depth.dtype} must be uint8 of the '
+            raise DatasetError(f'frame {name}: condition map {depth.shape} {depth.dtype} '
+                               'must be uint8 of the '
                                f'image size {image.shape[:2]}')
         if self.depths and depth.shape[2:] != self.depths[0].shape[2:]:
             raise DatasetError(f'frame {name}: condition map {depth.shape} has other planes than the '

@@ -49,7 +49,8 @@ def _perturbed(T: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 Pair = Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
-def still_pairs(frames: Iterable[SensorFrame], rng: np.random.Generator, per_frame: int = 2) -> Iterator[Pair]:
+def still_pairs(frames: Iterable[SensorFrame], rng: np.random.Generator,
+                per_frame: int = 2) -> Iterator[Pair]:
     """(previous image, current image, current depth, K, T_prev_cur) from still frames re-rendered from
     ``per_frame`` random poses 0.3-2 m behind, up to 0.3 m aside and 1.5 degrees of yaw."""
     for frame in frames:

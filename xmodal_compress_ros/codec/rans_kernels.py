@@ -211,9 +211,99 @@ def _decode_substream(words, order, runs, offsets, bounds, lookup, symbols):
     return state == np.uint64(0) and remaining == 0
 
 
+# --- symbol-by-symbol coding, for coders whose next row depends on the symbols already decoded ---
+# (the LiDAR codec's context-selected tables). The same words as above: a symbol of row ``r``
+# under the model ``bounds[r]``; a row index below 0 codes ``-row`` raw bits (a uniform model,
+# ``2**(24 - bits)`` per value, so ``bits`` <= RAW_BITS).
+
+#: Most raw bits one call of :func:`decode_bits` reads.
+RAW_BITS = 12
+
+
+def encode_sequence(rows, values, count, offsets, bounds):
+    """The words coding ``values[:count]``, each under ``rows[i]`` (a table row, or ``-bits`` raw
+    bits), pushed last to first so that the decoder pops them first to last."""
+    words = np.empty(count + 2, dtype=np.uint32)
+    n = 0
+    state = np.uint64(0)
+    word_mask = np.uint64(0xFFFFFFFF)
+    for i in range(count - 1, -1, -1):
+        row = rows[i]
+        if row >= 0:
+            column = np.int64(values[i]) - np.int64(offsets[row])
+            low = np.uint64(bounds[row, column])
+            probability = np.uint64(bounds[row, column + 1]) - low
+        else:
+            probability = np.uint64(1) << np.uint64(MODEL_BITS + row)
+            low = np.uint64(values[i]) * probability
+        if (state >> np.uint64(STATE_BITS - MODEL_BITS)) >= probability:
+            words[n] = np.uint32(state & word_mask)
+            n += 1
+            state >>= np.uint64(WORD_BITS)
+        state = ((state // probability) << np.uint64(MODEL_BITS)) | (low + state % probability)
+    while state != np.uint64(0):
+        words[n] = np.uint32(state & word_mask)
+        n += 1
+        state >>= np.uint64(WORD_BITS)
+    return words[:n]
+
+
+def decoder_start(words):
+    """A decoder over ``words``: uint64 [state, words left]."""
+    coder = np.zeros(2, dtype=np.uint64)
+    threshold = np.uint64(1) << np.uint64(WORD_BITS)
+    remaining = words.shape[0]
+    state = np.uint64(0)
+    while state < threshold and remaining > 0:
+        remaining -= 1
+        state = (state << np.uint64(WORD_BITS)) | np.uint64(words[remaining])
+    coder[0] = state
+    coder[1] = np.uint64(remaining)
+    return coder
+
+
+def _advance(coder, words, quantile, low, probability):
+    state = probability * (coder[0] >> np.uint64(MODEL_BITS)) + quantile - low
+    if state < (np.uint64(1) << np.uint64(WORD_BITS)) and coder[1] > np.uint64(0):
+        coder[1] -= np.uint64(1)
+        state = (state << np.uint64(WORD_BITS)) | np.uint64(words[np.int64(coder[1])])
+    coder[0] = state
+
+
+def decode_symbol(coder, words, row, offsets, bounds, lookup):
+    """The next symbol, under table row ``row`` (whatever the words, one of the row's symbols)."""
+    quantile = coder[0] & np.uint64((1 << MODEL_BITS) - 1)
+    column = np.int64(lookup[row, quantile >> np.uint64(MODEL_BITS - LOOKUP_BITS)])
+    while np.uint64(bounds[row, column + 1]) <= quantile:
+        column += 1
+    low = np.uint64(bounds[row, column])
+    _advance(coder, words, quantile, low, np.uint64(bounds[row, column + 1]) - low)
+    return np.int64(offsets[row]) + column
+
+
+def decode_bits(coder, words, bits):
+    """The next ``bits`` raw bits (1..RAW_BITS) as an integer."""
+    quantile = coder[0] & np.uint64((1 << MODEL_BITS) - 1)
+    shift = np.uint64(MODEL_BITS - bits)
+    value = quantile >> shift
+    _advance(coder, words, quantile, value << shift, np.uint64(1) << shift)
+    return np.int64(value)
+
+
+def decoder_done(coder):
+    """Whether the stream ended exactly (state 0, every word read), as a valid stream does."""
+    return coder[0] == np.uint64(0) and coder[1] == np.uint64(0)
+
+
 if numba is not None:
     _compile = numba.njit(nogil=True, cache=True)
     _group_order = _compile(_group_order)
     _first_out_of_range = _compile(_first_out_of_range)
     _encode_substream = _compile(_encode_substream)
     _decode_substream = _compile(_decode_substream)
+    encode_sequence = _compile(encode_sequence)
+    decoder_start = _compile(decoder_start)
+    _advance = _compile(_advance)
+    decode_symbol = _compile(decode_symbol)
+    decode_bits = _compile(decode_bits)
+    decoder_done = _compile(decoder_done)

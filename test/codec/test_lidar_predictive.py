@@ -77,7 +77,7 @@ def test_kitti_scans_round_trip_within_the_bound(path, max_error):
     codes = np.rint(np.clip(points[:, 3].astype(np.float64), 0, 1) * 255)
     decoded = np.rint(encoded.points[:, 3].astype(np.float64) * 255)
     np.testing.assert_array_equal(np.sort(decoded), np.sort(codes))
-    assert len(encoded.payload) * 8 / len(points) < 16
+    assert len(encoded.payload) * 8 / len(points) < 24  # zstd lossless: about 75
 
 
 def test_ring_field_orders_a_driver_scan():

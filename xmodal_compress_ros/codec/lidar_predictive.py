@@ -56,8 +56,8 @@ SYMBOL_MAX = DIRECT + 1 + MAX_ESCAPE_BITS
 TABLE_PRECISION = 16
 #: Most lasers (distinct ``ring`` values) of a spinning scan.
 MAX_LASERS = 4096
-#: Table entries a point may produce at most: 7 residuals, each a symbol and up to 4 raw chunks.
-_ENTRIES_PER_POINT = 7 * (1 + -(-(MAX_ESCAPE_BITS - 1) // rans_kernels.RAW_BITS))
+#: Table entries a point may produce at most: 8 values, each a symbol and up to 4 raw chunks.
+_ENTRIES_PER_POINT = 8 * (1 + -(-(MAX_ESCAPE_BITS - 1) // rans_kernels.RAW_BITS))
 
 # Spherical quantization, relative to the bound e: range step BETA * 2e; angle step such that it
 # moves a point at REFERENCE_RANGE_M by GAMMA * 2e. Farther points get nonzero corrections.
@@ -66,10 +66,10 @@ ANGLE_FRACTION = 1.0
 REFERENCE_RANGE_M = 20.0
 
 # Table rows (contexts). Spinning: range by the previous range residual's size (5) and the first
-# point of a laser; azimuth and elevation (within a laser / first of a laser); corrections per
-# axis; intensity like range. Grid: x, y (x repeated or not), z (x and y repeated or not), intensity.
-ROW_RANGE, ROW_AZIMUTH, ROW_ELEVATION, ROW_CORRECTION, ROW_INTENSITY = 0, 6, 8, 10, 13
-SPINNING_ROWS = 19
+# point of a laser; azimuth and elevation (within a laser / first of a laser); whether the point has
+# a correction, then its three values; intensity like range. Grid: x, y (x repeated or not), z (x and y repeated or not), intensity.
+ROW_RANGE, ROW_AZIMUTH, ROW_ELEVATION, ROW_CORRECTED, ROW_CORRECTION, ROW_INTENSITY = 0, 6, 8, 10, 11, 12
+SPINNING_ROWS = 18
 ROW_GRID_X, ROW_GRID_Y, ROW_GRID_Z, ROW_GRID_INTENSITY = 0, 1, 3, 5
 GRID_ROWS = 11
 
@@ -116,7 +116,8 @@ def check_max_error(max_error: float) -> float:
 
 def _sincos_turn(index, turn):
     """sin and cos of ``2 pi index / turn`` (``turn`` a multiple of 4): an exact quadrant and octant
-    reduction in integers, then Taylor polynomials on [0, pi/4] (error < 1e-16)."""
+    reduction in integers, then Taylor polynomials on [0, pi/4] (error < 1e-11, far below any
+    bound; what matters is that both ends compute the same bits)."""
     i = index % turn
     quarter = turn // 4
     quadrant = i // quarter
@@ -126,10 +127,10 @@ def _sincos_turn(index, turn):
         rest = quarter - rest
     t = rest * ((2.0 * math.pi) / turn)
     t2 = t * t
-    s = t * (1.0 - t2 / 6.0 * (1.0 - t2 / 20.0 * (1.0 - t2 / 42.0 * (1.0 - t2 / 72.0 * (
-        1.0 - t2 / 110.0 * (1.0 - t2 / 156.0 * (1.0 - t2 / 210.0 * (1.0 - t2 / 272.0))))))))
-    c = 1.0 - t2 / 2.0 * (1.0 - t2 / 12.0 * (1.0 - t2 / 30.0 * (1.0 - t2 / 56.0 * (
-        1.0 - t2 / 90.0 * (1.0 - t2 / 132.0 * (1.0 - t2 / 182.0 * (1.0 - t2 / 240.0)))))))
+    s = t * (1.0 - t2 * (1.0 / 6.0) * (1.0 - t2 * (1.0 / 20.0) * (1.0 - t2 * (1.0 / 42.0) * (
+        1.0 - t2 * (1.0 / 72.0) * (1.0 - t2 * (1.0 / 110.0))))))
+    c = 1.0 - t2 * 0.5 * (1.0 - t2 * (1.0 / 12.0) * (1.0 - t2 * (1.0 / 30.0) * (
+        1.0 - t2 * (1.0 / 56.0) * (1.0 - t2 * (1.0 / 90.0) * (1.0 - t2 * (1.0 / 132.0))))))
     if swap:
         s, c = c, s
     if quadrant == 0:
@@ -247,8 +248,11 @@ def _spinning_symbols(ranges, azimuths, elevations, corrections, intensity, coun
             n = _push(rows, values, n, ROW_ELEVATION + start, elevations[i] - predicted[2])
             last_range_residual = ranges[i] - predicted[0]
             n = _push(rows, values, n, range_row, last_range_residual)
-            for axis in range(3):
-                n = _push(rows, values, n, ROW_CORRECTION + axis, corrections[i, axis])
+            corrected = corrections[i, 0] != 0 or corrections[i, 1] != 0 or corrections[i, 2] != 0
+            n = _push(rows, values, n, ROW_CORRECTED, 1 if corrected else 0)
+            if corrected:
+                for axis in range(3):
+                    n = _push(rows, values, n, ROW_CORRECTION, corrections[i, axis])
             if intensity.shape[0]:
                 last_intensity_residual = intensity[i] - predicted[3]
                 n = _push(rows, values, n, intensity_row, last_intensity_residual)
@@ -291,8 +295,10 @@ def _decode_spinning(words, counts, azimuth_turn, azimuth_step, has_intensity, o
             elevations[i] = predicted[2] + _pop(coder, words, ROW_ELEVATION + start, offsets, bounds, lookup)
             last_range_residual = _pop(coder, words, range_row, offsets, bounds, lookup)
             ranges[i] = predicted[0] + last_range_residual
+            corrected = _pop(coder, words, ROW_CORRECTED, offsets, bounds, lookup) != 0
             for axis in range(3):
-                corrections[i, axis] = _pop(coder, words, ROW_CORRECTION + axis, offsets, bounds, lookup)
+                corrections[i, axis] = _pop(coder, words, ROW_CORRECTION, offsets, bounds,
+                                            lookup) if corrected else 0
             if has_intensity:
                 last_intensity_residual = _pop(coder, words, intensity_row, offsets, bounds, lookup)
                 intensity[i] = predicted[3] + last_intensity_residual
@@ -341,14 +347,25 @@ def _decode_grid(words, total, has_intensity, offsets, bounds, lookup):
     return cells, intensity, rans_kernels.decoder_done(coder)
 
 
+def _histogram(rows, values, count, num_rows):
+    """Counts of each (row, symbol) among the table-coded entries (raw bits left out)."""
+    histogram = np.zeros((num_rows, 2 * SYMBOL_MAX + 1), dtype=np.int64)
+    for i in range(count):
+        if rows[i] >= 0:
+            histogram[rows[i], values[i] + SYMBOL_MAX] += 1
+    return histogram
+
+
 if numba is not None:
     _compile = numba.njit(nogil=True, cache=True)
-    _sincos_turn = _compile(_sincos_turn)
+    _inline = numba.njit(nogil=True, cache=True, inline='always')
+    _sincos_turn = _inline(_sincos_turn)
     _spherical_to_cartesian = _compile(_spherical_to_cartesian)
-    _push = _compile(_push)
-    _pop = _compile(_pop)
-    _size_class = _compile(_size_class)
-    _wrap = _compile(_wrap)
+    _push = _inline(_push)
+    _pop = _inline(_pop)
+    _size_class = _inline(_size_class)
+    _wrap = _inline(_wrap)
+    _histogram = _compile(_histogram)
     _spinning_symbols = _compile(_spinning_symbols)
     _decode_spinning = _compile(_decode_spinning)
     _grid_symbols = _compile(_grid_symbols)
@@ -359,10 +376,8 @@ if numba is not None:
 
 def _build_table(rows: np.ndarray, values: np.ndarray, num_rows: int) -> Tuple[PmfTable, bytes]:
     """The table of this scan's symbol histograms, and its serialization."""
-    coded = rows >= 0
     width = 2 * SYMBOL_MAX + 1
-    histogram = np.bincount(rows[coded].astype(np.int64) * width + values[coded] + SYMBOL_MAX,
-                            minlength=num_rows * width).reshape(num_rows, width)
+    histogram = _histogram(rows, values, len(rows), num_rows)
     used = histogram > 0
     lows = np.where(used.any(axis=1), used.argmax(axis=1), 0)
     highs = np.where(used.any(axis=1), width - 1 - used[:, ::-1].argmax(axis=1), 0)

@@ -5,16 +5,24 @@ import argparse
 import json
 from pathlib import Path
 
-HELP = 'Encode an image and its LiDAR scan into one .xmc file (LiDAR packet + image packet); prints JSON.'
+HELP = ('Encode an image and its LiDAR scan into one .xmc file (LiDAR packet + image packet), or a scan '
+        'alone (--points without --image); prints JSON.')
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from xmodal_compress_ros.codec.lidar_codec import CODEC_NAMES
     from xmodal_compress_ros.codec.pipeline import EncoderConfig
 
     d = EncoderConfig()
-    parser.add_argument('--image', required=True, type=Path, help='camera image (PNG/JPEG), rectified')
+    parser.add_argument('--image', type=Path,
+                        help='camera image (PNG/JPEG), rectified; without it the file holds the scan alone')
     parser.add_argument('--points', type=Path,
                         help='LiDAR scan: KITTI .bin or .npy (N x >=3); required unless --no-lidar')
+    parser.add_argument('--lidar-codec', default=d.lidar.codec, choices=CODEC_NAMES,
+                        help=f'LiDAR codec (default {d.lidar.codec}; docs/lidar_stream.md)')
+    parser.add_argument('--lidar-max-error', type=float, default=d.lidar.max_error,
+                        help=f'predictive codec: largest error of any coordinate, metres '
+                             f'(default {d.lidar.max_error})')
     parser.add_argument('--calib', type=Path,
                         help='KITTI object calib .txt, KITTI raw date folder or project .yaml '
                              '(docs/calibration.md); required unless --no-lidar')
@@ -47,6 +55,8 @@ def main(args: argparse.Namespace) -> int:
     from xmodal_compress_ros.geometry.calibration import load_calibration
     from xmodal_compress_ros.runtime.samples import synthetic_calibration
 
+    if args.image is None:
+        return _encode_scan_only(args)
     if not args.no_lidar and (args.points is None or args.calib is None):
         missing = '--points' if args.points is None else '--calib'
         error = PointCloudError if args.points is None else CalibrationError
@@ -63,7 +73,7 @@ def main(args: argparse.Namespace) -> int:
         calib = synthetic_calibration(width, height)
     config = EncoderConfig(model=args.model, fallback_model=args.fallback_model, backend=args.backend,
                            device=args.device, precision=args.precision, quality=args.quality, warmup=False,
-                           refine_steps=args.refine_steps)
+                           refine_steps=args.refine_steps, lidar=_lidar_config(args))
     encoder = Encoder(config, calib)
     start = time.perf_counter()
     packets, scan, points = [], None, 0
@@ -91,6 +101,47 @@ def main(args: argparse.Namespace) -> int:
         'bpp_with_lidar': round(8.0 * (encoded.image_bytes + lidar_bytes) / (width * height), 5),
         'points': points,
         'backend': f'{args.backend}/{args.device}/{args.precision}',
+        'encode_ms': round(elapsed_ms, 1),
+    }))
+    return 0
+
+
+def _lidar_config(args: argparse.Namespace):
+    from dataclasses import replace
+
+    from xmodal_compress_ros.codec.lidar_codec import LidarCodecConfig
+
+    return replace(LidarCodecConfig(), codec=args.lidar_codec, max_error=args.lidar_max_error)
+
+
+def _encode_scan_only(args: argparse.Namespace) -> int:
+    """A LiDAR-only .xmc: one LiDAR packet, no model loaded."""
+    import time
+
+    from xmodal_compress_ros.codec.bitstream import pack_container, pack_lidar_packet
+    from xmodal_compress_ros.codec.lidar_codec import encode_scan
+    from xmodal_compress_ros.data.pointfiles import read_points
+    from xmodal_compress_ros.errors import PacketError, PointCloudError
+
+    if args.points is None or args.no_lidar:
+        raise PointCloudError('give --image (and --points) or --points alone: there is nothing to encode')
+    if not args.output.parent.is_dir():
+        raise PacketError(f'cannot write {args.output}: folder {args.output.parent} does not exist')
+    points = read_points(args.points)
+    start = time.perf_counter()
+    encoded = encode_scan(points, _lidar_config(args))
+    packet = pack_lidar_packet(encoded.to_packet(0, args.stamp_ns, 'lidar'))
+    elapsed_ms = (time.perf_counter() - start) * 1e3
+    data = pack_container([packet])
+    args.output.write_bytes(data)
+    print(json.dumps({
+        'output': str(args.output),
+        'lidar_codec': args.lidar_codec,
+        'lidar_bytes': len(packet),
+        'file_bytes': len(data),
+        'points': encoded.num_points,
+        'invalid_points': encoded.invalid_points,
+        'bits_per_point': round(8.0 * len(packet) / max(1, encoded.num_points), 3),
         'encode_ms': round(elapsed_ms, 1),
     }))
     return 0

@@ -105,7 +105,8 @@ class EncoderNode(Node):
         from xmodal_compress_ros.codec.lidar_codec import LidarCodecConfig
 
         c = self._config
-        lidar = LidarCodecConfig(quantization_bits=c.lidar_quantization_bits, frustum_only=c.frustum_only,
+        lidar = LidarCodecConfig(codec=c.lidar_codec, max_error=c.lidar_max_error,
+                                 quantization_bits=c.lidar_quantization_bits, frustum_only=c.frustum_only,
                                  intensity_max=c.lidar_intensity_max)
         # quality=0: every frame passes its own quality (checked against the model's levels separately),
         # so an encoder built from CameraInfo never fails on a quality set before the model was known.

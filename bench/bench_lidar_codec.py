@@ -172,8 +172,10 @@ def summarize(rows):
                 intensity_bpp=bpp('bytes') - bpp('geometry_bytes'), total_bpp=bpp('bytes'),
                 max_error_m=max(r['max_error'] for r in rows),
                 rms_error_m=float(np.sqrt(np.mean([r['rms_error'] ** 2 for r in rows]))),
-                encode_ms_p50=float(np.percentile(encode, 50)), encode_ms_p95=float(np.percentile(encode, 95)),
-                decode_ms_p50=float(np.percentile(decode, 50)), decode_ms_p95=float(np.percentile(decode, 95)))
+                encode_ms_p50=float(np.percentile(encode, 50)),
+                encode_ms_p95=float(np.percentile(encode, 95)),
+                decode_ms_p50=float(np.percentile(decode, 50)),
+                decode_ms_p95=float(np.percentile(decode, 95)))
 
 
 def main() -> None:
@@ -198,11 +200,13 @@ def main() -> None:
           f'{"enc p50":>7} {"enc p95":>7} {"dec p50":>7} {"dec p95":>7}')
     for bound in args.bounds:
         for name in args.codecs:
-            rows = [dict(scan=scan, points=len(points), **CODECS[name](points, bound)) for scan, points in scans]
+            rows = [dict(scan=scan, points=len(points), **CODECS[name](points, bound))
+                    for scan, points in scans]
             summary = summarize(rows)
             results.setdefault(f'{bound:g}', {})[name] = dict(summary=summary, scans=rows)
             print(f'{bound:7.3f} {name:<17} {summary["geometry_bpp"]:8.2f} {summary["intensity_bpp"]:7.2f} '
-                  f'{summary["max_error_m"]:8.4f} {summary["rms_error_m"]:8.4f} {summary["encode_ms_p50"]:7.1f} '
+                  f'{summary["max_error_m"]:8.4f} {summary["rms_error_m"]:8.4f} '
+                  f'{summary["encode_ms_p50"]:7.1f} '
                   f'{summary["encode_ms_p95"]:7.1f} {summary["decode_ms_p50"]:7.1f} '
                   f'{summary["decode_ms_p95"]:7.1f}', flush=True)
     out = Path(__file__).resolve().parent / 'results' / f'lidar_codec_{args.tag}.json'

@@ -18,7 +18,8 @@ from xmodal_compress_ros.codec.lidar_codec import (
 from xmodal_compress_ros.errors import PacketError, ParameterError
 
 # ../shared/data beside the checkout, or $XMODAL_SHARED_DATA (as test/conftest.py finds it).
-DATA = Path(os.environ.get('XMODAL_SHARED_DATA', Path(__file__).resolve().parents[2].parent / 'shared' / 'data'))
+_BESIDE = Path(__file__).resolve().parents[2].parent / 'shared' / 'data'
+DATA = Path(os.environ.get('XMODAL_SHARED_DATA', _BESIDE))
 KITTI_SCANS = [
     DATA / 'kitti_raw/2011_09_26/2011_09_26_drive_sfnd_sync/velodyne_points/data/0000000000.bin',
     DATA / 'kitti_object/training/velodyne/000000.bin',

@@ -40,6 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--fallback-model', default='models/xmodal-hyperprior', help='image-only twin stem')
     parser.add_argument('--frustum-only', action='store_true',
                         help='send only the LiDAR points inside the camera view (smaller, faster packets)')
+    parser.add_argument('--lidar-codec', default='predictive', choices=('predictive', 'draco'),
+                        help='LiDAR codec of the encoder node (default predictive; docs/lidar_stream.md)')
+    parser.add_argument('--lidar-max-error', type=float, default=0.01,
+                        help='predictive LiDAR codec: largest coordinate error, metres (default 0.01)')
     parser.add_argument('--rate', type=float, default=1.0, help='playback speed (default 1: recorded rate)')
     parser.add_argument('--start-timeout', type=float, default=180.0,
                         help='seconds for the nodes to load their models (default 180)')
@@ -148,7 +152,8 @@ def _run(args: argparse.Namespace, bag: Path, calibration: Path, originals: Dict
     encoder = {'calibration_file': str(calibration), 'quality': args.quality, 'target_kbps': args.target_kbps,
                'backend': args.backend, 'device': args.device, 'precision': args.precision,
                'model': args.model, 'fallback_model': args.fallback_model, 'threads': threads,
-               'frustum_only': args.frustum_only}
+               'frustum_only': args.frustum_only, 'lidar_codec': args.lidar_codec,
+               'lidar_max_error': args.lidar_max_error}
     decoder = {'models': [args.model, args.fallback_model], 'backend': args.backend, 'device': args.device,
                'precision': args.precision, 'resolutions': [int(width), int(height)], 'threads': threads}
     publish_log = out / 'published.jsonl'

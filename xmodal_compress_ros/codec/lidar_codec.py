@@ -228,7 +228,8 @@ def _predictive_points(xyz: np.ndarray, codes: Optional[np.ndarray], config: Lid
     if codes is not None:
         top = (1 << config.intensity_bits) - 1
         if len(codes) and int(codes.max()) > top:
-            raise PacketError(f'LiDAR intensity codes exceed {top}, the largest {config.intensity_bits}-bit code')
+            raise PacketError(f'LiDAR intensity codes exceed {top}, the largest '
+                              f'{config.intensity_bits}-bit code')
         out[:, 3] = (codes.astype(np.float64) * (config.intensity_max / top)).astype(np.float32)
     return out
 

@@ -67,8 +67,10 @@ REFERENCE_RANGE_M = 20.0
 
 # Table rows (contexts). Spinning: range by the previous range residual's size (5) and the first
 # point of a laser; azimuth and elevation (within a laser / first of a laser); whether the point has
-# a correction, then its three values; intensity like range. Grid: x, y (x repeated or not), z (x and y repeated or not), intensity.
-ROW_RANGE, ROW_AZIMUTH, ROW_ELEVATION, ROW_CORRECTED, ROW_CORRECTION, ROW_INTENSITY = 0, 6, 8, 10, 11, 12
+# a correction, then its three values; intensity like range. Grid: x, y (x repeated or not), z (x
+# and y repeated or not), intensity.
+ROW_RANGE, ROW_AZIMUTH, ROW_ELEVATION = 0, 6, 8
+ROW_CORRECTED, ROW_CORRECTION, ROW_INTENSITY = 10, 11, 12
 SPINNING_ROWS = 18
 ROW_GRID_X, ROW_GRID_Y, ROW_GRID_Z, ROW_GRID_INTENSITY = 0, 1, 3, 5
 GRID_ROWS = 11

@@ -65,13 +65,14 @@ RANGE_FRACTION = 1.0
 ANGLE_FRACTION = 1.0
 REFERENCE_RANGE_M = 20.0
 
-# Table rows (contexts). Spinning: range by the previous range residual's size (5) and the first
-# point of a laser; azimuth and elevation (within a laser / first of a laser); whether the point has
-# a correction, then its three values; intensity like range. Grid: x, y (x repeated or not), z (x
+# Table rows (contexts). Spinning: range by the previous range residual's size (5) times whether
+# the azimuth skipped (2), and the first point of a laser; azimuth and elevation (within a laser /
+# first of a laser); whether the point has a correction (by distance: 3), then its three values;
+# intensity by the previous intensity residual's size (5) times whether the range jumped (2), first. Grid: x, y (x repeated or not), z (x
 # and y repeated or not), intensity.
-ROW_RANGE, ROW_AZIMUTH, ROW_ELEVATION = 0, 6, 8
-ROW_CORRECTED, ROW_CORRECTION, ROW_INTENSITY = 10, 11, 12
-SPINNING_ROWS = 18
+ROW_RANGE, ROW_AZIMUTH, ROW_ELEVATION = 0, 11, 13
+ROW_CORRECTED, ROW_CORRECTION, ROW_INTENSITY = 15, 18, 19
+SPINNING_ROWS = 30
 ROW_GRID_X, ROW_GRID_Y, ROW_GRID_Z, ROW_GRID_INTENSITY = 0, 1, 3, 5
 GRID_ROWS = 11
 
@@ -224,54 +225,77 @@ def _wrap(value, turn):
 
 # --- spinning mode: symbols of a laser-ordered scan ----------------------------------------------
 
+def _range_row(first, last_range_residual, azimuth_residual):
+    """Range context: the previous range residual's size, and whether the azimuth skipped."""
+    if first:
+        return ROW_RANGE + 10
+    return ROW_RANGE + _size_class(last_range_residual) + (5 if azimuth_residual != 0 else 0)
+
+
+def _corrected_row(range_index, range_step):
+    """Whether-corrected context: near points (below the reference range) almost never are."""
+    distance = range_index * range_step
+    return ROW_CORRECTED + (0 if distance < REFERENCE_RANGE_M else 1 if distance < 2 * REFERENCE_RANGE_M else 2)
+
+
+def _intensity_row(first, last_intensity_residual, range_residual):
+    """Intensity context: the previous intensity residual's size, and whether the range jumped."""
+    if first:
+        return ROW_INTENSITY + 10
+    jump = range_residual > 1 or range_residual < -1
+    return ROW_INTENSITY + _size_class(last_intensity_residual) + (5 if jump else 0)
+
+
 def _spinning_symbols(ranges, azimuths, elevations, corrections, intensity, counts, azimuth_turn,
-                      azimuth_step, rows, values):
+                      azimuth_step, range_step, rows, values):
     n = 0
     point = 0
+    has_intensity = intensity.shape[0] > 0
     first_range = first_azimuth = first_elevation = first_intensity = 0
     for laser in range(counts.shape[0]):
         last_range_residual = last_intensity_residual = 0
         for j in range(counts[laser]):
             i = point
             point += 1
-            if j == 0:
-                start = 1
+            first = j == 0
+            if first:
                 predicted = (first_range, first_azimuth, first_elevation, first_intensity)
-                range_row, intensity_row, step = ROW_RANGE + 5, ROW_INTENSITY + 5, 0
+                step = 0
             else:
-                start = 0
                 predicted = (ranges[i - 1], azimuths[i - 1], elevations[i - 1],
-                             intensity[i - 1] if intensity.shape[0] else 0)
-                range_row = ROW_RANGE + _size_class(last_range_residual)
-                intensity_row = ROW_INTENSITY + _size_class(last_intensity_residual)
+                             intensity[i - 1] if has_intensity else 0)
                 step = azimuth_step
-            n = _push(rows, values, n, ROW_AZIMUTH + start,
-                      _wrap(azimuths[i] - predicted[1] - step, azimuth_turn))
-            n = _push(rows, values, n, ROW_ELEVATION + start, elevations[i] - predicted[2])
-            last_range_residual = ranges[i] - predicted[0]
-            n = _push(rows, values, n, range_row, last_range_residual)
+            azimuth_residual = _wrap(azimuths[i] - predicted[1] - step, azimuth_turn)
+            n = _push(rows, values, n, ROW_AZIMUTH + first, azimuth_residual)
+            n = _push(rows, values, n, ROW_ELEVATION + first, elevations[i] - predicted[2])
+            range_residual = ranges[i] - predicted[0]
+            n = _push(rows, values, n, _range_row(first, last_range_residual, azimuth_residual), range_residual)
+            last_range_residual = range_residual
             corrected = corrections[i, 0] != 0 or corrections[i, 1] != 0 or corrections[i, 2] != 0
-            n = _push(rows, values, n, ROW_CORRECTED, 1 if corrected else 0)
+            n = _push(rows, values, n, _corrected_row(ranges[i], range_step), 1 if corrected else 0)
             if corrected:
                 for axis in range(3):
                     n = _push(rows, values, n, ROW_CORRECTION, corrections[i, axis])
-            if intensity.shape[0]:
-                last_intensity_residual = intensity[i] - predicted[3]
-                n = _push(rows, values, n, intensity_row, last_intensity_residual)
-            if j == 0:
+            if has_intensity:
+                residual = intensity[i] - predicted[3]
+                n = _push(rows, values, n, _intensity_row(first, last_intensity_residual, range_residual),
+                          residual)
+                last_intensity_residual = residual
+            if first:
                 first_range, first_azimuth, first_elevation = ranges[i], azimuths[i], elevations[i]
-                first_intensity = intensity[i] if intensity.shape[0] else 0
+                first_intensity = intensity[i] if has_intensity else 0
     return n
 
 
-def _decode_spinning(words, counts, azimuth_turn, azimuth_step, has_intensity, offsets, bounds, lookup):
+def _decode_spinning(words, counts, azimuth_turn, azimuth_step, range_step, has_intensity, offsets, bounds,
+                     lookup):
     total = 0
     for laser in range(counts.shape[0]):
         total += counts[laser]
     ranges = np.empty(total, dtype=np.int64)
     azimuths = np.empty(total, dtype=np.int64)
     elevations = np.empty(total, dtype=np.int64)
-    corrections = np.empty((total, 3), dtype=np.int64)
+    corrections = np.zeros((total, 3), dtype=np.int64)
     intensity = np.zeros(total if has_intensity else 0, dtype=np.int64)
     coder = rans_kernels.decoder_start(words)
     point = 0
@@ -281,30 +305,29 @@ def _decode_spinning(words, counts, azimuth_turn, azimuth_step, has_intensity, o
         for j in range(counts[laser]):
             i = point
             point += 1
-            if j == 0:
-                start = 1
+            first = j == 0
+            if first:
                 predicted = (first_range, first_azimuth, first_elevation, first_intensity)
-                range_row, intensity_row, step = ROW_RANGE + 5, ROW_INTENSITY + 5, 0
+                step = 0
             else:
-                start = 0
                 predicted = (ranges[i - 1], azimuths[i - 1], elevations[i - 1],
                              intensity[i - 1] if has_intensity else 0)
-                range_row = ROW_RANGE + _size_class(last_range_residual)
-                intensity_row = ROW_INTENSITY + _size_class(last_intensity_residual)
                 step = azimuth_step
-            residual = _pop(coder, words, ROW_AZIMUTH + start, offsets, bounds, lookup)
-            azimuths[i] = (predicted[1] + step + residual) % azimuth_turn
-            elevations[i] = predicted[2] + _pop(coder, words, ROW_ELEVATION + start, offsets, bounds, lookup)
-            last_range_residual = _pop(coder, words, range_row, offsets, bounds, lookup)
-            ranges[i] = predicted[0] + last_range_residual
-            corrected = _pop(coder, words, ROW_CORRECTED, offsets, bounds, lookup) != 0
-            for axis in range(3):
-                corrections[i, axis] = _pop(coder, words, ROW_CORRECTION, offsets, bounds,
-                                            lookup) if corrected else 0
+            azimuth_residual = _pop(coder, words, ROW_AZIMUTH + first, offsets, bounds, lookup)
+            azimuths[i] = (predicted[1] + step + azimuth_residual) % azimuth_turn
+            elevations[i] = predicted[2] + _pop(coder, words, ROW_ELEVATION + first, offsets, bounds, lookup)
+            row = _range_row(first, last_range_residual, azimuth_residual)
+            range_residual = _pop(coder, words, row, offsets, bounds, lookup)
+            last_range_residual = range_residual
+            ranges[i] = predicted[0] + range_residual
+            if _pop(coder, words, _corrected_row(ranges[i], range_step), offsets, bounds, lookup) != 0:
+                for axis in range(3):
+                    corrections[i, axis] = _pop(coder, words, ROW_CORRECTION, offsets, bounds, lookup)
             if has_intensity:
-                last_intensity_residual = _pop(coder, words, intensity_row, offsets, bounds, lookup)
+                row = _intensity_row(first, last_intensity_residual, range_residual)
+                last_intensity_residual = _pop(coder, words, row, offsets, bounds, lookup)
                 intensity[i] = predicted[3] + last_intensity_residual
-            if j == 0:
+            if first:
                 first_range, first_azimuth, first_elevation = ranges[i], azimuths[i], elevations[i]
                 first_intensity = intensity[i] if has_intensity else 0
     return ranges, azimuths, elevations, corrections, intensity, rans_kernels.decoder_done(coder)
@@ -367,6 +390,9 @@ if numba is not None:
     _pop = _inline(_pop)
     _size_class = _inline(_size_class)
     _wrap = _inline(_wrap)
+    _range_row = _inline(_range_row)
+    _corrected_row = _inline(_corrected_row)
+    _intensity_row = _inline(_intensity_row)
     _histogram = _compile(_histogram)
     _spinning_symbols = _compile(_spinning_symbols)
     _decode_spinning = _compile(_decode_spinning)
@@ -533,12 +559,17 @@ def _encode_spinning(xyz64, azimuth, codes, laid_out, header, correction_step, r
     xyz64, azimuth = xyz64[order], azimuth[order]
     codes = codes[order] if len(codes) else codes
     used, ranks = _intensity_ranks(codes)
-    distance = np.sqrt(np.einsum('ij,ij->i', xyz64, xyz64))
+    heights = _laser_heights(xyz64, counts)
+    lifted = xyz64 - _origins(heights, counts)
+    distance = np.sqrt(np.einsum('ij,ij->i', lifted, lifted))
     angle = turn / (2.0 * math.pi)
     ranges = np.rint(distance / range_step).astype(np.int64)
     azimuths = np.rint(azimuth * angle).astype(np.int64) % turn
-    elevations = np.rint(np.arcsin(np.clip(xyz64[:, 2] / distance, -1.0, 1.0)) * angle).astype(np.int64)
+    with np.errstate(invalid='ignore', divide='ignore'):
+        sine = np.nan_to_num(lifted[:, 2] / distance)
+    elevations = np.rint(np.arcsin(np.clip(sine, -1.0, 1.0)) * angle).astype(np.int64)
     base = _spherical_to_cartesian(ranges, azimuths, elevations, range_step, turn, turn)
+    base += _origins(heights, counts)
     corrections = np.rint((xyz64 - base) / correction_step).astype(np.int64)
     decoded = (base + corrections * correction_step).astype(np.float32)
     if not _within(decoded, xyz64, max_error):
@@ -548,12 +579,40 @@ def _encode_spinning(xyz64, azimuth, codes, laid_out, header, correction_step, r
     rows = np.empty(len(ranges) * _ENTRIES_PER_POINT, np.int32)
     values = np.empty(len(ranges) * _ENTRIES_PER_POINT, np.int64)
     count = _spinning_symbols(ranges, azimuths, elevations, corrections, ranks, counts, turn,
-                              azimuth_step, rows, values)
+                              azimuth_step, range_step, rows, values)
     side = (_SPINNING.pack(range_step, turn, turn, azimuth_step, len(counts)) + counts.astype('<u4').tobytes()
-            + used)
+            + heights.astype('<i2').tobytes() + used)
     payload = header + _entropy_code(rows, values, count, SPINNING_ROWS, side)
     return PredictiveScan(payload, decoded, codes if len(codes) else None, order, 'spinning',
                           _HEADER.unpack_from(header)[6])
+
+
+def _laser_heights(xyz64: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Each laser's height (int16 millimetres): the z of its apparent origin, z = rho * tan(theta) + h.
+
+    A spinning sensor's lasers sit at different heights (HDL-64E: about 0.2 m), so a laser's
+    elevation seen from the sensor origin changes with distance; seen from its own origin it is
+    nearly constant, and its residuals nearly zero."""
+    laser = np.repeat(np.arange(len(counts)), counts)
+    rho = np.hypot(xyz64[:, 0], xyz64[:, 1])
+    z = xyz64[:, 2]
+
+    def total(values):
+        return np.bincount(laser, values, minlength=len(counts))
+
+    n, sr, sz, srr, srz = counts.astype(np.float64), total(rho), total(z), total(rho * rho), total(rho * z)
+    determinant = n * srr - sr * sr
+    with np.errstate(invalid='ignore', divide='ignore'):
+        height = (srr * sz - sr * srz) / determinant
+    height = np.where((counts > 2) & (np.abs(determinant) > 1e-9 * np.maximum(n * srr, 1e-300)), height, 0.0)
+    return np.clip(np.rint(np.nan_to_num(height) * 1000.0), -32768, 32767).astype(np.int16)
+
+
+def _origins(heights: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """(N, 3) float64: each point's laser origin (0, 0, height), the same bits on both ends."""
+    origins = np.zeros((int(counts.sum()), 3))
+    origins[:, 2] = np.repeat(heights.astype(np.float64) / 1000.0, counts)
+    return origins
 
 
 def _intensity_ranks(codes: np.ndarray) -> Tuple[bytes, np.ndarray]:
@@ -678,15 +737,20 @@ def _decode_spinning_payload(side, words, num_points, info, correction_step):
     if int(counts.sum()) != num_points:
         raise PacketError(f'LiDAR payload lasers hold {int(counts.sum())} points, the packet declares '
                           f'{num_points}')
-    intensity_values, offset = _read_ranks(side, offset + 4 * lasers, info.has_intensity)
+    offset += 4 * lasers
+    _need(side, offset, 2 * lasers, 'laser layout')
+    heights = np.frombuffer(side, '<i2', lasers, offset)
+    intensity_values, offset = _read_ranks(side, offset + 2 * lasers, info.has_intensity)
     table, offset = _parse_table(side, offset, SPINNING_ROWS)
     _no_trailing(side, offset)
     bounds, lookup = rans_kernels._kernel_tables(table)
     ranges, azimuths, elevations, corrections, intensity, done = _decode_spinning(
-        words, counts, azimuth_turn, azimuth_step, info.has_intensity, table.offsets, bounds, lookup)
+        words, counts, azimuth_turn, azimuth_step, range_step, info.has_intensity, table.offsets, bounds,
+        lookup)
     if not done:
         raise PacketError('LiDAR payload rANS stream is corrupted (it does not end where it should)')
     base = _spherical_to_cartesian(ranges, azimuths, elevations, range_step, azimuth_turn, elevation_turn)
+    base += _origins(heights, counts)
     xyz = (base + corrections * correction_step).astype(np.float32)
     return _finite(xyz), _intensity_codes(intensity, intensity_values) if info.has_intensity else None
 

@@ -54,6 +54,9 @@ MAX_ESCAPE_BITS = 40
 SYMBOL_MAX = DIRECT + 1 + MAX_ESCAPE_BITS
 #: Probability bits of the stored tables.
 TABLE_PRECISION = 16
+#: The decoder's symbol lookup: 2**LOOKUP_BITS entries per row, small enough to stay in the L1 cache.
+LOOKUP_BITS = 8
+LOOKUP_SHIFT = rans_kernels.MODEL_BITS - LOOKUP_BITS
 #: Most lasers (distinct ``ring`` values) of a spinning scan.
 MAX_LASERS = 4096
 #: Table entries a point may produce at most: 8 values, each a symbol and up to 4 raw chunks.
@@ -68,8 +71,8 @@ REFERENCE_RANGE_M = 20.0
 # Table rows (contexts). Spinning: range by the previous range residual's size (5) times whether
 # the azimuth skipped (2), and the first point of a laser; azimuth and elevation (within a laser /
 # first of a laser); whether the point has a correction (by distance: 3), then its three values;
-# intensity by the previous intensity residual's size (5) times whether the range jumped (2), first. Grid: x, y (x repeated or not), z (x
-# and y repeated or not), intensity.
+# intensity by the previous intensity residual's size (5) times whether the range jumped (2), first.
+# Grid: x, y (x repeated or not), z (x and y repeated or not), intensity.
 ROW_RANGE, ROW_AZIMUTH, ROW_ELEVATION = 0, 11, 13
 ROW_CORRECTED, ROW_CORRECTION, ROW_INTENSITY = 15, 18, 19
 SPINNING_ROWS = 30
@@ -145,17 +148,47 @@ def _sincos_turn(index, turn):
     return -c, s
 
 
-def _spherical_to_cartesian(ranges, azimuths, elevations, range_step, azimuth_turn, elevation_turn):
-    """float64 (N, 3) points of integer spherical coordinates: the same bits on every machine."""
-    out = np.empty((ranges.shape[0], 3), dtype=np.float64)
-    for i in range(ranges.shape[0]):
-        se, ce = _sincos_turn(elevations[i], elevation_turn)
-        sa, ca = _sincos_turn(azimuths[i], azimuth_turn)
+def _sincos_table(turn):
+    """sin and cos of every index of a turn (each exactly as :func:`_sincos_turn` gives it)."""
+    table = np.empty((turn, 2), dtype=np.float64)
+    for i in range(turn):
+        table[i, 0], table[i, 1] = _sincos_turn(i, turn)
+    return table
+
+
+def _spherical_to_cartesian(ranges, azimuths, elevations, counts, heights, range_step, azimuth_turn,
+                            elevation_turn):
+    """float64 (N, 3) points of integer spherical coordinates around their laser's origin (0, 0,
+    height in mm / 1000; ``counts`` points per laser): the same bits on every machine."""
+    n = ranges.shape[0]
+    out = np.empty((n, 3), dtype=np.float64)
+    laser = 0
+    left = counts[0] if counts.shape[0] else 0
+    # Tabulated when the turn is shorter than the scan (the integer divisions of the reduction cost
+    # more than the polynomials); a laser's elevation rarely changes from one point to the next.
+    tabulated = azimuth_turn <= 2 * n
+    table = _sincos_table(azimuth_turn) if tabulated else np.empty((0, 2), dtype=np.float64)
+    last_elevation = elevations[0] if n else 0
+    se, ce = _sincos_turn(last_elevation, elevation_turn)
+    for i in range(n):
+        while left == 0:
+            laser += 1
+            left = counts[laser]
+        left -= 1
+        height = heights[laser] / 1000.0
+        if elevations[i] != last_elevation:
+            last_elevation = elevations[i]
+            se, ce = _sincos_turn(last_elevation, elevation_turn)
+        if tabulated:
+            a = azimuths[i] % azimuth_turn
+            sa, ca = table[a, 0], table[a, 1]
+        else:
+            sa, ca = _sincos_turn(azimuths[i], azimuth_turn)
         r = ranges[i] * range_step
         horizontal = r * ce
         out[i, 0] = horizontal * ca
         out[i, 1] = horizontal * sa
-        out[i, 2] = r * se
+        out[i, 2] = r * se + height
     return out
 
 
@@ -186,12 +219,13 @@ def _push(rows, values, n, row, value):
     return n
 
 
-def _pop(coder, words, row, offsets, bounds, lookup):
-    """The inverse of :func:`_push`."""
-    symbol = rans_kernels.decode_symbol(coder, words, row, offsets, bounds, lookup)
+def _pop(state, remaining, words, row, offsets, bounds, lookup):
+    """The inverse of :func:`_push`: (value, state, remaining)."""
+    symbol, state, remaining = rans_kernels.decode_symbol(state, remaining, words, row, offsets, bounds,
+                                                          lookup, LOOKUP_SHIFT)
     magnitude = symbol if symbol >= 0 else -symbol
     if magnitude <= DIRECT:
-        return symbol
+        return symbol, state, remaining
     width = magnitude - DIRECT - 1
     excess = 0
     if width > 0:
@@ -200,9 +234,10 @@ def _pop(coder, words, row, offsets, bounds, lookup):
         while bits > 0:
             take = min(bits, rans_kernels.RAW_BITS)
             bits -= take
-            excess = (excess << take) | rans_kernels.decode_bits(coder, words, take)
+            chunk, state, remaining = rans_kernels.decode_bits(state, remaining, words, take)
+            excess = (excess << take) | chunk
     value = DIRECT + 1 + excess
-    return value if symbol > 0 else -value
+    return (value if symbol > 0 else -value), state, remaining
 
 
 def _size_class(value):
@@ -235,7 +270,9 @@ def _range_row(first, last_range_residual, azimuth_residual):
 def _corrected_row(range_index, range_step):
     """Whether-corrected context: near points (below the reference range) almost never are."""
     distance = range_index * range_step
-    return ROW_CORRECTED + (0 if distance < REFERENCE_RANGE_M else 1 if distance < 2 * REFERENCE_RANGE_M else 2)
+    if distance < REFERENCE_RANGE_M:
+        return ROW_CORRECTED
+    return ROW_CORRECTED + (1 if distance < 2 * REFERENCE_RANGE_M else 2)
 
 
 def _intensity_row(first, last_intensity_residual, range_residual):
@@ -269,7 +306,8 @@ def _spinning_symbols(ranges, azimuths, elevations, corrections, intensity, coun
             n = _push(rows, values, n, ROW_AZIMUTH + first, azimuth_residual)
             n = _push(rows, values, n, ROW_ELEVATION + first, elevations[i] - predicted[2])
             range_residual = ranges[i] - predicted[0]
-            n = _push(rows, values, n, _range_row(first, last_range_residual, azimuth_residual), range_residual)
+            row = _range_row(first, last_range_residual, azimuth_residual)
+            n = _push(rows, values, n, row, range_residual)
             last_range_residual = range_residual
             corrected = corrections[i, 0] != 0 or corrections[i, 1] != 0 or corrections[i, 2] != 0
             n = _push(rows, values, n, _corrected_row(ranges[i], range_step), 1 if corrected else 0)
@@ -297,7 +335,7 @@ def _decode_spinning(words, counts, azimuth_turn, azimuth_step, range_step, has_
     elevations = np.empty(total, dtype=np.int64)
     corrections = np.zeros((total, 3), dtype=np.int64)
     intensity = np.zeros(total if has_intensity else 0, dtype=np.int64)
-    coder = rans_kernels.decoder_start(words)
+    state, remaining = rans_kernels.decoder_start(words)
     point = 0
     first_range = first_azimuth = first_elevation = first_intensity = 0
     for laser in range(counts.shape[0]):
@@ -313,24 +351,31 @@ def _decode_spinning(words, counts, azimuth_turn, azimuth_step, range_step, has_
                 predicted = (ranges[i - 1], azimuths[i - 1], elevations[i - 1],
                              intensity[i - 1] if has_intensity else 0)
                 step = azimuth_step
-            azimuth_residual = _pop(coder, words, ROW_AZIMUTH + first, offsets, bounds, lookup)
+            azimuth_residual, state, remaining = _pop(state, remaining, words, ROW_AZIMUTH + first, offsets,
+                                                      bounds, lookup)
             azimuths[i] = (predicted[1] + step + azimuth_residual) % azimuth_turn
-            elevations[i] = predicted[2] + _pop(coder, words, ROW_ELEVATION + first, offsets, bounds, lookup)
+            residual, state, remaining = _pop(state, remaining, words, ROW_ELEVATION + first, offsets, bounds,
+                                              lookup)
+            elevations[i] = predicted[2] + residual
             row = _range_row(first, last_range_residual, azimuth_residual)
-            range_residual = _pop(coder, words, row, offsets, bounds, lookup)
+            range_residual, state, remaining = _pop(state, remaining, words, row, offsets, bounds, lookup)
             last_range_residual = range_residual
             ranges[i] = predicted[0] + range_residual
-            if _pop(coder, words, _corrected_row(ranges[i], range_step), offsets, bounds, lookup) != 0:
+            row = _corrected_row(ranges[i], range_step)
+            corrected, state, remaining = _pop(state, remaining, words, row, offsets, bounds, lookup)
+            if corrected != 0:
                 for axis in range(3):
-                    corrections[i, axis] = _pop(coder, words, ROW_CORRECTION, offsets, bounds, lookup)
+                    corrections[i, axis], state, remaining = _pop(state, remaining, words, ROW_CORRECTION,
+                                                                  offsets, bounds, lookup)
             if has_intensity:
                 row = _intensity_row(first, last_intensity_residual, range_residual)
-                last_intensity_residual = _pop(coder, words, row, offsets, bounds, lookup)
-                intensity[i] = predicted[3] + last_intensity_residual
+                residual, state, remaining = _pop(state, remaining, words, row, offsets, bounds, lookup)
+                last_intensity_residual = residual
+                intensity[i] = predicted[3] + residual
             if first:
                 first_range, first_azimuth, first_elevation = ranges[i], azimuths[i], elevations[i]
                 first_intensity = intensity[i] if has_intensity else 0
-    return ranges, azimuths, elevations, corrections, intensity, rans_kernels.decoder_done(coder)
+    return ranges, azimuths, elevations, corrections, intensity, rans_kernels.decoder_done(state, remaining)
 
 
 # --- grid mode: symbols of a sorted grid -------------------------------------------------------
@@ -355,21 +400,23 @@ def _grid_symbols(cells, intensity, rows, values):
 def _decode_grid(words, total, has_intensity, offsets, bounds, lookup):
     cells = np.empty((total, 3), dtype=np.int64)
     intensity = np.zeros(total if has_intensity else 0, dtype=np.int64)
-    coder = rans_kernels.decoder_start(words)
+    state, remaining = rans_kernels.decoder_start(words)
     last_intensity_residual = 0
     for i in range(total):
         previous = cells[i - 1] if i > 0 else np.zeros(3, dtype=np.int64)
-        dx = _pop(coder, words, ROW_GRID_X, offsets, bounds, lookup)
-        dy = _pop(coder, words, ROW_GRID_Y + (dx != 0), offsets, bounds, lookup)
-        dz = _pop(coder, words, ROW_GRID_Z + (dx != 0 or dy != 0), offsets, bounds, lookup)
+        dx, state, remaining = _pop(state, remaining, words, ROW_GRID_X, offsets, bounds, lookup)
+        dy, state, remaining = _pop(state, remaining, words, ROW_GRID_Y + (dx != 0), offsets, bounds, lookup)
+        row = ROW_GRID_Z + (dx != 0 or dy != 0)
+        dz, state, remaining = _pop(state, remaining, words, row, offsets, bounds, lookup)
         cells[i, 0] = previous[0] + dx
         cells[i, 1] = previous[1] + dy
         cells[i, 2] = previous[2] + dz
         if has_intensity:
             row = ROW_GRID_INTENSITY + _size_class(last_intensity_residual)
-            last_intensity_residual = _pop(coder, words, row, offsets, bounds, lookup)
+            last_intensity_residual, state, remaining = _pop(state, remaining, words, row, offsets, bounds,
+                                                             lookup)
             intensity[i] = (intensity[i - 1] if i > 0 else 0) + last_intensity_residual
-    return cells, intensity, rans_kernels.decoder_done(coder)
+    return cells, intensity, rans_kernels.decoder_done(state, remaining)
 
 
 def _histogram(rows, values, count, num_rows):
@@ -385,6 +432,7 @@ if numba is not None:
     _compile = numba.njit(nogil=True, cache=True)
     _inline = numba.njit(nogil=True, cache=True, inline='always')
     _sincos_turn = _inline(_sincos_turn)
+    _sincos_table = _compile(_sincos_table)
     _spherical_to_cartesian = _compile(_spherical_to_cartesian)
     _push = _inline(_push)
     _pop = _inline(_pop)
@@ -457,6 +505,11 @@ def _parse_table(blob: bytes, offset: int, num_rows: int) -> Tuple[PmfTable, int
     return table, offset
 
 
+def _decoder_tables(table: PmfTable) -> Tuple[np.ndarray, np.ndarray]:
+    bounds = rans_kernels.model_bounds(table.pmfs, table.lengths, table.precision)
+    return bounds, rans_kernels.symbol_lookup(bounds, table.lengths, LOOKUP_BITS)
+
+
 def _need(blob: bytes, offset: int, size: int, what: str) -> None:
     if offset + size > len(blob):
         raise PacketError(f'LiDAR payload is truncated inside its {what} ({len(blob)} bytes)')
@@ -467,7 +520,7 @@ def _entropy_code(rows: np.ndarray, values: np.ndarray, count: int, num_rows: in
     """Side information and tables (zlib), then the rANS words."""
     rows, values = rows[:count], values[:count]
     table, table_blob = _build_table(rows, values, num_rows)
-    bounds, _ = rans_kernels._kernel_tables(table)
+    bounds = rans_kernels.model_bounds(table.pmfs, table.lengths, table.precision)
     words = rans_kernels.encode_sequence(rows, values, count, table.offsets, bounds)
     packed = zlib.compress(side + table_blob, 9)
     return _LENGTH.pack(len(packed)) + packed + words.astype('<u4').tobytes()
@@ -556,26 +609,21 @@ def encode(xyz: np.ndarray, intensity: Optional[np.ndarray], max_error: float,
 def _encode_spinning(xyz64, azimuth, codes, laid_out, header, correction_step, range_step, turn,
                      max_error) -> Optional[PredictiveScan]:
     order, counts = laid_out
-    xyz64, azimuth = xyz64[order], azimuth[order]
-    codes = codes[order] if len(codes) else codes
+    if not np.array_equal(order, np.arange(len(order))):
+        xyz64, azimuth = xyz64[order], azimuth[order]
+        codes = codes[order] if len(codes) else codes
     used, ranks = _intensity_ranks(codes)
     heights = _laser_heights(xyz64, counts)
-    lifted = xyz64 - _origins(heights, counts)
-    distance = np.sqrt(np.einsum('ij,ij->i', lifted, lifted))
-    angle = turn / (2.0 * math.pi)
-    ranges = np.rint(distance / range_step).astype(np.int64)
-    azimuths = np.rint(azimuth * angle).astype(np.int64) % turn
-    with np.errstate(invalid='ignore', divide='ignore'):
-        sine = np.nan_to_num(lifted[:, 2] / distance)
-    elevations = np.rint(np.arcsin(np.clip(sine, -1.0, 1.0)) * angle).astype(np.int64)
-    base = _spherical_to_cartesian(ranges, azimuths, elevations, range_step, turn, turn)
-    base += _origins(heights, counts)
-    corrections = np.rint((xyz64 - base) / correction_step).astype(np.int64)
-    decoded = (base + corrections * correction_step).astype(np.float32)
-    if not _within(decoded, xyz64, max_error):
+    ranges, azimuths, elevations = _spherical_indices(xyz64, azimuth, counts, heights, range_step, turn)
+    base = _spherical_to_cartesian(ranges, azimuths, elevations, counts, heights, range_step, turn, turn)
+    corrections, decoded, within = _correct(xyz64, base, correction_step, max_error)
+    if not within:
         return None
-    steps = np.diff(azimuths)[np.diff(np.repeat(np.arange(len(counts)), counts)) == 0]
-    azimuth_step = int(np.median(_wrap_array(steps, turn))) if len(steps) else 0
+    # The typical azimuth step within a laser (a median of a sample: any value decodes).
+    sample = slice(None, None, 1 + len(azimuths) // 4096)
+    steps = _wrap_array(np.diff(azimuths)[sample], turn)
+    same_laser = np.diff(np.repeat(np.arange(len(counts)), counts))[sample] == 0
+    azimuth_step = int(np.median(steps[same_laser])) if np.any(same_laser) else 0
     rows = np.empty(len(ranges) * _ENTRIES_PER_POINT, np.int32)
     values = np.empty(len(ranges) * _ENTRIES_PER_POINT, np.int64)
     count = _spinning_symbols(ranges, azimuths, elevations, corrections, ranks, counts, turn,
@@ -592,27 +640,77 @@ def _laser_heights(xyz64: np.ndarray, counts: np.ndarray) -> np.ndarray:
 
     A spinning sensor's lasers sit at different heights (HDL-64E: about 0.2 m), so a laser's
     elevation seen from the sensor origin changes with distance; seen from its own origin it is
-    nearly constant, and its residuals nearly zero."""
-    laser = np.repeat(np.arange(len(counts)), counts)
-    rho = np.hypot(xyz64[:, 0], xyz64[:, 1])
-    z = xyz64[:, 2]
-
-    def total(values):
-        return np.bincount(laser, values, minlength=len(counts))
-
-    n, sr, sz, srr, srz = counts.astype(np.float64), total(rho), total(z), total(rho * rho), total(rho * z)
+    nearly constant, and its residuals nearly zero. A least-squares line per laser."""
+    sums = _laser_sums(xyz64, counts)
+    n, sr, sz, srr, srz = sums.T
     determinant = n * srr - sr * sr
     with np.errstate(invalid='ignore', divide='ignore'):
         height = (srr * sz - sr * srz) / determinant
-    height = np.where((counts > 2) & (np.abs(determinant) > 1e-9 * np.maximum(n * srr, 1e-300)), height, 0.0)
+    height = np.where((n > 2) & (np.abs(determinant) > 1e-9 * np.maximum(n * srr, 1e-300)), height, 0.0)
     return np.clip(np.rint(np.nan_to_num(height) * 1000.0), -32768, 32767).astype(np.int16)
 
 
-def _origins(heights: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """(N, 3) float64: each point's laser origin (0, 0, height), the same bits on both ends."""
-    origins = np.zeros((int(counts.sum()), 3))
-    origins[:, 2] = np.repeat(heights.astype(np.float64) / 1000.0, counts)
-    return origins
+def _laser_sums(xyz, counts):
+    """Per laser: points, sum of rho, z, rho**2 and rho * z."""
+    sums = np.zeros((counts.shape[0], 5), dtype=np.float64)
+    point = 0
+    for laser in range(counts.shape[0]):
+        for _ in range(counts[laser]):
+            rho = math.sqrt(xyz[point, 0] * xyz[point, 0] + xyz[point, 1] * xyz[point, 1])
+            z = xyz[point, 2]
+            sums[laser, 0] += 1.0
+            sums[laser, 1] += rho
+            sums[laser, 2] += z
+            sums[laser, 3] += rho * rho
+            sums[laser, 4] += rho * z
+            point += 1
+    return sums
+
+
+def _spherical_indices(xyz, azimuth, counts, heights, range_step, turn):
+    """Integer range, azimuth and elevation of each point seen from its laser's origin (any values
+    are valid: the corrections make up for them; these make the corrections zero)."""
+    n = xyz.shape[0]
+    ranges = np.empty(n, dtype=np.int64)
+    azimuths = np.empty(n, dtype=np.int64)
+    elevations = np.empty(n, dtype=np.int64)
+    per_radian = turn / (2.0 * math.pi)
+    point = 0
+    for laser in range(counts.shape[0]):
+        height = heights[laser] / 1000.0
+        for _ in range(counts[laser]):
+            x, y, z = xyz[point, 0], xyz[point, 1], xyz[point, 2] - height
+            distance = math.sqrt(x * x + y * y + z * z)
+            sine = min(1.0, max(-1.0, z / distance)) if distance > 0 else 0.0
+            ranges[point] = np.int64(round(distance / range_step))
+            azimuths[point] = np.int64(round(azimuth[point] * per_radian)) % turn
+            elevations[point] = np.int64(round(math.asin(sine) * per_radian))
+            point += 1
+    return ranges, azimuths, elevations
+
+
+def _correct(xyz, base, step, max_error):
+    """Corrections on the grid of ``step``, the decoded float32 points, and whether all are within
+    ``max_error`` of the originals."""
+    n = xyz.shape[0]
+    corrections = np.empty((n, 3), dtype=np.int64)
+    decoded = np.empty((n, 3), dtype=np.float32)
+    within = True
+    for i in range(n):
+        for axis in range(3):
+            k = np.int64(round((xyz[i, axis] - base[i, axis]) / step))
+            corrections[i, axis] = k
+            value = np.float32(base[i, axis] + k * step)
+            decoded[i, axis] = value
+            if not abs(np.float64(value) - xyz[i, axis]) <= max_error:
+                within = False
+    return corrections, decoded, within
+
+
+if numba is not None:
+    _laser_sums = numba.njit(nogil=True, cache=True)(_laser_sums)
+    _spherical_indices = numba.njit(nogil=True, cache=True)(_spherical_indices)
+    _correct = numba.njit(nogil=True, cache=True)(_correct)
 
 
 def _intensity_ranks(codes: np.ndarray) -> Tuple[bytes, np.ndarray]:
@@ -622,7 +720,7 @@ def _intensity_ranks(codes: np.ndarray) -> Tuple[bytes, np.ndarray]:
     ranks are smaller than residuals of codes."""
     if len(codes) == 0:
         return b'', codes
-    values = np.unique(codes)
+    values = np.flatnonzero(np.bincount(codes))
     rank_of = np.zeros(int(values[-1]) + 1, np.int64)
     rank_of[values] = np.arange(len(values))
     return _LENGTH.pack(len(values)) + values.astype('<u2').tobytes(), rank_of[codes]
@@ -743,14 +841,14 @@ def _decode_spinning_payload(side, words, num_points, info, correction_step):
     intensity_values, offset = _read_ranks(side, offset + 2 * lasers, info.has_intensity)
     table, offset = _parse_table(side, offset, SPINNING_ROWS)
     _no_trailing(side, offset)
-    bounds, lookup = rans_kernels._kernel_tables(table)
+    bounds, lookup = _decoder_tables(table)
     ranges, azimuths, elevations, corrections, intensity, done = _decode_spinning(
         words, counts, azimuth_turn, azimuth_step, range_step, info.has_intensity, table.offsets, bounds,
         lookup)
     if not done:
         raise PacketError('LiDAR payload rANS stream is corrupted (it does not end where it should)')
-    base = _spherical_to_cartesian(ranges, azimuths, elevations, range_step, azimuth_turn, elevation_turn)
-    base += _origins(heights, counts)
+    base = _spherical_to_cartesian(ranges, azimuths, elevations, counts, heights, range_step, azimuth_turn,
+                                   elevation_turn)
     xyz = (base + corrections * correction_step).astype(np.float32)
     return _finite(xyz), _intensity_codes(intensity, intensity_values) if info.has_intensity else None
 
@@ -759,7 +857,7 @@ def _decode_grid_payload(side, words, num_points, info, correction_step):
     intensity_values, offset = _read_ranks(side, 0, info.has_intensity and num_points > 0)
     table, offset = _parse_table(side, offset, GRID_ROWS)
     _no_trailing(side, offset)
-    bounds, lookup = rans_kernels._kernel_tables(table)
+    bounds, lookup = _decoder_tables(table)
     cells, intensity, done = _decode_grid(words, num_points, info.has_intensity, table.offsets, bounds,
                                           lookup)
     if not done:

@@ -66,11 +66,11 @@ def model_bounds(pmfs: np.ndarray, lengths: np.ndarray, precision: int) -> np.nd
     return left.astype(np.uint32)
 
 
-def symbol_lookup(bounds: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """uint16 (L, 2**LOOKUP_BITS): per row, the last symbol whose interval starts at or below each
-    multiple of ``2**(24 - LOOKUP_BITS)``, where the decoder's scan for a quantile begins."""
-    probes = np.arange(1 << LOOKUP_BITS, dtype=np.int64) << (MODEL_BITS - LOOKUP_BITS)
-    lookup = np.empty((bounds.shape[0], 1 << LOOKUP_BITS), dtype=np.uint16)
+def symbol_lookup(bounds: np.ndarray, lengths: np.ndarray, bits: int = LOOKUP_BITS) -> np.ndarray:
+    """uint16 (L, 2**bits): per row, the last symbol whose interval starts at or below each
+    multiple of ``2**(24 - bits)``, where the decoder's scan for a quantile begins."""
+    probes = np.arange(1 << bits, dtype=np.int64) << (MODEL_BITS - bits)
+    lookup = np.empty((bounds.shape[0], 1 << bits), dtype=np.uint16)
     for row, n in enumerate(lengths):
         lookup[row] = np.searchsorted(bounds[row, :int(n) + 1], probes, side='right') - 1
     return lookup
@@ -249,50 +249,50 @@ def encode_sequence(rows, values, count, offsets, bounds):
 
 
 def decoder_start(words):
-    """A decoder over ``words``: uint64 [state, words left]."""
-    coder = np.zeros(2, dtype=np.uint64)
+    """(state, words left) of a decoder over ``words``. The decoder is a pair of integers that
+    every call takes and returns, so that it stays in registers."""
     threshold = np.uint64(1) << np.uint64(WORD_BITS)
-    remaining = words.shape[0]
+    remaining = np.int64(words.shape[0])
     state = np.uint64(0)
     while state < threshold and remaining > 0:
         remaining -= 1
         state = (state << np.uint64(WORD_BITS)) | np.uint64(words[remaining])
-    coder[0] = state
-    coder[1] = np.uint64(remaining)
-    return coder
+    return state, remaining
 
 
-def _advance(coder, words, quantile, low, probability):
-    state = probability * (coder[0] >> np.uint64(MODEL_BITS)) + quantile - low
-    if state < (np.uint64(1) << np.uint64(WORD_BITS)) and coder[1] > np.uint64(0):
-        coder[1] -= np.uint64(1)
-        state = (state << np.uint64(WORD_BITS)) | np.uint64(words[np.int64(coder[1])])
-    coder[0] = state
+def _advance(state, remaining, words, quantile, low, probability):
+    state = probability * (state >> np.uint64(MODEL_BITS)) + quantile - low
+    if state < (np.uint64(1) << np.uint64(WORD_BITS)) and remaining > 0:
+        remaining -= 1
+        state = (state << np.uint64(WORD_BITS)) | np.uint64(words[remaining])
+    return state, remaining
 
 
-def decode_symbol(coder, words, row, offsets, bounds, lookup):
-    """The next symbol, under table row ``row`` (whatever the words, one of the row's symbols)."""
-    quantile = coder[0] & np.uint64((1 << MODEL_BITS) - 1)
-    column = np.int64(lookup[row, quantile >> np.uint64(MODEL_BITS - LOOKUP_BITS)])
+def decode_symbol(state, remaining, words, row, offsets, bounds, lookup, lookup_shift):
+    """(symbol, state, remaining): the next symbol under table row ``row`` (whatever the words, one
+    of the row's symbols); ``lookup`` from :func:`symbol_lookup` with ``bits = 24 - lookup_shift``."""
+    quantile = state & np.uint64((1 << MODEL_BITS) - 1)
+    column = np.int64(lookup[row, quantile >> np.uint64(lookup_shift)])
     while np.uint64(bounds[row, column + 1]) <= quantile:
         column += 1
     low = np.uint64(bounds[row, column])
-    _advance(coder, words, quantile, low, np.uint64(bounds[row, column + 1]) - low)
-    return np.int64(offsets[row]) + column
+    state, remaining = _advance(state, remaining, words, quantile, low,
+                                np.uint64(bounds[row, column + 1]) - low)
+    return np.int64(offsets[row]) + column, state, remaining
 
 
-def decode_bits(coder, words, bits):
-    """The next ``bits`` raw bits (1..RAW_BITS) as an integer."""
-    quantile = coder[0] & np.uint64((1 << MODEL_BITS) - 1)
+def decode_bits(state, remaining, words, bits):
+    """(value, state, remaining): the next ``bits`` raw bits (1..RAW_BITS) as an integer."""
+    quantile = state & np.uint64((1 << MODEL_BITS) - 1)
     shift = np.uint64(MODEL_BITS - bits)
     value = quantile >> shift
-    _advance(coder, words, quantile, value << shift, np.uint64(1) << shift)
-    return np.int64(value)
+    state, remaining = _advance(state, remaining, words, quantile, value << shift, np.uint64(1) << shift)
+    return np.int64(value), state, remaining
 
 
-def decoder_done(coder):
+def decoder_done(state, remaining):
     """Whether the stream ended exactly (state 0, every word read), as a valid stream does."""
-    return coder[0] == np.uint64(0) and coder[1] == np.uint64(0)
+    return state == np.uint64(0) and remaining == 0
 
 
 if numba is not None:

@@ -52,7 +52,7 @@ DIRECT = 24
 #: Most bits of an escaped residual's magnitude (coordinates on a grid of 2**40 steps).
 MAX_ESCAPE_BITS = 40
 SYMBOL_MAX = DIRECT + 1 + MAX_ESCAPE_BITS
-#: Probability bits of the stored tables.
+#: Probability bits of the tables (built from the counts a payload carries).
 TABLE_PRECISION = 16
 #: The decoder's symbol lookup: 2**LOOKUP_BITS entries per row, small enough to stay in the L1 cache.
 LOOKUP_BITS = 8
@@ -69,13 +69,14 @@ ANGLE_FRACTION = 1.0
 REFERENCE_RANGE_M = 20.0
 
 # Table rows (contexts). Spinning: range by the previous range residual's size (5) times whether
-# the azimuth skipped (2), and the first point of a laser; azimuth and elevation (within a laser /
-# first of a laser); whether the point has a correction (by distance: 3), then its three values;
+# the azimuth skipped (2), and the first point of a laser; azimuth by the sign of the previous
+# azimuth residual (3) and first of a laser; elevation (within a laser / first of a laser); whether
+# the point has a correction (by distance: 3), then its three values;
 # intensity by the previous intensity residual's size (5) times whether the range jumped (2), first.
 # Grid: x, y (x repeated or not), z (x and y repeated or not), intensity.
-ROW_RANGE, ROW_AZIMUTH, ROW_ELEVATION = 0, 11, 13
-ROW_CORRECTED, ROW_CORRECTION, ROW_INTENSITY = 15, 18, 19
-SPINNING_ROWS = 30
+ROW_RANGE, ROW_AZIMUTH, ROW_ELEVATION = 0, 11, 15
+ROW_CORRECTED, ROW_CORRECTION, ROW_INTENSITY = 17, 20, 21
+SPINNING_ROWS = 32
 ROW_GRID_X, ROW_GRID_Y, ROW_GRID_Z, ROW_GRID_INTENSITY = 0, 1, 3, 5
 GRID_ROWS = 11
 
@@ -260,6 +261,13 @@ def _wrap(value, turn):
 
 # --- spinning mode: symbols of a laser-ordered scan ----------------------------------------------
 
+def _azimuth_row(first, last_azimuth_residual):
+    """Azimuth context: the sign of the previous azimuth residual (sensors alternate step sizes)."""
+    if first:
+        return ROW_AZIMUTH + 3
+    return ROW_AZIMUTH + (0 if last_azimuth_residual == 0 else 1 if last_azimuth_residual < 0 else 2)
+
+
 def _range_row(first, last_range_residual, azimuth_residual):
     """Range context: the previous range residual's size, and whether the azimuth skipped."""
     if first:
@@ -290,7 +298,7 @@ def _spinning_symbols(ranges, azimuths, elevations, corrections, intensity, coun
     has_intensity = intensity.shape[0] > 0
     first_range = first_azimuth = first_elevation = first_intensity = 0
     for laser in range(counts.shape[0]):
-        last_range_residual = last_intensity_residual = 0
+        last_range_residual = last_intensity_residual = last_azimuth_residual = 0
         for j in range(counts[laser]):
             i = point
             point += 1
@@ -303,7 +311,8 @@ def _spinning_symbols(ranges, azimuths, elevations, corrections, intensity, coun
                              intensity[i - 1] if has_intensity else 0)
                 step = azimuth_step
             azimuth_residual = _wrap(azimuths[i] - predicted[1] - step, azimuth_turn)
-            n = _push(rows, values, n, ROW_AZIMUTH + first, azimuth_residual)
+            n = _push(rows, values, n, _azimuth_row(first, last_azimuth_residual), azimuth_residual)
+            last_azimuth_residual = azimuth_residual
             n = _push(rows, values, n, ROW_ELEVATION + first, elevations[i] - predicted[2])
             range_residual = ranges[i] - predicted[0]
             row = _range_row(first, last_range_residual, azimuth_residual)
@@ -339,7 +348,7 @@ def _decode_spinning(words, counts, azimuth_turn, azimuth_step, range_step, has_
     point = 0
     first_range = first_azimuth = first_elevation = first_intensity = 0
     for laser in range(counts.shape[0]):
-        last_range_residual = last_intensity_residual = 0
+        last_range_residual = last_intensity_residual = last_azimuth_residual = 0
         for j in range(counts[laser]):
             i = point
             point += 1
@@ -351,8 +360,9 @@ def _decode_spinning(words, counts, azimuth_turn, azimuth_step, range_step, has_
                 predicted = (ranges[i - 1], azimuths[i - 1], elevations[i - 1],
                              intensity[i - 1] if has_intensity else 0)
                 step = azimuth_step
-            azimuth_residual, state, remaining = _pop(state, remaining, words, ROW_AZIMUTH + first, offsets,
-                                                      bounds, lookup)
+            row = _azimuth_row(first, last_azimuth_residual)
+            azimuth_residual, state, remaining = _pop(state, remaining, words, row, offsets, bounds, lookup)
+            last_azimuth_residual = azimuth_residual
             azimuths[i] = (predicted[1] + step + azimuth_residual) % azimuth_turn
             residual, state, remaining = _pop(state, remaining, words, ROW_ELEVATION + first, offsets, bounds,
                                               lookup)
@@ -438,6 +448,7 @@ if numba is not None:
     _pop = _inline(_pop)
     _size_class = _inline(_size_class)
     _wrap = _inline(_wrap)
+    _azimuth_row = _inline(_azimuth_row)
     _range_row = _inline(_range_row)
     _corrected_row = _inline(_corrected_row)
     _intensity_row = _inline(_intensity_row)
@@ -450,8 +461,21 @@ if numba is not None:
 
 # --- tables -------------------------------------------------------------------------------------
 
+def _count_levels() -> np.ndarray:
+    """int64 (256,): the symbol count a table byte stands for; 0, then steps of 2**(1/8)."""
+    mantissas = np.array([16, 17, 19, 21, 23, 25, 27, 29], np.int64)
+    codes = np.arange(255)
+    return np.concatenate(([0], mantissas[codes % 8] << (codes // 8)))
+
+
+COUNT_LEVELS = _count_levels()
+# Geometric midpoints between levels: a count is sent as the nearest level (in ratio).
+_COUNT_SPLITS = np.sqrt(COUNT_LEVELS[1:-1].astype(np.float64) * COUNT_LEVELS[2:])
+
+
 def _build_table(rows: np.ndarray, values: np.ndarray, num_rows: int) -> Tuple[PmfTable, bytes]:
-    """The table of this scan's symbol histograms, and its serialization."""
+    """The table of this scan's symbol histograms (each count rounded to a level of COUNT_LEVELS,
+    one byte), and its serialization."""
     width = 2 * SYMBOL_MAX + 1
     histogram = _histogram(rows, values, len(rows), num_rows)
     used = histogram > 0
@@ -461,7 +485,7 @@ def _build_table(rows: np.ndarray, values: np.ndarray, num_rows: int) -> Tuple[P
     columns = np.arange(lengths.max())[None, :]
     gather = np.minimum(lows[:, None] + columns, width - 1)
     counts = np.where(columns < lengths[:, None], np.take_along_axis(histogram, gather, axis=1), 0)
-    pmfs = quantize_pmf(counts.astype(np.float64), lengths, TABLE_PRECISION)
+    levels = np.where(counts > 0, 1 + np.searchsorted(_COUNT_SPLITS, counts), 0).astype(np.uint8)
     offsets = lows - SYMBOL_MAX
     blob = [struct.pack('<B', num_rows)]
     for row in range(num_rows):
@@ -469,8 +493,9 @@ def _build_table(rows: np.ndarray, values: np.ndarray, num_rows: int) -> Tuple[P
             blob.append(_ROW.pack(0, 0))
             continue
         blob.append(_ROW.pack(int(offsets[row]), int(lengths[row])))
-        blob.append((pmfs[row, :lengths[row]] - 1).astype('<u2').tobytes())
-    return PmfTable(pmfs, lengths, offsets, TABLE_PRECISION), b''.join(blob)
+        blob.append(levels[row, :lengths[row]].tobytes())
+    # Built from the bytes, as the decoder builds it.
+    return _parse_table(b''.join(blob), 0, num_rows)[0], b''.join(blob)
 
 
 def _parse_table(blob: bytes, offset: int, num_rows: int) -> Tuple[PmfTable, int]:
@@ -485,21 +510,23 @@ def _parse_table(blob: bytes, offset: int, num_rows: int) -> Tuple[PmfTable, int
         first, length = _ROW.unpack_from(blob, offset)
         offset += _ROW.size
         if length == 0:
-            rows.append((0, np.array([1 << TABLE_PRECISION], np.int64)))
+            rows.append((0, np.ones(1, np.int64)))
             continue
         if first < -SYMBOL_MAX or first + length - 1 > SYMBOL_MAX:
             raise PacketError(f'LiDAR payload table row covers {first}..{first + length - 1}, '
                               f'outside -{SYMBOL_MAX}..{SYMBOL_MAX}')
-        _need(blob, offset, 2 * length, 'table')
-        rows.append((first, np.frombuffer(blob, '<u2', length, offset).astype(np.int64) + 1))
-        offset += 2 * length
-    width = max(len(pmf) for _, pmf in rows)
-    pmfs = np.zeros((num_rows, width), np.int64)
-    for row, (_, pmf) in enumerate(rows):
-        pmfs[row, :len(pmf)] = pmf
+        _need(blob, offset, length, 'table')
+        rows.append((first, COUNT_LEVELS[np.frombuffer(blob, np.uint8, length, offset)]))
+        offset += length
+    width = max(len(counts) for _, counts in rows)
+    counts = np.zeros((num_rows, width), np.float64)
+    for row, (_, row_counts) in enumerate(rows):
+        counts[row, :len(row_counts)] = row_counts
+    lengths = np.array([len(c) for _, c in rows])
+    # quantize_pmf is exact integer-valued arithmetic on these integers: the same table everywhere.
+    pmfs = quantize_pmf(counts, lengths, TABLE_PRECISION)
     try:
-        table = PmfTable(pmfs, np.array([len(p) for _, p in rows]), np.array([f for f, _ in rows]),
-                         TABLE_PRECISION)
+        table = PmfTable(pmfs, lengths, np.array([f for f, _ in rows]), TABLE_PRECISION)
     except ModelFileError as exc:
         raise PacketError(f'LiDAR payload table is invalid: {exc}') from None
     return table, offset
@@ -614,25 +641,41 @@ def _encode_spinning(xyz64, azimuth, codes, laid_out, header, correction_step, r
         codes = codes[order] if len(codes) else codes
     used, ranks = _intensity_ranks(codes)
     heights = _laser_heights(xyz64, counts)
-    ranges, azimuths, elevations = _spherical_indices(xyz64, azimuth, counts, heights, range_step, turn)
-    base = _spherical_to_cartesian(ranges, azimuths, elevations, counts, heights, range_step, turn, turn)
+    azimuth_turn = _azimuth_turn(azimuth, counts, turn)
+    ranges, azimuths, elevations = _spherical_indices(xyz64, azimuth, counts, heights, range_step,
+                                                      azimuth_turn, turn)
+    base = _spherical_to_cartesian(ranges, azimuths, elevations, counts, heights, range_step, azimuth_turn,
+                                   turn)
     corrections, decoded, within = _correct(xyz64, base, correction_step, max_error)
     if not within:
         return None
     # The typical azimuth step within a laser (a median of a sample: any value decodes).
     sample = slice(None, None, 1 + len(azimuths) // 4096)
-    steps = _wrap_array(np.diff(azimuths)[sample], turn)
+    steps = _wrap_array(np.diff(azimuths)[sample], azimuth_turn)
     same_laser = np.diff(np.repeat(np.arange(len(counts)), counts))[sample] == 0
     azimuth_step = int(np.median(steps[same_laser])) if np.any(same_laser) else 0
     rows = np.empty(len(ranges) * _ENTRIES_PER_POINT, np.int32)
     values = np.empty(len(ranges) * _ENTRIES_PER_POINT, np.int64)
-    count = _spinning_symbols(ranges, azimuths, elevations, corrections, ranks, counts, turn,
+    count = _spinning_symbols(ranges, azimuths, elevations, corrections, ranks, counts, azimuth_turn,
                               azimuth_step, range_step, rows, values)
-    side = (_SPINNING.pack(range_step, turn, turn, azimuth_step, len(counts)) + counts.astype('<u4').tobytes()
-            + heights.astype('<i2').tobytes() + used)
+    side = (_SPINNING.pack(range_step, azimuth_turn, turn, azimuth_step, len(counts))
+            + counts.astype('<u4').tobytes() + heights.astype('<i2').tobytes() + used)
     payload = header + _entropy_code(rows, values, count, SPINNING_ROWS, side)
     return PredictiveScan(payload, decoded, codes if len(codes) else None, order, 'spinning',
                           _HEADER.unpack_from(header)[6])
+
+
+def _azimuth_turn(azimuth: np.ndarray, counts: np.ndarray, turn: int) -> int:
+    """Azimuth steps per turn: a whole number of steps between a laser's firings (so that azimuth
+    residuals are mostly zero), and at least ``turn`` (the bound's resolution)."""
+    sample = slice(None, None, 1 + len(azimuth) // 4096)
+    steps = np.abs(np.diff(azimuth)[sample])
+    same_laser = (np.diff(np.repeat(np.arange(len(counts)), counts))[sample] == 0) & (steps < math.pi)
+    firing = float(np.median(steps[same_laser])) if np.any(same_laser) else 0.0
+    if not firing > 2.0 * math.pi / (1 << 20):
+        return turn
+    per_firing = math.ceil(firing * turn / (2.0 * math.pi))
+    return min(1 << 30, 4 * max(2, round(2.0 * math.pi * per_firing / firing / 4.0)))
 
 
 def _laser_heights(xyz64: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -667,14 +710,15 @@ def _laser_sums(xyz, counts):
     return sums
 
 
-def _spherical_indices(xyz, azimuth, counts, heights, range_step, turn):
+def _spherical_indices(xyz, azimuth, counts, heights, range_step, azimuth_turn, elevation_turn):
     """Integer range, azimuth and elevation of each point seen from its laser's origin (any values
     are valid: the corrections make up for them; these make the corrections zero)."""
     n = xyz.shape[0]
     ranges = np.empty(n, dtype=np.int64)
     azimuths = np.empty(n, dtype=np.int64)
     elevations = np.empty(n, dtype=np.int64)
-    per_radian = turn / (2.0 * math.pi)
+    azimuth_per_radian = azimuth_turn / (2.0 * math.pi)
+    elevation_per_radian = elevation_turn / (2.0 * math.pi)
     point = 0
     for laser in range(counts.shape[0]):
         height = heights[laser] / 1000.0
@@ -683,8 +727,8 @@ def _spherical_indices(xyz, azimuth, counts, heights, range_step, turn):
             distance = math.sqrt(x * x + y * y + z * z)
             sine = min(1.0, max(-1.0, z / distance)) if distance > 0 else 0.0
             ranges[point] = np.int64(round(distance / range_step))
-            azimuths[point] = np.int64(round(azimuth[point] * per_radian)) % turn
-            elevations[point] = np.int64(round(math.asin(sine) * per_radian))
+            azimuths[point] = np.int64(round(azimuth[point] * azimuth_per_radian)) % azimuth_turn
+            elevations[point] = np.int64(round(math.asin(sine) * elevation_per_radian))
             point += 1
     return ranges, azimuths, elevations
 

@@ -66,7 +66,7 @@ _ENTRIES_PER_POINT = 8 * (1 + -(-(MAX_ESCAPE_BITS - 1) // rans_kernels.RAW_BITS)
 # moves a point at REFERENCE_RANGE_M by GAMMA * 2e. Farther points get nonzero corrections.
 RANGE_FRACTION = 1.0
 ANGLE_FRACTION = 1.0
-REFERENCE_RANGE_M = 20.0
+REFERENCE_RANGE_M = 60.0
 
 # Table rows (contexts). Spinning: range by the previous range residual's size (5) times whether
 # the azimuth skipped (2), and the first point of a laser; azimuth by the sign of the previous
@@ -185,12 +185,16 @@ def _spherical_to_cartesian(ranges, azimuths, elevations, counts, heights, range
             sa, ca = table[a, 0], table[a, 1]
         else:
             sa, ca = _sincos_turn(azimuths[i], azimuth_turn)
-        r = ranges[i] * range_step
-        horizontal = r * ce
-        out[i, 0] = horizontal * ca
-        out[i, 1] = horizontal * sa
-        out[i, 2] = r * se + height
+        out[i, 0], out[i, 1], out[i, 2] = _point(ranges[i], se, ce, sa, ca, range_step, height)
     return out
+
+
+def _point(range_index, se, ce, sa, ca, range_step, height):
+    """One point from its integer range and its angles' sines and cosines (the one formula both
+    ends use)."""
+    r = range_index * range_step
+    horizontal = r * ce
+    return horizontal * ca, horizontal * sa, r * se + height
 
 
 # --- residuals as table symbols and raw bits ---------------------------------------------------
@@ -443,6 +447,7 @@ if numba is not None:
     _inline = numba.njit(nogil=True, cache=True, inline='always')
     _sincos_turn = _inline(_sincos_turn)
     _sincos_table = _compile(_sincos_table)
+    _point = _inline(_point)
     _spherical_to_cartesian = _compile(_spherical_to_cartesian)
     _push = _inline(_push)
     _pop = _inline(_pop)
@@ -654,6 +659,8 @@ def _encode_spinning(xyz64, azimuth, codes, laid_out, header, correction_step, r
     steps = _wrap_array(np.diff(azimuths)[sample], azimuth_turn)
     same_laser = np.diff(np.repeat(np.arange(len(counts)), counts))[sample] == 0
     azimuth_step = int(np.median(steps[same_laser])) if np.any(same_laser) else 0
+    _snap_to_predictions(xyz64, counts, heights, ranges, azimuths, elevations, corrections, decoded, range_step,
+                         azimuth_turn, turn, azimuth_step, max_error)
     rows = np.empty(len(ranges) * _ENTRIES_PER_POINT, np.int32)
     values = np.empty(len(ranges) * _ENTRIES_PER_POINT, np.int64)
     count = _spinning_symbols(ranges, azimuths, elevations, corrections, ranks, counts, azimuth_turn,
@@ -733,6 +740,83 @@ def _spherical_indices(xyz, azimuth, counts, heights, range_step, azimuth_turn, 
     return ranges, azimuths, elevations
 
 
+def _fits(xyz, i, x, y, z, max_error):
+    """Whether the float32 point (x, y, z) is within ``max_error`` of point ``i`` on every axis."""
+    return (abs(np.float64(np.float32(x)) - xyz[i, 0]) <= max_error
+            and abs(np.float64(np.float32(y)) - xyz[i, 1]) <= max_error
+            and abs(np.float64(np.float32(z)) - xyz[i, 2]) <= max_error)
+
+
+def _range_interval(xyz, i, se, ce, sa, ca, range_step, height, slack):
+    """The integer ranges that put the point within ``slack`` of point ``i`` on every axis along
+    these angles (empty: low > high)."""
+    low, high = -1e18, 1e18
+    direction = (ce * ca, ce * sa, se)
+    origin = (0.0, 0.0, height)
+    for axis in range(3):
+        u = direction[axis] * range_step
+        offset = xyz[i, axis] - origin[axis]
+        if abs(u) < 1e-12:
+            if abs(offset) > slack:
+                return 1, 0
+            continue
+        a, b = (offset - slack) / u, (offset + slack) / u
+        if a > b:
+            a, b = b, a
+        low, high = max(low, a), min(high, b)
+    if low > high:
+        return 1, 0
+    return np.int64(math.ceil(low)), np.int64(math.floor(high))
+
+
+def _snap_to_predictions(xyz, counts, heights, ranges, azimuths, elevations, corrections, decoded, range_step,
+                         azimuth_turn, elevation_turn, azimuth_step, max_error):
+    """Where the predicted azimuth, elevation and a range near the predicted one already put a point
+    within the bound, code those (zero or small residuals, no correction) instead of the nearest
+    values: the bound is per coordinate, so there is slack to spend on cheaper symbols."""
+    n = xyz.shape[0]
+    tabulated = azimuth_turn <= 2 * n
+    table = _sincos_table(azimuth_turn) if tabulated else np.empty((0, 2), dtype=np.float64)
+    slack = max_error * 0.999
+    point = 0
+    first_range = first_azimuth = first_elevation = 0
+    for laser in range(counts.shape[0]):
+        height = heights[laser] / 1000.0
+        for j in range(counts[laser]):
+            i = point
+            point += 1
+            if j == 0:
+                predicted_range, predicted_elevation = first_range, first_elevation
+                predicted_azimuth = first_azimuth % azimuth_turn
+            else:
+                predicted_range, predicted_elevation = ranges[i - 1], elevations[i - 1]
+                predicted_azimuth = (azimuths[i - 1] + azimuth_step) % azimuth_turn
+            for attempt in range(4):
+                azimuth = predicted_azimuth if attempt < 2 else azimuths[i]
+                elevation = predicted_elevation if attempt % 2 == 0 else elevations[i]
+                if (attempt == 1 and elevation == predicted_elevation) or (
+                        attempt >= 2 and azimuth == predicted_azimuth) or (
+                        attempt == 3 and elevation == predicted_elevation):
+                    continue
+                se, ce = _sincos_turn(elevation, elevation_turn)
+                if tabulated:
+                    sa, ca = table[azimuth, 0], table[azimuth, 1]
+                else:
+                    sa, ca = _sincos_turn(azimuth, azimuth_turn)
+                low, high = _range_interval(xyz, i, se, ce, sa, ca, range_step, height, slack)
+                if low > high:
+                    continue
+                chosen = min(max(predicted_range, low), high)
+                x, y, z = _point(chosen, se, ce, sa, ca, range_step, height)
+                if _fits(xyz, i, x, y, z, max_error):
+                    ranges[i], azimuths[i], elevations[i] = chosen, azimuth, elevation
+                    corrections[i, 0] = corrections[i, 1] = corrections[i, 2] = 0
+                    decoded[i, 0], decoded[i, 1], decoded[i, 2] = np.float32(x), np.float32(y), np.float32(z)
+                    break
+            if j == 0:
+                first_range, first_azimuth, first_elevation = ranges[i], azimuths[i], elevations[i]
+
+
 def _correct(xyz, base, step, max_error):
     """Corrections on the grid of ``step``, the decoded float32 points, and whether all are within
     ``max_error`` of the originals."""
@@ -755,6 +839,9 @@ if numba is not None:
     _laser_sums = numba.njit(nogil=True, cache=True)(_laser_sums)
     _spherical_indices = numba.njit(nogil=True, cache=True)(_spherical_indices)
     _correct = numba.njit(nogil=True, cache=True)(_correct)
+    _fits = numba.njit(nogil=True, cache=True, inline='always')(_fits)
+    _range_interval = numba.njit(nogil=True, cache=True, inline='always')(_range_interval)
+    _snap_to_predictions = numba.njit(nogil=True, cache=True)(_snap_to_predictions)
 
 
 def _intensity_ranks(codes: np.ndarray) -> Tuple[bytes, np.ndarray]:

@@ -72,11 +72,12 @@ REFERENCE_RANGE_M = 60.0
 # the azimuth skipped (2), and the first point of a laser; azimuth by the sign of the previous
 # azimuth residual (3) and first of a laser; elevation (within a laser / first of a laser); whether
 # the point has a correction (by distance: 3), then its three values;
-# intensity by the previous intensity residual's size (5) times whether the range jumped (2), first.
+# intensity by the previous intensity residual's size (5) times whether the range jumped (2) times
+# the previous intensity's level (4), and first of a laser.
 # Grid: x, y (x repeated or not), z (x and y repeated or not), intensity.
 ROW_RANGE, ROW_AZIMUTH, ROW_ELEVATION = 0, 11, 15
 ROW_CORRECTED, ROW_CORRECTION, ROW_INTENSITY = 17, 20, 21
-SPINNING_ROWS = 32
+SPINNING_ROWS = 62
 ROW_GRID_X, ROW_GRID_Y, ROW_GRID_Z, ROW_GRID_INTENSITY = 0, 1, 3, 5
 GRID_ROWS = 11
 
@@ -287,12 +288,14 @@ def _corrected_row(range_index, range_step):
     return ROW_CORRECTED + (1 if distance < 2 * REFERENCE_RANGE_M else 2)
 
 
-def _intensity_row(first, last_intensity_residual, range_residual):
-    """Intensity context: the previous intensity residual's size, and whether the range jumped."""
+def _intensity_row(first, last_intensity_residual, range_residual, previous):
+    """Intensity context: the previous intensity residual's size, whether the range jumped, and
+    the previous intensity's level (rank below 4, 12, 32, above)."""
     if first:
-        return ROW_INTENSITY + 10
+        return ROW_INTENSITY + 40
     jump = range_residual > 1 or range_residual < -1
-    return ROW_INTENSITY + _size_class(last_intensity_residual) + (5 if jump else 0)
+    level = 0 if previous < 4 else 1 if previous < 12 else 2 if previous < 32 else 3
+    return ROW_INTENSITY + _size_class(last_intensity_residual) + (5 if jump else 0) + 10 * level
 
 
 def _spinning_symbols(ranges, azimuths, elevations, corrections, intensity, counts, azimuth_turn,
@@ -329,7 +332,7 @@ def _spinning_symbols(ranges, azimuths, elevations, corrections, intensity, coun
                     n = _push(rows, values, n, ROW_CORRECTION, corrections[i, axis])
             if has_intensity:
                 residual = intensity[i] - predicted[3]
-                n = _push(rows, values, n, _intensity_row(first, last_intensity_residual, range_residual),
+                n = _push(rows, values, n, _intensity_row(first, last_intensity_residual, range_residual, predicted[3]),
                           residual)
                 last_intensity_residual = residual
             if first:
@@ -382,7 +385,7 @@ def _decode_spinning(words, counts, azimuth_turn, azimuth_step, range_step, has_
                     corrections[i, axis], state, remaining = _pop(state, remaining, words, ROW_CORRECTION,
                                                                   offsets, bounds, lookup)
             if has_intensity:
-                row = _intensity_row(first, last_intensity_residual, range_residual)
+                row = _intensity_row(first, last_intensity_residual, range_residual, predicted[3])
                 residual, state, remaining = _pop(state, remaining, words, row, offsets, bounds, lookup)
                 last_intensity_residual = residual
                 intensity[i] = predicted[3] + residual
@@ -659,8 +662,8 @@ def _encode_spinning(xyz64, azimuth, codes, laid_out, header, correction_step, r
     steps = _wrap_array(np.diff(azimuths)[sample], azimuth_turn)
     same_laser = np.diff(np.repeat(np.arange(len(counts)), counts))[sample] == 0
     azimuth_step = int(np.median(steps[same_laser])) if np.any(same_laser) else 0
-    _snap_to_predictions(xyz64, counts, heights, ranges, azimuths, elevations, corrections, decoded, range_step,
-                         azimuth_turn, turn, azimuth_step, max_error)
+    _snap_to_predictions(xyz64, counts, heights, ranges, azimuths, elevations, corrections, decoded,
+                         range_step, azimuth_turn, turn, azimuth_step, max_error)
     rows = np.empty(len(ranges) * _ENTRIES_PER_POINT, np.int32)
     values = np.empty(len(ranges) * _ENTRIES_PER_POINT, np.int64)
     count = _spinning_symbols(ranges, azimuths, elevations, corrections, ranks, counts, azimuth_turn,

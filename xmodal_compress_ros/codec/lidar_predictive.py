@@ -332,8 +332,8 @@ def _spinning_symbols(ranges, azimuths, elevations, corrections, intensity, coun
                     n = _push(rows, values, n, ROW_CORRECTION, corrections[i, axis])
             if has_intensity:
                 residual = intensity[i] - predicted[3]
-                n = _push(rows, values, n, _intensity_row(first, last_intensity_residual, range_residual, predicted[3]),
-                          residual)
+                row = _intensity_row(first, last_intensity_residual, range_residual, predicted[3])
+                n = _push(rows, values, n, row, residual)
                 last_intensity_residual = residual
             if first:
                 first_range, first_azimuth, first_elevation = ranges[i], azimuths[i], elevations[i]

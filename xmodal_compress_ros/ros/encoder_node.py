@@ -206,8 +206,13 @@ class EncoderNode(Node):
             self._report('scan_drop', 'no_calibration',
                          f'no CameraInfo received on {self._config.camera_info_topic} yet')
             return
+        rings = None
         try:
-            points = conversions.pointcloud2_to_numpy(msg)
+            if any(f.name == 'ring' for f in msg.fields):  # velodyne, ouster, hesai drivers
+                points = conversions.pointcloud2_to_numpy(msg, ('x', 'y', 'z', 'intensity', 'ring'))
+                points, rings = points[:, :4], points[:, 4]
+            else:
+                points = conversions.pointcloud2_to_numpy(msg)
         except PointCloudError as exc:
             self._report('scan_drop', 'bad_cloud', str(exc))
             return
@@ -219,7 +224,7 @@ class EncoderNode(Node):
         stamp_ns = conversions.stamp_to_ns(msg.header.stamp)
         start = time.perf_counter()
         try:
-            packet, scan = encoder.encode_scan(points, stamp_ns, msg.header.frame_id)
+            packet, scan = encoder.encode_scan(points, stamp_ns, msg.header.frame_id, rings=rings)
         except PointCloudError as exc:
             self._report('scan_drop', 'bad_cloud', str(exc))
             return

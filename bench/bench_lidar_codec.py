@@ -15,7 +15,8 @@ is cut to the camera):
 
 Per codec and bound: bits per point of geometry and of intensity (8-bit codes; for each codec the
 size with intensity minus the size without), maximum and RMS coordinate error (metres, per axis,
-against the float32 input), encode and decode p50 / p95 in ms. Prints a table and writes
+against the float32 input), encode and decode p50 / p95 in ms (wall) and p50 of the thread's CPU
+time (the better estimate of an idle core on a loaded machine). Prints a table and writes
 ``bench/results/lidar_codec_<tag>.json``.
 
     python bench/bench_lidar_codec.py [--data ../shared/data] [--bounds 0.002 0.01 0.02] [--limit N]
@@ -52,10 +53,26 @@ def intensity_codes(points: np.ndarray) -> np.ndarray:
     return np.rint(np.clip(points[:, 3].astype(np.float64), 0, 1) * 255).astype(np.uint8)
 
 
-def clock(function):
-    start = time.perf_counter()
-    result = function()
-    return result, (time.perf_counter() - start) * 1e3
+class Clock:
+    """Wall and this thread's CPU milliseconds of calls; CPU time is the better estimate of an idle
+    core on a loaded machine (it leaves out the waits for the CPU, not the cache and SMT sharing)."""
+
+    def __init__(self):
+        self.cpu_ms = {}
+
+    def __call__(self, function, name='encode'):
+        wall, cpu = time.perf_counter(), time.thread_time()
+        result = function()
+        self.cpu_ms[name] = (time.thread_time() - cpu) * 1e3
+        return result, (time.perf_counter() - wall) * 1e3
+
+
+clock = Clock()
+
+
+def timings(encode_ms, decode_ms):
+    return dict(encode_ms=encode_ms, decode_ms=decode_ms, encode_cpu_ms=clock.cpu_ms['encode'],
+                decode_cpu_ms=clock.cpu_ms['decode'])
 
 
 def errors(decoded: np.ndarray, original: np.ndarray):
@@ -66,12 +83,12 @@ def errors(decoded: np.ndarray, original: np.ndarray):
 def run_predictive(points, bound):
     config = LidarCodecConfig(max_error=bound)
     encoded, encode_ms = clock(lambda: encode_scan(points, config))
-    decoded, decode_ms = clock(lambda: decode_scan(encoded.payload, encoded.num_points, config))
+    decoded, decode_ms = clock(lambda: decode_scan(encoded.payload, encoded.num_points, config), 'decode')
     geometry = encode_scan(points, LidarCodecConfig(max_error=bound, keep_intensity=False))
     order = lidar_predictive.encode(points[:, :3].copy(), None, bound).order
     max_error, rms = errors(decoded[:, :3], points[order, :3])
     return dict(bytes=len(encoded.payload), geometry_bytes=len(geometry.payload), max_error=max_error,
-                rms_error=rms, encode_ms=encode_ms, decode_ms=decode_ms)
+                rms_error=rms, **timings(encode_ms, decode_ms))
 
 
 def draco_bits(points: np.ndarray, bound: float) -> int:
@@ -91,7 +108,7 @@ def run_draco(points, bound, level):
                    quantization_range=extent)
     attributes = {0: intensity_codes(points)[:, None]}
     payload, encode_ms = clock(lambda: DracoPy.encode(xyz, generic_attributes=attributes, **options))
-    cloud, decode_ms = clock(lambda: DracoPy.decode(payload))
+    cloud, decode_ms = clock(lambda: DracoPy.decode(payload), 'decode')
     method = payload[8]  # Draco header: 0 sequential, 1 kd-tree
     geometry = DracoPy.encode(xyz, **options)
     # Draco reconstructs each point on its grid (and reorders, dropping duplicates): the error of a
@@ -101,8 +118,8 @@ def run_draco(points, bound, level):
     max_error, rms = errors(grid, xyz)
     decoded_points = len(np.asarray(cloud.points))
     return dict(bytes=len(payload), geometry_bytes=len(geometry), max_error=max_error, rms_error=rms,
-                encode_ms=encode_ms, decode_ms=decode_ms, quantization_bits=bits, method=int(method),
-                decoded_points=decoded_points)
+                quantization_bits=bits, method=int(method), decoded_points=decoded_points,
+                **timings(encode_ms, decode_ms))
 
 
 def cloudini_cloud(points, with_intensity):
@@ -132,12 +149,12 @@ def run_cloudini(points, bound):
 
     coder, data = encoder(True)
     payload, encode_ms = clock(lambda: coder.encode(data))
-    (raw, _), decode_ms = clock(lambda: pureini.PointcloudDecoder().decode(payload))
+    (raw, _), decode_ms = clock(lambda: pureini.PointcloudDecoder().decode(payload), 'decode')
     decoded = np.frombuffer(raw, '<f4').reshape(-1, 4)[:, :3]
     geometry_coder, geometry_data = encoder(False)
     max_error, rms = errors(decoded, points[:, :3])
     return dict(bytes=len(payload), geometry_bytes=len(geometry_coder.encode(geometry_data)),
-                max_error=max_error, rms_error=rms, encode_ms=encode_ms, decode_ms=decode_ms)
+                max_error=max_error, rms_error=rms, **timings(encode_ms, decode_ms))
 
 
 def run_zstd(points, _bound):
@@ -145,10 +162,10 @@ def run_zstd(points, _bound):
 
     data = np.ascontiguousarray(points[:, :4], np.float32).tobytes()
     payload, encode_ms = clock(lambda: zstd.compress(data, ZSTD_LEVEL))
-    _, decode_ms = clock(lambda: zstd.decompress(payload))
+    _, decode_ms = clock(lambda: zstd.decompress(payload), 'decode')
     geometry = zstd.compress(np.ascontiguousarray(points[:, :3]).tobytes(), ZSTD_LEVEL)
     return dict(bytes=len(payload), geometry_bytes=len(geometry), max_error=0.0, rms_error=0.0,
-                encode_ms=encode_ms, decode_ms=decode_ms)
+                **timings(encode_ms, decode_ms))
 
 
 CODECS = {
@@ -168,6 +185,8 @@ def summarize(rows):
 
     encode = [r['encode_ms'] for r in rows]
     decode = [r['decode_ms'] for r in rows]
+    encode_cpu = [r['encode_cpu_ms'] for r in rows]
+    decode_cpu = [r['decode_cpu_ms'] for r in rows]
     return dict(scans=len(rows), geometry_bpp=bpp('geometry_bytes'),
                 intensity_bpp=bpp('bytes') - bpp('geometry_bytes'), total_bpp=bpp('bytes'),
                 max_error_m=max(r['max_error'] for r in rows),
@@ -175,7 +194,9 @@ def summarize(rows):
                 encode_ms_p50=float(np.percentile(encode, 50)),
                 encode_ms_p95=float(np.percentile(encode, 95)),
                 decode_ms_p50=float(np.percentile(decode, 50)),
-                decode_ms_p95=float(np.percentile(decode, 95)))
+                decode_ms_p95=float(np.percentile(decode, 95)),
+                encode_cpu_ms_p50=float(np.percentile(encode_cpu, 50)),
+                decode_cpu_ms_p50=float(np.percentile(decode_cpu, 50)))
 
 
 def main() -> None:
@@ -197,7 +218,7 @@ def main() -> None:
     results = {}
     print(f'{len(scans)} scans, {np.mean([len(p) for _, p in scans]):.0f} points on average, one core')
     print(f'{"bound":>7} {"codec":<17} {"geom bpp":>8} {"int bpp":>7} {"max err":>8} {"rms err":>8} '
-          f'{"enc p50":>7} {"enc p95":>7} {"dec p50":>7} {"dec p95":>7}')
+          f'{"enc p50":>7} {"enc p95":>7} {"dec p50":>7} {"dec p95":>7} {"enc cpu":>7} {"dec cpu":>7}')
     for bound in args.bounds:
         for name in args.codecs:
             rows = [dict(scan=scan, points=len(points), **CODECS[name](points, bound))
@@ -208,7 +229,8 @@ def main() -> None:
                   f'{summary["max_error_m"]:8.4f} {summary["rms_error_m"]:8.4f} '
                   f'{summary["encode_ms_p50"]:7.1f} '
                   f'{summary["encode_ms_p95"]:7.1f} {summary["decode_ms_p50"]:7.1f} '
-                  f'{summary["decode_ms_p95"]:7.1f}', flush=True)
+                  f'{summary["decode_ms_p95"]:7.1f} {summary["encode_cpu_ms_p50"]:7.1f} '
+                  f'{summary["decode_cpu_ms_p50"]:7.1f}', flush=True)
     out = Path(__file__).resolve().parent / 'results' / f'lidar_codec_{args.tag}.json'
     out.write_text(json.dumps(dict(host=socket.gethostname(), cpu_count=os.cpu_count(), one_core=True,
                                    zstd_level=ZSTD_LEVEL, bounds=args.bounds, results=results), indent=1))

@@ -652,18 +652,16 @@ def _encode_spinning(xyz64, azimuth, codes, laid_out, header, correction_step, r
     azimuth_turn = _azimuth_turn(azimuth, counts, turn)
     ranges, azimuths, elevations = _spherical_indices(xyz64, azimuth, counts, heights, range_step,
                                                       azimuth_turn, turn)
-    base = _spherical_to_cartesian(ranges, azimuths, elevations, counts, heights, range_step, azimuth_turn,
-                                   turn)
-    corrections, decoded, within = _correct(xyz64, base, correction_step, max_error)
-    if not within:
-        return None
     # The typical azimuth step within a laser (a median of a sample: any value decodes).
     sample = slice(None, None, 1 + len(azimuths) // 4096)
     steps = _wrap_array(np.diff(azimuths)[sample], azimuth_turn)
     same_laser = np.diff(np.repeat(np.arange(len(counts)), counts))[sample] == 0
     azimuth_step = int(np.median(steps[same_laser])) if np.any(same_laser) else 0
-    _snap_to_predictions(xyz64, counts, heights, ranges, azimuths, elevations, corrections, decoded,
-                         range_step, azimuth_turn, turn, azimuth_step, max_error)
+    corrections, decoded, within = _choose_spherical(xyz64, counts, heights, ranges, azimuths, elevations,
+                                                     range_step, azimuth_turn, turn, azimuth_step,
+                                                     correction_step, max_error)
+    if not within:
+        return None
     rows = np.empty(len(ranges) * _ENTRIES_PER_POINT, np.int32)
     values = np.empty(len(ranges) * _ENTRIES_PER_POINT, np.int64)
     count = _spinning_symbols(ranges, azimuths, elevations, corrections, ranks, counts, azimuth_turn,
@@ -772,15 +770,24 @@ def _range_interval(xyz, i, se, ce, sa, ca, range_step, height, slack):
     return np.int64(math.ceil(low)), np.int64(math.floor(high))
 
 
-def _snap_to_predictions(xyz, counts, heights, ranges, azimuths, elevations, corrections, decoded, range_step,
-                         azimuth_turn, elevation_turn, azimuth_step, max_error):
-    """Where the predicted azimuth, elevation and a range near the predicted one already put a point
-    within the bound, code those (zero or small residuals, no correction) instead of the nearest
-    values: the bound is per coordinate, so there is slack to spend on cheaper symbols."""
+def _choose_spherical(xyz, counts, heights, ranges, azimuths, elevations, range_step, azimuth_turn,
+                      elevation_turn, azimuth_step, correction_step, max_error):
+    """The coded values of every point: (corrections, decoded float32 points, all within the bound).
+
+    Where the predicted azimuth and elevation and a range near the predicted one already put a point
+    within the bound, those are coded (zero or small residuals, no correction) instead of the
+    nearest values ``ranges, azimuths, elevations`` (updated in place): the bound is per coordinate,
+    so there is slack to spend on cheaper symbols. Elsewhere the nearest values and a correction.
+    """
     n = xyz.shape[0]
+    corrections = np.zeros((n, 3), dtype=np.int64)
+    decoded = np.empty((n, 3), dtype=np.float32)
     tabulated = azimuth_turn <= 2 * n
     table = _sincos_table(azimuth_turn) if tabulated else np.empty((0, 2), dtype=np.float64)
     slack = max_error * 0.999
+    cached_elevation = 0
+    cached_se, cached_ce = _sincos_turn(0, elevation_turn)
+    within = True
     point = 0
     first_range = first_azimuth = first_elevation = 0
     for laser in range(counts.shape[0]):
@@ -794,18 +801,34 @@ def _snap_to_predictions(xyz, counts, heights, ranges, azimuths, elevations, cor
             else:
                 predicted_range, predicted_elevation = ranges[i - 1], elevations[i - 1]
                 predicted_azimuth = (azimuths[i - 1] + azimuth_step) % azimuth_turn
-            for attempt in range(4):
+            for attempt in range(5):
+                nearest = attempt == 4  # the fallback: nearest values and a correction
                 azimuth = predicted_azimuth if attempt < 2 else azimuths[i]
-                elevation = predicted_elevation if attempt % 2 == 0 else elevations[i]
+                elevation = predicted_elevation if attempt % 2 == 0 and not nearest else elevations[i]
                 if (attempt == 1 and elevation == predicted_elevation) or (
-                        attempt >= 2 and azimuth == predicted_azimuth) or (
-                        attempt == 3 and elevation == predicted_elevation):
+                        attempt == 2 and azimuth == predicted_azimuth) or (
+                        attempt == 3 and (azimuth == predicted_azimuth or elevation == predicted_elevation)):
                     continue
-                se, ce = _sincos_turn(elevation, elevation_turn)
+                if elevation != cached_elevation:
+                    cached_elevation = elevation
+                    cached_se, cached_ce = _sincos_turn(elevation, elevation_turn)
+                se, ce = cached_se, cached_ce
                 if tabulated:
                     sa, ca = table[azimuth, 0], table[azimuth, 1]
                 else:
                     sa, ca = _sincos_turn(azimuth, azimuth_turn)
+                if nearest:
+                    x, y, z = _point(ranges[i], se, ce, sa, ca, range_step, height)
+                    base = (x, y, z)
+                    for axis in range(3):
+                        k = np.int64(round((xyz[i, axis] - base[axis]) / correction_step))
+                        corrections[i, axis] = k
+                        value = np.float32(base[axis] + k * correction_step)
+                        decoded[i, axis] = value
+                        if not abs(np.float64(value) - xyz[i, axis]) <= max_error:
+                            within = False
+                    azimuths[i], elevations[i] = azimuth, elevation
+                    break
                 low, high = _range_interval(xyz, i, se, ce, sa, ca, range_step, height, slack)
                 if low > high:
                     continue
@@ -813,38 +836,19 @@ def _snap_to_predictions(xyz, counts, heights, ranges, azimuths, elevations, cor
                 x, y, z = _point(chosen, se, ce, sa, ca, range_step, height)
                 if _fits(xyz, i, x, y, z, max_error):
                     ranges[i], azimuths[i], elevations[i] = chosen, azimuth, elevation
-                    corrections[i, 0] = corrections[i, 1] = corrections[i, 2] = 0
                     decoded[i, 0], decoded[i, 1], decoded[i, 2] = np.float32(x), np.float32(y), np.float32(z)
                     break
             if j == 0:
                 first_range, first_azimuth, first_elevation = ranges[i], azimuths[i], elevations[i]
-
-
-def _correct(xyz, base, step, max_error):
-    """Corrections on the grid of ``step``, the decoded float32 points, and whether all are within
-    ``max_error`` of the originals."""
-    n = xyz.shape[0]
-    corrections = np.empty((n, 3), dtype=np.int64)
-    decoded = np.empty((n, 3), dtype=np.float32)
-    within = True
-    for i in range(n):
-        for axis in range(3):
-            k = np.int64(round((xyz[i, axis] - base[i, axis]) / step))
-            corrections[i, axis] = k
-            value = np.float32(base[i, axis] + k * step)
-            decoded[i, axis] = value
-            if not abs(np.float64(value) - xyz[i, axis]) <= max_error:
-                within = False
     return corrections, decoded, within
 
 
 if numba is not None:
     _laser_sums = numba.njit(nogil=True, cache=True)(_laser_sums)
     _spherical_indices = numba.njit(nogil=True, cache=True)(_spherical_indices)
-    _correct = numba.njit(nogil=True, cache=True)(_correct)
     _fits = numba.njit(nogil=True, cache=True, inline='always')(_fits)
     _range_interval = numba.njit(nogil=True, cache=True, inline='always')(_range_interval)
-    _snap_to_predictions = numba.njit(nogil=True, cache=True)(_snap_to_predictions)
+    _choose_spherical = numba.njit(nogil=True, cache=True)(_choose_spherical)
 
 
 def _intensity_ranks(codes: np.ndarray) -> Tuple[bytes, np.ndarray]:

@@ -13,8 +13,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from xmodal_compress_ros.codec.bitstream import (packet_kind, parse_container, parse_image_packet,
-                                                     parse_lidar_packet)
+    from xmodal_compress_ros.codec.bitstream import (LIDAR_CODECS, packet_kind, parse_container,
+                                                     parse_image_packet, parse_lidar_packet)
     from xmodal_compress_ros.errors import PacketError
 
     if not args.input.is_file():
@@ -36,6 +36,7 @@ def main(args: argparse.Namespace) -> int:
             p = parse_lidar_packet(packet)
             scans.append({
                 'scan_id': p.scan_id, 'stamp_ns': p.stamp_ns, 'frame_id': p.frame_id, 'points': p.num_points,
+                'lidar_codec': LIDAR_CODECS[p.codec_id],
                 'quantization_bits': p.quantization_bits, 'intensity_bits': p.intensity_bits,
                 'frustum_only': p.frustum_only, 'has_projection': p.projection is not None,
                 'lidar_bytes': len(packet)})

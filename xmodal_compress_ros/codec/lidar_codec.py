@@ -174,7 +174,9 @@ def _clean(points: np.ndarray, config: LidarCodecConfig, calib: Optional[Calibra
             raise CalibrationError(
                 'frustum_only needs the camera calibration: pass calib=, or set frustum_only=False')
         keep &= frustum_mask(xyz, calib)
-    return xyz[keep], np.nan_to_num(intensity[keep], nan=0.0, posinf=0.0, neginf=0.0), keep, invalid
+    if not keep.all():
+        xyz, intensity = xyz[keep], intensity[keep]
+    return xyz, np.nan_to_num(intensity, nan=0.0, posinf=0.0, neginf=0.0), keep, invalid
 
 
 def _quantize_intensity(intensity: np.ndarray, config: LidarCodecConfig) -> np.ndarray:

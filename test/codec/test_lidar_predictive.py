@@ -26,19 +26,18 @@ KITTI_SCANS = [
 ]
 
 
-def within_bound(encoded, original, max_error):
+def within_bound(encoded, original, max_error, rings=None):
     """Every decoded point is within max_error per coordinate of its original (matched by order)."""
-    kept = original[np.isfinite(original[:, :3]).all(axis=1) & np.any(original[:, :3] != 0, axis=1)]
+    valid = np.isfinite(original[:, :3]).all(axis=1) & np.any(original[:, :3] != 0, axis=1)
+    kept = original[valid]
     assert encoded.num_points == len(kept)
     decoded = encoded.points[:, :3].astype(np.float64)
-    matched = kept[:, :3].astype(np.float64)[_order(encoded, kept)]
-    return np.abs(decoded - matched).max(initial=0.0) <= max_error
-
-
-def _order(encoded, kept):
     # The codec reports its coding order only through lidar_predictive; recover it by re-encoding.
-    coded = lidar_predictive.encode(kept[:, :3].astype(np.float32), None, encoded.config.max_error)
-    return coded.order
+    coded = lidar_predictive.encode(kept[:, :3].astype(np.float32), None, encoded.config.max_error,
+                                    None if rings is None else rings[valid])
+    np.testing.assert_array_equal(coded.xyz, encoded.points[:, :3])
+    matched = kept[:, :3].astype(np.float64)[coded.order]
+    return np.abs(decoded - matched).max(initial=0.0) <= max_error
 
 
 def round_trip(points, config, rings=None):
@@ -176,3 +175,18 @@ def test_property_every_coordinate_within_the_bound(points, max_error, scan_orde
     xyz, intensity, info = lidar_predictive.decode(coded.payload, len(coded.xyz))
     np.testing.assert_array_equal(xyz, coded.xyz)
     assert intensity is None and info.max_error == max_error
+
+
+def test_wide_intensity_and_unusable_rings():
+    points, rings = spinning_scan(8, 200, seed=2)
+    config = LidarCodecConfig(intensity_bits=16, intensity_max=1.0)
+    encoded = round_trip(points, config, rings=rings)
+    codes = np.rint(np.clip(points[:, 3].astype(np.float64), 0, 1) * 65535)
+    decoded = np.rint(encoded.points[:, 3].astype(np.float64) * 65535)
+    np.testing.assert_array_equal(np.sort(decoded), np.sort(codes))
+    # Ring values beyond MAX_LASERS, or not integers: still coded within the bound.
+    for bad in (rings.astype(np.int64) + lidar_predictive.MAX_LASERS, rings + 0.5):
+        encoded = round_trip(points, LidarCodecConfig(max_error=0.003), rings=bad)
+        assert within_bound(encoded, points, 0.003, rings=None if bad.dtype.kind == 'f' else bad)
+    with pytest.raises(ParameterError, match='rings'):
+        encode_scan(points, LidarCodecConfig(), rings=rings[:-1])

@@ -44,7 +44,8 @@ setup(
         'onnx': ['onnx>=1.15', 'onnxruntime>=1.17'],
         # LiDAR scan registration for the P-frame pose (geometry/ego_motion.py): GICP, MIT, numpy only.
         'registration': ['small_gicp>=1.0'],
-        'bench': ['matplotlib>=3.6', 'pytorch-msssim>=1.0'],
+        # pureini (Cloudini) is only a reference in bench/bench_lidar_codec.py.
+        'bench': ['matplotlib>=3.6', 'pytorch-msssim>=1.0', 'pureini>=0.10'],
         'test': ['pytest>=7', 'hypothesis>=6', 'flake8>=6'],
         # Coverage-guided fuzzing of the packet decoder (fuzz/fuzz_packets.py); without it, random mutations.
         'fuzz': ['atheris>=2.3'],

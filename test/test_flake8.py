@@ -1,4 +1,5 @@
-"""flake8 over the package, the benchmarks, the tests, fuzz/, harness/, research/, launch/ and setup.py, as ROS 2 Python
+"""flake8 over the package, the benchmarks, the tests, fuzz/, harness/, research/, launch/ and
+setup.py, as ROS 2 Python
 packages run ament_flake8; the settings (110 columns, E203 ignored) are setup.cfg's [flake8]."""
 import subprocess
 import sys
@@ -9,7 +10,8 @@ import pytest
 pytest.importorskip('flake8')
 
 REPO = Path(__file__).resolve().parents[1]
-CHECKED = ('xmodal_compress_ros', 'bench', 'test', 'scripts', 'fuzz', 'harness', 'research', 'launch', 'setup.py')
+CHECKED = ('xmodal_compress_ros', 'bench', 'test', 'scripts', 'fuzz', 'harness', 'research', 'launch',
+           'setup.py')
 
 
 def test_flake8():

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from xmodal_compress_ros.cli import __main__ as cli
+from xmodal_compress_ros.codec import lidar_predictive
 from xmodal_compress_ros.codec.bitstream import packet_kind, parse_container
 from xmodal_compress_ros.runtime.samples import TINY_CONFIG, synthetic_frame, untrained_models
 
@@ -88,6 +89,30 @@ def test_image_only_file(capsys, files, tmp_path):
     code, out, _ = run(capsys, 'decode', tmp_path / 'alone.xmc', '-o', tmp_path / 'alone.png',
                        '--model', twin)
     assert code == 0 and json.loads(out)['image_only']
+
+
+def test_lidar_only_file(capsys, files, tmp_path):
+    folder, _, _ = files
+    points = np.fromfile(folder / 'scan.bin', '<f4').reshape(-1, 4)
+    for codec in ('predictive', 'draco'):
+        code, out, _ = run(capsys, 'encode', '--points', folder / 'scan.bin', '--lidar-codec', codec,
+                           '--lidar-max-error', 0.005, '-o', tmp_path / f'{codec}.xmc')
+        summary = json.loads(out)
+        assert code == 0 and summary['lidar_codec'] == codec and summary['points'] > 0
+        packets = parse_container((tmp_path / f'{codec}.xmc').read_bytes())
+        assert [packet_kind(p) for p in packets] == ['lidar']
+        code, out, _ = run(capsys, 'decode', tmp_path / f'{codec}.xmc',
+                           '--points-out', tmp_path / f'{codec}.bin')
+        assert code == 0 and json.loads(out)['points'] == summary['points']
+        decoded = np.fromfile(tmp_path / f'{codec}.bin', '<f4').reshape(-1, 4)
+        assert decoded.shape == (summary['points'], 4)
+    # The predictive scan keeps every point's coordinates within 5 mm (in the codec's point order).
+    decoded = np.fromfile(tmp_path / 'predictive.bin', '<f4').reshape(-1, 4)
+    kept = points[np.isfinite(points[:, :3]).all(1) & np.any(points[:, :3] != 0, axis=1), :3]
+    order = lidar_predictive.encode(kept, None, 0.005).order
+    assert len(decoded) == len(kept) and np.abs(decoded[:, :3] - kept[order]).max() <= 0.005
+    code, _, err = run(capsys, 'encode', '-o', tmp_path / 'none.xmc')
+    assert code == 2 and 'nothing to encode' in err
 
 
 def test_errors_are_one_line(capsys, files, tmp_path):

@@ -160,7 +160,7 @@ def test_invalid_image_packets_are_rejected(changes, message):
 @pytest.mark.parametrize('changes, message', [
     (dict(frame_id='x' * 256), 'at most 255'),
     (dict(frame_id='\ud800'), 'UTF-8'),
-    (dict(codec_id=2), 'codec id 2 is unknown'),
+    (dict(codec_id=3), 'codec id 3 is unknown'),
     (dict(quantization_bits=31), 'quantization_bits'),
     (dict(intensity_bits=17), 'intensity_bits'),
     (dict(intensity_max=float('nan')), 'intensity_max'),

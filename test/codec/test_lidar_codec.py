@@ -10,6 +10,8 @@ from xmodal_compress_ros.codec.lidar_codec import (
 from xmodal_compress_ros.errors import CalibrationError, PacketError, ParameterError, PointCloudError
 from xmodal_compress_ros.geometry.calibration import Calibration
 
+DRACO = LidarCodecConfig(codec='draco')
+
 
 def scan(count=1500, seed=0):
     rng = np.random.default_rng(seed)
@@ -35,7 +37,7 @@ def nearest(decoded, original):
 
 def test_round_trip_through_a_packet_returns_the_encoders_points():
     points = scan()
-    config = LidarCodecConfig()
+    config = DRACO
     encoded = encode_scan(points, config)
     packet = encoded.to_packet(scan_id=7, stamp_ns=123, frame_id='velodyne')
     packet = parse_lidar_packet(pack_lidar_packet(packet))
@@ -52,7 +54,7 @@ def test_round_trip_through_a_packet_returns_the_encoders_points():
 
 
 def test_decoded_coordinates_lie_exactly_on_the_declared_grid():
-    encoded = encode_scan(scan(), LidarCodecConfig(quantization_bits=9))
+    encoded = encode_scan(scan(), LidarCodecConfig(codec='draco', quantization_bits=9))
     grid = np.frombuffer(encoded.payload[:16], '<f4')
     origin, extent = grid[:3], grid[3]
     step = np.float64(extent) / 511
@@ -63,7 +65,7 @@ def test_decoded_coordinates_lie_exactly_on_the_declared_grid():
 
 def test_lossless_positions_and_wide_intensity():
     points = scan(500)
-    config = LidarCodecConfig(quantization_bits=0, intensity_bits=16, intensity_max=2.0)
+    config = LidarCodecConfig(codec='draco', quantization_bits=0, intensity_bits=16, intensity_max=2.0)
     encoded = encode_scan(points, config)
     order = np.lexsort(encoded.points[:, :3].T)
     original = points[np.lexsort(points[:, :3].T)]
@@ -72,17 +74,17 @@ def test_lossless_positions_and_wide_intensity():
 
 
 def test_without_intensity_and_with_three_columns():
-    encoded = encode_scan(scan()[:, :3], LidarCodecConfig(keep_intensity=False))
+    encoded = encode_scan(scan()[:, :3], LidarCodecConfig(codec='draco', keep_intensity=False))
     assert np.all(encoded.points[:, 3] == 0)
     assert encoded.to_packet(0, 0, '').intensity_bits == 0
-    with_intensity = encode_scan(scan(), LidarCodecConfig())
+    with_intensity = encode_scan(scan(), DRACO)
     assert len(encoded.payload) < len(with_intensity.payload)
 
 
 def test_intensity_is_clipped_to_its_range():
     points = scan(50)
     points[:3, 3] = [-5.0, 7.0, np.nan]
-    decoded = encode_scan(points, LidarCodecConfig(quantization_bits=0)).points
+    decoded = encode_scan(points, LidarCodecConfig(codec='draco', quantization_bits=0)).points
     index, _ = nearest(decoded, points[:3])
     np.testing.assert_allclose(decoded[index, 3], [0.0, 1.0, 0.0])
 
@@ -91,20 +93,20 @@ def test_non_finite_and_empty_clouds():
     points = scan(100)
     points[::10, 1] = np.nan
     points[5, 2] = np.inf
-    encoded = encode_scan(points)
+    encoded = encode_scan(points, DRACO)
     assert encoded.num_points == 89 and encoded.input_points == 100
     for empty in (np.full((20, 4), np.nan, np.float32), np.zeros((0, 4), np.float32)):
-        encoded = encode_scan(empty)
+        encoded = encode_scan(empty, DRACO)
         assert encoded.payload == b'' and encoded.num_points == 0 and encoded.points.shape == (0, 4)
         packet = parse_lidar_packet(pack_lidar_packet(encoded.to_packet(1, 2, 'f')))
         assert decode_packet(packet).shape == (0, 4)
-    one = encode_scan(np.array([[1.0, 2.0, 3.0, 0.5]], np.float32))
+    one = encode_scan(np.array([[1.0, 2.0, 3.0, 0.5]], np.float32), DRACO)
     np.testing.assert_allclose(one.points, [[1.0, 2.0, 3.0, 128 / 255]], atol=1e-6)
 
 
 def test_exact_duplicates_are_dropped_consistently():
     points = scan(200)
-    encoded = encode_scan(np.concatenate([points, points[:30]]))
+    encoded = encode_scan(np.concatenate([points, points[:30]]), DRACO)
     assert encoded.num_points == 200
     np.testing.assert_array_equal(decode_scan(encoded.payload, 200, encoded.config), encoded.points)
 
@@ -113,10 +115,10 @@ def test_frustum_only_keeps_the_points_seen_by_the_camera():
     calib = camera()
     points = scan(3000)
     with pytest.raises(CalibrationError, match='frustum_only needs'):
-        encode_scan(points, LidarCodecConfig(frustum_only=True))
+        encode_scan(points, LidarCodecConfig(codec='draco', frustum_only=True))
     mask = frustum_mask(points, calib)
     assert 0 < mask.sum() < len(points)
-    encoded = encode_scan(points, LidarCodecConfig(frustum_only=True), calib)
+    encoded = encode_scan(points, LidarCodecConfig(codec='draco', frustum_only=True), calib)
     assert encoded.num_points == mask.sum() and encoded.to_packet(0, 0, 'v').frustum_only
     _, distance = nearest(encoded.points, points[mask])
     assert distance.max() < 0.1
@@ -144,7 +146,7 @@ def test_bad_points_are_a_point_cloud_error():
 
 
 def test_corrupted_payloads_raise_packet_error():
-    encoded = encode_scan(scan(800))
+    encoded = encode_scan(scan(800), DRACO)
     config, payload = encoded.config, encoded.payload
     for bad, count, message in [
         (payload[:10], 800, 'truncated'),
@@ -155,15 +157,15 @@ def test_corrupted_payloads_raise_packet_error():
     ]:
         with pytest.raises(PacketError, match=message):
             decode_scan(bad, count, config)
-    plain = encode_scan(scan(800), LidarCodecConfig(keep_intensity=False))
+    plain = encode_scan(scan(800), LidarCodecConfig(codec='draco', keep_intensity=False))
     with pytest.raises(PacketError, match='lacks the intensity'):
         decode_scan(plain.payload, 800, config)
     with pytest.raises(PacketError, match='exceed'):
-        decode_scan(payload, 800, LidarCodecConfig(intensity_bits=4))
+        decode_scan(payload, 800, LidarCodecConfig(codec='draco', intensity_bits=4))
 
 
 def test_random_damage_never_crashes():
-    encoded = encode_scan(scan(300))
+    encoded = encode_scan(scan(300), DRACO)
     rng = np.random.default_rng(5)
     payload = encoded.payload
     for trial in range(150):
@@ -197,8 +199,8 @@ def test_real_scan_sizes(kitti_root):
     frame = kitti_root / 'kitti_object' / 'training'
     points = read_points(frame / 'velodyne' / '000000.bin')
     calib = load_calibration(frame / 'calib' / '000000.txt', image_size=(1242, 375))
-    full = encode_scan(points)
-    cut = encode_scan(points, LidarCodecConfig(frustum_only=True), calib)
+    full = encode_scan(points, DRACO)
+    cut = encode_scan(points, LidarCodecConfig(codec='draco', frustum_only=True), calib)
     assert full.num_points == len(points) and 15_000 < cut.num_points < 25_000
     assert len(full.payload) < 200_000 and len(cut.payload) < 50_000
     np.testing.assert_array_equal(decode_scan(cut.payload, cut.num_points, cut.config), cut.points)

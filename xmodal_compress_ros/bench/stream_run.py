@@ -30,6 +30,8 @@ class StreamSettings:
     frustum_only: bool = False
     keyframe_interval: int = 1
     pframe_model: str = 'models/xmodal-pframe'
+    lidar_codec: str = 'predictive'
+    lidar_max_error: float = 0.01
     start_timeout: float = 180.0
     rate: float = 1.0
 
@@ -105,7 +107,8 @@ def stream_bag(settings: StreamSettings, bag: Path, calibration: Path, originals
                'precision': settings.precision, 'model': settings.model,
                'fallback_model': settings.fallback_model, 'threads': threads,
                'frustum_only': settings.frustum_only, 'keyframe_interval': settings.keyframe_interval,
-               'pframe_model': settings.pframe_model}
+               'pframe_model': settings.pframe_model, 'lidar_codec': settings.lidar_codec,
+               'lidar_max_error': settings.lidar_max_error}
     decoder = {'models': [settings.model, settings.fallback_model], 'pframe_model': settings.pframe_model,
                'backend': settings.backend,
                'device': settings.device, 'precision': settings.precision,

@@ -14,9 +14,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     d = DecoderConfig()
     parser.add_argument('input', type=Path, help='the .xmc file (from xmodal encode)')
-    parser.add_argument('-o', '--output', required=True, type=Path,
+    parser.add_argument('-o', '--output', type=Path,
                         help='reconstructed image (.png); several images (a stream) get _000, _001, ... '
-                             'suffixes in stream order')
+                             'suffixes in stream order; required when the file holds images')
     parser.add_argument('--points-out', type=Path,
                         help='also write the decoded LiDAR scan as a KITTI .bin (float32 x, y, z, intensity)')
     parser.add_argument('--drop-lidar', action='store_true',
@@ -42,7 +42,7 @@ def main(args: argparse.Namespace) -> int:
     from xmodal_compress_ros.codec.pipeline import Decoder, DecoderConfig
     from xmodal_compress_ros.errors import ImageFormatError, PacketError, PointCloudError
 
-    if args.output.suffix.lower() != '.png':
+    if args.output is not None and args.output.suffix.lower() != '.png':
         raise ImageFormatError(f'{args.output}: write the reconstruction as .png (lossless), not '
                                f'{args.output.suffix!r}')
     for path in (args.output, args.points_out):
@@ -55,7 +55,9 @@ def main(args: argparse.Namespace) -> int:
     packets = parse_container(args.input.read_bytes())
     images = [p for p in packets if packet_kind(p) == 'image']
     if not images:
-        raise PacketError(f'{args.input} holds no image packet')
+        return _decode_scans_only(args, packets)
+    if args.output is None:
+        raise ImageFormatError(f'{args.input} holds images: give -o/--output (a .png) to write them')
     config = DecoderConfig(backend=args.backend, device=args.device, precision=args.precision, warmup=False,
                            post_filter=not args.no_post_filter, post_filter_views=args.post_filter_views,
                            **({'models': tuple(args.model)} if args.model else {}))
@@ -93,6 +95,34 @@ def main(args: argparse.Namespace) -> int:
                   'p_frames': sum(r['frame_kind'] == 'P' for r in records),
                   'degraded': sum(r['degraded'] for r in records)}
         print(json.dumps(dict(counts, images=records)))
+    return 0
+
+
+def _decode_scans_only(args: argparse.Namespace, packets) -> int:
+    """A LiDAR-only file: decode its scans (no model loaded) and write them with --points-out."""
+    import time
+
+    import numpy as np
+
+    from xmodal_compress_ros.codec.bitstream import parse_lidar_packet
+    from xmodal_compress_ros.codec.lidar_codec import decode_packet
+    from xmodal_compress_ros.errors import PacketError
+
+    if not packets:
+        raise PacketError(f'{args.input} holds no packet')
+    records = []
+    for index, data in enumerate(packets):
+        packet = parse_lidar_packet(data)
+        start = time.perf_counter()
+        points = decode_packet(packet)
+        record = {'scan_id': packet.scan_id, 'stamp_ns': packet.stamp_ns, 'points': len(points),
+                  'decode_ms': round((time.perf_counter() - start) * 1e3, 1)}
+        if args.points_out is not None:
+            path = _numbered(args.points_out, index, len(packets))
+            np.ascontiguousarray(points, dtype='<f4').tofile(path)
+            record['points_out'] = str(path)
+        records.append(record)
+    print(json.dumps(records[0] if len(records) == 1 else {'scans': records}))
     return 0
 
 

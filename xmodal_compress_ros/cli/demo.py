@@ -46,6 +46,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              'exists, else 1: every image alone)')
     parser.add_argument('--frustum-only', action='store_true',
                         help='send only the LiDAR points inside the camera view (smaller, faster packets)')
+    parser.add_argument('--lidar-codec', default='predictive', choices=('predictive', 'draco'),
+                        help='LiDAR codec of the encoder node (default predictive; docs/lidar_stream.md)')
+    parser.add_argument('--lidar-max-error', type=float, default=0.01,
+                        help='predictive LiDAR codec: largest coordinate error, metres (default 0.01)')
     parser.add_argument('--rate', type=float, default=1.0, help='playback speed (default 1: recorded rate)')
     parser.add_argument('--start-timeout', type=float, default=180.0,
                         help='seconds for the nodes to load their models (default 180)')

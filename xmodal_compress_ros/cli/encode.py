@@ -11,22 +11,30 @@ from xmodal_compress_ros.cli.arguments import positive_int
 #: Key frame every 10 frames, as ffmpeg_image_transport.
 SEQUENCE_KEYFRAME_INTERVAL = 10
 
-HELP = ('Encode an image and its LiDAR scan (or a KITTI raw drive as a key/P-frame stream) into one .xmc '
-        'file; prints JSON.')
+HELP = ('Encode an image and its LiDAR scan, a scan alone (--points without --image), or a KITTI raw drive '
+        'as a key/P-frame stream (--sequence) into one .xmc file; prints JSON.')
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from xmodal_compress_ros.codec.lidar_codec import CODEC_NAMES
     from xmodal_compress_ros.codec.pipeline import EncoderConfig
 
     d = EncoderConfig()
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument('--image', type=Path, help='camera image (PNG/JPEG), rectified')
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument('--image', type=Path,
+                        help='camera image (PNG/JPEG), rectified; without it (and --sequence) the file holds '
+                             'the --points scan alone')
     source.add_argument('--sequence', type=Path, metavar='DRIVE',
                         help='a KITTI raw drive folder (.../2011_09_26_drive_0001_sync): its frames in order '
                              'as one stream, key frame every --keyframe-interval; calibration from --calib '
                              'or the date folder above it')
     parser.add_argument('--points', type=Path,
                         help='LiDAR scan: KITTI .bin or .npy (N x >=3); required unless --no-lidar')
+    parser.add_argument('--lidar-codec', default=d.lidar.codec, choices=CODEC_NAMES,
+                        help=f'LiDAR codec (default {d.lidar.codec}; docs/lidar_stream.md)')
+    parser.add_argument('--lidar-max-error', type=float, default=d.lidar.max_error,
+                        help=f'predictive codec: largest error of any coordinate, metres '
+                             f'(default {d.lidar.max_error})')
     parser.add_argument('--calib', type=Path,
                         help='KITTI object calib .txt, KITTI raw date folder or project .yaml '
                              '(docs/calibration.md); required unless --no-lidar')
@@ -71,6 +79,8 @@ def main(args: argparse.Namespace) -> int:
 
     if args.sequence is not None:
         return _encode_sequence(args)
+    if args.image is None:
+        return _encode_scan_only(args)
     if not args.no_lidar and (args.points is None or args.calib is None):
         missing = '--points' if args.points is None else '--calib'
         error = PointCloudError if args.points is None else CalibrationError
@@ -87,7 +97,7 @@ def main(args: argparse.Namespace) -> int:
         calib = synthetic_calibration(width, height)
     config = EncoderConfig(model=args.model, fallback_model=args.fallback_model, backend=args.backend,
                            device=args.device, precision=args.precision, quality=args.quality, warmup=False,
-                           refine_steps=args.refine_steps)
+                           refine_steps=args.refine_steps, lidar=_lidar_config(args))
     encoder = Encoder(config, calib)
     start = time.perf_counter()
     packets, scan, points = [], None, 0
@@ -138,7 +148,7 @@ def _encode_sequence(args: argparse.Namespace) -> int:
     config = EncoderConfig(model=args.model, fallback_model=args.fallback_model, backend=args.backend,
                            device=args.device, precision=args.precision, quality=args.quality, warmup=False,
                            refine_steps=args.refine_steps, keyframe_interval=args.keyframe_interval,
-                           pframe_model=args.pframe_model)
+                           pframe_model=args.pframe_model, lidar=_lidar_config(args))
     encoder = Encoder(config, drive.calib)
     packets, frames, elapsed = [], [], 0.0
     for index in indexes:
@@ -166,5 +176,46 @@ def _encode_sequence(args: argparse.Namespace) -> int:
         'bpp': round(8.0 * image_bytes / (width * height * len(frames)), 5),
         'backend': f'{args.backend}/{args.device}/{args.precision}',
         'encode_ms_per_frame': round(elapsed * 1e3 / len(frames), 1), 'per_frame': frames,
+    }))
+    return 0
+
+
+def _lidar_config(args: argparse.Namespace):
+    from dataclasses import replace
+
+    from xmodal_compress_ros.codec.lidar_codec import LidarCodecConfig
+
+    return replace(LidarCodecConfig(), codec=args.lidar_codec, max_error=args.lidar_max_error)
+
+
+def _encode_scan_only(args: argparse.Namespace) -> int:
+    """A LiDAR-only .xmc: one LiDAR packet, no model loaded."""
+    import time
+
+    from xmodal_compress_ros.codec.bitstream import pack_container, pack_lidar_packet
+    from xmodal_compress_ros.codec.lidar_codec import encode_scan
+    from xmodal_compress_ros.data.pointfiles import read_points
+    from xmodal_compress_ros.errors import PacketError, PointCloudError
+
+    if args.points is None or args.no_lidar:
+        raise PointCloudError('give --image (and --points) or --points alone: there is nothing to encode')
+    if not args.output.parent.is_dir():
+        raise PacketError(f'cannot write {args.output}: folder {args.output.parent} does not exist')
+    points = read_points(args.points)
+    start = time.perf_counter()
+    encoded = encode_scan(points, _lidar_config(args))
+    packet = pack_lidar_packet(encoded.to_packet(0, args.stamp_ns, 'lidar'))
+    elapsed_ms = (time.perf_counter() - start) * 1e3
+    data = pack_container([packet])
+    args.output.write_bytes(data)
+    print(json.dumps({
+        'output': str(args.output),
+        'lidar_codec': args.lidar_codec,
+        'lidar_bytes': len(packet),
+        'file_bytes': len(data),
+        'points': encoded.num_points,
+        'invalid_points': encoded.invalid_points,
+        'bits_per_point': round(8.0 * len(packet) / max(1, encoded.num_points), 3),
+        'encode_ms': round(elapsed_ms, 1),
     }))
     return 0

@@ -14,7 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from xmodal_compress_ros.codec.bitstream import (FRAME_KINDS, packet_kind, parse_container,
+    from xmodal_compress_ros.codec.bitstream import (FRAME_KINDS, LIDAR_CODECS, packet_kind, parse_container,
                                                      parse_image_packet, parse_lidar_packet)
     from xmodal_compress_ros.errors import PacketError
 
@@ -42,6 +42,7 @@ def main(args: argparse.Namespace) -> int:
             listing.append({'kind': 'LiDAR', 'scan_id': p.scan_id, 'bytes': len(packet)})
             scans.append({
                 'scan_id': p.scan_id, 'stamp_ns': p.stamp_ns, 'frame_id': p.frame_id, 'points': p.num_points,
+                'lidar_codec': LIDAR_CODECS[p.codec_id],
                 'quantization_bits': p.quantization_bits, 'intensity_bits': p.intensity_bits,
                 'frustum_only': p.frustum_only, 'has_projection': p.projection is not None,
                 'lidar_bytes': len(packet)})

@@ -46,7 +46,8 @@ FRAME_KINDS = {FRAME_KEY: 'key', FRAME_PREDICTED: 'P'}
 MAX_POSE_BYTES = 32
 
 LIDAR_CODEC_DRACO = 1
-LIDAR_CODECS = {LIDAR_CODEC_DRACO: 'draco'}
+LIDAR_CODEC_PREDICTIVE = 2
+LIDAR_CODECS = {LIDAR_CODEC_DRACO: 'draco', LIDAR_CODEC_PREDICTIVE: 'predictive'}
 #: Default cap on the points of one scan accepted by :func:`parse_lidar_packet`.
 MAX_LIDAR_POINTS = 4_000_000
 MAX_FRAME_ID_BYTES = 255
@@ -334,8 +335,9 @@ class LidarPacket:
         scan_id: sequence number that image packets refer to.
         stamp_ns: acquisition time of the scan.
         frame_id: the LiDAR's TF frame, at most 255 UTF-8 bytes.
-        codec_id: 1 = Draco (see ``codec.lidar_codec``).
-        quantization_bits: Draco position quantization, 0 (lossless) .. 30.
+        codec_id: 1 = Draco, 2 = predictive (see ``codec.lidar_codec``).
+        quantization_bits: Draco position quantization, 0 (lossless) .. 30; 0 for the predictive
+            codec (its bound travels in its payload).
         frustum_only: True if only points inside the camera frustum were kept.
         intensity_bits: bits of the quantized intensity channel, 0 = no intensity.
         intensity_max: intensity represented by the largest quantized value (> 0), kept as

@@ -1,4 +1,8 @@
-"""The LiDAR stream: Draco-coded scans that travel with the images and are counted in the rate.
+"""The LiDAR stream: coded scans that travel with the images and are counted in the rate.
+
+Two codecs: ``'predictive'`` (:mod:`lidar_predictive`, the default: every coordinate within
+``max_error`` metres, laser-order prediction for spinning sensors) and ``'draco'`` (Draco at
+``quantization_bits``, for interoperability). The Draco payload is described below.
 
 The image decoder conditions on the scan, so the scan must reach it: its bytes are part of every
 rate this project reports. The encoder conditions the image on the *decoded* scan (it decodes its
@@ -26,8 +30,10 @@ from typing import Optional
 
 import numpy as np
 
+from xmodal_compress_ros.codec import lidar_predictive
 from xmodal_compress_ros.codec.bitstream import (
-    LIDAR_CODEC_DRACO, MAX_INTENSITY_BITS, MAX_QUANTIZATION_BITS, LidarPacket,
+    LIDAR_CODEC_DRACO, LIDAR_CODEC_PREDICTIVE, LIDAR_CODECS, MAX_INTENSITY_BITS, MAX_QUANTIZATION_BITS,
+    LidarPacket,
 )
 from xmodal_compress_ros.errors import CalibrationError, PacketError, ParameterError
 from xmodal_compress_ros.geometry.calibration import Calibration
@@ -52,6 +58,9 @@ _DRACO_HEADER = struct.Struct('<5sBBBBHi')
 # force_quantization). DracoPy's compression_level is 10 - speed.
 REFERENCE_SPEED = 7
 REFERENCE_QUANTIZATION_BITS = 14
+#: Codec names as ``LidarCodecConfig.codec`` and the ``lidar_codec`` parameter take them.
+CODEC_NAMES = tuple(LIDAR_CODECS.values())
+_CODEC_IDS = {name: codec_id for codec_id, name in LIDAR_CODECS.items()}
 
 
 @dataclass(frozen=True)
@@ -59,6 +68,8 @@ class LidarCodecConfig:
     """How scans are coded.
 
     Attributes:
+        codec: ``'predictive'`` (bounded error per coordinate) or ``'draco'``.
+        max_error: the predictive codec's bound, metres per coordinate.
         quantization_bits: Draco position bits over the scan's bounding cube, 1..30, or 0 for
             lossless float32 positions.
         compression_level: Draco effort 0..10 (DracoPy's ``compression_level`` = 10 - speed).
@@ -69,6 +80,8 @@ class LidarCodecConfig:
             Velodyne drivers: 255). Larger values are clipped, negative ones become 0.
     """
 
+    codec: str = 'predictive'
+    max_error: float = 0.01
     quantization_bits: int = 11
     compression_level: int = 7
     frustum_only: bool = False
@@ -77,6 +90,10 @@ class LidarCodecConfig:
     intensity_max: float = 1.0
 
     def __post_init__(self) -> None:
+        if self.codec not in CODEC_NAMES:
+            raise ParameterError(f'LidarCodecConfig.codec is {self.codec!r}; choose one of '
+                                 + ', '.join(CODEC_NAMES))
+        object.__setattr__(self, 'max_error', lidar_predictive.check_max_error(self.max_error))
         checks = (
             ('quantization_bits', self.quantization_bits, 0, MAX_QUANTIZATION_BITS),
             ('compression_level', self.compression_level, 0, 10),
@@ -109,6 +126,8 @@ class EncodedScan:
         num_points: M (duplicates and non-finite points removed, frustum cut applied).
         input_points: points given to the encoder.
         config: the settings used.
+        invalid_points: input points left out as invalid (a non-finite coordinate; with the
+            predictive codec also zero range); the predictive payload records the count.
     """
 
     payload: bytes = field(repr=False)
@@ -116,12 +135,14 @@ class EncodedScan:
     num_points: int
     input_points: int
     config: LidarCodecConfig
+    invalid_points: int = 0
 
     def to_packet(self, scan_id: int, stamp_ns: int, frame_id: str) -> LidarPacket:
         """The LiDAR packet that carries this scan."""
         return LidarPacket(
-            scan_id=scan_id, stamp_ns=stamp_ns, frame_id=frame_id, codec_id=LIDAR_CODEC_DRACO,
-            quantization_bits=self.config.quantization_bits, frustum_only=self.config.frustum_only,
+            scan_id=scan_id, stamp_ns=stamp_ns, frame_id=frame_id, codec_id=_CODEC_IDS[self.config.codec],
+            quantization_bits=self.config.quantization_bits if self.config.codec == 'draco' else 0,
+            frustum_only=self.config.frustum_only,
             intensity_bits=self.config.stored_intensity_bits, intensity_max=self.config.intensity_max,
             num_points=self.num_points, payload=self.payload)
 
@@ -139,17 +160,23 @@ def frustum_mask(points: np.ndarray, calib: Calibration, margin: int = FRUSTUM_M
 
 
 def _clean(points: np.ndarray, config: LidarCodecConfig, calib: Optional[Calibration]):
-    """Finite points (after the frustum cut) as float32 xyz and float32 intensity."""
+    """Valid points (after the frustum cut) as float32 xyz and float32 intensity, the mask of the
+    kept rows and the count of invalid ones (non-finite; for the predictive codec also zero range)."""
     points = check_points(points)
     xyz = points[:, :3].astype(np.float32)
     intensity = points[:, 3].astype(np.float32) if points.shape[1] > 3 else np.zeros(len(points), np.float32)
     keep = np.isfinite(xyz).all(axis=1)
+    if config.codec == 'predictive':
+        keep &= np.any(xyz != 0, axis=1)
+    invalid = len(xyz) - int(np.count_nonzero(keep))
     if config.frustum_only:
         if calib is None:
             raise CalibrationError(
                 'frustum_only needs the camera calibration: pass calib=, or set frustum_only=False')
         keep &= frustum_mask(xyz, calib)
-    return xyz[keep], np.nan_to_num(intensity[keep], nan=0.0, posinf=0.0, neginf=0.0)
+    if not keep.all():
+        xyz, intensity = xyz[keep], intensity[keep]
+    return xyz, np.nan_to_num(intensity, nan=0.0, posinf=0.0, neginf=0.0), keep, invalid
 
 
 def _quantize_intensity(intensity: np.ndarray, config: LidarCodecConfig) -> np.ndarray:
@@ -166,20 +193,54 @@ def _grid(xyz: np.ndarray):
 
 
 def encode_scan(points: np.ndarray, config: LidarCodecConfig = LidarCodecConfig(),
-                calib: Optional[Calibration] = None) -> EncodedScan:
-    """Code a scan with Draco and decode it again, so the caller conditions on what the receiver gets.
+                calib: Optional[Calibration] = None, rings: Optional[np.ndarray] = None) -> EncodedScan:
+    """Code a scan and decode it again, so the caller conditions on what the receiver gets.
 
     Args:
-        points: (N, >=3) x, y, z[, intensity] in the LiDAR frame, metres. Rows with a non-finite
-            coordinate are dropped; a non-finite intensity becomes 0.
+        points: (N, >=3) x, y, z[, intensity] in the LiDAR frame, metres. Invalid rows (see
+            ``EncodedScan.invalid_points``) are dropped and counted; a non-finite intensity becomes 0.
         config: coding settings.
         calib: needed with ``config.frustum_only``.
+        rings: (N,) laser index of each point (the PointCloud2 ``ring`` field), if the driver gives
+            it; the predictive codec orders points by it.
     """
+    xyz, intensity, keep, invalid = _clean(points, config, calib)
+    if config.codec == 'predictive':
+        if rings is not None:
+            rings = np.asarray(rings)
+            if rings.shape != (len(keep),) or rings.dtype.kind not in 'iuf':
+                raise ParameterError(f'rings must be one number per point, got shape {rings.shape}')
+            rings = rings[keep]
+        return _encode_predictive(xyz, intensity, config, rings, len(points), invalid)
+    return _encode_draco(xyz, intensity, config, len(points), invalid)
+
+
+def _encode_predictive(xyz, intensity, config, rings, input_points, invalid) -> EncodedScan:
+    codes = _quantize_intensity(intensity, config)[:, 0] if config.keep_intensity else None
+    if rings is not None and not np.array_equal(rings, np.rint(rings)):
+        rings = None  # not laser indexes: let the encoder find the lasers
+    coded = lidar_predictive.encode(xyz, codes, config.max_error, rings, invalid)
+    points = _predictive_points(coded.xyz, coded.intensity, config)
+    return EncodedScan(coded.payload, points, len(points), input_points, config, invalid)
+
+
+def _predictive_points(xyz: np.ndarray, codes: Optional[np.ndarray], config: LidarCodecConfig) -> np.ndarray:
+    out = np.zeros((len(xyz), 4), np.float32)
+    out[:, :3] = xyz
+    if codes is not None:
+        top = (1 << config.intensity_bits) - 1
+        if len(codes) and int(codes.max()) > top:
+            raise PacketError(f'LiDAR intensity codes exceed {top}, the largest '
+                              f'{config.intensity_bits}-bit code')
+        out[:, 3] = (codes.astype(np.float64) * (config.intensity_max / top)).astype(np.float32)
+    return out
+
+
+def _encode_draco(xyz, intensity, config, input_points, invalid) -> EncodedScan:
     import DracoPy
 
-    xyz, intensity = _clean(points, config, calib)
     if len(xyz) == 0:
-        return EncodedScan(b'', np.zeros((0, 4), np.float32), 0, len(points), config)
+        return EncodedScan(b'', np.zeros((0, 4), np.float32), 0, input_points, config, invalid)
     attributes = None
     if config.keep_intensity:
         attributes = {INTENSITY_ATTRIBUTE: _quantize_intensity(intensity, config)}
@@ -193,16 +254,21 @@ def encode_scan(points: np.ndarray, config: LidarCodecConfig = LidarCodecConfig(
     payload = header + DracoPy.encode(xyz, **options)
     # Draco drops exact duplicates, so the decoded scan can be shorter than the input.
     decoded = _decode(payload, config)
-    return EncodedScan(payload, decoded, len(decoded), len(points), config)
+    return EncodedScan(payload, decoded, len(decoded), input_points, config, invalid)
 
 
 def decode_scan(payload: bytes, num_points: int, config: LidarCodecConfig) -> np.ndarray:
     """Decode a payload of ``num_points`` points to (num_points, 4) float32 x, y, z, intensity.
 
-    Only ``quantization_bits``, ``keep_intensity``, ``intensity_bits`` and ``intensity_max`` of
-    ``config`` matter (the LiDAR packet carries them). A payload that is corrupted or disagrees
-    with them raises :class:`PacketError`.
+    Only ``codec``, ``quantization_bits``, ``keep_intensity``, ``intensity_bits`` and
+    ``intensity_max`` of ``config`` matter (the LiDAR packet carries them). A payload that is
+    corrupted or disagrees with them raises :class:`PacketError`.
     """
+    if config.codec == 'predictive':
+        xyz, codes, info = lidar_predictive.decode(payload, num_points)
+        if info.has_intensity != config.keep_intensity:
+            raise PacketError('LiDAR payload and packet disagree on whether the scan has intensity')
+        return _predictive_points(xyz, codes, config)
     if num_points == 0:
         if payload:
             raise PacketError(f'LiDAR payload of an empty scan must be empty, got {len(payload)} bytes')
@@ -284,9 +350,13 @@ def _dequantize_intensity(attribute, num_points: int, config: LidarCodecConfig) 
 
 def config_from_packet(packet: LidarPacket) -> LidarCodecConfig:
     """The decoding settings a LiDAR packet declares."""
-    if packet.codec_id != LIDAR_CODEC_DRACO:
-        raise PacketError(f'LiDAR codec id {packet.codec_id} is not Draco ({LIDAR_CODEC_DRACO})')
+    if packet.codec_id not in (LIDAR_CODEC_DRACO, LIDAR_CODEC_PREDICTIVE):
+        raise PacketError(f'LiDAR codec id {packet.codec_id} is not one this decoder reads')
+    max_error = LidarCodecConfig.max_error
+    if packet.codec_id == LIDAR_CODEC_PREDICTIVE:
+        max_error = lidar_predictive.read_info(packet.payload).max_error
     return LidarCodecConfig(
+        codec=LIDAR_CODECS[packet.codec_id], max_error=max_error,
         quantization_bits=packet.quantization_bits, frustum_only=packet.frustum_only,
         keep_intensity=packet.intensity_bits > 0, intensity_bits=packet.intensity_bits or 8,
         intensity_max=packet.intensity_max)

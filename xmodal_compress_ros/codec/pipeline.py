@@ -76,7 +76,7 @@ class EncoderConfig:
         backend, device, precision: see :mod:`runtime` (``'torch'``/``'onnxruntime'``/``'tensorrt'``,
             ``'cpu'``/``'cuda'``, ``'fp32'``/``'fp16'``/``'bf16'``).
         quality: default quality level, 0..num_qualities-1.
-        lidar: how scans are coded (Draco).
+        lidar: how scans are coded (:class:`LidarCodecConfig`: the predictive codec at 1 cm by default).
         y_substreams: rANS substreams of each image's y section.
         warmup: run each graph once at construction so the first frame is not slow.
         cache_dir: exported ONNX graphs / TensorRT engines ('' = the user cache folder).
@@ -409,15 +409,17 @@ class Encoder:
         return int(quality)
 
     def encode_scan(self, points: np.ndarray, stamp_ns: int, frame_id: str = 'lidar',
-                    intensity_max: Optional[float] = None) -> Tuple[bytes, DecodedScan]:
+                    intensity_max: Optional[float] = None,
+                    rings: Optional[np.ndarray] = None) -> Tuple[bytes, DecodedScan]:
         """Code a scan; returns its LiDAR packet and the decoded scan to condition images on.
 
-        Non-finite points are dropped; an empty cloud is valid. Bad arrays raise PointCloudError.
+        Invalid points are dropped; an empty cloud is valid. Bad arrays raise PointCloudError.
         ``intensity_max``, if given, replaces the configured one for this scan (it travels in the packet).
+        ``rings``: the laser index of each point (PointCloud2 ``ring``), when the driver gives it.
         """
         lidar = self.config.lidar if intensity_max is None else replace(self.config.lidar,
                                                                         intensity_max=intensity_max)
-        encoded = encode_scan(points, lidar, calib=self.calib)
+        encoded = encode_scan(points, lidar, calib=self.calib, rings=rings)
         scan_id = self._next_scan_id
         packet = replace(encoded.to_packet(scan_id, int(stamp_ns), frame_id), projection=self._projection)
         data = pack_lidar_packet(packet)

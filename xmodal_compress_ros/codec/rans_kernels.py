@@ -66,11 +66,11 @@ def model_bounds(pmfs: np.ndarray, lengths: np.ndarray, precision: int) -> np.nd
     return left.astype(np.uint32)
 
 
-def symbol_lookup(bounds: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """uint16 (L, 2**LOOKUP_BITS): per row, the last symbol whose interval starts at or below each
-    multiple of ``2**(24 - LOOKUP_BITS)``, where the decoder's scan for a quantile begins."""
-    probes = np.arange(1 << LOOKUP_BITS, dtype=np.int64) << (MODEL_BITS - LOOKUP_BITS)
-    lookup = np.empty((bounds.shape[0], 1 << LOOKUP_BITS), dtype=np.uint16)
+def symbol_lookup(bounds: np.ndarray, lengths: np.ndarray, bits: int = LOOKUP_BITS) -> np.ndarray:
+    """uint16 (L, 2**bits): per row, the last symbol whose interval starts at or below each
+    multiple of ``2**(24 - bits)``, where the decoder's scan for a quantile begins."""
+    probes = np.arange(1 << bits, dtype=np.int64) << (MODEL_BITS - bits)
+    lookup = np.empty((bounds.shape[0], 1 << bits), dtype=np.uint16)
     for row, n in enumerate(lengths):
         lookup[row] = np.searchsorted(bounds[row, :int(n) + 1], probes, side='right') - 1
     return lookup
@@ -211,9 +211,101 @@ def _decode_substream(words, order, runs, offsets, bounds, lookup, symbols):
     return state == np.uint64(0) and remaining == 0
 
 
+# --- symbol-by-symbol coding, for coders whose next row depends on the symbols already decoded ---
+# (the LiDAR codec's context-selected tables). The same words as above: a symbol of row ``r``
+# under the model ``bounds[r]``; a row index below 0 codes ``-row`` raw bits (a uniform model,
+# ``2**(24 - bits)`` per value, so ``bits`` <= RAW_BITS).
+
+#: Most raw bits one call of :func:`decode_bits` reads.
+RAW_BITS = 12
+
+
+def encode_sequence(rows, values, count, offsets, bounds):
+    """The words coding ``values[:count]``, each under ``rows[i]`` (a table row, or ``-bits`` raw
+    bits), pushed last to first so that the decoder pops them first to last."""
+    words = np.empty(count + 2, dtype=np.uint32)
+    n = 0
+    state = np.uint64(0)
+    word_mask = np.uint64(0xFFFFFFFF)
+    for i in range(count - 1, -1, -1):
+        row = rows[i]
+        if row >= 0:
+            column = np.int64(values[i]) - np.int64(offsets[row])
+            low = np.uint64(bounds[row, column])
+            probability = np.uint64(bounds[row, column + 1]) - low
+        else:
+            probability = np.uint64(1) << np.uint64(MODEL_BITS + row)
+            low = np.uint64(values[i]) * probability
+        if (state >> np.uint64(STATE_BITS - MODEL_BITS)) >= probability:
+            words[n] = np.uint32(state & word_mask)
+            n += 1
+            state >>= np.uint64(WORD_BITS)
+        state = ((state // probability) << np.uint64(MODEL_BITS)) | (low + state % probability)
+    while state != np.uint64(0):
+        words[n] = np.uint32(state & word_mask)
+        n += 1
+        state >>= np.uint64(WORD_BITS)
+    return words[:n]
+
+
+def decoder_start(words):
+    """(state, words left) of a decoder over ``words``. The decoder is a pair of integers that
+    every call takes and returns, so that it stays in registers."""
+    threshold = np.uint64(1) << np.uint64(WORD_BITS)
+    remaining = np.int64(words.shape[0])
+    state = np.uint64(0)
+    while state < threshold and remaining > 0:
+        remaining -= 1
+        state = (state << np.uint64(WORD_BITS)) | np.uint64(words[remaining])
+    return state, remaining
+
+
+def _advance(state, remaining, words, quantile, low, probability):
+    state = probability * (state >> np.uint64(MODEL_BITS)) + quantile - low
+    if state < (np.uint64(1) << np.uint64(WORD_BITS)) and remaining > 0:
+        remaining -= 1
+        state = (state << np.uint64(WORD_BITS)) | np.uint64(words[remaining])
+    return state, remaining
+
+
+def decode_symbol(state, remaining, words, row, offsets, bounds, lookup, lookup_shift):
+    """(symbol, state, remaining): the next symbol under table row ``row`` (whatever the words, one
+    of the row's symbols); ``lookup`` from :func:`symbol_lookup` with ``bits = 24 - lookup_shift``."""
+    quantile = state & np.uint64((1 << MODEL_BITS) - 1)
+    column = np.int64(lookup[row, quantile >> np.uint64(lookup_shift)])
+    while np.uint64(bounds[row, column + 1]) <= quantile:
+        column += 1
+    low = np.uint64(bounds[row, column])
+    state, remaining = _advance(state, remaining, words, quantile, low,
+                                np.uint64(bounds[row, column + 1]) - low)
+    return np.int64(offsets[row]) + column, state, remaining
+
+
+def decode_bits(state, remaining, words, bits):
+    """(value, state, remaining): the next ``bits`` raw bits (1..RAW_BITS) as an integer."""
+    quantile = state & np.uint64((1 << MODEL_BITS) - 1)
+    shift = np.uint64(MODEL_BITS - bits)
+    value = quantile >> shift
+    state, remaining = _advance(state, remaining, words, quantile, value << shift, np.uint64(1) << shift)
+    return np.int64(value), state, remaining
+
+
+def decoder_done(state, remaining):
+    """Whether the stream ended exactly (state 0, every word read), as a valid stream does."""
+    return state == np.uint64(0) and remaining == 0
+
+
 if numba is not None:
     _compile = numba.njit(nogil=True, cache=True)
     _group_order = _compile(_group_order)
     _first_out_of_range = _compile(_first_out_of_range)
     _encode_substream = _compile(_encode_substream)
     _decode_substream = _compile(_decode_substream)
+    encode_sequence = _compile(encode_sequence)
+    decoder_start = _compile(decoder_start)
+    # Inlined into the caller's loop: a call per symbol costs three times the decoding.
+    _inline = numba.njit(nogil=True, cache=True, inline='always')
+    _advance = _inline(_advance)
+    decode_symbol = _inline(decode_symbol)
+    decode_bits = _inline(decode_bits)
+    decoder_done = _compile(decoder_done)

@@ -117,7 +117,8 @@ class EncoderNode(Node):
         from xmodal_compress_ros.codec.lidar_codec import LidarCodecConfig
 
         c = self._config
-        lidar = LidarCodecConfig(quantization_bits=c.lidar_quantization_bits, frustum_only=c.frustum_only,
+        lidar = LidarCodecConfig(codec=c.lidar_codec, max_error=c.lidar_max_error,
+                                 quantization_bits=c.lidar_quantization_bits, frustum_only=c.frustum_only,
                                  intensity_max=c.lidar_intensity_max or INTENSITY_RANGES[0])
         # quality=0: every frame passes its own quality (checked against the model's levels separately),
         # so an encoder built from CameraInfo never fails on a quality set before the model was known.
@@ -268,8 +269,13 @@ class EncoderNode(Node):
         if self._extrinsic is None:
             self._report_no_extrinsic()
             return
+        rings = None
         try:
-            points = conversions.pointcloud2_to_numpy(msg)
+            if any(f.name == 'ring' for f in msg.fields):  # velodyne, ouster, hesai drivers
+                points = conversions.pointcloud2_to_numpy(msg, ('x', 'y', 'z', 'intensity', 'ring'))
+                points, rings = points[:, :4], points[:, 4]
+            else:
+                points = conversions.pointcloud2_to_numpy(msg)
         except PointCloudError as exc:
             self._report('scan_drop', 'bad_cloud', str(exc))
             return
@@ -282,7 +288,7 @@ class EncoderNode(Node):
         start = time.perf_counter()
         try:
             packet, scan = encoder.encode_scan(points, stamp_ns, msg.header.frame_id,
-                                               self._intensity_range(points))
+                                               self._intensity_range(points), rings=rings)
         except PointCloudError as exc:
             self._report('scan_drop', 'bad_cloud', str(exc))
             return

@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional, Sequence, Tuple, Type, TypeVar
 
+from xmodal_compress_ros.codec.bitstream import LIDAR_CODECS
 from xmodal_compress_ros.errors import ParameterError
 
 BACKENDS = ('torch', 'onnxruntime', 'tensorrt')
@@ -99,8 +100,14 @@ class EncoderNodeConfig:
                                  bounds=(0.01, 3600.0))
     scan_buffer: int = param(10, 'Decoded scans kept for pairing (when full, the oldest leaves).',
                              bounds=(1, 100), read_only=True)
+    lidar_codec: str = param('predictive', 'LiDAR codec: predictive (every coordinate within '
+                             'lidar_max_error; laser-order prediction for spinning sensors) or draco.',
+                             choices=tuple(LIDAR_CODECS.values()), read_only=True)
+    lidar_max_error: float = param(0.01, 'Largest error of any decoded LiDAR coordinate, metres (predictive '
+                                   'codec).', bounds=(1e-5, 100.0), read_only=True)
     lidar_quantization_bits: int = param(11, 'Draco position quantisation bits of the LiDAR packets '
-                                         '(0: lossless float32 positions).', bounds=(0, 30), read_only=True)
+                                         '(0: lossless float32 positions; draco codec).', bounds=(0, 30),
+                                         read_only=True)
     lidar_intensity_max: float = param(0.0, 'LiDAR intensity coded as the largest code (KITTI reflectance: '
                                        '1; 8-bit drivers: 255); larger values are clipped and counted. 0: '
                                        'detected from the data (1, 255, 65535 or the largest seen).',

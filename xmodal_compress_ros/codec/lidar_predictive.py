@@ -1,0 +1,1015 @@
+"""Predictive LiDAR geometry for spinning sensors: points in laser and azimuth order, each predicted
+from the one before it on the same laser, residuals under context-selected rANS tables.
+
+The design follows MPEG G-PCC's predictive geometry. A point is coded as integers in spherical
+coordinates (range in steps of ``range_step``, azimuth and elevation in ``1 / turn`` of a full turn)
+plus a small cartesian *correction* in steps of ``correction_step``:
+
+    base = spherical_to_cartesian(R, PHI, THETA)        # float64, deterministic (see below)
+    decoded = float32(base + K * correction_step)        # |decoded - original| <= max_error per axis
+
+The encoder picks ``R, PHI, THETA`` near the point, computes ``base`` exactly as the decoder will
+and codes ``K = round((original - base) / correction_step)``: the bound holds whatever the
+spherical values are, and ``K`` is almost always 0 (cheap under its own table). ``base`` uses
+only integer arithmetic and IEEE-754 basic operations in a fixed order (a Taylor polynomial for
+sine and cosine after an exact quadrant reduction, no libm, no fused multiply-add), so both ends
+compute the same bits on every machine.
+
+Clouds that do not look like a spinning sensor's scan (no ``ring`` field and no laser-by-laser
+scan order, e.g. solid-state or merged clouds) take the *grid* path: coordinates on a grid of
+``correction_step``, sorted, delta-coded; same bound. The payload layout is in
+``docs/lidar_stream.md``. Every symbol is coded with :mod:`rans_kernels` under tables the payload
+carries (histograms of this scan, quantized to 16 bits).
+"""
+from __future__ import annotations
+
+import math
+import struct
+import zlib
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+import numpy as np
+
+from xmodal_compress_ros.codec import rans_kernels
+from xmodal_compress_ros.codec.entropy import PmfTable, quantize_pmf
+from xmodal_compress_ros.errors import ModelFileError, PacketError, ParameterError
+
+try:
+    import numba
+except ImportError:  # pure Python: correct, slow
+    numba = None
+
+FORMAT_VERSION = 1
+MODE_SPINNING = 0
+MODE_GRID = 1
+MODES = {MODE_SPINNING: 'spinning', MODE_GRID: 'grid'}
+FLAG_INTENSITY = 0x01
+#: Largest accepted ``max_error`` (metres); it also caps the steps a payload may declare.
+MAX_ERROR_LIMIT = 100.0
+#: Residuals up to this magnitude are one table symbol; larger ones an escape class plus raw bits.
+DIRECT = 24
+#: Most bits of an escaped residual's magnitude (coordinates on a grid of 2**40 steps).
+MAX_ESCAPE_BITS = 40
+SYMBOL_MAX = DIRECT + 1 + MAX_ESCAPE_BITS
+#: Probability bits of the tables (built from the counts a payload carries).
+TABLE_PRECISION = 16
+#: The decoder's symbol lookup: 2**LOOKUP_BITS entries per row, small enough to stay in the L1 cache.
+LOOKUP_BITS = 8
+LOOKUP_SHIFT = rans_kernels.MODEL_BITS - LOOKUP_BITS
+#: Most lasers (distinct ``ring`` values) of a spinning scan.
+MAX_LASERS = 4096
+#: Table entries a point may produce at most: 8 values, each a symbol and up to 4 raw chunks.
+_ENTRIES_PER_POINT = 8 * (1 + -(-(MAX_ESCAPE_BITS - 1) // rans_kernels.RAW_BITS))
+
+# Spherical quantization, relative to the bound e: range step BETA * 2e; angle step such that it
+# moves a point at REFERENCE_RANGE_M by GAMMA * 2e. Farther points get nonzero corrections.
+RANGE_FRACTION = 1.0
+ANGLE_FRACTION = 1.0
+REFERENCE_RANGE_M = 60.0
+
+# Table rows (contexts). Spinning: range by the previous range residual's size (5) times whether
+# the azimuth skipped (2), and the first point of a laser; azimuth by the sign of the previous
+# azimuth residual (3) and first of a laser; elevation (within a laser / first of a laser); whether
+# the point has a correction (by distance: 3), then its three values;
+# intensity by the previous intensity residual's size (5) times whether the range jumped (2) times
+# the previous intensity's level (4), and first of a laser.
+# Grid: x, y (x repeated or not), z (x and y repeated or not), intensity.
+ROW_RANGE, ROW_AZIMUTH, ROW_ELEVATION = 0, 11, 15
+ROW_CORRECTED, ROW_CORRECTION, ROW_INTENSITY = 17, 20, 21
+SPINNING_ROWS = 62
+ROW_GRID_X, ROW_GRID_Y, ROW_GRID_Z, ROW_GRID_INTENSITY = 0, 1, 3, 5
+GRID_ROWS = 11
+
+_HEADER = struct.Struct('<BBBBddI')       # version, mode, flags, 0, max_error, correction step, invalid
+_SPINNING = struct.Struct('<dIIiH')       # range step, azimuth turn, elevation turn, azimuth step, lasers
+_LENGTH = struct.Struct('<I')
+_ROW = struct.Struct('<hH')               # first symbol, symbols (0 = row unused)
+
+
+@dataclass(frozen=True)
+class PredictiveScan:
+    """A coded scan and what the decoder reconstructs from it.
+
+    Attributes:
+        payload: the bytes.
+        xyz: (M, 3) float32 decoded coordinates, in the coded order.
+        intensity: (M,) int64 intensity codes in the same order, or None.
+        order: (M,) indexes into the encoder's valid points: ``xyz[i]`` approximates point ``order[i]``.
+        mode: 'spinning' or 'grid'.
+        invalid_points: input rows left out (non-finite coordinate or zero range).
+    """
+
+    payload: bytes
+    xyz: np.ndarray
+    intensity: Optional[np.ndarray]
+    order: np.ndarray
+    mode: str
+    invalid_points: int
+
+
+def check_max_error(max_error: float) -> float:
+    """``max_error`` as a float in (0, MAX_ERROR_LIMIT], else ParameterError."""
+    try:
+        value = float(max_error)
+    except (TypeError, ValueError):
+        value = float('nan')
+    if not (math.isfinite(value) and 0 < value <= MAX_ERROR_LIMIT):
+        raise ParameterError(f'lidar max_error is {max_error!r}; it must be a number of metres in '
+                             f'(0, {MAX_ERROR_LIMIT}] (e.g. 0.01 for 1 cm per coordinate)')
+    return value
+
+
+# --- deterministic geometry --------------------------------------------------------------------
+
+def _sincos_turn(index, turn):
+    """sin and cos of ``2 pi index / turn`` (``turn`` a multiple of 4): an exact quadrant and octant
+    reduction in integers, then Taylor polynomials on [0, pi/4] (error < 1e-11, far below any
+    bound; what matters is that both ends compute the same bits)."""
+    i = index % turn
+    quarter = turn // 4
+    quadrant = i // quarter
+    rest = i - quadrant * quarter
+    swap = 2 * rest > quarter
+    if swap:
+        rest = quarter - rest
+    t = rest * ((2.0 * math.pi) / turn)
+    t2 = t * t
+    s = t * (1.0 - t2 * (1.0 / 6.0) * (1.0 - t2 * (1.0 / 20.0) * (1.0 - t2 * (1.0 / 42.0) * (
+        1.0 - t2 * (1.0 / 72.0) * (1.0 - t2 * (1.0 / 110.0))))))
+    c = 1.0 - t2 * 0.5 * (1.0 - t2 * (1.0 / 12.0) * (1.0 - t2 * (1.0 / 30.0) * (
+        1.0 - t2 * (1.0 / 56.0) * (1.0 - t2 * (1.0 / 90.0) * (1.0 - t2 * (1.0 / 132.0))))))
+    if swap:
+        s, c = c, s
+    if quadrant == 0:
+        return s, c
+    if quadrant == 1:
+        return c, -s
+    if quadrant == 2:
+        return -s, -c
+    return -c, s
+
+
+def _sincos_table(turn):
+    """sin and cos of every index of a turn (each exactly as :func:`_sincos_turn` gives it)."""
+    table = np.empty((turn, 2), dtype=np.float64)
+    for i in range(turn):
+        table[i, 0], table[i, 1] = _sincos_turn(i, turn)
+    return table
+
+
+def _spherical_to_cartesian(ranges, azimuths, elevations, counts, heights, range_step, azimuth_turn,
+                            elevation_turn):
+    """float64 (N, 3) points of integer spherical coordinates around their laser's origin (0, 0,
+    height in mm / 1000; ``counts`` points per laser): the same bits on every machine."""
+    n = ranges.shape[0]
+    out = np.empty((n, 3), dtype=np.float64)
+    laser = 0
+    left = counts[0] if counts.shape[0] else 0
+    # Tabulated when the turn is shorter than the scan (the integer divisions of the reduction cost
+    # more than the polynomials); a laser's elevation rarely changes from one point to the next.
+    tabulated = azimuth_turn <= 2 * n
+    table = _sincos_table(azimuth_turn) if tabulated else np.empty((0, 2), dtype=np.float64)
+    last_elevation = elevations[0] if n else 0
+    se, ce = _sincos_turn(last_elevation, elevation_turn)
+    for i in range(n):
+        while left == 0:
+            laser += 1
+            left = counts[laser]
+        left -= 1
+        height = heights[laser] / 1000.0
+        if elevations[i] != last_elevation:
+            last_elevation = elevations[i]
+            se, ce = _sincos_turn(last_elevation, elevation_turn)
+        if tabulated:
+            a = azimuths[i] % azimuth_turn
+            sa, ca = table[a, 0], table[a, 1]
+        else:
+            sa, ca = _sincos_turn(azimuths[i], azimuth_turn)
+        out[i, 0], out[i, 1], out[i, 2] = _point(ranges[i], se, ce, sa, ca, range_step, height)
+    return out
+
+
+def _point(range_index, se, ce, sa, ca, range_step, height):
+    """One point from its integer range and its angles' sines and cosines (the one formula both
+    ends use)."""
+    r = range_index * range_step
+    horizontal = r * ce
+    return horizontal * ca, horizontal * sa, r * se + height
+
+
+# --- residuals as table symbols and raw bits ---------------------------------------------------
+
+def _push(rows, values, n, row, value):
+    """Append ``value`` under ``row``: itself when small, else an escape class and raw bits."""
+    magnitude = value if value >= 0 else -value
+    if magnitude <= DIRECT:
+        rows[n] = row
+        values[n] = value
+        return n + 1
+    excess = magnitude - DIRECT - 1
+    width = 0
+    while (excess >> width) > 0:
+        width += 1
+    symbol = DIRECT + 1 + width
+    rows[n] = row
+    values[n] = symbol if value > 0 else -symbol
+    n += 1
+    bits = width - 1
+    while bits > 0:
+        take = min(bits, rans_kernels.RAW_BITS)
+        bits -= take
+        rows[n] = -take
+        values[n] = (excess >> bits) & ((1 << take) - 1)
+        n += 1
+    return n
+
+
+def _pop(state, remaining, words, row, offsets, bounds, lookup):
+    """The inverse of :func:`_push`: (value, state, remaining)."""
+    symbol, state, remaining = rans_kernels.decode_symbol(state, remaining, words, row, offsets, bounds,
+                                                          lookup, LOOKUP_SHIFT)
+    magnitude = symbol if symbol >= 0 else -symbol
+    if magnitude <= DIRECT:
+        return symbol, state, remaining
+    width = magnitude - DIRECT - 1
+    excess = 0
+    if width > 0:
+        excess = 1
+        bits = width - 1
+        while bits > 0:
+            take = min(bits, rans_kernels.RAW_BITS)
+            bits -= take
+            chunk, state, remaining = rans_kernels.decode_bits(state, remaining, words, take)
+            excess = (excess << take) | chunk
+    value = DIRECT + 1 + excess
+    return (value if symbol > 0 else -value), state, remaining
+
+
+def _size_class(value):
+    """Context of the next residual from the size of the previous one: 0, 1, 2-3, 4-15, 16+."""
+    magnitude = value if value >= 0 else -value
+    if magnitude < 2:
+        return magnitude
+    if magnitude < 4:
+        return 2
+    if magnitude < 16:
+        return 3
+    return 4
+
+
+def _wrap(value, turn):
+    """``value`` modulo ``turn``, in [-turn/2, turn/2)."""
+    half = turn // 2
+    return (value + half) % turn - half
+
+
+# --- spinning mode: symbols of a laser-ordered scan ----------------------------------------------
+
+def _azimuth_row(first, last_azimuth_residual):
+    """Azimuth context: the sign of the previous azimuth residual (sensors alternate step sizes)."""
+    if first:
+        return ROW_AZIMUTH + 3
+    return ROW_AZIMUTH + (0 if last_azimuth_residual == 0 else 1 if last_azimuth_residual < 0 else 2)
+
+
+def _range_row(first, last_range_residual, azimuth_residual):
+    """Range context: the previous range residual's size, and whether the azimuth skipped."""
+    if first:
+        return ROW_RANGE + 10
+    return ROW_RANGE + _size_class(last_range_residual) + (5 if azimuth_residual != 0 else 0)
+
+
+def _corrected_row(range_index, range_step):
+    """Whether-corrected context: near points (below the reference range) almost never are."""
+    distance = range_index * range_step
+    if distance < REFERENCE_RANGE_M:
+        return ROW_CORRECTED
+    return ROW_CORRECTED + (1 if distance < 2 * REFERENCE_RANGE_M else 2)
+
+
+def _intensity_row(first, last_intensity_residual, range_residual, previous):
+    """Intensity context: the previous intensity residual's size, whether the range jumped, and
+    the previous intensity's level (rank below 4, 12, 32, above)."""
+    if first:
+        return ROW_INTENSITY + 40
+    jump = range_residual > 1 or range_residual < -1
+    level = 0 if previous < 4 else 1 if previous < 12 else 2 if previous < 32 else 3
+    return ROW_INTENSITY + _size_class(last_intensity_residual) + (5 if jump else 0) + 10 * level
+
+
+def _spinning_symbols(ranges, azimuths, elevations, corrections, intensity, counts, azimuth_turn,
+                      azimuth_step, range_step, rows, values):
+    n = 0
+    point = 0
+    has_intensity = intensity.shape[0] > 0
+    first_range = first_azimuth = first_elevation = first_intensity = 0
+    for laser in range(counts.shape[0]):
+        last_range_residual = last_intensity_residual = last_azimuth_residual = 0
+        for j in range(counts[laser]):
+            i = point
+            point += 1
+            first = j == 0
+            if first:
+                predicted = (first_range, first_azimuth, first_elevation, first_intensity)
+                step = 0
+            else:
+                predicted = (ranges[i - 1], azimuths[i - 1], elevations[i - 1],
+                             intensity[i - 1] if has_intensity else 0)
+                step = azimuth_step
+            azimuth_residual = _wrap(azimuths[i] - predicted[1] - step, azimuth_turn)
+            n = _push(rows, values, n, _azimuth_row(first, last_azimuth_residual), azimuth_residual)
+            last_azimuth_residual = azimuth_residual
+            n = _push(rows, values, n, ROW_ELEVATION + first, elevations[i] - predicted[2])
+            range_residual = ranges[i] - predicted[0]
+            row = _range_row(first, last_range_residual, azimuth_residual)
+            n = _push(rows, values, n, row, range_residual)
+            last_range_residual = range_residual
+            corrected = corrections[i, 0] != 0 or corrections[i, 1] != 0 or corrections[i, 2] != 0
+            n = _push(rows, values, n, _corrected_row(ranges[i], range_step), 1 if corrected else 0)
+            if corrected:
+                for axis in range(3):
+                    n = _push(rows, values, n, ROW_CORRECTION, corrections[i, axis])
+            if has_intensity:
+                residual = intensity[i] - predicted[3]
+                row = _intensity_row(first, last_intensity_residual, range_residual, predicted[3])
+                n = _push(rows, values, n, row, residual)
+                last_intensity_residual = residual
+            if first:
+                first_range, first_azimuth, first_elevation = ranges[i], azimuths[i], elevations[i]
+                first_intensity = intensity[i] if has_intensity else 0
+    return n
+
+
+def _decode_spinning(words, counts, azimuth_turn, azimuth_step, range_step, has_intensity, offsets, bounds,
+                     lookup):
+    total = 0
+    for laser in range(counts.shape[0]):
+        total += counts[laser]
+    ranges = np.empty(total, dtype=np.int64)
+    azimuths = np.empty(total, dtype=np.int64)
+    elevations = np.empty(total, dtype=np.int64)
+    corrections = np.zeros((total, 3), dtype=np.int64)
+    intensity = np.zeros(total if has_intensity else 0, dtype=np.int64)
+    state, remaining = rans_kernels.decoder_start(words)
+    point = 0
+    first_range = first_azimuth = first_elevation = first_intensity = 0
+    for laser in range(counts.shape[0]):
+        last_range_residual = last_intensity_residual = last_azimuth_residual = 0
+        for j in range(counts[laser]):
+            i = point
+            point += 1
+            first = j == 0
+            if first:
+                predicted = (first_range, first_azimuth, first_elevation, first_intensity)
+                step = 0
+            else:
+                predicted = (ranges[i - 1], azimuths[i - 1], elevations[i - 1],
+                             intensity[i - 1] if has_intensity else 0)
+                step = azimuth_step
+            row = _azimuth_row(first, last_azimuth_residual)
+            azimuth_residual, state, remaining = _pop(state, remaining, words, row, offsets, bounds, lookup)
+            last_azimuth_residual = azimuth_residual
+            azimuths[i] = (predicted[1] + step + azimuth_residual) % azimuth_turn
+            residual, state, remaining = _pop(state, remaining, words, ROW_ELEVATION + first, offsets, bounds,
+                                              lookup)
+            elevations[i] = predicted[2] + residual
+            row = _range_row(first, last_range_residual, azimuth_residual)
+            range_residual, state, remaining = _pop(state, remaining, words, row, offsets, bounds, lookup)
+            last_range_residual = range_residual
+            ranges[i] = predicted[0] + range_residual
+            row = _corrected_row(ranges[i], range_step)
+            corrected, state, remaining = _pop(state, remaining, words, row, offsets, bounds, lookup)
+            if corrected != 0:
+                for axis in range(3):
+                    corrections[i, axis], state, remaining = _pop(state, remaining, words, ROW_CORRECTION,
+                                                                  offsets, bounds, lookup)
+            if has_intensity:
+                row = _intensity_row(first, last_intensity_residual, range_residual, predicted[3])
+                residual, state, remaining = _pop(state, remaining, words, row, offsets, bounds, lookup)
+                last_intensity_residual = residual
+                intensity[i] = predicted[3] + residual
+            if first:
+                first_range, first_azimuth, first_elevation = ranges[i], azimuths[i], elevations[i]
+                first_intensity = intensity[i] if has_intensity else 0
+    return ranges, azimuths, elevations, corrections, intensity, rans_kernels.decoder_done(state, remaining)
+
+
+# --- grid mode: symbols of a sorted grid -------------------------------------------------------
+
+def _grid_symbols(cells, intensity, rows, values):
+    n = 0
+    last_intensity_residual = 0
+    for i in range(cells.shape[0]):
+        previous = cells[i - 1] if i > 0 else np.zeros(3, dtype=np.int64)
+        dx = cells[i, 0] - previous[0]
+        dy = cells[i, 1] - previous[1]
+        n = _push(rows, values, n, ROW_GRID_X, dx)
+        n = _push(rows, values, n, ROW_GRID_Y + (dx != 0), dy)
+        n = _push(rows, values, n, ROW_GRID_Z + (dx != 0 or dy != 0), cells[i, 2] - previous[2])
+        if intensity.shape[0]:
+            residual = intensity[i] - (intensity[i - 1] if i > 0 else 0)
+            n = _push(rows, values, n, ROW_GRID_INTENSITY + _size_class(last_intensity_residual), residual)
+            last_intensity_residual = residual
+    return n
+
+
+def _decode_grid(words, total, has_intensity, offsets, bounds, lookup):
+    cells = np.empty((total, 3), dtype=np.int64)
+    intensity = np.zeros(total if has_intensity else 0, dtype=np.int64)
+    state, remaining = rans_kernels.decoder_start(words)
+    last_intensity_residual = 0
+    for i in range(total):
+        previous = cells[i - 1] if i > 0 else np.zeros(3, dtype=np.int64)
+        dx, state, remaining = _pop(state, remaining, words, ROW_GRID_X, offsets, bounds, lookup)
+        dy, state, remaining = _pop(state, remaining, words, ROW_GRID_Y + (dx != 0), offsets, bounds, lookup)
+        row = ROW_GRID_Z + (dx != 0 or dy != 0)
+        dz, state, remaining = _pop(state, remaining, words, row, offsets, bounds, lookup)
+        cells[i, 0] = previous[0] + dx
+        cells[i, 1] = previous[1] + dy
+        cells[i, 2] = previous[2] + dz
+        if has_intensity:
+            row = ROW_GRID_INTENSITY + _size_class(last_intensity_residual)
+            last_intensity_residual, state, remaining = _pop(state, remaining, words, row, offsets, bounds,
+                                                             lookup)
+            intensity[i] = (intensity[i - 1] if i > 0 else 0) + last_intensity_residual
+    return cells, intensity, rans_kernels.decoder_done(state, remaining)
+
+
+def _histogram(rows, values, count, num_rows):
+    """Counts of each (row, symbol) among the table-coded entries (raw bits left out)."""
+    histogram = np.zeros((num_rows, 2 * SYMBOL_MAX + 1), dtype=np.int64)
+    for i in range(count):
+        if rows[i] >= 0:
+            histogram[rows[i], values[i] + SYMBOL_MAX] += 1
+    return histogram
+
+
+if numba is not None:
+    _compile = numba.njit(nogil=True, cache=True)
+    _inline = numba.njit(nogil=True, cache=True, inline='always')
+    _sincos_turn = _inline(_sincos_turn)
+    _sincos_table = _compile(_sincos_table)
+    _point = _inline(_point)
+    _spherical_to_cartesian = _compile(_spherical_to_cartesian)
+    _push = _inline(_push)
+    _pop = _inline(_pop)
+    _size_class = _inline(_size_class)
+    _wrap = _inline(_wrap)
+    _azimuth_row = _inline(_azimuth_row)
+    _range_row = _inline(_range_row)
+    _corrected_row = _inline(_corrected_row)
+    _intensity_row = _inline(_intensity_row)
+    _histogram = _compile(_histogram)
+    _spinning_symbols = _compile(_spinning_symbols)
+    _decode_spinning = _compile(_decode_spinning)
+    _grid_symbols = _compile(_grid_symbols)
+    _decode_grid = _compile(_decode_grid)
+
+
+# --- tables -------------------------------------------------------------------------------------
+
+def _count_levels() -> np.ndarray:
+    """int64 (256,): the symbol count a table byte stands for; 0, then steps of 2**(1/8)."""
+    mantissas = np.array([16, 17, 19, 21, 23, 25, 27, 29], np.int64)
+    codes = np.arange(255)
+    return np.concatenate(([0], mantissas[codes % 8] << (codes // 8)))
+
+
+COUNT_LEVELS = _count_levels()
+# Geometric midpoints between levels: a count is sent as the nearest level (in ratio).
+_COUNT_SPLITS = np.sqrt(COUNT_LEVELS[1:-1].astype(np.float64) * COUNT_LEVELS[2:])
+
+
+def _build_table(rows: np.ndarray, values: np.ndarray, num_rows: int) -> Tuple[PmfTable, bytes]:
+    """The table of this scan's symbol histograms (each count rounded to a level of COUNT_LEVELS,
+    one byte), and its serialization."""
+    width = 2 * SYMBOL_MAX + 1
+    histogram = _histogram(rows, values, len(rows), num_rows)
+    used = histogram > 0
+    lows = np.where(used.any(axis=1), used.argmax(axis=1), 0)
+    highs = np.where(used.any(axis=1), width - 1 - used[:, ::-1].argmax(axis=1), 0)
+    lengths = highs - lows + 1
+    columns = np.arange(lengths.max())[None, :]
+    gather = np.minimum(lows[:, None] + columns, width - 1)
+    counts = np.where(columns < lengths[:, None], np.take_along_axis(histogram, gather, axis=1), 0)
+    levels = np.where(counts > 0, 1 + np.searchsorted(_COUNT_SPLITS, counts), 0).astype(np.uint8)
+    offsets = lows - SYMBOL_MAX
+    blob = [struct.pack('<B', num_rows)]
+    for row in range(num_rows):
+        if not used[row].any():
+            blob.append(_ROW.pack(0, 0))
+            continue
+        blob.append(_ROW.pack(int(offsets[row]), int(lengths[row])))
+        blob.append(levels[row, :lengths[row]].tobytes())
+    # Built from the bytes, as the decoder builds it.
+    return _parse_table(b''.join(blob), 0, num_rows)[0], b''.join(blob)
+
+
+def _parse_table(blob: bytes, offset: int, num_rows: int) -> Tuple[PmfTable, int]:
+    """The table serialized at ``blob[offset:]`` and the offset past it."""
+    _need(blob, offset, 1, 'table')
+    if blob[offset] != num_rows:
+        raise PacketError(f'LiDAR payload table has {blob[offset]} rows; this mode uses {num_rows}')
+    offset += 1
+    rows = []
+    for _ in range(num_rows):
+        _need(blob, offset, _ROW.size, 'table')
+        first, length = _ROW.unpack_from(blob, offset)
+        offset += _ROW.size
+        if length == 0:
+            rows.append((0, np.ones(1, np.int64)))
+            continue
+        if first < -SYMBOL_MAX or first + length - 1 > SYMBOL_MAX:
+            raise PacketError(f'LiDAR payload table row covers {first}..{first + length - 1}, '
+                              f'outside -{SYMBOL_MAX}..{SYMBOL_MAX}')
+        _need(blob, offset, length, 'table')
+        rows.append((first, COUNT_LEVELS[np.frombuffer(blob, np.uint8, length, offset)]))
+        offset += length
+    width = max(len(counts) for _, counts in rows)
+    counts = np.zeros((num_rows, width), np.float64)
+    for row, (_, row_counts) in enumerate(rows):
+        counts[row, :len(row_counts)] = row_counts
+    lengths = np.array([len(c) for _, c in rows])
+    # quantize_pmf is exact integer-valued arithmetic on these integers: the same table everywhere.
+    pmfs = quantize_pmf(counts, lengths, TABLE_PRECISION)
+    try:
+        table = PmfTable(pmfs, lengths, np.array([f for f, _ in rows]), TABLE_PRECISION)
+    except ModelFileError as exc:
+        raise PacketError(f'LiDAR payload table is invalid: {exc}') from None
+    return table, offset
+
+
+def _decoder_tables(table: PmfTable) -> Tuple[np.ndarray, np.ndarray]:
+    bounds = rans_kernels.model_bounds(table.pmfs, table.lengths, table.precision)
+    return bounds, rans_kernels.symbol_lookup(bounds, table.lengths, LOOKUP_BITS)
+
+
+def _need(blob: bytes, offset: int, size: int, what: str) -> None:
+    if offset + size > len(blob):
+        raise PacketError(f'LiDAR payload is truncated inside its {what} ({len(blob)} bytes)')
+
+
+def _entropy_code(rows: np.ndarray, values: np.ndarray, count: int, num_rows: int,
+                  side: bytes) -> bytes:
+    """Side information and tables (zlib), then the rANS words."""
+    rows, values = rows[:count], values[:count]
+    table, table_blob = _build_table(rows, values, num_rows)
+    bounds = rans_kernels.model_bounds(table.pmfs, table.lengths, table.precision)
+    words = rans_kernels.encode_sequence(rows, values, count, table.offsets, bounds)
+    packed = zlib.compress(side + table_blob, 9)
+    return _LENGTH.pack(len(packed)) + packed + words.astype('<u4').tobytes()
+
+
+# --- encoder ------------------------------------------------------------------------------------
+
+def _steps(max_error: float, xyz: np.ndarray) -> Tuple[float, float, int]:
+    """Correction step, range step and angle turn for this bound and these coordinates."""
+    largest = float(np.abs(xyz).max()) if len(xyz) else 0.0
+    # Leave room for the float32 rounding of the decoded coordinates (at most |x| * 2**-24).
+    correction_step = 2.0 * (max_error - (largest + max_error) * 2.0 ** -23)
+    if correction_step <= 0 or largest / correction_step > 2.0 ** (MAX_ESCAPE_BITS - 2):
+        raise ParameterError(f'lidar max_error {max_error} m is below the float32 resolution of '
+                             f'coordinates up to {largest:.1f} m; raise it')
+    angle = ANGLE_FRACTION * 2.0 * max_error / REFERENCE_RANGE_M
+    turn = 4 * max(2, int(math.ceil(2.0 * math.pi / angle / 4.0)))
+    return correction_step, RANGE_FRACTION * 2.0 * max_error, min(turn, 1 << 30)
+
+
+def _laser_order(xyz: np.ndarray, azimuth: np.ndarray,
+                 rings: Optional[np.ndarray]) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+    """(order, points per laser) of a spinning scan, or None for a cloud without that structure.
+
+    With ``rings``, points are grouped by ring (stably: drivers give each ring in azimuth order;
+    a ring out of order is sorted by azimuth). Without, lasers are read from the scan order as
+    KITTI and unorganised driver output keep it: one laser's sweep after another, a new laser
+    where the azimuth wraps around.
+    """
+    n = len(xyz)
+    if rings is not None:
+        rings = rings.astype(np.int64)
+        if rings.min() < 0 or rings.max() >= MAX_LASERS:
+            return None
+        order, counts = rans_kernels.group_order(rings.astype(np.int32), int(rings.max()) + 1)
+        steps = np.diff(azimuth[order])
+        same = np.diff(rings[order]) == 0
+        if _monotonic_share(steps[same]) < 0.8:
+            order = np.lexsort((azimuth, rings))
+        return order.astype(np.int64), counts.astype(np.int64)
+    steps = np.diff(azimuth)
+    wraps = np.flatnonzero(np.abs(steps) > math.pi)
+    if len(wraps) + 1 > MAX_LASERS or n < 16 * (len(wraps) + 1) or _monotonic_share(steps) < 0.9:
+        return None
+    counts = np.diff(np.concatenate(([0], wraps + 1, [n])))
+    return np.arange(n, dtype=np.int64), counts.astype(np.int64)
+
+
+def _monotonic_share(steps: np.ndarray) -> float:
+    """Share of azimuth steps (wraps left out) that go the scan's way."""
+    steps = steps[np.abs(steps) <= math.pi]
+    if len(steps) == 0:
+        return 1.0
+    return max(np.count_nonzero(steps >= 0), np.count_nonzero(steps <= 0)) / len(steps)
+
+
+def encode(xyz: np.ndarray, intensity: Optional[np.ndarray], max_error: float,
+           rings: Optional[np.ndarray] = None, invalid_points: int = 0) -> PredictiveScan:
+    """Code valid float32 points (finite, nonzero range) within ``max_error`` metres per coordinate.
+
+    Args:
+        xyz: (N, 3) float32.
+        intensity: (N,) non-negative integer codes, or None.
+        max_error: the bound, metres.
+        rings: (N,) laser index of each point (the PointCloud2 ``ring`` field), or None.
+        invalid_points: rows the caller left out, recorded in the payload.
+    """
+    max_error = check_max_error(max_error)
+    xyz64 = xyz.astype(np.float64)
+    correction_step, range_step, turn = _steps(max_error, xyz64)
+    has_intensity = intensity is not None
+    codes = np.asarray(intensity, np.int64) if has_intensity else np.zeros(0, np.int64)
+    header = _HEADER.pack(FORMAT_VERSION, MODE_SPINNING, FLAG_INTENSITY if has_intensity else 0, 0,
+                          max_error, correction_step, invalid_points)
+    azimuth = np.arctan2(xyz64[:, 1], xyz64[:, 0])
+    laid_out = _laser_order(xyz64, azimuth, rings) if len(xyz) else None
+    if laid_out is not None:
+        scan = _encode_spinning(xyz64, azimuth, codes, laid_out, header, correction_step, range_step,
+                                turn, max_error)
+        if scan is not None:
+            return scan
+    return _encode_grid(xyz64, codes, header[:1] + bytes([MODE_GRID]) + header[2:], correction_step,
+                        max_error, has_intensity, invalid_points)
+
+
+def _encode_spinning(xyz64, azimuth, codes, laid_out, header, correction_step, range_step, turn,
+                     max_error) -> Optional[PredictiveScan]:
+    order, counts = laid_out
+    if not np.array_equal(order, np.arange(len(order))):
+        xyz64, azimuth = xyz64[order], azimuth[order]
+        codes = codes[order] if len(codes) else codes
+    used, ranks = _intensity_ranks(codes)
+    heights = _laser_heights(xyz64, counts)
+    azimuth_turn = _azimuth_turn(azimuth, counts, turn)
+    ranges, azimuths, elevations = _spherical_indices(xyz64, azimuth, counts, heights, range_step,
+                                                      azimuth_turn, turn)
+    # The typical azimuth step within a laser (a median of a sample: any value decodes).
+    sample = slice(None, None, 1 + len(azimuths) // 4096)
+    steps = _wrap_array(np.diff(azimuths)[sample], azimuth_turn)
+    same_laser = np.diff(np.repeat(np.arange(len(counts)), counts))[sample] == 0
+    azimuth_step = int(np.median(steps[same_laser])) if np.any(same_laser) else 0
+    corrections, decoded, within = _choose_spherical(xyz64, counts, heights, ranges, azimuths, elevations,
+                                                     range_step, azimuth_turn, turn, azimuth_step,
+                                                     correction_step, max_error)
+    if not within:
+        return None
+    rows = np.empty(len(ranges) * _ENTRIES_PER_POINT, np.int32)
+    values = np.empty(len(ranges) * _ENTRIES_PER_POINT, np.int64)
+    count = _spinning_symbols(ranges, azimuths, elevations, corrections, ranks, counts, azimuth_turn,
+                              azimuth_step, range_step, rows, values)
+    side = (_SPINNING.pack(range_step, azimuth_turn, turn, azimuth_step, len(counts))
+            + counts.astype('<u4').tobytes() + heights.astype('<i2').tobytes() + used)
+    payload = header + _entropy_code(rows, values, count, SPINNING_ROWS, side)
+    return PredictiveScan(payload, decoded, codes if len(codes) else None, order, 'spinning',
+                          _HEADER.unpack_from(header)[6])
+
+
+def _azimuth_turn(azimuth: np.ndarray, counts: np.ndarray, turn: int) -> int:
+    """Azimuth steps per turn: a whole number of steps between a laser's firings (so that azimuth
+    residuals are mostly zero), and at least ``turn`` (the bound's resolution)."""
+    sample = slice(None, None, 1 + len(azimuth) // 4096)
+    steps = np.abs(np.diff(azimuth)[sample])
+    same_laser = (np.diff(np.repeat(np.arange(len(counts)), counts))[sample] == 0) & (steps < math.pi)
+    firing = float(np.median(steps[same_laser])) if np.any(same_laser) else 0.0
+    if not firing > 2.0 * math.pi / (1 << 20):
+        return turn
+    per_firing = math.ceil(firing * turn / (2.0 * math.pi))
+    return min(1 << 30, 4 * max(2, round(2.0 * math.pi * per_firing / firing / 4.0)))
+
+
+def _laser_heights(xyz64: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Each laser's height (int16 millimetres): the z of its apparent origin, z = rho * tan(theta) + h.
+
+    A spinning sensor's lasers sit at different heights (HDL-64E: about 0.2 m), so a laser's
+    elevation seen from the sensor origin changes with distance; seen from its own origin it is
+    nearly constant, and its residuals nearly zero. A least-squares line per laser."""
+    sums = _laser_sums(xyz64, counts)
+    n, sr, sz, srr, srz = sums.T
+    determinant = n * srr - sr * sr
+    with np.errstate(invalid='ignore', divide='ignore'):
+        height = (srr * sz - sr * srz) / determinant
+    height = np.where((n > 2) & (np.abs(determinant) > 1e-9 * np.maximum(n * srr, 1e-300)), height, 0.0)
+    return np.clip(np.rint(np.nan_to_num(height) * 1000.0), -32768, 32767).astype(np.int16)
+
+
+def _laser_sums(xyz, counts):
+    """Per laser: points, sum of rho, z, rho**2 and rho * z."""
+    sums = np.zeros((counts.shape[0], 5), dtype=np.float64)
+    point = 0
+    for laser in range(counts.shape[0]):
+        for _ in range(counts[laser]):
+            rho = math.sqrt(xyz[point, 0] * xyz[point, 0] + xyz[point, 1] * xyz[point, 1])
+            z = xyz[point, 2]
+            sums[laser, 0] += 1.0
+            sums[laser, 1] += rho
+            sums[laser, 2] += z
+            sums[laser, 3] += rho * rho
+            sums[laser, 4] += rho * z
+            point += 1
+    return sums
+
+
+def _spherical_indices(xyz, azimuth, counts, heights, range_step, azimuth_turn, elevation_turn):
+    """Integer range, azimuth and elevation of each point seen from its laser's origin (any values
+    are valid: the corrections make up for them; these make the corrections zero)."""
+    n = xyz.shape[0]
+    ranges = np.empty(n, dtype=np.int64)
+    azimuths = np.empty(n, dtype=np.int64)
+    elevations = np.empty(n, dtype=np.int64)
+    azimuth_per_radian = azimuth_turn / (2.0 * math.pi)
+    elevation_per_radian = elevation_turn / (2.0 * math.pi)
+    point = 0
+    for laser in range(counts.shape[0]):
+        height = heights[laser] / 1000.0
+        for _ in range(counts[laser]):
+            x, y, z = xyz[point, 0], xyz[point, 1], xyz[point, 2] - height
+            distance = math.sqrt(x * x + y * y + z * z)
+            sine = min(1.0, max(-1.0, z / distance)) if distance > 0 else 0.0
+            ranges[point] = np.int64(round(distance / range_step))
+            azimuths[point] = np.int64(round(azimuth[point] * azimuth_per_radian)) % azimuth_turn
+            elevations[point] = np.int64(round(math.asin(sine) * elevation_per_radian))
+            point += 1
+    return ranges, azimuths, elevations
+
+
+def _fits(xyz, i, x, y, z, max_error):
+    """Whether the float32 point (x, y, z) is within ``max_error`` of point ``i`` on every axis."""
+    return (abs(np.float64(np.float32(x)) - xyz[i, 0]) <= max_error
+            and abs(np.float64(np.float32(y)) - xyz[i, 1]) <= max_error
+            and abs(np.float64(np.float32(z)) - xyz[i, 2]) <= max_error)
+
+
+def _range_interval(xyz, i, se, ce, sa, ca, range_step, height, slack):
+    """The integer ranges that put the point within ``slack`` of point ``i`` on every axis along
+    these angles (empty: low > high)."""
+    low, high = -1e18, 1e18
+    direction = (ce * ca, ce * sa, se)
+    origin = (0.0, 0.0, height)
+    for axis in range(3):
+        u = direction[axis] * range_step
+        offset = xyz[i, axis] - origin[axis]
+        if abs(u) < 1e-12:
+            if abs(offset) > slack:
+                return 1, 0
+            continue
+        a, b = (offset - slack) / u, (offset + slack) / u
+        if a > b:
+            a, b = b, a
+        low, high = max(low, a), min(high, b)
+    if low > high:
+        return 1, 0
+    return np.int64(math.ceil(low)), np.int64(math.floor(high))
+
+
+def _choose_spherical(xyz, counts, heights, ranges, azimuths, elevations, range_step, azimuth_turn,
+                      elevation_turn, azimuth_step, correction_step, max_error):
+    """The coded values of every point: (corrections, decoded float32 points, all within the bound).
+
+    Where the predicted azimuth and elevation and a range near the predicted one already put a point
+    within the bound, those are coded (zero or small residuals, no correction) instead of the
+    nearest values ``ranges, azimuths, elevations`` (updated in place): the bound is per coordinate,
+    so there is slack to spend on cheaper symbols. Elsewhere the nearest values and a correction.
+    """
+    n = xyz.shape[0]
+    corrections = np.zeros((n, 3), dtype=np.int64)
+    decoded = np.empty((n, 3), dtype=np.float32)
+    tabulated = azimuth_turn <= 2 * n
+    table = _sincos_table(azimuth_turn) if tabulated else np.empty((0, 2), dtype=np.float64)
+    slack = max_error * 0.999
+    cached_elevation = 0
+    cached_se, cached_ce = _sincos_turn(0, elevation_turn)
+    within = True
+    point = 0
+    first_range = first_azimuth = first_elevation = 0
+    for laser in range(counts.shape[0]):
+        height = heights[laser] / 1000.0
+        for j in range(counts[laser]):
+            i = point
+            point += 1
+            if j == 0:
+                predicted_range, predicted_elevation = first_range, first_elevation
+                predicted_azimuth = first_azimuth % azimuth_turn
+            else:
+                predicted_range, predicted_elevation = ranges[i - 1], elevations[i - 1]
+                predicted_azimuth = (azimuths[i - 1] + azimuth_step) % azimuth_turn
+            for attempt in range(5):
+                nearest = attempt == 4  # the fallback: nearest values and a correction
+                azimuth = predicted_azimuth if attempt < 2 else azimuths[i]
+                elevation = predicted_elevation if attempt % 2 == 0 and not nearest else elevations[i]
+                if (attempt == 1 and elevation == predicted_elevation) or (
+                        attempt == 2 and azimuth == predicted_azimuth) or (
+                        attempt == 3 and (azimuth == predicted_azimuth or elevation == predicted_elevation)):
+                    continue
+                if elevation != cached_elevation:
+                    cached_elevation = elevation
+                    cached_se, cached_ce = _sincos_turn(elevation, elevation_turn)
+                se, ce = cached_se, cached_ce
+                if tabulated:
+                    sa, ca = table[azimuth, 0], table[azimuth, 1]
+                else:
+                    sa, ca = _sincos_turn(azimuth, azimuth_turn)
+                if nearest:
+                    x, y, z = _point(ranges[i], se, ce, sa, ca, range_step, height)
+                    base = (x, y, z)
+                    for axis in range(3):
+                        k = np.int64(round((xyz[i, axis] - base[axis]) / correction_step))
+                        corrections[i, axis] = k
+                        value = np.float32(base[axis] + k * correction_step)
+                        decoded[i, axis] = value
+                        if not abs(np.float64(value) - xyz[i, axis]) <= max_error:
+                            within = False
+                    azimuths[i], elevations[i] = azimuth, elevation
+                    break
+                low, high = _range_interval(xyz, i, se, ce, sa, ca, range_step, height, slack)
+                if low > high:
+                    continue
+                chosen = min(max(predicted_range, low), high)
+                x, y, z = _point(chosen, se, ce, sa, ca, range_step, height)
+                if _fits(xyz, i, x, y, z, max_error):
+                    ranges[i], azimuths[i], elevations[i] = chosen, azimuth, elevation
+                    decoded[i, 0], decoded[i, 1], decoded[i, 2] = np.float32(x), np.float32(y), np.float32(z)
+                    break
+            if j == 0:
+                first_range, first_azimuth, first_elevation = ranges[i], azimuths[i], elevations[i]
+    return corrections, decoded, within
+
+
+if numba is not None:
+    _laser_sums = numba.njit(nogil=True, cache=True)(_laser_sums)
+    _spherical_indices = numba.njit(nogil=True, cache=True)(_spherical_indices)
+    _fits = numba.njit(nogil=True, cache=True, inline='always')(_fits)
+    _range_interval = numba.njit(nogil=True, cache=True, inline='always')(_range_interval)
+    _choose_spherical = numba.njit(nogil=True, cache=True)(_choose_spherical)
+
+
+def _intensity_ranks(codes: np.ndarray) -> Tuple[bytes, np.ndarray]:
+    """The intensity codes that occur (serialized) and each code's rank among them.
+
+    Sensors often use few of the codes (KITTI reflectance has 101 levels in 256 codes): residuals of
+    ranks are smaller than residuals of codes."""
+    if len(codes) == 0:
+        return b'', codes
+    values = np.flatnonzero(np.bincount(codes))
+    rank_of = np.zeros(int(values[-1]) + 1, np.int64)
+    rank_of[values] = np.arange(len(values))
+    return _LENGTH.pack(len(values)) + values.astype('<u2').tobytes(), rank_of[codes]
+
+
+def _read_ranks(side: bytes, offset: int, has_intensity: bool) -> Tuple[np.ndarray, int]:
+    """The intensity codes of the ranks (as :func:`_intensity_ranks` wrote them) and the offset past them."""
+    if not has_intensity:
+        return np.zeros(0, np.int64), offset
+    _need(side, offset, _LENGTH.size, 'intensity codes')
+    (count,) = _LENGTH.unpack_from(side, offset)
+    offset += _LENGTH.size
+    _need(side, offset, 2 * count, 'intensity codes')
+    return np.frombuffer(side, '<u2', count, offset).astype(np.int64), offset + 2 * count
+
+
+def _intensity_codes(ranks: np.ndarray, values: np.ndarray) -> np.ndarray:
+    if len(ranks) and (ranks.min() < 0 or ranks.max() >= len(values)):
+        raise PacketError('LiDAR payload decodes to intensity ranks outside its list of codes')
+    return values[ranks]
+
+
+def _wrap_array(values: np.ndarray, turn: int) -> np.ndarray:
+    return (values + turn // 2) % turn - turn // 2
+
+
+def _encode_grid(xyz64, codes, header, correction_step, max_error, has_intensity,
+                 invalid_points) -> PredictiveScan:
+    cells = np.rint(xyz64 / correction_step).astype(np.int64)
+    order = np.lexsort((cells[:, 2], cells[:, 1], cells[:, 0])).astype(np.int64)
+    cells = np.ascontiguousarray(cells[order])
+    codes = codes[order] if has_intensity else codes
+    used, ranks = _intensity_ranks(codes)
+    decoded = (cells * correction_step).astype(np.float32)
+    if not _within(decoded, xyz64[order], max_error):
+        raise ParameterError(f'lidar max_error {max_error} m cannot be met in float32 for this cloud')
+    rows = np.empty(len(cells) * _ENTRIES_PER_POINT, np.int32)
+    values = np.empty(len(cells) * _ENTRIES_PER_POINT, np.int64)
+    count = _grid_symbols(cells, ranks, rows, values)
+    payload = header + _entropy_code(rows, values, count, GRID_ROWS, used)
+    return PredictiveScan(payload, decoded, codes if has_intensity else None, order, 'grid', invalid_points)
+
+
+def _within(decoded: np.ndarray, original: np.ndarray, max_error: float) -> bool:
+    return bool(np.all(np.abs(decoded.astype(np.float64) - original) <= max_error))
+
+
+# --- decoder ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PayloadInfo:
+    """What a payload's header declares."""
+
+    mode: str
+    max_error: float
+    invalid_points: int
+    has_intensity: bool
+
+
+def read_info(payload: bytes) -> PayloadInfo:
+    """The header of a payload; PacketError if it is not one this decoder reads."""
+    _need(payload, 0, _HEADER.size, 'header')
+    version, mode, flags, reserved, max_error, correction_step, invalid = _HEADER.unpack_from(payload)
+    if version != FORMAT_VERSION:
+        raise PacketError(f'LiDAR predictive payload has format version {version}; this decoder reads '
+                          f'version {FORMAT_VERSION}: update the decoder')
+    if mode not in MODES or flags & ~FLAG_INTENSITY or reserved:
+        raise PacketError(f'LiDAR predictive payload header is invalid (mode {mode}, flags 0x{flags:02x})')
+    for name, value in (('max_error', max_error), ('correction step', correction_step)):
+        if not (math.isfinite(value) and 0 < value <= 2 * MAX_ERROR_LIMIT):
+            raise PacketError(f'LiDAR predictive payload declares a {name} of {value}')
+    return PayloadInfo(MODES[mode], max_error, invalid, bool(flags & FLAG_INTENSITY))
+
+
+def decode(payload: bytes, num_points: int) -> Tuple[np.ndarray, Optional[np.ndarray], PayloadInfo]:
+    """(M, 3) float32 coordinates, (M,) intensity codes or None, and the header of a payload."""
+    info = read_info(payload)
+    correction_step = _HEADER.unpack_from(payload)[5]
+    offset = _HEADER.size
+    _need(payload, offset, _LENGTH.size, 'side information')
+    (packed_length,) = _LENGTH.unpack_from(payload, offset)
+    offset += _LENGTH.size
+    _need(payload, offset, packed_length, 'side information')
+    try:
+        side = zlib.decompressobj().decompress(payload[offset:offset + packed_length], 1 << 20)
+    except zlib.error as exc:
+        raise PacketError(f'LiDAR payload side information is corrupted: {exc}') from None
+    offset += packed_length
+    if (len(payload) - offset) % 4:
+        raise PacketError('LiDAR payload rANS stream is not a whole number of 32-bit words')
+    words = np.frombuffer(payload, '<u4', offset=offset).astype(np.uint32)
+    if info.mode == 'spinning':
+        xyz, intensity = _decode_spinning_payload(side, words, num_points, info, correction_step)
+    else:
+        xyz, intensity = _decode_grid_payload(side, words, num_points, info, correction_step)
+    return xyz, intensity, info
+
+
+def _decode_spinning_payload(side, words, num_points, info, correction_step):
+    _need(side, 0, _SPINNING.size, 'laser layout')
+    range_step, azimuth_turn, elevation_turn, azimuth_step, lasers = _SPINNING.unpack_from(side)
+    if not (math.isfinite(range_step) and 0 < range_step <= 2 * MAX_ERROR_LIMIT):
+        raise PacketError(f'LiDAR payload declares a range step of {range_step}')
+    for turn in (azimuth_turn, elevation_turn):
+        if turn < 8 or turn % 4 or turn > 1 << 30:
+            raise PacketError(f'LiDAR payload declares an angle resolution of {turn} per turn')
+    if not 1 <= lasers <= MAX_LASERS:
+        raise PacketError(f'LiDAR payload declares {lasers} lasers')
+    offset = _SPINNING.size
+    _need(side, offset, 4 * lasers, 'laser layout')
+    counts = np.frombuffer(side, '<u4', lasers, offset).astype(np.int64)
+    if int(counts.sum()) != num_points:
+        raise PacketError(f'LiDAR payload lasers hold {int(counts.sum())} points, the packet declares '
+                          f'{num_points}')
+    offset += 4 * lasers
+    _need(side, offset, 2 * lasers, 'laser layout')
+    heights = np.frombuffer(side, '<i2', lasers, offset)
+    intensity_values, offset = _read_ranks(side, offset + 2 * lasers, info.has_intensity)
+    table, offset = _parse_table(side, offset, SPINNING_ROWS)
+    _no_trailing(side, offset)
+    bounds, lookup = _decoder_tables(table)
+    ranges, azimuths, elevations, corrections, intensity, done = _decode_spinning(
+        words, counts, azimuth_turn, azimuth_step, range_step, info.has_intensity, table.offsets, bounds,
+        lookup)
+    if not done:
+        raise PacketError('LiDAR payload rANS stream is corrupted (it does not end where it should)')
+    base = _spherical_to_cartesian(ranges, azimuths, elevations, counts, heights, range_step, azimuth_turn,
+                                   elevation_turn)
+    xyz = (base + corrections * correction_step).astype(np.float32)
+    return _finite(xyz), _intensity_codes(intensity, intensity_values) if info.has_intensity else None
+
+
+def _decode_grid_payload(side, words, num_points, info, correction_step):
+    intensity_values, offset = _read_ranks(side, 0, info.has_intensity and num_points > 0)
+    table, offset = _parse_table(side, offset, GRID_ROWS)
+    _no_trailing(side, offset)
+    bounds, lookup = _decoder_tables(table)
+    cells, intensity, done = _decode_grid(words, num_points, info.has_intensity, table.offsets, bounds,
+                                          lookup)
+    if not done:
+        raise PacketError('LiDAR payload rANS stream is corrupted (it does not end where it should)')
+    xyz = _finite((cells * correction_step).astype(np.float32))
+    return xyz, _intensity_codes(intensity, intensity_values) if info.has_intensity else None
+
+
+def _no_trailing(side: bytes, offset: int) -> None:
+    if offset != len(side):
+        raise PacketError(f'LiDAR payload side information has {len(side) - offset} bytes too many')
+
+
+def _finite(xyz: np.ndarray) -> np.ndarray:
+    if not np.isfinite(xyz).all():
+        raise PacketError('LiDAR payload decodes to non-finite coordinates')
+    return xyz

@@ -1,5 +1,6 @@
 """flake8 over the package, the benchmarks, the tests, fuzz/, harness/, research/, launch/ and
-setup.py, as ROS 2 Python packages run ament_flake8; the settings (110 columns, E203 ignored) are setup.cfg's [flake8]."""
+setup.py, as ROS 2 Python packages run ament_flake8; the settings (110 columns, E203 ignored) are
+setup.cfg's [flake8]."""
 import subprocess
 import sys
 from pathlib import Path

@@ -35,14 +35,15 @@ if [[ ",$extras," == *,ros,* ]] && [ -f "$ros_sources" ]; then
     quiet .venv/bin/pip install -q --no-deps "$src/launch/launch" "$src/launch_ros/launch_ros"
     if [ "${XMODAL_JAZZY:-1}" = 1 ]; then
         # .venv-jazzy: the Jazzy ROS wheels in front, everything else (torch, the package, launch) from
-        # .venv through a .pth file, so torch is not installed twice.
+        # .venv through a .pth file, so torch is not installed twice. (launch_ros itself needs
+        # composition_interfaces, which the tests stand in for: the check imports launch only.)
         [ -x .venv-jazzy/bin/python ] || "$python_bin" -m venv .venv-jazzy
         quiet .venv-jazzy/bin/pip install -q "${jazzy_wheels[@]}"
         site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
         jazzy_site=$(.venv-jazzy/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
         # site.addsitedir (not a bare path) so .venv's own .pth files run too (the editable install).
         echo "import site; site.addsitedir('$site')" > "$jazzy_site/zz_xmodal_main_venv.pth"
-        .venv-jazzy/bin/python -c "import rclpy, launch_ros, xmodal_compress_ros; print('jazzy venv: rclpy from', rclpy.__file__)"
+        .venv-jazzy/bin/python -c "import rclpy, launch, xmodal_compress_ros; print('jazzy venv: rclpy from', rclpy.__file__)"
     fi
 else
     echo "setup_venv: $ros_sources not found (or no ros extra): launch tests will skip"

@@ -51,6 +51,8 @@ def add_arguments(parser) -> None:
     parser.add_argument('--train-qualities', default='', metavar='Q0,Q1,...',
                         help='sample only these quality levels (default: all)')
     parser.add_argument('--resume', action='store_true', help='continue from <out>.ckpt.* if present')
+    parser.add_argument('--export-checkpoint', action='store_true',
+                        help='only export <out>.ckpt.* (as it stands) as the model file: no data is read')
     parser.add_argument('--no-progress', action='store_true')
 
 
@@ -60,7 +62,7 @@ def main(args) -> int:
     from xmodal_compress_ros.codec.models import get_model_class
     from xmodal_compress_ros.errors import DatasetError
     from xmodal_compress_ros.train.crops import FrameBank
-    from xmodal_compress_ros.train.loop import TrainConfig, train
+    from xmodal_compress_ros.train.loop import TrainConfig, export_checkpoint, train
     from xmodal_compress_ros.train.sources import frames_from_spec
 
     if args.steps < 1 or args.batch_size < 1 or args.crop < 64 or args.crop % 64:
@@ -77,6 +79,10 @@ def main(args) -> int:
         amp=args.amp, post_filter=post_filter, train_only=args.train_only,
         lambdas=_lambdas(args.lambdas, args.init_from), train_qualities=_int_list(args.train_qualities,
                                                                                   '--train-qualities'))
+    if args.export_checkpoint:
+        export_checkpoint(config)
+        print(f'xmodal train: exported the checkpoint of {config.out} to {config.out}.safetensors')
+        return 0
     if get_model_class(config.arch).condition_name == 'reference':
         bank = _pair_bank(args)
     else:

@@ -264,6 +264,23 @@ def train(config: TrainConfig, bank: FrameBank, progress: bool = True,
     return model
 
 
+def export_checkpoint(config: TrainConfig) -> HyperpriorCodec:
+    """Export ``config.out``'s latest checkpoint as a model file (a run stopped before its last step).
+
+    The checkpoint holds no frame list: the metadata names the run's data sources (``config.data``).
+    """
+    out = Path(config.out)
+    if not _checkpoint_paths(out)[0].exists():
+        raise ModelFileError(f'no checkpoint {_checkpoint_paths(out)[0]} to export')
+    model = build_model(config)
+    parameters = trainable_parameters(model, config.train_only)
+    step, _ = load_checkpoint(out, model, torch.optim.Adam(parameters, lr=config.lr))
+    from xmodal_compress_ros.train.crops import FrameBank
+
+    export(model, config, FrameBank(), step, 0.0, {'training_stopped_at_step': step})
+    return model
+
+
 def _steps_per_second(steps: int, seconds: float) -> float:
     return steps / max(seconds, 1e-9)
 

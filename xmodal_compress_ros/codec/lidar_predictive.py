@@ -40,7 +40,7 @@ try:
 except ImportError:  # pure Python: correct, slow
     numba = None
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MODE_SPINNING = 0
 MODE_GRID = 1
 MODES = {MODE_SPINNING: 'spinning', MODE_GRID: 'grid'}
@@ -72,12 +72,12 @@ REFERENCE_RANGE_M = 60.0
 # the azimuth skipped (2), and the first point of a laser; azimuth by the sign of the previous
 # azimuth residual (3) and first of a laser; elevation (within a laser / first of a laser); whether
 # the point has a correction (by distance: 3), then its three values;
-# intensity by the previous intensity residual's size (5) times whether the range jumped (2) times
-# the previous intensity's level (4), and first of a laser.
+# intensity by the previous intensity's level (18), its trend (the one before it lower, close,
+# higher: 3) and whether the range jumped (2), and first of a laser.
 # Grid: x, y (x repeated or not), z (x and y repeated or not), intensity.
 ROW_RANGE, ROW_AZIMUTH, ROW_ELEVATION = 0, 11, 15
 ROW_CORRECTED, ROW_CORRECTION, ROW_INTENSITY = 17, 20, 21
-SPINNING_ROWS = 62
+SPINNING_ROWS = 130
 ROW_GRID_X, ROW_GRID_Y, ROW_GRID_Z, ROW_GRID_INTENSITY = 0, 1, 3, 5
 GRID_ROWS = 11
 
@@ -288,14 +288,28 @@ def _corrected_row(range_index, range_step):
     return ROW_CORRECTED + (1 if distance < 2 * REFERENCE_RANGE_M else 2)
 
 
-def _intensity_row(first, last_intensity_residual, range_residual, previous):
-    """Intensity context: the previous intensity residual's size, whether the range jumped, and
-    the previous intensity's level (rank below 4, 12, 32, above)."""
+def _intensity_level(rank):
+    """One of 18 levels of an intensity rank (0-6 alone, then wider): finer where sensors put most
+    of their returns."""
+    if rank < 7:
+        return rank
+    level = 6
+    for edge in (8, 10, 12, 14, 17, 20, 24, 28, 33, 40, 50):
+        if rank >= edge:
+            level += 1
+    return level
+
+
+def _intensity_row(first, range_residual, previous, before):
+    """Intensity context: the previous intensity's level, whether the one before it was lower,
+    close (within 2 ranks) or higher, and whether the range jumped (an edge: a new surface). The
+    joint level and trend predict a noisy reflectance better than the last value or residual alone."""
     if first:
-        return ROW_INTENSITY + 40
+        return ROW_INTENSITY + 108
     jump = range_residual > 1 or range_residual < -1
-    level = 0 if previous < 4 else 1 if previous < 12 else 2 if previous < 32 else 3
-    return ROW_INTENSITY + _size_class(last_intensity_residual) + (5 if jump else 0) + 10 * level
+    trend = before - previous
+    direction = 0 if trend < -2 else 1 if trend <= 2 else 2
+    return ROW_INTENSITY + _intensity_level(previous) + 18 * direction + (54 if jump else 0)
 
 
 def _spinning_symbols(ranges, azimuths, elevations, corrections, intensity, counts, azimuth_turn,
@@ -305,7 +319,7 @@ def _spinning_symbols(ranges, azimuths, elevations, corrections, intensity, coun
     has_intensity = intensity.shape[0] > 0
     first_range = first_azimuth = first_elevation = first_intensity = 0
     for laser in range(counts.shape[0]):
-        last_range_residual = last_intensity_residual = last_azimuth_residual = 0
+        last_range_residual = last_azimuth_residual = 0
         for j in range(counts[laser]):
             i = point
             point += 1
@@ -331,10 +345,9 @@ def _spinning_symbols(ranges, azimuths, elevations, corrections, intensity, coun
                 for axis in range(3):
                     n = _push(rows, values, n, ROW_CORRECTION, corrections[i, axis])
             if has_intensity:
-                residual = intensity[i] - predicted[3]
-                row = _intensity_row(first, last_intensity_residual, range_residual, predicted[3])
-                n = _push(rows, values, n, row, residual)
-                last_intensity_residual = residual
+                before = intensity[i - 2] if j >= 2 else predicted[3]
+                row = _intensity_row(first, range_residual, predicted[3], before)
+                n = _push(rows, values, n, row, intensity[i] - predicted[3])
             if first:
                 first_range, first_azimuth, first_elevation = ranges[i], azimuths[i], elevations[i]
                 first_intensity = intensity[i] if has_intensity else 0
@@ -355,7 +368,7 @@ def _decode_spinning(words, counts, azimuth_turn, azimuth_step, range_step, has_
     point = 0
     first_range = first_azimuth = first_elevation = first_intensity = 0
     for laser in range(counts.shape[0]):
-        last_range_residual = last_intensity_residual = last_azimuth_residual = 0
+        last_range_residual = last_azimuth_residual = 0
         for j in range(counts[laser]):
             i = point
             point += 1
@@ -385,9 +398,9 @@ def _decode_spinning(words, counts, azimuth_turn, azimuth_step, range_step, has_
                     corrections[i, axis], state, remaining = _pop(state, remaining, words, ROW_CORRECTION,
                                                                   offsets, bounds, lookup)
             if has_intensity:
-                row = _intensity_row(first, last_intensity_residual, range_residual, predicted[3])
+                before = intensity[i - 2] if j >= 2 else predicted[3]
+                row = _intensity_row(first, range_residual, predicted[3], before)
                 residual, state, remaining = _pop(state, remaining, words, row, offsets, bounds, lookup)
-                last_intensity_residual = residual
                 intensity[i] = predicted[3] + residual
             if first:
                 first_range, first_azimuth, first_elevation = ranges[i], azimuths[i], elevations[i]
@@ -459,6 +472,7 @@ if numba is not None:
     _azimuth_row = _inline(_azimuth_row)
     _range_row = _inline(_range_row)
     _corrected_row = _inline(_corrected_row)
+    _intensity_level = _inline(_intensity_level)
     _intensity_row = _inline(_intensity_row)
     _histogram = _compile(_histogram)
     _spinning_symbols = _compile(_spinning_symbols)
@@ -923,8 +937,9 @@ def read_info(payload: bytes) -> PayloadInfo:
     _need(payload, 0, _HEADER.size, 'header')
     version, mode, flags, reserved, max_error, correction_step, invalid = _HEADER.unpack_from(payload)
     if version != FORMAT_VERSION:
+        remedy = 'update the decoder' if version > FORMAT_VERSION else 're-encode the scan with this release'
         raise PacketError(f'LiDAR predictive payload has format version {version}; this decoder reads '
-                          f'version {FORMAT_VERSION}: update the decoder')
+                          f'version {FORMAT_VERSION} only: {remedy}')
     if mode not in MODES or flags & ~FLAG_INTENSITY or reserved:
         raise PacketError(f'LiDAR predictive payload header is invalid (mode {mode}, flags 0x{flags:02x})')
     for name, value in (('max_error', max_error), ('correction step', correction_step)):

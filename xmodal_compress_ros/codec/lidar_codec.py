@@ -165,9 +165,11 @@ def _clean(points: np.ndarray, config: LidarCodecConfig, calib: Optional[Calibra
     points = check_points(points)
     xyz = points[:, :3].astype(np.float32)
     intensity = points[:, 3].astype(np.float32) if points.shape[1] > 3 else np.zeros(len(points), np.float32)
-    keep = np.isfinite(xyz).all(axis=1)
+    # Column by column: numpy's reductions along a 3-wide axis cost several times more.
+    x, y, z = xyz[:, 0], xyz[:, 1], xyz[:, 2]
+    keep = np.isfinite(x) & np.isfinite(y) & np.isfinite(z)
     if config.codec == 'predictive':
-        keep &= np.any(xyz != 0, axis=1)
+        keep &= (x != 0) | (y != 0) | (z != 0)
     invalid = len(xyz) - int(np.count_nonzero(keep))
     if config.frustum_only:
         if calib is None:

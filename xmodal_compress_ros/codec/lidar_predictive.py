@@ -158,12 +158,13 @@ def _sincos_table(turn):
     return table
 
 
-def _spherical_to_cartesian(ranges, azimuths, elevations, counts, heights, range_step, azimuth_turn,
-                            elevation_turn):
-    """float64 (N, 3) points of integer spherical coordinates around their laser's origin (0, 0,
-    height in mm / 1000; ``counts`` points per laser): the same bits on every machine."""
+def _spherical_to_cartesian(ranges, azimuths, elevations, corrections, counts, heights, range_step,
+                            azimuth_turn, elevation_turn, correction_step):
+    """float32 (N, 3) decoded points: ``float32(base + K * correction_step)`` per axis, where ``base``
+    is the point of the integer spherical coordinates around its laser's origin (0, 0, height in
+    mm / 1000; ``counts`` points per laser) in float64: the same bits on every machine."""
     n = ranges.shape[0]
-    out = np.empty((n, 3), dtype=np.float64)
+    out = np.empty((n, 3), dtype=np.float32)
     laser = 0
     left = counts[0] if counts.shape[0] else 0
     # Tabulated when the turn is shorter than the scan (the integer divisions of the reduction cost
@@ -186,7 +187,10 @@ def _spherical_to_cartesian(ranges, azimuths, elevations, counts, heights, range
             sa, ca = table[a, 0], table[a, 1]
         else:
             sa, ca = _sincos_turn(azimuths[i], azimuth_turn)
-        out[i, 0], out[i, 1], out[i, 2] = _point(ranges[i], se, ce, sa, ca, range_step, height)
+        x, y, z = _point(ranges[i], se, ce, sa, ca, range_step, height)
+        out[i, 0] = np.float32(x + corrections[i, 0] * correction_step)
+        out[i, 1] = np.float32(y + corrections[i, 1] * correction_step)
+        out[i, 2] = np.float32(z + corrections[i, 2] * correction_step)
     return out
 
 
@@ -1004,9 +1008,8 @@ def _decode_spinning_payload(side, words, num_points, info, correction_step):
         lookup)
     if not done:
         raise PacketError('LiDAR payload rANS stream is corrupted (it does not end where it should)')
-    base = _spherical_to_cartesian(ranges, azimuths, elevations, counts, heights, range_step, azimuth_turn,
-                                   elevation_turn)
-    xyz = (base + corrections * correction_step).astype(np.float32)
+    xyz = _spherical_to_cartesian(ranges, azimuths, elevations, corrections, counts, heights, range_step,
+                                  azimuth_turn, elevation_turn, correction_step)
     return _finite(xyz), _intensity_codes(intensity, intensity_values) if info.has_intensity else None
 
 

@@ -294,9 +294,10 @@ def _corrected_row(range_index, range_step):
 
 def _intensity_level(rank):
     """One of 18 levels of an intensity rank (0-6 alone, then wider): finer where sensors put most
-    of their returns."""
+    of their returns. A damaged stream can decode to a negative rank: it must still pick a row that
+    exists (the kernels index tables without bounds checks), so below 0 counts as 0."""
     if rank < 7:
-        return rank
+        return max(rank, 0)
     level = 6
     for edge in (8, 10, 12, 14, 17, 20, 24, 28, 33, 40, 50):
         if rank >= edge:

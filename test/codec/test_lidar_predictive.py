@@ -138,6 +138,28 @@ def test_draco_stays_selectable():
             LidarCodecConfig(max_error=bad)
 
 
+def test_damaged_spinning_payloads_with_noisy_intensity_refuse_or_decode_finite():
+    """Flipped bits can decode to any intensity rank, negative ones too: the decoder's contexts must
+    still pick rows inside its tables (its kernels index without bounds checks)."""
+    points, rings = spinning_scan(8, 300, seed=3)
+    codes = np.rint(points[:, 3] * 255).astype(np.int64)
+    coded = lidar_predictive.encode(points[:, :3].copy(), codes, 0.01, rings)
+    assert coded.mode == 'spinning'
+    rng = np.random.default_rng(1)
+    decoded = 0
+    for _ in range(1500):
+        damaged = bytearray(coded.payload)
+        for _ in range(rng.integers(1, 4)):
+            damaged[rng.integers(len(damaged))] ^= 1 << int(rng.integers(8))
+        try:
+            xyz, intensity, _ = lidar_predictive.decode(bytes(damaged), len(points))
+        except PacketError:
+            continue
+        decoded += 1
+        assert xyz.shape == (len(points), 3) and np.isfinite(xyz).all() and len(intensity) == len(points)
+    assert decoded < 1500
+
+
 def test_truncated_and_corrupted_payloads_raise_packet_error():
     points, rings = spinning_scan(8, 150)
     config = LidarCodecConfig()
@@ -148,8 +170,10 @@ def test_truncated_and_corrupted_payloads_raise_packet_error():
                 decode_scan(payload[:cut], count, config)
         with pytest.raises(PacketError):
             decode_scan(payload, count + 1, config)
-        with pytest.raises(PacketError, match='format version'):
+        with pytest.raises(PacketError, match='format version 9.*update the decoder'):
             decode_scan(b'\x09' + payload[1:], count, config)
+        with pytest.raises(PacketError, match='format version 1.*re-encode'):
+            decode_scan(b'\x01' + payload[1:], count, config)
         rng = np.random.default_rng(0)
         for _ in range(40):
             damaged = bytearray(payload)

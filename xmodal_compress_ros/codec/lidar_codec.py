@@ -165,9 +165,11 @@ def _clean(points: np.ndarray, config: LidarCodecConfig, calib: Optional[Calibra
     points = check_points(points)
     xyz = points[:, :3].astype(np.float32)
     intensity = points[:, 3].astype(np.float32) if points.shape[1] > 3 else np.zeros(len(points), np.float32)
-    keep = np.isfinite(xyz).all(axis=1)
+    # Column by column: numpy's reductions along a 3-wide axis cost several times more.
+    x, y, z = xyz[:, 0], xyz[:, 1], xyz[:, 2]
+    keep = np.isfinite(x) & np.isfinite(y) & np.isfinite(z)
     if config.codec == 'predictive':
-        keep &= np.any(xyz != 0, axis=1)
+        keep &= (x != 0) | (y != 0) | (z != 0)
     invalid = len(xyz) - int(np.count_nonzero(keep))
     if config.frustum_only:
         if calib is None:
@@ -225,14 +227,18 @@ def _encode_predictive(xyz, intensity, config, rings, input_points, invalid) -> 
 
 
 def _predictive_points(xyz: np.ndarray, codes: Optional[np.ndarray], config: LidarCodecConfig) -> np.ndarray:
-    out = np.zeros((len(xyz), 4), np.float32)
+    out = np.empty((len(xyz), 4), np.float32)
     out[:, :3] = xyz
-    if codes is not None:
-        top = (1 << config.intensity_bits) - 1
-        if len(codes) and int(codes.max()) > top:
-            raise PacketError(f'LiDAR intensity codes exceed {top}, the largest '
-                              f'{config.intensity_bits}-bit code')
-        out[:, 3] = (codes.astype(np.float64) * (config.intensity_max / top)).astype(np.float32)
+    if codes is None:
+        out[:, 3] = 0
+        return out
+    top = (1 << config.intensity_bits) - 1
+    if len(codes) and int(codes.max()) > top:
+        raise PacketError(f'LiDAR intensity codes exceed {top}, the largest '
+                          f'{config.intensity_bits}-bit code')
+    # One float per code, looked up: the same values as converting each point's code.
+    values = (np.arange(top + 1, dtype=np.float64) * (config.intensity_max / top)).astype(np.float32)
+    out[:, 3] = values[codes]
     return out
 
 

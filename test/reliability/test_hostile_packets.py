@@ -134,7 +134,12 @@ def test_unknown_model_is_a_packet_error_naming_the_id(codec_kit):
 
 def test_draco_point_count_is_checked_before_draco_allocates(codec_kit, harness):
     """Found by fuzzing: a Draco stream declaring 134 M points made Draco take 3 GB and 2 s before failing."""
-    packet = bytearray(codec_kit.seeds[0])
+    from xmodal_compress_ros.codec.bitstream import pack_lidar_packet
+    from xmodal_compress_ros.codec.lidar_codec import LidarCodecConfig, encode_scan
+
+    _, cloud = packet_fuzz.procedural_frame(64, 64, 2000, seed=0)
+    encoded = encode_scan(cloud, LidarCodecConfig(codec='draco'))
+    packet = bytearray(pack_lidar_packet(encoded.to_packet(0, 0, 'velodyne')))
     draco = bytes(packet).index(b'DRACO')
     struct.pack_into('<i', packet, draco + 11, 134_219_728)
     outcome = harness.feed(packet_fuzz.reseal(bytes(packet)))

@@ -23,6 +23,7 @@ documented in ``docs/nodes.md``.
 from __future__ import annotations
 
 import time
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, List, Optional
 
@@ -30,7 +31,7 @@ import numpy as np
 from rclpy.node import Node
 
 from xmodal_compress_ros.errors import (
-    CalibrationError, ImageFormatError, ParameterError, PointCloudError, XmodalError)
+    CalibrationError, ImageFormatError, ModelFileError, ParameterError, PointCloudError, XmodalError)
 from xmodal_compress_ros.ros import conversions
 from xmodal_compress_ros.ros.diagnostics import OK, WARN, diagnostic_array
 from xmodal_compress_ros.ros.frame_worker import FrameWorker
@@ -161,7 +162,16 @@ class EncoderNode(Node):
 
     def _set_calibration(self, calib: Any, source: str) -> None:
         """(Re)build the encoder for ``calib``; the models are loaded here, never in a callback."""
-        encoder = self._pipeline.Encoder(self._codec_config(), calib)
+        config = self._codec_config()
+        try:
+            encoder = self._pipeline.Encoder(config, calib)
+        except ModelFileError as exc:
+            if config.keyframe_interval == 1:
+                raise
+            # A P-frame model that does not fit the intra model (other levels): key frames only, said once.
+            self.get_logger().warning(f'P-frame model unusable ({exc}); coding every image as a key frame')
+            self._keyframe_interval = 1
+            encoder = self._pipeline.Encoder(dataclasses.replace(config, keyframe_interval=1), calib)
         if self._rate is None or self._rate.num_qualities != encoder.num_qualities:
             self._rate = RateController(encoder.num_qualities)
         self._encoder, self._calib, self._calibration_source = encoder, calib, source

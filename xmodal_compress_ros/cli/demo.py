@@ -17,8 +17,6 @@ from typing import Any, Dict, List
 HELP = 'Stream a bag through the encoder and decoder nodes over DDS; report kbit/s, PSNR and latency.'
 
 DEFAULT_FRAMES = 20
-#: Key frame every 10 images (as ffmpeg_image_transport) when the P-frame model is there.
-STREAM_KEYFRAME_INTERVAL = 10
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,8 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--pframe-model', default='models/xmodal-pframe',
                         help='P-frame model stem: with its files the demo streams key and P frames')
     parser.add_argument('--keyframe-interval', type=int, default=None, metavar='N',
-                        help='key frame every N images, P frames between (default 10 when the P-frame model '
-                             'exists, else 1: every image alone)')
+                        help='key frame every N images, P frames between (default 1: every image alone; '
+                             'docs/temporal_coding.md)')
     parser.add_argument('--frustum-only', action='store_true',
                         help='send only the LiDAR points inside the camera view (smaller, faster packets)')
     parser.add_argument('--lidar-codec', default='predictive', choices=('predictive', 'draco'),
@@ -94,7 +92,8 @@ def _synthesize(out: Path, frames: int) -> Path:
 
 
 def _keyframe_interval(args: argparse.Namespace) -> int:
-    """--keyframe-interval, else 10 (the stream mode) when the P-frame model exists, else 1."""
+    """--keyframe-interval, else 1: the shipped P-frame model does not yet code smaller than the intra
+    model (docs/temporal_coding.md), so the stream mode is opt-in."""
     from xmodal_compress_ros.codec.pipeline import model_available
     from xmodal_compress_ros.errors import ModelFileError, ParameterError
 
@@ -104,9 +103,7 @@ def _keyframe_interval(args: argparse.Namespace) -> int:
     if args.keyframe_interval is not None and args.keyframe_interval > 1 and not available:
         raise ModelFileError(f'--keyframe-interval {args.keyframe_interval} needs the P-frame model '
                              f'{args.pframe_model}, which is not there')
-    if args.keyframe_interval is not None:
-        return args.keyframe_interval
-    return STREAM_KEYFRAME_INTERVAL if available else 1
+    return 1 if args.keyframe_interval is None else args.keyframe_interval
 
 
 def _summary_lines(result: Dict[str, Any]) -> List[str]:

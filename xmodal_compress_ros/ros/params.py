@@ -84,9 +84,11 @@ class EncoderNodeConfig:
                               read_only=True)
     lazy: bool = param(True, 'Code only while something subscribes to the packets; false: always (to record '
                        'packets on the vehicle).', read_only=True)
-    keyframe_interval: int = param(10, 'A key frame every N images and P frames between them, each '
-                                   'predicted from the previous decoded frame (1: every image coded alone). '
-                                   'Without the pframe_model files every image is coded alone (logged).',
+    keyframe_interval: int = param(1, 'A key frame every N images and P frames between them, each '
+                                   'predicted from the previous decoded frame (1: every image coded alone, '
+                                   'the default while the shipped P-frame model codes no smaller than the '
+                                   'intra one: docs/temporal_coding.md). Without the pframe_model files '
+                                   'every image is coded alone (logged).',
                                    bounds=(1, 1000), read_only=True)
     pframe_model: str = param('models/xmodal-pframe', 'Stem of the P-frame model (keyframe_interval > 1).',
                               read_only=True)

@@ -90,8 +90,10 @@ def test_p_frames_stream_end_to_end(tmp_path, tiny_bag, node_codec):
         s.play(tiny_bag, rate=0.4)
         assert s.probe.wait_for(lambda: len(s.probe.images) == 10, 15), \
             (s.probe.node_diagnostics('xmodal_encoder'), s.probe.node_diagnostics('xmodal_decoder'))
-        decoded_all = lambda: s.probe.node_diagnostics('xmodal_decoder').get('frames_out') == '10'  # noqa
-        assert s.probe.wait_for(decoded_all, 5)
+        # Both nodes publish diagnostics on their own period: wait until each has reported its last frame.
+        settled = lambda: all(s.probe.node_diagnostics(name).get('frames_out') == '10'  # noqa
+                              for name in ('xmodal_encoder', 'xmodal_decoder'))
+        assert s.probe.wait_for(settled, 10)
         encoder_diag = s.probe.node_diagnostics('xmodal_encoder')
         decoder_diag = s.probe.node_diagnostics('xmodal_decoder')
         assert s.nodes_alive()

@@ -317,6 +317,17 @@ def _intensity_row(first, range_residual, previous, before):
     return ROW_INTENSITY + _intensity_level(previous) + 18 * direction + (54 if jump else 0)
 
 
+def _prediction(first, i, ranges, azimuths, elevations, intensity, has_intensity, first_range,
+                first_azimuth, first_elevation, first_intensity, azimuth_step):
+    """(range, azimuth, elevation, intensity) predicted for point ``i`` and the azimuth step it adds:
+    a laser's first point from the previous laser's first, every other from the point before it.
+    Encoder and decoder both call this, so they predict alike."""
+    if first:
+        return (first_range, first_azimuth, first_elevation, first_intensity), 0
+    return (ranges[i - 1], azimuths[i - 1], elevations[i - 1],
+            intensity[i - 1] if has_intensity else 0), azimuth_step
+
+
 def _spinning_symbols(ranges, azimuths, elevations, corrections, intensity, counts, azimuth_turn,
                       azimuth_step, range_step, rows, values):
     n = 0
@@ -329,13 +340,9 @@ def _spinning_symbols(ranges, azimuths, elevations, corrections, intensity, coun
             i = point
             point += 1
             first = j == 0
-            if first:
-                predicted = (first_range, first_azimuth, first_elevation, first_intensity)
-                step = 0
-            else:
-                predicted = (ranges[i - 1], azimuths[i - 1], elevations[i - 1],
-                             intensity[i - 1] if has_intensity else 0)
-                step = azimuth_step
+            predicted, step = _prediction(first, i, ranges, azimuths, elevations, intensity, has_intensity,
+                                          first_range, first_azimuth, first_elevation, first_intensity,
+                                          azimuth_step)
             azimuth_residual = _wrap(azimuths[i] - predicted[1] - step, azimuth_turn)
             n = _push(rows, values, n, _azimuth_row(first, last_azimuth_residual), azimuth_residual)
             last_azimuth_residual = azimuth_residual
@@ -378,13 +385,9 @@ def _decode_spinning(words, counts, azimuth_turn, azimuth_step, range_step, has_
             i = point
             point += 1
             first = j == 0
-            if first:
-                predicted = (first_range, first_azimuth, first_elevation, first_intensity)
-                step = 0
-            else:
-                predicted = (ranges[i - 1], azimuths[i - 1], elevations[i - 1],
-                             intensity[i - 1] if has_intensity else 0)
-                step = azimuth_step
+            predicted, step = _prediction(first, i, ranges, azimuths, elevations, intensity, has_intensity,
+                                          first_range, first_azimuth, first_elevation, first_intensity,
+                                          azimuth_step)
             row = _azimuth_row(first, last_azimuth_residual)
             azimuth_residual, state, remaining = _pop(state, remaining, words, row, offsets, bounds, lookup)
             last_azimuth_residual = azimuth_residual
@@ -474,6 +477,7 @@ if numba is not None:
     _pop = _inline(_pop)
     _size_class = _inline(_size_class)
     _wrap = _inline(_wrap)
+    _prediction = _inline(_prediction)
     _azimuth_row = _inline(_azimuth_row)
     _range_row = _inline(_range_row)
     _corrected_row = _inline(_corrected_row)

@@ -285,6 +285,13 @@ class _Codec:
                        for q in range(self.levels)]
         self._device_model = None
 
+    def mean(self, z_hat: np.ndarray, encoder_outputs: Dict[str, torch.Tensor]) -> np.ndarray:
+        """The 'mean' graph on ``z_hat``, with the encoder graph's ``c_hyper`` where the model has one."""
+        feed = {'z_hat': z_hat}
+        if 'c_hyper' in encoder_outputs:
+            feed['c_hyper'] = encoder_outputs['c_hyper']
+        return self.backend.run('mean', feed)['mu'].float().cpu().numpy()
+
     def decoder_quality_inputs(self, quality: int) -> Dict[str, torch.Tensor]:
         """The decoder graph's per-quality inputs: the gain, and the post filter's plane if it has one."""
         inputs = {'gain': self.gain_dec[quality]}
@@ -462,10 +469,7 @@ class Encoder:
 
         def mean(z_hat: np.ndarray) -> np.ndarray:
             with watch.stage('mean_network'):
-                feed = {'z_hat': z_hat}
-                if 'c_hyper' in out:
-                    feed['c_hyper'] = out['c_hyper']
-                return codec.backend.run('mean', feed)['mu'].float().cpu().numpy()
+                return codec.mean(z_hat, out)
 
         coding_start = time.perf_counter()
         encoded = encode_latents(y_g, z, mean, codec.tables, self.config.y_substreams)
@@ -578,12 +582,8 @@ class _EncoderStream:
         inputs = dict(condition, x=_image_input(rgb, ph, pw, codec.device), gain=codec.gain_enc[quality])
         out = codec.backend.run('encoder', inputs)
 
-        def mean(z_hat: np.ndarray) -> np.ndarray:
-            mu = codec.backend.run('mean', {'z_hat': z_hat, 'c_hyper': out['c_hyper']})['mu']
-            return mu.float().cpu().numpy()
-
-        encoded = encode_latents(out['y_g'].float().cpu().numpy(), out['z'].float().cpu().numpy(), mean,
-                                 codec.tables, config.y_substreams)
+        encoded = encode_latents(out['y_g'].float().cpu().numpy(), out['z'].float().cpu().numpy(),
+                                 lambda z_hat: codec.mean(z_hat, out), codec.tables, config.y_substreams)
         number = self.next_number
         packet = pack_image_packet(ImagePacket(
             model_id=codec.id_bytes, quality=quality, width=width, height=height, padded_width=pw,

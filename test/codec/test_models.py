@@ -286,3 +286,26 @@ def test_post_filter_views_are_checked():
             filtered.with_post_filter_views(bad)
     with pytest.raises(ValueError, match='no post filter'):
         HyperpriorCodec(**TINY).with_post_filter_views(2)
+
+
+def test_p_frame_model_started_from_intra_codes_as_intra_whatever_the_reference():
+    """init_from_intra opens no path from the reference: the same bytes and image as the intra model
+    with a real, a garbage or no reference, so training starts at the intra codec's rate-distortion."""
+    from xmodal_compress_ros.codec.predictive import PredictiveCodec
+
+    torch.manual_seed(3)
+    intra = HyperpriorCodec(**TINY, post_filter=(8, 1)).eval()
+    for parameter in intra.post_filter.tail.parameters():  # a trained filter is not the identity
+        torch.nn.init.normal_(parameter, std=0.05)
+    intra.update()
+    pframe = PredictiveCodec(**TINY, post_filter=(8, 1)).eval()
+    pframe.init_from_intra(intra)
+    pframe.update()
+    x = torch.rand(1, 3, 64, 128)
+    expected = intra.compress(x, quality=3)
+    image = intra.decompress(expected)
+    garbage = torch.randint(0, 256, (1, 4, 64, 128)).float()
+    for reference in (None, garbage, torch.cat([x * 255, torch.full_like(x[:, :1], 255)], dim=1)):
+        packet = pframe.compress(x, reference, quality=3)
+        assert (packet.z_bytes, packet.y_bytes) == (expected.z_bytes, expected.y_bytes)
+        assert torch.allclose(pframe.decompress(packet, reference), image, atol=1e-6)

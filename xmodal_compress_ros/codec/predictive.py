@@ -12,9 +12,11 @@ The scale index of every symbol still comes from ``z_hat`` alone through the int
 reference moves the means and the reconstruction, never how a symbol parses, so a P packet parses
 identically with a wrong, missing or garbage reference.
 
-:meth:`PredictiveCodec.init_from_intra` starts from a trained intra codec as a residual coder
-(g_a sees ``x - reference`` where the reference is valid, g_s adds it back), which training then
-turns into conditional coding.
+:meth:`PredictiveCodec.init_from_intra` starts from a trained intra codec with every path from the
+reference silent, so step 0 codes exactly as the intra codec does; training then opens those paths.
+(A residual start, g_a coding ``x - reference``, was measured worse: the warp predicts a real drive
+at about 21 dB, and such residuals are far from what the intra transforms learned; see
+docs/temporal_coding.md.)
 """
 from __future__ import annotations
 
@@ -120,11 +122,10 @@ class PredictiveCodec(HyperpriorCodec):
 
     @torch.no_grad()
     def init_from_intra(self, intra: HyperpriorCodec) -> None:
-        """Start from a trained image-only codec as a residual coder.
+        """Start from a trained image-only codec, coding exactly as it does whatever the reference.
 
-        Every tensor of ``intra`` is copied; widened inputs get zeros, except that g_a's first layer
-        weighs the masked reference by minus the image's weights (it codes ``x - reference`` where the
-        reference is valid) and g_s's full-resolution refinement adds the reference back.
+        Every tensor of ``intra`` is copied; the inputs the reference widened (concatenated context,
+        the filter's side planes), the mean refiner and g_s's full-resolution refinement start at zero.
         """
         if intra.condition_name is not None or type(intra) is not HyperpriorCodec:
             raise ModelFileError('init_from_intra needs an image-only '
@@ -142,15 +143,6 @@ class PredictiveCodec(HyperpriorCodec):
             module = self.get_submodule(name.rsplit('.', 1)[0])
             dim = 1 if isinstance(module, nn.Conv2d) else 0
             target.zero_()
-            if name == 'post_filter.head.weight':
-                # Pixel-unshuffled input: each of the (4 + side) planes spans 4 consecutive channels.
-                target.narrow(1, 0, tensor.shape[1]).copy_(tensor)
-            else:
-                target.narrow(dim, 0, tensor.shape[dim]).copy_(tensor)
-        image_weights = self.g_a.conv1.weight[:, :3]
-        self.g_a.conv1.weight[:, 3:6] = -image_weights
-        refine = self.g_s.refine.weight
-        refine.zero_()
-        centre = refine.shape[-1] // 2
-        for k in range(3):
-            refine[k, 3 + k, centre, centre] = 1.0
+            # The filter's pixel-unshuffled input leads with the image's (4 planes x 4) channels, as
+            # concat fusion leads with the transform's own: the intra weights fill the front.
+            target.narrow(dim, 0, tensor.shape[dim]).copy_(tensor)

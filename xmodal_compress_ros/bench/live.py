@@ -26,8 +26,10 @@ def live_runs(bag: Path, out_dir: Path, qualities: Sequence[int], model: str, fa
     originals = stream_run.load_originals(bag, frames)
     runs = []
     for quality in qualities:
-        settings = stream_run.StreamSettings(quality=int(quality), model=model, fallback_model=fallback_model,
-                                             start_timeout=start_timeout, rate=rate)
+        # tier quality: the runs measure the models given, whatever the device.
+        settings = stream_run.StreamSettings(quality=int(quality), tier='quality', model=model,
+                                             fallback_model=fallback_model, start_timeout=start_timeout,
+                                             rate=rate)
         run_dir = out_dir / f'live_q{quality}'
         run_dir.mkdir(parents=True, exist_ok=True)
         result = stream_run.stream_bag(settings, bag, calibration, originals, run_dir)

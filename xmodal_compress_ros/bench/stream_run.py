@@ -8,10 +8,11 @@ the packets, the decoded images and the nodes' diagnostics. ``xmodal demo`` runs
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List
+
+from xmodal_compress_ros.codec.tiers import FAST_MODEL, PFRAME_MODEL, QUALITY_FALLBACK_MODEL, QUALITY_MODEL
 
 DRAIN_TIMEOUT_S = 60.0
 
@@ -25,11 +26,13 @@ class StreamSettings:
     backend: str = 'torch'
     device: str = 'cpu'
     precision: str = 'fp32'
-    model: str = 'models/xmodal-lidar'
-    fallback_model: str = 'models/xmodal-hyperprior'
+    tier: str = 'auto'
+    model: str = QUALITY_MODEL
+    fallback_model: str = QUALITY_FALLBACK_MODEL
+    fast_model: str = FAST_MODEL
     frustum_only: bool = False
     keyframe_interval: int = 1
-    pframe_model: str = 'models/xmodal-pframe'
+    pframe_model: str = PFRAME_MODEL
     lidar_codec: str = 'predictive'
     lidar_max_error: float = 0.01
     start_timeout: float = 180.0
@@ -86,6 +89,7 @@ def stream_bag(settings: StreamSettings, bag: Path, calibration: Path, originals
 
     from xmodal_compress_ros.bench.metrics import psnr
     from xmodal_compress_ros.ros.stream_session import SessionError, StreamSession
+    from xmodal_compress_ros.runtime.cpu_features import usable_cores
 
     images = originals['images']
     example_stamp = sorted(images)[len(images) // 2]
@@ -100,16 +104,19 @@ def stream_bag(settings: StreamSettings, bag: Path, calibration: Path, originals
             measured['example'] = (record.stamp_ns, np.array(rgb))
 
     width, height = next(iter(images.values())).shape[1::-1]
-    # Encoder and decoder share this machine: one half of the CPU cores each.
-    threads = max(1, (os.cpu_count() or 2) // 2)
+    # Encoder and decoder share this machine: half of its cores each for the networks (on 2 cores one
+    # each; the encoder's scans, coded beside its images in the fast tier, take what is left).
+    threads = max(1, usable_cores() // 2)
     encoder = {'calibration_file': str(calibration), 'quality': settings.quality,
                'target_kbps': settings.target_kbps, 'backend': settings.backend, 'device': settings.device,
-               'precision': settings.precision, 'model': settings.model,
-               'fallback_model': settings.fallback_model, 'threads': threads,
+               'precision': settings.precision, 'tier': settings.tier, 'model': settings.model,
+               'fallback_model': settings.fallback_model, 'fast_model': settings.fast_model,
+               'threads': threads,
                'frustum_only': settings.frustum_only, 'keyframe_interval': settings.keyframe_interval,
                'pframe_model': settings.pframe_model, 'lidar_codec': settings.lidar_codec,
                'lidar_max_error': settings.lidar_max_error}
-    decoder = {'models': [settings.model, settings.fallback_model], 'pframe_model': settings.pframe_model,
+    decoder = {'models': [settings.model, settings.fallback_model, settings.fast_model],
+               'pframe_model': settings.pframe_model,
                'backend': settings.backend,
                'device': settings.device, 'precision': settings.precision,
                'resolutions': [int(width), int(height)], 'threads': threads}
@@ -202,6 +209,7 @@ def _results(originals: Dict[str, Any], probe: Any, psnrs: Dict[int, float], pub
         'keyframe_interval': int(encoder.get('keyframe_interval', 1)),
         'key_frames': int(encoder.get('key_frames', 0)), 'p_frames': int(encoder.get('p_frames', 0)),
         'degraded': int(diagnostics['xmodal_decoder'].get('degraded', 0)),
+        'tier': encoder.get('tier', ''), 'threads': int(encoder.get('threads', 0)),
     }
     rounded = {k: round(v, 3) if isinstance(v, float) else v for k, v in values.items()}
     return {'json': rounded, 'encoder': encoder, 'out': out, 'rate': rate}

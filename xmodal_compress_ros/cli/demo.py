@@ -20,6 +20,8 @@ DEFAULT_FRAMES = 20
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from xmodal_compress_ros.codec import tiers
+
     parser.add_argument('--bag', type=Path, help='sensor bag to play (default: synthesize one into --out)')
     parser.add_argument('--frames', type=int, default=DEFAULT_FRAMES, metavar='N',
                         help=f'frames to synthesize, or images to play from --bag (0: all); '
@@ -35,9 +37,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--device', default='cpu', help='cpu or cuda (default cpu)')
     parser.add_argument('--precision', default='fp32', help='fp32, fp16 or bf16 (default fp32; bf16 on a CPU '
                                                             'with AMX codes about twice as fast)')
-    parser.add_argument('--model', default='models/xmodal-lidar', help='LiDAR-conditioned model stem')
-    parser.add_argument('--fallback-model', default='models/xmodal-hyperprior', help='image-only twin stem')
-    parser.add_argument('--pframe-model', default='models/xmodal-pframe',
+    parser.add_argument('--tier', default='auto', choices=tiers.TIERS,
+                        help='models of the key frames: fast (image-only, a slim decoder: real time on a '
+                             'CPU), quality (--model and --fallback-model) or auto (fast on the CPU, quality '
+                             'on CUDA; default); docs/tiers.md')
+    parser.add_argument('--model', default=tiers.QUALITY_MODEL,
+                        help='LiDAR-conditioned model stem (tier quality)')
+    parser.add_argument('--fallback-model', default=tiers.QUALITY_FALLBACK_MODEL,
+                        help='image-only twin stem (tier quality)')
+    parser.add_argument('--fast-model', default=tiers.FAST_MODEL, help='image-only model stem of tier fast')
+    parser.add_argument('--pframe-model', default=tiers.PFRAME_MODEL,
                         help='P-frame model stem: with its files the demo streams key and P frames')
     parser.add_argument('--keyframe-interval', type=int, default=None, metavar='N',
                         help='key frame every N images, P frames between (default 1: every image alone; '
@@ -65,6 +74,7 @@ def main(args: argparse.Namespace) -> int:
     calibration = args.calibration or stream_run.find_calibration(bag)
     originals = stream_run.load_originals(bag, args.frames)
     args.keyframe_interval = _keyframe_interval(args)
+    print(tier_line(args), flush=True)
     settings = stream_run.StreamSettings(**{name: getattr(args, name)
                                             for name in stream_run.StreamSettings.__dataclass_fields__})
     result = stream_run.stream_bag(settings, bag, calibration, originals, out)
@@ -106,6 +116,19 @@ def _keyframe_interval(args: argparse.Namespace) -> int:
     return 1 if args.keyframe_interval is None else args.keyframe_interval
 
 
+def tier_line(args: argparse.Namespace) -> str:
+    """The tier the encoder node will choose (the same :func:`codec.tiers.choose_tier`), and why."""
+    from xmodal_compress_ros.codec.tiers import choose_tier
+
+    choice = choose_tier(args.tier, args.device, args.model, args.fallback_model, args.fast_model)
+    if choice.tier == 'fast':
+        return f'tier: fast ({choice.reason}; --tier quality for the full models)'
+    if args.tier == 'auto' and not args.device.startswith('cuda'):
+        return (f'tier: quality ({choice.reason}; the demo will not keep up at 10 Hz: train the fast model, '
+                'docs/tiers.md)')
+    return choice.describe()
+
+
 def _summary_lines(result: Dict[str, Any]) -> List[str]:
     v = result['json']
     drops = ', '.join(f'{k.split(".", 1)[1]} {n}' for k, n in result['encoder'].items()
@@ -115,7 +138,8 @@ def _summary_lines(result: Dict[str, Any]) -> List[str]:
     if v['encoder_dropped']:
         hint = [f'note: the encoder kept up with {v["frames_in"] - v["encoder_dropped"]} of {v["frames_in"]} '
                 f'frames at {result["rate"]:g}x the recorded rate (it codes the newest image and drops older '
-                'ones): use a GPU (--device cuda), bf16 on a CPU with AMX (--precision bf16), '
+                'ones): use ' + ('the fast tier (--tier fast), ' if v['tier'] == 'quality' else '')
+                + 'a GPU (--device cuda), bf16 on a CPU with AMX (--precision bf16), '
                 '--frustum-only, or replay slower with --rate']
     return hint + [
         f'frames: {v["frames_in"]} played, {v["frames_out"]} decoded ({v["width"]}x{v["height"]}, '

@@ -37,6 +37,8 @@ from xmodal_compress_ros.codec.latent_refinement import check_steps, refine_late
 from xmodal_compress_ros.codec.lidar_codec import LidarCodecConfig, decode_packet, encode_scan
 from xmodal_compress_ros.codec.post_filter import check_views
 from xmodal_compress_ros.codec.reference import ReferenceFrame, aligned_planes, reference_input
+from xmodal_compress_ros.codec.tiers import (DECODER_MODELS, PFRAME_MODEL, QUALITY_FALLBACK_MODEL,
+                                             QUALITY_MODEL)
 from xmodal_compress_ros.errors import (CalibrationError, ImageFormatError, ModelFileError, PacketError,
                                         ParameterError)
 from xmodal_compress_ros.geometry.calibration import Calibration
@@ -94,8 +96,8 @@ class EncoderConfig:
             reference; decode such streams with the same DecoderConfig.reference_mode).
     """
 
-    model: str = 'models/xmodal-lidar'
-    fallback_model: str = 'models/xmodal-hyperprior'
+    model: str = QUALITY_MODEL
+    fallback_model: str = QUALITY_FALLBACK_MODEL
     backend: str = 'torch'
     device: str = 'cpu'
     precision: str = 'fp32'
@@ -108,7 +110,7 @@ class EncoderConfig:
     threads: int = 0
     refine_steps: int = 0
     keyframe_interval: int = 1
-    pframe_model: str = 'models/xmodal-pframe'
+    pframe_model: str = PFRAME_MODEL
     reference_mode: str = 'aligned'
 
 
@@ -117,7 +119,10 @@ class DecoderConfig:
     """Receiver-side settings.
 
     Attributes:
-        models: stems of every model the decoder knows; packets pick one by model id.
+        models: stems of every model the decoder knows; packets pick one by model id. Stems whose
+            files are missing are left out (``Decoder.missing_models``; their packets are refused as
+            of an unknown model), so the default, the models of both tiers (:mod:`codec.tiers`) and
+            the P-frame model, works where some are not installed.
         backend, device, precision: as in :class:`EncoderConfig`.
         resolutions: image sizes (width, height) to warm up at and to build TensorRT profiles for.
         max_pixels: the largest padded width x height a packet may declare; larger packets are
@@ -132,7 +137,7 @@ class DecoderConfig:
             ``reference_mode='none'`` ablation (P frames decoded from no reference).
     """
 
-    models: tuple = ('models/xmodal-lidar', 'models/xmodal-hyperprior', 'models/xmodal-pframe')
+    models: tuple = DECODER_MODELS
     backend: str = 'torch'
     device: str = 'cpu'
     precision: str = 'fp32'
@@ -404,6 +409,13 @@ class Encoder:
         return self._main.levels
 
     @property
+    def needs_scans(self) -> bool:
+        """True if images are coded with scans (a LiDAR-conditioned model, or P frames aligned by the
+        scans' motion); False: an image packet never depends on a scan, so scans may be coded at the
+        same time as images (``encode_scan`` and ``encode_image`` then share no state)."""
+        return self._main.uses_lidar or self._stream is not None
+
+    @property
     def reference(self) -> Optional[np.ndarray]:
         """The decoded frame the next P frame is predicted from, (H, W, 3) uint8; None outside a stream."""
         return None if self._stream is None or self._stream.reference is None else self._stream.reference.rgb
@@ -639,7 +651,13 @@ class Decoder:
         options = BackendOptions(device=config.device, precision=config.precision, cache_dir=config.cache_dir,
                                  resolutions=tuple(config.resolutions), threads=config.threads)
         self._codecs: Dict[bytes, _Codec] = {}
+        self.missing_models = tuple(stem for stem in config.models if not model_available(stem))
+        if len(self.missing_models) == len(config.models):
+            raise ModelFileError(f'none of the decoder\'s models is there: {", ".join(config.models)} '
+                                 '(each a .safetensors + .json stem)')
         for stem in config.models:
+            if stem in self.missing_models:
+                continue
             codec = _Codec(stem, config.backend, options, config.post_filter, config.post_filter_views)
             self._codecs.setdefault(codec.id_bytes, codec)
         # The stream: the last decoded frame (a P frame's reference) and why the stream is degraded.

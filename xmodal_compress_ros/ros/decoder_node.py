@@ -28,6 +28,7 @@ from xmodal_compress_ros.ros.node_main import (ProblemReporter, match_logging, o
 from xmodal_compress_ros.ros.node_stats import NodeStats
 from xmodal_compress_ros.ros.package_files import resolve_model_stem
 from xmodal_compress_ros.ros.params import DecoderNodeConfig, declare_config, sibling_topic, watch_config
+from xmodal_compress_ros.runtime.cpu_features import thread_count
 
 FORMAT_PREFIX = 'xmodal/'
 # Image and LiDAR packets come on two topics, so an image packet may overtake the LiDAR packet it
@@ -56,11 +57,16 @@ class DecoderNode(Node):
                 self.get_logger().warning(f'P-frame model {c.pframe_model} not found: P frames will be '
                                           'refused')
         self._no_reference = pipeline.NO_REFERENCE
+        self._threads = thread_count(c.threads)
         self._decoder = pipeline.Decoder(pipeline.DecoderConfig(
             models=tuple(resolve_model_stem(m) for m in models), backend=c.backend, device=c.device,
-            precision=c.precision, threads=c.threads,
+            precision=c.precision, threads=self._threads,
             resolutions=resolutions, max_pixels=c.max_image_pixels, post_filter=c.post_filter,
             post_filter_views=c.post_filter_views))
+        missing = [m for m in models if resolve_model_stem(m) in self._decoder.missing_models]
+        if missing:
+            self.get_logger().warning(f'model file(s) missing: {", ".join(missing)}; packets of those '
+                                      'models will be refused as of an unknown model')
         self._stats = NodeStats()
         self._report = ProblemReporter(self._stats, self.get_logger())
         self._scans: 'OrderedDict[int, Any]' = OrderedDict()
@@ -77,7 +83,8 @@ class DecoderNode(Node):
         self._worker.start()
         self.get_logger().info(f'decoding {c.image_packet_topic} + {c.lidar_packet_topic} -> {c.image_topic}'
                                + (f' + {c.lidar_topic}' if c.publish_points else '')
-                               + f' ({c.backend}/{c.device}/{c.precision}, models: {", ".join(models)})')
+                               + f' ({c.backend}/{c.device}/{c.precision}, {self._threads} thread(s), '
+                               f'models: {", ".join(m for m in models if m not in missing)})')
 
     def _open_topics(self) -> None:
         from diagnostic_msgs.msg import DiagnosticArray
@@ -228,7 +235,7 @@ class DecoderNode(Node):
                        'total_kbps': image_kbps + lidar_kbps,
                        'quality': self._last_quality, 'model': self._last_model,
                        'backend': c.backend, 'device': c.device, 'precision': c.precision,
-                       'post_filter': c.post_filter,
+                       'threads': self._threads, 'post_filter': c.post_filter,
                        'post_filter_views': c.post_filter_views, 'output_encoding': c.output_encoding})
         values.update(stats.latency_values('decode', 'lidar_decode', 'node'))
         return values

@@ -17,8 +17,11 @@ and still codes each image with the scan that came with it.
 
 An image is paired with the buffered scan nearest in stamp within ``max_time_delta``, waiting at
 most ``pairing_wait`` (wall time) for a later scan; images stamped more than ``lidar_timeout``
-after the newest scan are encoded image-only at once. Topics, parameters and diagnostics are
-documented in ``docs/nodes.md``.
+after the newest scan are encoded image-only at once. Where no image needs a scan (the fast tier,
+image-only, every image a key frame) nothing waits for pairing, and the scans are coded in a second
+worker thread at the same time as the images (the LiDAR kernels and the networks release the GIL).
+The tier (:mod:`codec.tiers`) and the network threads are chosen once at start. Topics, parameters
+and diagnostics are documented in ``docs/nodes.md``.
 """
 from __future__ import annotations
 
@@ -42,6 +45,7 @@ from xmodal_compress_ros.ros.package_files import resolve_model_stem
 from xmodal_compress_ros.ros.pairing import ScanBuffer
 from xmodal_compress_ros.ros.params import EncoderNodeConfig, declare_config, watch_config
 from xmodal_compress_ros.ros.rate_control import RateController
+from xmodal_compress_ros.runtime.cpu_features import thread_count
 
 NS_PER_S = 1_000_000_000
 # Detected intensity ranges: KITTI reflectance, 8-bit and 16-bit drivers (else the largest value seen).
@@ -73,6 +77,8 @@ class EncoderNode(Node):
 
         self._pipeline = pipeline
         self._config = declare_config(self, EncoderNodeConfig)
+        self._tier = self._choose_tier()
+        self._threads = thread_count(self._config.threads)
         self._stats = NodeStats()
         self._report = ProblemReporter(self._stats, self.get_logger())
         # Replaced only by the worker thread (CameraInfo mode); read by reference elsewhere.
@@ -100,19 +106,40 @@ class EncoderNode(Node):
         watch_config(self, EncoderNodeConfig, lambda: self._config, self._apply_config, self._check_quality)
 
         self._scans: ScanBuffer = ScanBuffer(self._config.scan_buffer)
+        # Static calibration: the encoder is never rebuilt, so a second thread may code its scans.
+        self._scans_apart = self._encoder is not None and not self._encoder.needs_scans
         self._worker: FrameWorker = FrameWorker(
             self._encode_scan, self._encode_image, side_capacity=1,
             frame_delay=self._pairing_delay, on_error=self._on_worker_error, name='xmodal-encoder')
+        self._scan_worker: Optional[FrameWorker] = FrameWorker(
+            self._encode_scan, lambda _: None, side_capacity=1, on_error=self._on_worker_error,
+            name='xmodal-lidar') if self._scans_apart else None
         self._open_topics()
         self._worker.start()
+        if self._scan_worker is not None:
+            self._scan_worker.start()
+        c = self._config
         self.get_logger().info(
             f'encoding {self._image_sub.topic_name} + {self._scan_sub.topic_name} -> '
             f'{self._image_packet_pub.topic_name} + {self._lidar_packet_pub.topic_name} '
-            f'({self._config.backend}/{self._config.device}/{self._config.precision}, '
-            f'{self._calibration_source or "waiting for CameraInfo on " + self._config.camera_info_topic})'
+            f'({c.backend}/{c.device}/{c.precision}, {self._threads} thread(s), tier {self._tier.tier}, '
+            f'{self._calibration_source or "waiting for CameraInfo on " + c.camera_info_topic})'
+            + (', scans coded beside the images' if self._scans_apart else '')
             + (', coding while the packets have a subscriber' if self._config.lazy else ''))
 
     # ---------------------------------------------------------------------------- setup
+
+    def _choose_tier(self) -> Any:
+        """The tier of the key frames (logged once, a warning where auto had to take the slow one)."""
+        from xmodal_compress_ros.codec.tiers import choose_tier
+
+        c = self._config
+        choice = choose_tier(c.tier, c.device, c.model, c.fallback_model, c.fast_model,
+                             available=lambda stem: self._pipeline.model_available(resolve_model_stem(stem)))
+        missing = c.tier == 'auto' and choice.tier == 'quality' and not c.device.startswith('cuda')
+        log = self.get_logger().warning if missing else self.get_logger().info
+        log(choice.describe() + ('; tier:=quality for the full models' if choice.tier == 'fast' else ''))
+        return choice
 
     def _codec_config(self) -> Any:
         from xmodal_compress_ros.codec.lidar_codec import LidarCodecConfig
@@ -129,11 +156,13 @@ class EncoderNode(Node):
                                       'found; coding every image as a key frame', once=True)
             interval = 1
         self._keyframe_interval = interval
-        return self._pipeline.EncoderConfig(model=resolve_model_stem(c.model),
-                                            fallback_model=resolve_model_stem(c.fallback_model),
+        tier = self._tier
+        return self._pipeline.EncoderConfig(model=resolve_model_stem(tier.model),
+                                            fallback_model=tier.fallback_model and
+                                            resolve_model_stem(tier.fallback_model),
                                             backend=c.backend,
                                             device=c.device, precision=c.precision, quality=0,
-                                            lidar=lidar, threads=c.threads, refine_steps=c.refine_steps,
+                                            lidar=lidar, threads=self._threads, refine_steps=c.refine_steps,
                                             keyframe_interval=interval,
                                             pframe_model=resolve_model_stem(c.pframe_model))
 
@@ -210,8 +239,10 @@ class EncoderNode(Node):
         return self.resolve_topic_name(base).rstrip('/') + '/xmodal'
 
     def close(self) -> None:
-        """Stop the worker thread (the node itself is destroyed by the caller)."""
+        """Stop the worker threads (the node itself is destroyed by the caller)."""
         self._worker.stop()
+        if self._scan_worker is not None:
+            self._scan_worker.stop()
 
     def _idle(self) -> bool:
         """True while ``lazy`` and nothing subscribes to either packet topic (nothing is coded then)."""
@@ -251,7 +282,7 @@ class EncoderNode(Node):
         if self._idle():
             self._stats.count('scans_idle')
             return
-        if self._worker.put_side(msg):
+        if (self._scan_worker or self._worker).put_side(msg):
             self._stats.count('scan_drop.superseded')
 
     def _on_camera_info(self, msg: Any) -> None:
@@ -322,6 +353,8 @@ class EncoderNode(Node):
         remaining = max(0.0, self._config.pairing_wait - (time.monotonic() - pending.received))
         if self._encoder is None and self._camera_info is None:
             return remaining
+        if self._encoder is not None and not self._encoder.needs_scans:
+            return 0.0
         stamp_ns = conversions.stamp_to_ns(pending.msg.header.stamp)
         if self._lidar_timed_out(stamp_ns):
             return 0.0
@@ -345,7 +378,7 @@ class EncoderNode(Node):
             self._report('drop', 'bad_image', str(exc))
             return
         stamp_ns = conversions.stamp_to_ns(msg.header.stamp)
-        scan = self._pick_scan(stamp_ns, rgb.shape[1], rgb.shape[0])
+        scan = self._pick_scan(stamp_ns, rgb.shape[1], rgb.shape[0]) if encoder.needs_scans else None
         config = self._config
         quality = config.quality
         if config.target_kbps > 0:
@@ -504,6 +537,7 @@ class EncoderNode(Node):
                        'keyframe_interval': getattr(self, '_keyframe_interval', config.keyframe_interval),
                        'lidar': 'timeout' if self._lidar_timed_out() else 'ok',
                        'backend': config.backend, 'device': config.device, 'precision': config.precision,
+                       'tier': self._tier.tier, 'tier_reason': self._tier.reason, 'threads': self._threads,
                        'calibration': self._calibration_source or 'none',
                        'extrinsic': self._extrinsic_source or 'none: images image-only',
                        'idle': stats.get('idle'),

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional, Sequence, Tuple, Type, TypeVar
 
 from xmodal_compress_ros.codec.bitstream import LIDAR_CODECS
+from xmodal_compress_ros.codec.tiers import FAST_MODEL, INTRA_MODELS, TIERS
 from xmodal_compress_ros.errors import ParameterError
 
 BACKENDS = ('torch', 'onnxruntime', 'tensorrt')
@@ -25,6 +26,8 @@ PRECISION_HELP = ('Inference precision. On the CPU, bf16 pays only with AMX (dec
                   '1.3-1.8x faster, +0.5 % bits; without AMX slower): docs/runtime.md.')
 OUTPUT_ENCODINGS = ('rgb8', 'bgr8')
 MAX_QUALITY = 15
+THREADS_HELP = ('CPU threads of the networks (0: every core this process may run on, '
+                'os.sched_getaffinity).')
 
 Config = TypeVar('Config')
 
@@ -64,15 +67,19 @@ class EncoderNodeConfig:
     T_cam_lidar: Tuple[float, ...] = param(
         (), 'LiDAR-to-camera transform, 16 doubles row-major (used with CameraInfo). Empty: look it up in TF '
         'between the image and scan frame ids.', read_only=True, length=16)
-    model: str = param('models/xmodal-lidar', 'Stem of the LiDAR-conditioned model (.safetensors + .json).',
-                       read_only=True)
+    tier: str = param('auto', 'Models of the key frames: quality (model + fallback_model), fast (fast_model: '
+                      'image-only, a slim decoder about 4x faster on a CPU) or auto (fast on the CPU when '
+                      'fast_model is there, else quality); docs/tiers.md.', choices=TIERS, read_only=True)
+    model: str = param('models/xmodal-lidar', 'Stem of the LiDAR-conditioned model (.safetensors + .json) of '
+                       'the quality tier.', read_only=True)
     fallback_model: str = param('models/xmodal-hyperprior',
-                                'Stem of the image-only twin used when no scan is available.', read_only=True)
+                                'Stem of the image-only twin used when no scan is available (quality tier).',
+                                read_only=True)
+    fast_model: str = param(FAST_MODEL, 'Stem of the image-only model of the fast tier.', read_only=True)
     backend: str = param('torch', 'Inference backend.', choices=BACKENDS, read_only=True)
     device: str = param('cpu', 'Inference device: cpu, cuda or cuda:N.', read_only=True)
     precision: str = param('fp32', PRECISION_HELP, choices=PRECISIONS, read_only=True)
-    threads: int = param(0, 'CPU threads of the networks (0: PyTorch default).', bounds=(0, 256),
-                         read_only=True)
+    threads: int = param(0, THREADS_HELP, bounds=(0, 256), read_only=True)
     quality: int = param(5, 'Quality level (higher: more bits, better image); the fixed level when '
                          'target_kbps is 0, the start level otherwise. Changeable at run time.',
                          bounds=(0, MAX_QUALITY))
@@ -152,17 +159,17 @@ class DecoderNodeConfig:
                              read_only=True)
     lidar_topic: str = param('decoded/lidar/points',
                              'Decoded scans (sensor_msgs/PointCloud2), LiDAR header.', read_only=True)
-    models: Tuple[str, ...] = param(('models/xmodal-lidar', 'models/xmodal-hyperprior'),
-                                    'Stems of every model the decoder can decode (matched by model id).',
-                                    read_only=True)
+    models: Tuple[str, ...] = param(INTRA_MODELS,
+                                    'Stems of every model the decoder can decode (matched by model id): the '
+                                    'models of both tiers; those whose files are missing are left out '
+                                    '(logged).', read_only=True)
     pframe_model: str = param('models/xmodal-pframe', 'Stem of the P-frame model, held beside models when '
                               'its files exist (else P frames are refused as of an unknown model, logged). '
                               'Empty: none.', read_only=True)
     backend: str = param('torch', 'Inference backend.', choices=BACKENDS, read_only=True)
     device: str = param('cpu', 'Inference device: cpu, cuda or cuda:N.', read_only=True)
     precision: str = param('fp32', PRECISION_HELP, choices=PRECISIONS, read_only=True)
-    threads: int = param(0, 'CPU threads of the networks (0: PyTorch default).', bounds=(0, 256),
-                         read_only=True)
+    threads: int = param(0, THREADS_HELP, bounds=(0, 256), read_only=True)
     post_filter: bool = param(True, "Run each model's post filter after g_s; off, a CPU decodes about twice "
                               'as fast and images lose its gain (about 15 % more bits for the same PSNR).',
                               read_only=True)

@@ -1,5 +1,5 @@
-"""What this CPU is and can do: its name for benchmark records, and the instruction-set flags that
-decide whether bf16 pays on it.
+"""What this CPU is and can do: its name for benchmark records, the instruction-set flags that
+decide whether bf16 pays on it, and the cores this process may run on (the nodes' thread counts).
 
 On the CPU, bf16 networks beat fp32 only where oneDNN can use AMX (Intel Xeon 4th generation and
 later): measured on one such CPU, 2.3x as fast with AMX, 0.85-1.03x with the instruction set capped at
@@ -8,6 +8,7 @@ AVX512-BF16, 3.3x slower capped at AVX-512 without bf16 and 13x slower capped at
 """
 from __future__ import annotations
 
+import os
 import platform
 from typing import List, Optional, Sequence
 
@@ -44,3 +45,16 @@ def fast_bf16() -> Optional[bool]:
         return None
     found = cpu_flags((FAST_BF16_FLAG,))
     return None if found is None else bool(found)
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity mask: taskset and container CPU sets count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # no affinity masks (macOS)
+        return max(1, os.cpu_count() or 1)
+
+
+def thread_count(requested: int) -> int:
+    """``requested`` threads, or with 0 :func:`usable_cores` (the nodes' ``threads`` parameter)."""
+    return requested if requested > 0 else usable_cores()

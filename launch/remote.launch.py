@@ -38,7 +38,8 @@ def generate_launch_description():
     overrides['lidar_topic'] = LaunchConfiguration('decoded_lidar_topic')
     # A string array from substitutions: one list of substitutions per element (launch_ros joins a
     # flat list of substitutions into one string).
-    overrides['models'] = [[LaunchConfiguration('model')], [LaunchConfiguration('fallback_model')]]
+    overrides['models'] = [[LaunchConfiguration('model')], [LaunchConfiguration('fallback_model')],
+                           [LaunchConfiguration('fast_model')]]
     decoder = Node(package=PACKAGE, executable='decoder_node', name='xmodal_decoder', output='screen',
                    namespace=LaunchConfiguration('namespace'),
                    parameters=[LaunchConfiguration('params_file'), overrides])

@@ -28,6 +28,9 @@ def generate_launch_description():
                               description='Calibration (project YAML, KITTI .txt or KITTI raw folder); '
                                           'empty: CameraInfo, and the extrinsic from TF or T_cam_lidar in '
                                           'params_file.'),
+        DeclareLaunchArgument('tier', default_value='auto',
+                              description='Models of the key frames: auto (fast on the CPU), fast or quality '
+                                          '(docs/tiers.md).'),
         DeclareLaunchArgument('quality', default_value='5',
                               description='Quality level (changeable at run time).'),
         DeclareLaunchArgument('target_kbps', default_value='0.0',
@@ -39,7 +42,8 @@ def generate_launch_description():
     ] + node_arguments('encoder.yaml')
     overrides = typed_overrides({
         'image_topic': str, 'lidar_topic': str, 'camera_info_topic': str, 'calibration_file': str,
-        'model': str, 'fallback_model': str, 'backend': str, 'device': str, 'quality': int,
+        'tier': str, 'model': str, 'fallback_model': str, 'fast_model': str, 'backend': str, 'device': str,
+        'quality': int,
         'target_kbps': float, 'lazy': bool,
     })
     encoder = Node(package=PACKAGE, executable='encoder_node', name='xmodal_encoder', output='screen',

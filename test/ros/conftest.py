@@ -64,7 +64,9 @@ class NodeCodec:
         self.stems = stems
         # One torch thread per process: the 2-core test machine runs several of them at once.
         # Every image a key frame (the stream mode has its own test): the offline comparisons are intra.
-        self.params = {'model': stems[0], 'fallback_model': stems[1], 'threads': 1, 'keyframe_interval': 1}
+        # tier quality: the LiDAR-conditioned model given, whether or not a fast model is installed.
+        self.params = {'tier': 'quality', 'model': stems[0], 'fallback_model': stems[1], 'threads': 1,
+                       'keyframe_interval': 1}
         self.decoder_params = {'models': list(stems), 'resolutions': [WIDTH, HEIGHT], 'threads': 1}
 
     def encoder_config(self, quality):

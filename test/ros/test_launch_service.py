@@ -133,7 +133,7 @@ def check_stream(probe):
 
 
 def model_arguments(node_codec):
-    return {'model': node_codec.stems[0], 'fallback_model': node_codec.stems[1]}
+    return {'model': node_codec.stems[0], 'fallback_model': node_codec.stems[1], 'tier': 'quality'}
 
 
 def test_vehicle_and_remote_launch_files_stream_a_bag(tmp_path, tiny_bag, node_codec, ros_environment):

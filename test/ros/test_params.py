@@ -36,6 +36,7 @@ def test_every_field_is_a_described_parameter_and_defaults_are_valid(config_cls)
     ('T_cam_lidar', [1.0] * 12, 'must have 16 values'),
     ('T_cam_lidar', [float('inf')] * 16, 'finite numbers'),
     ('image_topic', 5, 'must be a string'),
+    ('tier', 'turbo', 'tier = .turbo. is not supported: use one of auto, fast, quality'),
 ])
 def test_bad_encoder_values_are_rejected_with_a_reason(name, value, message):
     reason = validate_value(spec(EncoderNodeConfig, name), value)
@@ -60,6 +61,17 @@ def test_decoder_models_and_output_encoding():
     reason = validate_value(spec(DecoderNodeConfig, 'models'), ['a', 3])
     assert reason == "models must hold strings, got ['a', 3]"
     assert 'use one of rgb8, bgr8' in validate_value(spec(DecoderNodeConfig, 'output_encoding'), 'mono8')
+
+
+def test_tier_defaults_to_auto_and_decoders_hold_both_tiers():
+    from xmodal_compress_ros.codec.tiers import FAST_MODEL, INTRA_MODELS
+
+    assert EncoderNodeConfig().tier == 'auto' and EncoderNodeConfig().fast_model == FAST_MODEL
+    assert config_from_values(EncoderNodeConfig, {'tier': 'fast'}).tier == 'fast'
+    with pytest.raises(ParameterError, match='tier = .turbo. is not supported'):
+        config_from_values(EncoderNodeConfig, {'tier': 'turbo'})
+    assert DecoderNodeConfig().models == INTRA_MODELS
+    assert spec(EncoderNodeConfig, 'tier').metadata['read_only']
 
 
 def test_read_only_marks_models_backend_topics_and_qos():

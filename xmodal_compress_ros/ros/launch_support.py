@@ -35,6 +35,8 @@ def node_arguments(params_file: str) -> List[DeclareLaunchArgument]:
                               description='Stem of the LiDAR-conditioned model.'),
         DeclareLaunchArgument('fallback_model', default_value=os.path.join(models, 'xmodal-hyperprior'),
                               description='Stem of the image-only twin model.'),
+        DeclareLaunchArgument('fast_model', default_value=os.path.join(models, 'xmodal-hyperprior-fast'),
+                              description="Stem of the fast tier's image-only model."),
         DeclareLaunchArgument('backend', default_value='torch',
                               description='Inference backend: torch, onnxruntime or tensorrt.'),
         DeclareLaunchArgument('device', default_value='cpu', description='Inference device: cpu or cuda.'),

@@ -29,9 +29,9 @@ def test_demo_prints_a_summary_and_a_json_line_last(tmp_path, models, capfd):
 
     write_sensor_bag(tmp_path / 'bag', tiny_frames(8))
     out = tmp_path / 'out'
-    code = main(['demo', '--bag', str(tmp_path / 'bag'), '--out', str(out), '--model', models[0],
-                 '--fallback-model', models[1], '--rate', '0.4', '--quality', '2', '--precision', 'bf16',
-                 '--pframe-model', models[2], '--keyframe-interval', '4'])
+    code = main(['demo', '--bag', str(tmp_path / 'bag'), '--out', str(out), '--tier', 'quality',
+                 '--model', models[0], '--fallback-model', models[1], '--rate', '0.4', '--quality', '2',
+                 '--precision', 'bf16', '--pframe-model', models[2], '--keyframe-interval', '4'])
     lines = capfd.readouterr().out.strip().splitlines()
     assert code == 0, lines
     result = json.loads(lines[-1])
@@ -42,6 +42,7 @@ def test_demo_prints_a_summary_and_a_json_line_last(tmp_path, models, capfd):
     assert 0 < result['latency_p50_ms'] <= result['latency_p99_ms'] < 10_000
     assert result['psnr_db'] > 0
     assert any(line.startswith('rate at the recorded rate') for line in lines)
+    assert 'tier: quality (as requested)' in lines and result['tier'] == 'quality'
     assert (result['key_frames'], result['p_frames'], result['keyframe_interval']) == (2, 6, 4)
     assert any(line.startswith('stream: 2 key frames, 6 P frames') for line in lines)
     assert (out / 'demo_side_by_side.png').stat().st_size > 0
@@ -49,6 +50,25 @@ def test_demo_prints_a_summary_and_a_json_line_last(tmp_path, models, capfd):
     # --precision reaches both nodes (their start lines name backend/device/precision).
     for log in ('encoder.log', 'decoder.log'):
         assert '(torch/cpu/bf16, ' in (out / 'logs' / log).read_text()
+
+
+def test_demo_fast_tier_codes_image_only_with_scans_beside_the_images(tmp_path, models, capfd):
+    from xmodal_compress_ros.data.rosbag_io import write_sensor_bag
+
+    write_sensor_bag(tmp_path / 'bag', tiny_frames(6))
+    out = tmp_path / 'out'
+    # The twin stands in for the fast model: auto on the CPU takes it.
+    code = main(['demo', '--bag', str(tmp_path / 'bag'), '--out', str(out), '--model', models[0],
+                 '--fallback-model', models[1], '--fast-model', models[1], '--rate', '0.4',
+                 '--quality', '2'])
+    lines = capfd.readouterr().out.strip().splitlines()
+    assert code == 0, lines
+    result = json.loads(lines[-1])
+    assert any(line.startswith('tier: fast (device cpu without a GPU') for line in lines), lines
+    assert (result['tier'], result['frames_out'], result['image_only']) == ('fast', 6, 6)
+    assert result['scans_sent'] == 6 and result['lidar_kbps'] > 0
+    log = (out / 'logs' / 'encoder.log').read_text()
+    assert 'tier fast' in log and 'scans coded beside the images' in log
 
 
 def test_demo_names_a_missing_calibration(tmp_path, capsys):

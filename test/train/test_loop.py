@@ -204,8 +204,24 @@ def test_a_deeper_post_filter_starts_as_the_shallower_one_it_grows_from(tmp_path
     compressed = shallow.compress(x, quality=1)
     torch.testing.assert_close(deeper.decompress(compressed), shallow.decompress(compressed),
                                atol=1e-6, rtol=0)
-    with pytest.raises(ModelFileError, match='other sizes'):
-        build_model(TrainConfig(init_from=str(tmp_path / 'f1'), post_filter=(16, 1), **TINY))
+
+
+def test_a_post_filter_of_other_channels_starts_afresh_on_the_copied_codec(tmp_path):
+    """The fast tier's smaller filter: every other tensor copied, the new filter an identity at first."""
+    from xmodal_compress_ros.train.loop import build_model
+
+    bank = _bank(1)
+    train(TrainConfig(out=str(tmp_path / 'f1'), steps=2, post_filter=(8, 1), lr=1e-2, **TINY), bank,
+          progress=False)
+    source = load_model(tmp_path / 'f1')
+    small = build_model(TrainConfig(init_from=str(tmp_path / 'f1'), post_filter=(4, 2), **TINY)).eval()
+    small.update()
+    assert small.post_filter.head.out_channels == 4 and len(small.post_filter.body) == 2
+    x = torch.rand(1, 3, 40, 50)
+    compressed = source.compress(x, quality=1)
+    assert small.compress(x, quality=1).y_bytes == compressed.y_bytes
+    torch.testing.assert_close(small.decompress(compressed), source.without_post_filter().decompress(compressed),
+                               atol=1e-6, rtol=0)
 
 
 @pytest.mark.parametrize('arch', ['xmodal-hyperprior', 'xmodal-lidar'])

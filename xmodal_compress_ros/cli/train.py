@@ -41,9 +41,6 @@ def add_arguments(parser) -> None:
     parser.add_argument('--init-from', default=None, help='model file stem: a twin, or the same architecture')
     parser.add_argument('--post-filter', default='0,0', metavar='CHANNELS,BLOCKS',
                         help='decoder-side post filter after g_s (e.g. 32,4); 0,0 for none')
-    parser.add_argument('--synthesis-channels', type=int, default=d.synthesis_channels,
-                        help='channels of a slimmer g_s (0: N); with --init-from a full model and '
-                             '--train-only g_s.,post_filter. this trains a fast tier decoder (docs/tiers.md)')
     parser.add_argument('--train-only', default='', metavar='PREFIX[,PREFIX...]',
                         help='train only parameters named PREFIX* (e.g. post_filter, or the decoder side: '
                              'g_s.,post_filter.,gain.log_gain_dec), the rest frozen')
@@ -80,7 +77,6 @@ def main(args) -> int:
         checkpoint_every=args.checkpoint_every, seed=args.seed, threads=args.threads,
         init_from=args.init_from, resume=args.resume, data=tuple(args.data), device=args.device,
         amp=args.amp, post_filter=post_filter, train_only=args.train_only,
-        synthesis_channels=args.synthesis_channels,
         lambdas=_lambdas(args.lambdas, args.init_from), train_qualities=_int_list(args.train_qualities,
                                                                                   '--train-qualities'))
     if args.export_checkpoint:

@@ -303,8 +303,6 @@ class HyperpriorCodec(nn.Module):
             for none (models trained before it existed have none).
         quality_planes: the post filter's input for each level; ``None``: level / top level.
             :meth:`with_lambdas` sets them so that added levels leave the others' outputs unchanged.
-        synthesis_channels: channels of g_s's hidden stages (``None``: N). The fast tier's decoder is
-            a slimmer g_s trained on the latents of a full model's frozen encoder (docs/tiers.md).
     """
 
     registry_name = 'xmodal-hyperprior'
@@ -315,13 +313,10 @@ class HyperpriorCodec(nn.Module):
 
     def __init__(self, N: int = 48, M: int = 128, Nz: int = 64, hyper_hidden: int = 64,
                  lambdas: Tuple[float, ...] = DEFAULT_LAMBDAS, post_filter: Tuple[int, int] = (0, 0),
-                 quality_planes: Optional[Sequence[float]] = None,
-                 synthesis_channels: Optional[int] = None):
+                 quality_planes: Optional[Sequence[float]] = None):
         super().__init__()
         self.lambdas = check_lambdas(lambdas)
         self.config = dict(N=N, M=M, Nz=Nz, hyper_hidden=hyper_hidden, lambdas=list(self.lambdas))
-        if synthesis_channels is not None:  # only slim decoders record it; older configs stay as written
-            self.config['synthesis_channels'] = int(synthesis_channels)
         self.quality_planes = _quality_planes(quality_planes, len(self.lambdas))
         if quality_planes is not None:  # configs written before planes existed stay as written
             self.config['quality_planes'] = list(self.quality_planes)
@@ -334,7 +329,7 @@ class HyperpriorCodec(nn.Module):
         ctx = self._context_channels()
         fusion = getattr(self, 'fusion', 'concat')
         self.g_a = AnalysisTransform(N, M, ctx, fusion)
-        self.g_s = SynthesisTransform(synthesis_channels or N, M, ctx, fusion)
+        self.g_s = SynthesisTransform(N, M, ctx, fusion)
         self.h_a = nn.Sequential(conv(M, Nz, 3, 1), nn.LeakyReLU(0.1), conv(Nz, Nz, 5), nn.LeakyReLU(0.1),
                                  conv(Nz, Nz, 5))
         self.h_s_mean = nn.Sequential(deconv(Nz, N, 5), nn.LeakyReLU(0.1), deconv(N, N, 5), nn.LeakyReLU(0.1),

@@ -46,9 +46,6 @@ class TrainConfig:
     ``train_qualities``: sample only these quality levels (empty: all). With ``init_from`` a model of
     other lambdas, ``train_only='gain.'`` and the new levels here, only the new levels' gains train
     (the others get no gradient, so Adam leaves them unchanged): how quality levels are added.
-    ``synthesis_channels``: a slimmer g_s (0: N). From ``init_from`` a full model every other tensor is
-    copied and g_s starts afresh: with ``train_only='g_s.,post_filter.'`` this trains the fast tier's
-    decoder on the full model's frozen encoder (docs/tiers.md).
     """
 
     arch: str = 'xmodal-hyperprior'
@@ -80,13 +77,10 @@ class TrainConfig:
     post_filter: Tuple[int, int] = (0, 0)
     train_only: str = ''
     train_qualities: Tuple[int, ...] = ()
-    synthesis_channels: int = 0
 
     def model_kwargs(self) -> Dict:
         kwargs = dict(N=self.N, M=self.M, Nz=self.Nz, hyper_hidden=self.hyper_hidden, lambdas=self.lambdas,
                       post_filter=self.post_filter)
-        if self.synthesis_channels:
-            kwargs['synthesis_channels'] = self.synthesis_channels
         if get_model_class(self.arch).uses_lidar:
             kwargs.update(fusion=self.fusion, conditioning=self.conditioning,
                           hyper_refiner=self.hyper_refiner)
@@ -128,24 +122,26 @@ def build_model(config: TrainConfig) -> HyperpriorCodec:
 def _load_backbone(model: HyperpriorCodec, source: HyperpriorCodec) -> None:
     """Copy ``source``'s weights; a post filter that ``source`` lacks keeps its identity start, and
     residual blocks added to ``source``'s filter start as identities, so step 0 decodes as ``source``.
-    A g_s of another width (a fast tier's decoder) starts afresh, and so does its post filter."""
+    A post filter of other channels (the fast tier's smaller one, docs/tiers.md) starts afresh."""
     state = source.state_dict()
-    slim = model.g_s.deconv1.weight.shape != source.g_s.deconv1.weight.shape
-    if slim:
-        state = {k: v for k, v in state.items() if not k.startswith(('g_s.', 'post_filter.'))}
+    if _filter_channels(model) != _filter_channels(source):
+        state = {k: v for k, v in state.items() if not k.startswith('post_filter.')}
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as error:  # a tensor of another shape
         raise ModelFileError(f'cannot initialise from a model of other sizes: {error}') from None
-    fresh = ('g_s.', 'post_filter.') if slim else ('post_filter.',)
-    if unexpected or any(not name.startswith(fresh) for name in missing):
+    if unexpected or any(not name.startswith('post_filter.') for name in missing):
         raise ModelFileError(f'cannot initialise from a model with other tensors (missing {missing[:3]}, '
                              f'unexpected {unexpected[:3]}): give the same N, M, Nz and post filter')
-    if missing and not slim and 'post_filter.tail.weight' not in missing:
+    if missing and 'post_filter.tail.weight' not in missing:
         # Only added residual blocks are missing: a zero second convolution makes each an identity.
         for name in missing:
             if '.conv2.' in name:
                 torch.nn.init.zeros_(model.get_parameter(name))
+
+
+def _filter_channels(model: HyperpriorCodec) -> int:
+    return 0 if model.post_filter is None else model.post_filter.head.out_channels
 
 
 def trainable_parameters(model: HyperpriorCodec, prefix: str) -> List[torch.nn.Parameter]:

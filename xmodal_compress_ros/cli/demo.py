@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--precision', default='fp32', help='fp32, fp16 or bf16 (default fp32; bf16 on a CPU '
                                                             'with AMX codes about twice as fast)')
     parser.add_argument('--tier', default='auto', choices=tiers.TIERS,
-                        help='models of the key frames: fast (image-only, a slim decoder: real time on a '
+                        help='models of the key frames: fast (image-only, a small post filter: for a '
                              'CPU), quality (--model and --fallback-model) or auto (fast on the CPU, quality '
                              'on CUDA; default); docs/tiers.md')
     parser.add_argument('--model', default=tiers.QUALITY_MODEL,

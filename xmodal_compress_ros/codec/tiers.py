@@ -2,8 +2,9 @@
 
 * ``quality``: the full models, the LiDAR-conditioned ``xmodal-lidar`` with its image-only twin
   ``xmodal-hyperprior`` (g_s of 48 channels and an 8-block post filter).
-* ``fast``: ``xmodal-hyperprior-fast``, image-only, the twin's encoder and entropy model with a slim
-  g_s and no post filter: its decoder network costs about a quarter of the full one's on a CPU.
+* ``fast``: ``xmodal-hyperprior-fast``, image-only: the twin's encoder, entropy model and g_s with a
+  small post filter (16 channels, 2 blocks, against 32 and 8): a tenth of the decoder's
+  multiply-adds.
   The LiDAR stream is still coded and sent.
 * ``auto``: fast when the networks run on the CPU, quality on CUDA; quality when the fast model's
   files are missing (the reason says so).
@@ -78,5 +79,5 @@ def choose_tier(requested: str, device: str, model: str = QUALITY_MODEL,
     if not available(fast_model):
         return replace(quality, reason=f'device {device}, but the fast model {fast_model} is missing: '
                                        'the full models, slow on a CPU')
-    return replace(fast, reason=f'device {device} without a GPU: image-only with a slim decoder, about 4x '
-                                'faster than the full models')
+    return replace(fast, reason=f'device {device} without a GPU: image-only with a small post filter, '
+                                'a tenth of the full decoder\'s multiply-adds')

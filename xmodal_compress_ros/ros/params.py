@@ -68,8 +68,9 @@ class EncoderNodeConfig:
         (), 'LiDAR-to-camera transform, 16 doubles row-major (used with CameraInfo). Empty: look it up in TF '
         'between the image and scan frame ids.', read_only=True, length=16)
     tier: str = param('auto', 'Models of the key frames: quality (model + fallback_model), fast (fast_model: '
-                      'image-only, a slim decoder about 4x faster on a CPU) or auto (fast on the CPU when '
-                      'fast_model is there, else quality); docs/tiers.md.', choices=TIERS, read_only=True)
+                      'image-only, a small post filter: a tenth of the decoder\'s work) or auto (fast on '
+                      'the CPU when fast_model is there, else quality); docs/tiers.md.', choices=TIERS,
+                      read_only=True)
     model: str = param('models/xmodal-lidar', 'Stem of the LiDAR-conditioned model (.safetensors + .json) of '
                        'the quality tier.', read_only=True)
     fallback_model: str = param('models/xmodal-hyperprior',

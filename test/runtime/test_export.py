@@ -10,7 +10,7 @@ from xmodal_compress_ros.errors import ModelFileError
 from xmodal_compress_ros.runtime.export import (MANIFEST_NAME, TENSORRT_OPS, check_export, export_model,
                                                 read_manifest)
 from xmodal_compress_ros.runtime.samples import (TINY_CONFIG, crop_frame, kitti_frames, synthetic_frame,
-                                                 untrained_models)
+                                                 untrained_models, untrained_pframe_model)
 
 pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
@@ -77,3 +77,15 @@ def test_export_errors(lidar_model, tmp_path):
         export_model(lidar_model, tmp_path, opset=13)
     with pytest.raises(ModelFileError, match='xmodal export'):
         read_manifest(tmp_path / 'missing')
+
+
+def test_p_frame_graphs_export_and_match_pytorch_with_a_reference(tmp_path):
+    """The P-frame codec's graphs take the 4-plane reference where the LiDAR model takes depth."""
+    twin = untrained_models(tmp_path / 'models', TINY_CONFIG)[1]
+    pframe = load_model(untrained_pframe_model(tmp_path / 'models', twin))
+    out = tmp_path / 'export'
+    manifest = export_model(pframe, out, resolutions=[(200, 100)], dynamic=False)
+    inputs = {g['name']: [t['name'] for t in g['inputs']] for g in manifest['graphs']}
+    assert inputs['encoder'] == ['x', 'reference', 'gain'] and 'reference' in inputs['decoder']
+    records = check_export(pframe, out, [synthetic_frame(200, 100, seed=3)], quality=1)
+    assert all(r['frames'] == 1 and r['max_abs_diff'] < 1e-3 for r in records), records

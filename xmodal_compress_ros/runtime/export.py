@@ -194,10 +194,12 @@ def _cached_dynamic(folder: Path, expected_id: str, opset: int) -> Optional[Dict
 
 
 @torch.no_grad()
-def frame_graph_inputs(model, rgb: np.ndarray, depth: Optional[np.ndarray], quality: int) -> Dict[str, Dict]:
+def frame_graph_inputs(model, rgb: np.ndarray, condition: Optional[np.ndarray],
+                       quality: int) -> Dict[str, Dict]:
     """Realistic float32 inputs of the three graphs for one frame, computed with the PyTorch graphs.
 
-    ``rgb`` (H, W, 3) uint8; ``depth`` (H, W) uint8 conditioning map or None.
+    ``rgb`` (H, W, 3) uint8; ``condition`` the model's uint8 conditioning map, (H, W) or (H, W, C)
+    (:func:`condition_map`), or None: zeros.
     """
     from xmodal_compress_ros.codec.latent_coding import round_half_up
 
@@ -206,11 +208,13 @@ def frame_graph_inputs(model, rgb: np.ndarray, depth: Optional[np.ndarray], qual
     pw, ph = padded((width, height))
     x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float() / 255.0
     x = torch.nn.functional.pad(x, (0, pw - width, 0, ph - height), mode='replicate')
-    depth_map = torch.zeros(1, 1, ph, pw)
-    if depth is not None:
-        depth_map[0, 0, :height, :width] = torch.from_numpy(depth.astype(np.float32))
+    planes = torch.zeros(1, max(model.condition_channels, 1), ph, pw)
+    if condition is not None:
+        values = torch.from_numpy(condition.astype(np.float32))
+        planes[0, :, :height, :width] = values.permute(2, 0, 1) if values.ndim == 3 else values
     gain_enc, gain_dec = quality_gains(model, quality)
-    enc_in = {'x': x, 'depth': depth_map, 'gain': gain_enc}
+    name = model.condition_name
+    enc_in = {'x': x, name: planes, 'gain': gain_enc}
     enc_in = {k: enc_in[k] for k in specs['encoder'].input_names}
     enc_out = dict(zip(specs['encoder'].output_names, modules['encoder'](*enc_in.values())))
     z_hat = torch.from_numpy(round_half_up(enc_out['z'].numpy()).astype(np.float32))
@@ -218,10 +222,28 @@ def frame_graph_inputs(model, rgb: np.ndarray, depth: Optional[np.ndarray], qual
     mean_in = {k: mean_in[k] for k in specs['mean'].input_names}
     mu = modules['mean'](*mean_in.values())
     symbols = torch.from_numpy(round_half_up((enc_out['y_g'] - mu).numpy()).astype(np.float32))
-    dec_in = {'z_hat': z_hat, 'symbols': symbols, 'depth': depth_map, 'gain': gain_dec,
+    dec_in = {'z_hat': z_hat, 'symbols': symbols, name: planes, 'gain': gain_dec,
               'quality': quality_plane(model, quality)}
     return {'encoder': enc_in, 'mean': mean_in,
             'decoder': {k: dec_in[k] for k in specs['decoder'].input_names}}
+
+
+def condition_map(model, frame) -> Optional[np.ndarray]:
+    """The uint8 conditioning map ``frame`` (a SensorFrame) gives ``model``: the LiDAR depth map (H, W)
+    of a LiDAR-conditioned model; for the P-frame codec a reference (H, W, 4), the frame itself aligned
+    by its own scan's depth and no motion (every pixel valid, as a still camera's stream gives); None
+    for an image-only model."""
+    if model.uses_lidar:
+        from xmodal_compress_ros.geometry.projection import depth_condition
+
+        return depth_condition(frame.points, frame.calib)
+    if model.condition_name == 'reference':
+        from xmodal_compress_ros.codec.reference import reference_planes
+        from xmodal_compress_ros.geometry.warp import camera_intrinsics, dense_depth
+
+        K, _ = camera_intrinsics(frame.calib)
+        return reference_planes(frame.image, dense_depth(frame.points, frame.calib), K, np.eye(4))
+    return None
 
 
 def check_export(model, out_dir, frames: Iterable, quality: int = 0) -> List[Dict]:
@@ -232,8 +254,6 @@ def check_export(model, out_dir, frames: Iterable, quality: int = 0) -> List[Dic
     with the max abs difference over all outputs and frames.
     """
     import onnxruntime
-
-    from xmodal_compress_ros.geometry.projection import depth_condition
 
     out_dir = Path(out_dir)
     manifest = read_manifest(out_dir)
@@ -247,8 +267,7 @@ def check_export(model, out_dir, frames: Iterable, quality: int = 0) -> List[Dic
     diffs = {e['file']: [] for e in manifest['graphs']}
     for frame in frames:
         height, width = frame.image.shape[:2]
-        depth = depth_condition(frame.points, frame.calib) if model.uses_lidar else None
-        inputs = frame_graph_inputs(model, frame.image, depth, quality)
+        inputs = frame_graph_inputs(model, frame.image, condition_map(model, frame), quality)
         for entry in manifest['graphs']:
             if entry['resolution'] is not None and tuple(entry['resolution']) != (width, height):
                 continue

@@ -133,15 +133,23 @@ def untrained_models(out_dir, config: Optional[Dict] = None, seed: int = 0,
 
 
 def untrained_pframe_model(out_dir, intra_stem: str, ctx_ch: Tuple[int, int, int] = (8, 8, 8)) -> str:
-    """Write an untrained P-frame model started from the image-only model ``intra_stem``
-    (:meth:`PredictiveCodec.init_from_intra`: a valid residual coder, not a trained one) to
-    ``out_dir``; returns its stem."""
+    """Write an untrained P-frame model started from the image-only model ``intra_stem`` to
+    ``out_dir``; returns its stem. :meth:`PredictiveCodec.init_from_intra` leaves every path from the
+    reference at zero; here the mean refiner and g_s's refinement are drawn at random, so that the
+    reference moves the means and the image as a trained model's does (else tests of what a wrong
+    reference changes would test nothing)."""
+    import torch
+
     from xmodal_compress_ros.codec.model_io import load_model, save_model
     from xmodal_compress_ros.codec.predictive import PredictiveCodec
 
     intra = load_model(intra_stem)
     model = PredictiveCodec(**intra.config, ctx_ch=ctx_ch).eval()
     model.init_from_intra(intra)
+    generator = torch.Generator().manual_seed(28)
+    with torch.no_grad():
+        for weight in (model.hyper_refiner.weight, model.g_s.refine.weight):
+            weight.copy_(0.05 * torch.randn(weight.shape, generator=generator))
     model.update()
     stem = str(Path(out_dir) / 'untrained-pframe')
     save_model(model, stem, {'trained': False})

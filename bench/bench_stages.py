@@ -1,7 +1,8 @@
 """Where each millisecond of a whole image encode and decode goes on the CPU, this tree against another.
 
 One Encoder and one Decoder (``profile=True``, the LiDAR model and its image-only twin, every frame a key
-frame) code real KITTI raw frames at 1242x375 (synthetic ones when ../shared/data is absent), with the
+frame) code real KITTI raw frames at 1242x375 (``$XMODAL_SHARED_DATA``, else ../shared/data beside the
+repository; synthetic frames when neither holds them: the JSON's ``source`` says which), with the
 LiDAR scan coded and decoded first, as ``xmodal bench-runtime`` does. Stages come from the pipeline's
 ``last_timings``; the integer hyper-synthesis and the rANS coder are split out of the entropy stages by
 timing wrappers this script puts around ``_Codec.tables[2]`` and ``ConstrictionAnsCoder.encode/decode``
@@ -30,7 +31,6 @@ from pathlib import Path
 from typing import Dict, List
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / 'shared' / 'data'
 
 #: Report order of the stages of each side.
 ENCODE_STAGES = ('lidar_encode', 'preprocess', 'projection_encode', 'encoder_network', 'mean_network',
@@ -139,14 +139,16 @@ def measure(args) -> dict:
 
 def run_tree(root: Path, args, round_index: int) -> dict:
     """``measure`` in a child process that imports the package of ``root``."""
+    from xmodal_compress_ros.runtime.samples import shared_data_dir
+
     with tempfile.TemporaryDirectory(prefix='xmodal-stages-') as folder:
         out = Path(folder) / 'samples.json'
         command = [sys.executable, str(Path(__file__).resolve()), '--child', str(out),
                    '--frames', str(args.frames), '--warmup', str(args.warmup), '--threads', str(args.threads),
                    '--quality', str(args.quality), '--width', str(args.width), '--height', str(args.height)]
-        env = dict(os.environ, PYTHONPATH=str(root), OMP_NUM_THREADS=str(args.threads))
-        if SHARED_DATA.is_dir():
-            env.setdefault('XMODAL_SHARED_DATA', str(SHARED_DATA))
+        # The frames of this tree's data folder for both trees (a baseline's own ../shared/data is absent).
+        env = dict(os.environ, PYTHONPATH=str(root), OMP_NUM_THREADS=str(args.threads),
+                   XMODAL_SHARED_DATA=str(shared_data_dir()))
         print(f'round {round_index + 1}: {root}', flush=True)
         subprocess.run(command, env=env, check=True)
         return json.loads(out.read_text())

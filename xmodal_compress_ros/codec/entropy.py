@@ -285,9 +285,10 @@ def clamp_symbols(symbols: np.ndarray, indexes: np.ndarray, table: PmfTable) -> 
     symbols = np.asarray(symbols)
     if symbols.shape != indexes.shape:
         raise ValueError(f'symbols {symbols.shape} and indexes {indexes.shape} must have the same shape')
-    low = table.offsets[indexes].astype(np.int64)
-    high = low + table.lengths[indexes] - 1
-    return np.clip(symbols.astype(np.int64), low, high).astype(np.int32)
+    # Each row's bounds first (int64: offset + length - 1 may pass int32), then one gather of each.
+    row_high = table.offsets.astype(np.int64) + table.lengths - 1
+    low, high = table.offsets[indexes], row_high[indexes]
+    return np.clip(symbols.astype(np.int64, copy=False), low, high).astype(np.int32)
 
 
 def _check_indexes(indexes: np.ndarray, table: PmfTable) -> np.ndarray:

@@ -8,8 +8,8 @@ runs the float transforms, both ends compute bit-identical indexes from the inte
 
 Training uses :class:`FakeQuantHyperSynthesis`, the same computation in float with straight-through
 rounding, so the network learns under the quantisation it will run with. Deployment uses
-:class:`IntegerHyperSynthesis` (NumPy, its products on PyTorch's CPU BLAS), built by
-:meth:`IntegerHyperSynthesis.from_trained`.
+:class:`IntegerHyperSynthesis` (compiled integer kernels, :mod:`integer_hyper_kernels`, with a NumPy
+int64 reference), built by :meth:`IntegerHyperSynthesis.from_trained`.
 
 Fixed-point format: activations of layer ``l`` are integers ``a = round(real * 2^ACT_FRAC_BITS[l])``
 clamped to ``[0, 2^ACT_BITS - 1]``; weights ``W_int = round(W * 2^WEIGHT_FRAC_BITS)`` clamped to int16;
@@ -26,6 +26,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from xmodal_compress_ros.codec import integer_hyper_kernels as kernels
+from xmodal_compress_ros.codec.kernel_threads import parallel_map, workers
 from xmodal_compress_ros.codec.layers import ste_round
 from xmodal_compress_ros.errors import ModelFileError
 
@@ -40,6 +42,15 @@ ACT_FRAC_BITS = (0, 4, 4)
 INT16_MIN, INT16_MAX = -(2 ** 15), 2 ** 15 - 1
 # A float64 sum of integers is exact while every partial sum stays below 2^53.
 _FLOAT64_EXACT = 2 ** 53
+# Accumulators of the compiled kernels are int32 where a layer's bound stays within this.
+_INT32_MAX = 2 ** 31 - 1
+# The right shift after each layer: from its accumulator's fractional bits to the next format's.
+_SHIFTS = (WEIGHT_FRAC_BITS + ACT_FRAC_BITS[0] - ACT_FRAC_BITS[1],
+           WEIGHT_FRAC_BITS + ACT_FRAC_BITS[1] - ACT_FRAC_BITS[2],
+           WEIGHT_FRAC_BITS + ACT_FRAC_BITS[2])
+_ACT_MAX = 2 ** ACT_BITS - 1
+#: Ways to compute the indexes, all giving the same integers: 'auto' is numba's when it imports.
+ENGINES = ('auto', 'numba', 'numpy')
 
 
 def scale_table() -> np.ndarray:
@@ -104,7 +115,7 @@ class FakeQuantHyperSynthesis(nn.Module):
 
 
 class IntegerHyperSynthesis:
-    """The deployed integer scale path: int tensors in, int32 indexes out, NumPy only.
+    """The deployed integer scale path: int tensors in, int32 indexes out, no float anywhere.
 
     ``params`` maps ``'w1', 'b1', 'w2', 'b2', 'w3', 'b3'`` to int tensors (weights int16 in PyTorch
     layout, biases int32). Use :meth:`from_trained` to build it and :meth:`tensors` to store it.
@@ -127,6 +138,8 @@ class IntegerHyperSynthesis:
                 raise ModelFileError(f'integer hyper-synthesis bias {n} has dtype '
                                      f'{self.params[n].dtype}, expected int32: re-export the model')
         self._check_exactness_bound()
+        self._kernel_layers = [_KernelLayer(self.params[f'w{i + 1}'], self.params[f'b{i + 1}'], i == 2)
+                               for i in range(3)]
 
     @classmethod
     def from_trained(cls, module: FakeQuantHyperSynthesis) -> 'IntegerHyperSynthesis':
@@ -143,7 +156,8 @@ class IntegerHyperSynthesis:
         return dict(self.params)
 
     def _check_exactness_bound(self) -> None:
-        """Refuse weights whose sums could leave the exactly-representable range of float64 BLAS."""
+        """Refuse weights whose sums could leave the integers float64 represents exactly, where the
+        training twin run in float64 equals this path (the kernels' int64 accumulators hold more)."""
         in_max = 2 ** 16  # bound on |z_hat|; activations after the first layer are < 2^ACT_BITS
         for i in range(3):
             w = self.params[f'w{i + 1}'].astype(np.int64)
@@ -153,28 +167,76 @@ class IntegerHyperSynthesis:
                 raise ModelFileError(f'integer hyper-synthesis layer {i + 1} may accumulate {bound} '
                                      f'>= 2^53; the weights are out of range: re-train or re-export')
 
-    def __call__(self, z_hat: np.ndarray, exact: str = 'blas') -> np.ndarray:
+    def __call__(self, z_hat: np.ndarray, engine: str = 'auto') -> np.ndarray:
         """Indexes (int32, (B, out_ch, 4h, 4w)) for integer ``z_hat`` of shape (B, in_ch, h, w).
 
-        ``exact='blas'`` multiplies the integers as float64 through PyTorch's BLAS, exact here (every
-        product and partial sum is an integer below 2^53, so the order of additions cannot matter) and
-        fast; ``exact='int64'`` does the same sums in int64 (slower, the reference). Both return the
-        same integers on every machine.
+        ``engine='numba'`` runs the compiled kernels (:mod:`integer_hyper_kernels`), ``'numpy'`` the
+        same sums as int64 matrix products (slower, the reference); ``'auto'`` is numba's when it
+        imports. Both return the same integers on every machine: integer sums that never overflow.
         """
+        if engine not in ENGINES:
+            raise ValueError(f'engine must be one of {ENGINES}, got {engine!r}')
+        if engine == 'numba' and not kernels.available():
+            raise ValueError("engine 'numba' needs the numba package (pip install numba)")
         a = np.asarray(z_hat)
         if not np.issubdtype(a.dtype, np.integer) and not np.array_equal(a, np.round(a)):
             raise ValueError('z_hat must hold integers')
         a = a.astype(np.int64)
-        if np.abs(a).max(initial=0) > 2 ** 16:
-            raise ValueError(f'z_hat magnitude {np.abs(a).max()} exceeds 2^16')
+        in_max = int(np.abs(a).max(initial=0))
+        if in_max > 2 ** 16:
+            raise ValueError(f'z_hat magnitude {in_max} exceeds 2^16')
+        if engine == 'numpy' or not kernels.available():
+            return self._numpy(a)
+        return self._compiled(a, in_max)
+
+    def _compiled(self, z_hat: np.ndarray, in_max: int) -> np.ndarray:
+        bsz, _, h, wd = z_hat.shape
+        first, second, last = self._kernel_layers
+        out = np.empty((bsz, last.cout, 4 * h, 4 * wd), dtype=np.int32)
+        for item in range(bsz):
+            a = np.ascontiguousarray(z_hat[item].transpose(1, 2, 0), dtype=np.int32)
+            a = first.run(a, in_max, _SHIFTS[0], _ACT_MAX)
+            a = second.run(a, _ACT_MAX, _SHIFTS[1], _ACT_MAX)
+            last.run(a, _ACT_MAX, _SHIFTS[2], SCALE_LEVELS - 1, out[item])
+        return out
+
+    def _numpy(self, a: np.ndarray) -> np.ndarray:
         p = self.params
-        a = _relu_shift(_deconv_s2(a, p['w1'], p['b1'], exact),
-                        WEIGHT_FRAC_BITS + ACT_FRAC_BITS[0] - ACT_FRAC_BITS[1])
-        a = _relu_shift(_deconv_s2(a, p['w2'], p['b2'], exact),
-                        WEIGHT_FRAC_BITS + ACT_FRAC_BITS[1] - ACT_FRAC_BITS[2])
-        acc = _conv3x3(a, p['w3'], p['b3'], exact)
-        index = _round_shift(acc, WEIGHT_FRAC_BITS + ACT_FRAC_BITS[2])
+        a = _relu_shift(_deconv_s2(a, p['w1'], p['b1']), _SHIFTS[0])
+        a = _relu_shift(_deconv_s2(a, p['w2'], p['b2']), _SHIFTS[1])
+        index = _round_shift(_conv3x3(a, p['w3'], p['b3']), _SHIFTS[2])
         return np.clip(index, 0, SCALE_LEVELS - 1).astype(np.int32)
+
+
+class _KernelLayer:
+    """One layer's weights in the kernels' layout, int32 and int64, and the bound that picks one."""
+
+    def __init__(self, weight: np.ndarray, bias: np.ndarray, conv: bool):
+        self.conv = conv
+        # PyTorch keeps (C_out, C_in, k, k) for convolutions and (C_in, C_out, k, k) for transposed ones.
+        layout = weight.transpose(1, 2, 3, 0) if conv else weight.transpose(0, 2, 3, 1)
+        self.cout = layout.shape[3]
+        self.weights = {dtype: np.ascontiguousarray(layout, dtype=dtype) for dtype in (np.int32, np.int64)}
+        self.biases = {dtype: bias.astype(dtype) for dtype in (np.int32, np.int64)}
+        # Every partial sum of an output is within |bias| + max|input| * sum|weights of that output|.
+        self.weight_sum = int(np.abs(layout.astype(np.int64)).sum(axis=(0, 1, 2)).max())
+        self.bias_max = int(np.abs(bias.astype(np.int64)).max())
+
+    def run(self, a: np.ndarray, in_max: int, shift: int, top: int, out: np.ndarray = None) -> np.ndarray:
+        """The layer on (H, W, C_in) int32 activations bounded by ``in_max``: (2H, 2W, C_out) int32
+        activations (transposed convolution) or, into ``out``, (C_out, H, W) int32 indexes (convolution)."""
+        dtype = np.int32 if in_max * self.weight_sum + self.bias_max <= _INT32_MAX else np.int64
+        h, wd = a.shape[:2]
+        if self.conv:
+            kernel, rows = kernels.conv3x3_rows, h
+        else:
+            kernel, rows = kernels.deconv_s2_rows, 2 * h
+            out = np.empty((2 * h, 2 * wd, self.cout), dtype=np.int32)
+        # Bands of output rows, one per core: each kernel call releases the GIL.
+        edges = np.linspace(0, rows, min(workers(), rows) + 1).astype(int)
+        parallel_map(kernel, [(a, self.weights[dtype], self.biases[dtype], shift, top, out, int(y0), int(y1))
+                              for y0, y1 in zip(edges[:-1], edges[1:])])
+        return out
 
 
 def _round_shift(acc: np.ndarray, shift: int) -> np.ndarray:
@@ -183,24 +245,10 @@ def _round_shift(acc: np.ndarray, shift: int) -> np.ndarray:
 
 
 def _relu_shift(acc: np.ndarray, shift: int) -> np.ndarray:
-    return np.clip(_round_shift(np.maximum(acc, 0), shift), 0, 2 ** ACT_BITS - 1)
+    return np.clip(_round_shift(np.maximum(acc, 0), shift), 0, _ACT_MAX)
 
 
-def _int_matmul(a: np.ndarray, b: np.ndarray, exact: str) -> np.ndarray:
-    """Exact integer matrix product as int64 (see :meth:`IntegerHyperSynthesis.__call__`)."""
-    if exact == 'blas':
-        # Through PyTorch's BLAS, not NumPy's: OpenBLAS keeps its own worker threads spinning for a
-        # while after each call, and the networks that run next (on PyTorch's or ONNX Runtime's
-        # threads) then share the cores with them: the decoder network took 2.1x as long in bf16 and
-        # 1.3x in fp32 on 2 cores (docs/runtime.md). PyTorch's pool is the one the networks use.
-        product = torch.from_numpy(a.astype(np.float64)) @ torch.from_numpy(b.astype(np.float64))
-        return product.numpy().astype(np.int64)
-    if exact == 'int64':
-        return a.astype(np.int64) @ b.astype(np.int64)
-    raise ValueError(f"exact must be 'blas' or 'int64', got {exact!r}")
-
-
-def _deconv_s2(a: np.ndarray, w: np.ndarray, b: np.ndarray, exact: str) -> np.ndarray:
+def _deconv_s2(a: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Transposed conv, kernel 5, stride 2, padding 2, output_padding 1 (PyTorch semantics), int64.
 
     Input pixel (i, j) and tap (kh, kw) add to output pixel (2i + kh - 2, 2j + kw - 2).
@@ -210,7 +258,7 @@ def _deconv_s2(a: np.ndarray, w: np.ndarray, b: np.ndarray, exact: str) -> np.nd
     pad = k // 2
     # One product for all taps: (B*h*w, Cin) @ (Cin, Cout*k*k).
     rows = a.transpose(0, 2, 3, 1).reshape(-1, cin)
-    prod = _int_matmul(rows, w.reshape(cin, -1), exact).reshape(bsz, h, wd, cout, k, k)
+    prod = (rows @ w.reshape(cin, -1).astype(np.int64)).reshape(bsz, h, wd, cout, k, k)
     # Accumulate on a canvas with `pad` extra pixels on each side, then crop.
     canvas = np.zeros((bsz, cout, 2 * h + 2 * pad + 1, 2 * wd + 2 * pad + 1), dtype=np.int64)
     for kh in range(k):
@@ -220,13 +268,13 @@ def _deconv_s2(a: np.ndarray, w: np.ndarray, b: np.ndarray, exact: str) -> np.nd
     return out + b.astype(np.int64)[None, :, None, None]
 
 
-def _conv3x3(a: np.ndarray, w: np.ndarray, b: np.ndarray, exact: str) -> np.ndarray:
+def _conv3x3(a: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Conv, kernel 3, stride 1, zero padding 1 (PyTorch cross-correlation semantics), int64."""
     bsz, cin, h, wd = a.shape
     padded = np.pad(a, ((0, 0), (0, 0), (1, 1), (1, 1)))
     # im2col: columns ordered (Cin, kh, kw) like the flattened PyTorch weight.
     cols = np.stack([padded[:, :, kh:kh + h, kw:kw + wd] for kh in range(3) for kw in range(3)], axis=2)
     cols = cols.reshape(bsz, cin * 9, h * wd).transpose(0, 2, 1).reshape(-1, cin * 9)
-    out = _int_matmul(cols, w.reshape(w.shape[0], -1).T, exact)
+    out = cols @ w.reshape(w.shape[0], -1).T.astype(np.int64)
     out = out.reshape(bsz, h, wd, -1).transpose(0, 3, 1, 2)
     return out + b.astype(np.int64)[None, :, None, None]

@@ -99,7 +99,7 @@ def encode_latents(y_g: np.ndarray, z: np.ndarray, mean: MeanFunction, tables: T
     y_sym = entropy.clamp_symbols(round_half_up(residual).ravel(), indexes.ravel(), y_table)
     y_coder = entropy.get_coder(CODER_NAME, num_substreams=y_substreams)
     y_bytes = y_coder.encode(y_sym, indexes.ravel(), y_table)
-    latents = Latents(z_hat, y_sym.reshape(indexes.shape).astype(np.int32), indexes)
+    latents = Latents(z_hat, y_sym.reshape(indexes.shape).astype(np.int32, copy=False), indexes)
     return EncodedLatents(z_bytes, y_bytes, latents)
 
 
@@ -118,4 +118,4 @@ def decode_latents(z_bytes: bytes, y_bytes: bytes, padded_size: Tuple[int, int],
     z_hat = coder.decode(z_bytes, channel_indexes(z_shape), z_table).reshape(z_shape)
     indexes = int_hyper(z_hat)
     symbols = coder.decode(y_bytes, indexes.ravel(), y_table).reshape(indexes.shape)
-    return Latents(z_hat.astype(np.int32), symbols.astype(np.int32), indexes)
+    return Latents(z_hat.astype(np.int32, copy=False), symbols.astype(np.int32, copy=False), indexes)

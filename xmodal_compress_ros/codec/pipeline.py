@@ -805,9 +805,12 @@ class Decoder:
         return codec
 
     def _warm_up(self, resolutions) -> None:
-        """Run each model's decoder graph once per configured resolution, and the entropy decoder."""
+        """Run each model's decoder graph once per configured resolution, the entropy decoder and the
+        integer hyper-synthesis (both compile on first use)."""
         entropy.warm_up()
         for codec in self._codecs.values():
+            z_table, _, hyper = codec.tables
+            hyper(np.zeros((1, z_table.num_rows, 1, 1), np.int32))
             spec = codec.backend.specs['decoder']
             for width, height in resolutions:
                 ph, pw = _padded(height, width)

@@ -13,13 +13,13 @@ bisects the row.
 """
 from __future__ import annotations
 
-import os
 import threading
 import weakref
-from concurrent.futures import ThreadPoolExecutor
-from typing import List, Sequence, Tuple
+from typing import List, Tuple
 
 import numpy as np
+
+from xmodal_compress_ros.codec.kernel_threads import parallel_map
 
 try:
     import numba
@@ -35,17 +35,7 @@ LOOKUP_BITS = 12
 
 Run = Tuple[int, int, int]
 _tables: 'weakref.WeakKeyDictionary' = weakref.WeakKeyDictionary()
-_pool = None
 _lock = threading.Lock()
-
-
-def _forget_pool() -> None:
-    # A forked child has none of the parent's threads: it must start its own pool.
-    global _pool
-    _pool = None
-
-
-os.register_at_fork(after_in_child=_forget_pool)
 
 
 def available() -> bool:
@@ -86,17 +76,6 @@ def _kernel_tables(table) -> Tuple[np.ndarray, np.ndarray]:
     return cached
 
 
-def _map(function, jobs: Sequence[tuple]) -> list:
-    """``function(*job)`` for every job, on threads when there are several (the kernels drop the GIL)."""
-    global _pool
-    if len(jobs) < 2:
-        return [function(*job) for job in jobs]
-    with _lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(max(1, len(os.sched_getaffinity(0))), thread_name_prefix='rans')
-    return list(_pool.map(lambda job: function(*job), jobs))
-
-
 def _run_array(runs: List[Run]) -> np.ndarray:
     return np.asarray(runs, dtype=np.int64).reshape(-1, 3)
 
@@ -120,7 +99,7 @@ def encode(symbols: np.ndarray, order: np.ndarray, runs_per_stream: List[List[Ru
     bounds, _ = _kernel_tables(table)
     symbols = np.ascontiguousarray(symbols)
     jobs = [(symbols, order, _run_array(runs), table.offsets, bounds) for runs in runs_per_stream]
-    return _map(_encode_substream, jobs)
+    return parallel_map(_encode_substream, jobs)
 
 
 def decode(streams: List[np.ndarray], order: np.ndarray, runs_per_stream: List[List[Run]], table,
@@ -130,7 +109,7 @@ def decode(streams: List[np.ndarray], order: np.ndarray, runs_per_stream: List[L
     bounds, lookup = _kernel_tables(table)
     jobs = [(words, order, _run_array(runs), table.offsets, bounds, lookup, symbols)
             for words, runs in zip(streams, runs_per_stream)]
-    return _map(_decode_substream, jobs)
+    return parallel_map(_decode_substream, jobs)
 
 
 def _group_order(indexes, rows):

@@ -40,7 +40,7 @@ try:
 except ImportError:  # pure Python: correct, slow
     numba = None
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 MODE_SPINNING = 0
 MODE_GRID = 1
 MODES = {MODE_SPINNING: 'spinning', MODE_GRID: 'grid'}
@@ -69,15 +69,24 @@ ANGLE_FRACTION = 1.0
 REFERENCE_RANGE_M = 60.0
 
 # Table rows (contexts). Spinning: range by the previous range residual's size (5) times whether
-# the azimuth skipped (2), and the first point of a laser; azimuth by the sign of the previous
-# azimuth residual (3) and first of a laser; elevation (within a laser / first of a laser); whether
-# the point has a correction (by distance: 3), then its three values;
-# intensity by the previous intensity's level (18), its trend (the one before it lower, close,
-# higher: 3) and whether the range jumped (2), and first of a laser.
+# the azimuth skipped (2), and the first point of a laser; the shape symbol (below) by the sign of
+# the previous azimuth residual (3) and whether the previous point lies beyond the reference range
+# (2); an azimuth residual outside the shape's span (within a laser / first of a laser); elevation
+# (within a laser / first of a laser); whether the first point of a laser has a correction (by
+# distance: 3); correction values; intensity by the previous intensity's level (18), its trend (the
+# one before it lower, close, higher: 3) and whether the range jumped (2), and first of a laser.
 # Grid: x, y (x repeated or not), z (x and y repeated or not), intensity.
-ROW_RANGE, ROW_AZIMUTH, ROW_ELEVATION = 0, 11, 15
-ROW_CORRECTED, ROW_CORRECTION, ROW_INTENSITY = 17, 20, 21
-SPINNING_ROWS = 130
+ROW_RANGE, ROW_SHAPE, ROW_AZIMUTH, ROW_ELEVATION = 0, 11, 17, 19
+ROW_CORRECTED, ROW_CORRECTION, ROW_INTENSITY = 21, 24, 25
+SPINNING_ROWS = 134
+# The shape symbol of a point within a laser: its azimuth residual when within +-SHAPE_SPAN (else an
+# escape, the residual following under ROW_AZIMUTH) jointly with its kind: 0 elevation as predicted
+# and no correction, 1 an elevation residual follows, 2 an elevation residual and a correction follow.
+# One symbol instead of three for almost every point (the decoder's time goes by symbols).
+SHAPE_SPAN = 12
+SHAPE_CLASSES = 2 * SHAPE_SPAN + 2
+SHAPE_KINDS = 3
+SHAPE_OFFSET = SHAPE_CLASSES * SHAPE_KINDS // 2
 ROW_GRID_X, ROW_GRID_Y, ROW_GRID_Z, ROW_GRID_INTENSITY = 0, 1, 3, 5
 GRID_ROWS = 11
 
@@ -263,18 +272,30 @@ def _size_class(value):
 
 
 def _wrap(value, turn):
-    """``value`` modulo ``turn``, in [-turn/2, turn/2)."""
-    half = turn // 2
+    """``value`` modulo ``turn``, in [-turn/2, turn/2) (an integer division only when it is outside:
+    one per point would cost more than the rest of the point's symbols)."""
+    half = turn >> 1
+    if -half <= value < half:
+        return value
     return (value + half) % turn - half
 
 
 # --- spinning mode: symbols of a laser-ordered scan ----------------------------------------------
 
-def _azimuth_row(first, last_azimuth_residual):
-    """Azimuth context: the sign of the previous azimuth residual (sensors alternate step sizes)."""
-    if first:
-        return ROW_AZIMUTH + 3
-    return ROW_AZIMUTH + (0 if last_azimuth_residual == 0 else 1 if last_azimuth_residual < 0 else 2)
+def _shape_row(last_azimuth_residual, predicted_range, range_step):
+    """Shape context: the sign of the previous azimuth residual (sensors alternate step sizes), and
+    whether the previous point is beyond the reference range (far points need corrections)."""
+    sign = 0 if last_azimuth_residual == 0 else 1 if last_azimuth_residual < 0 else 2
+    return ROW_SHAPE + sign + (3 if predicted_range * range_step >= REFERENCE_RANGE_M else 0)
+
+
+def _shape_symbol(azimuth_residual, kind):
+    """The shape symbol of an azimuth residual and a kind (0, 1, 2), centred on 0."""
+    if -SHAPE_SPAN <= azimuth_residual <= SHAPE_SPAN:
+        column = azimuth_residual + SHAPE_SPAN
+    else:
+        column = SHAPE_CLASSES - 1
+    return column + SHAPE_CLASSES * kind - SHAPE_OFFSET
 
 
 def _range_row(first, last_range_residual, azimuth_residual):
@@ -344,15 +365,27 @@ def _spinning_symbols(ranges, azimuths, elevations, corrections, intensity, coun
                                           first_range, first_azimuth, first_elevation, first_intensity,
                                           azimuth_step)
             azimuth_residual = _wrap(azimuths[i] - predicted[1] - step, azimuth_turn)
-            n = _push(rows, values, n, _azimuth_row(first, last_azimuth_residual), azimuth_residual)
+            elevation_residual = elevations[i] - predicted[2]
+            corrected = corrections[i, 0] != 0 or corrections[i, 1] != 0 or corrections[i, 2] != 0
+            if first:
+                n = _push(rows, values, n, ROW_AZIMUTH + 1, azimuth_residual)
+                n = _push(rows, values, n, ROW_ELEVATION + 1, elevation_residual)
+            else:
+                kind = 2 if corrected else 1 if elevation_residual != 0 else 0
+                rows[n] = _shape_row(last_azimuth_residual, predicted[0], range_step)
+                values[n] = _shape_symbol(azimuth_residual, kind)
+                n += 1
+                if azimuth_residual < -SHAPE_SPAN or azimuth_residual > SHAPE_SPAN:
+                    n = _push(rows, values, n, ROW_AZIMUTH, azimuth_residual)
+                if kind != 0:
+                    n = _push(rows, values, n, ROW_ELEVATION, elevation_residual)
             last_azimuth_residual = azimuth_residual
-            n = _push(rows, values, n, ROW_ELEVATION + first, elevations[i] - predicted[2])
             range_residual = ranges[i] - predicted[0]
             row = _range_row(first, last_range_residual, azimuth_residual)
             n = _push(rows, values, n, row, range_residual)
             last_range_residual = range_residual
-            corrected = corrections[i, 0] != 0 or corrections[i, 1] != 0 or corrections[i, 2] != 0
-            n = _push(rows, values, n, _corrected_row(ranges[i], range_step), 1 if corrected else 0)
+            if first:
+                n = _push(rows, values, n, _corrected_row(ranges[i], range_step), 1 if corrected else 0)
             if corrected:
                 for axis in range(3):
                     n = _push(rows, values, n, ROW_CORRECTION, corrections[i, axis])
@@ -377,6 +410,7 @@ def _decode_spinning(words, counts, azimuth_turn, azimuth_step, range_step, has_
     corrections = np.zeros((total, 3), dtype=np.int64)
     intensity = np.zeros(total if has_intensity else 0, dtype=np.int64)
     state, remaining = rans_kernels.decoder_start(words)
+    valid = True
     point = 0
     first_range = first_azimuth = first_elevation = first_intensity = 0
     for laser in range(counts.shape[0]):
@@ -388,20 +422,44 @@ def _decode_spinning(words, counts, azimuth_turn, azimuth_step, range_step, has_
             predicted, step = _prediction(first, i, ranges, azimuths, elevations, intensity, has_intensity,
                                           first_range, first_azimuth, first_elevation, first_intensity,
                                           azimuth_step)
-            row = _azimuth_row(first, last_azimuth_residual)
-            azimuth_residual, state, remaining = _pop(state, remaining, words, row, offsets, bounds, lookup)
+            kind = 1
+            if first:
+                azimuth_residual, state, remaining = _pop(state, remaining, words, ROW_AZIMUTH + 1, offsets,
+                                                          bounds, lookup)
+                row = ROW_ELEVATION + 1
+            else:
+                row = _shape_row(last_azimuth_residual, predicted[0], range_step)
+                shape, state, remaining = rans_kernels.decode_symbol(state, remaining, words, row, offsets,
+                                                                     bounds, lookup, LOOKUP_SHIFT)
+                shape += SHAPE_OFFSET
+                if shape < 0 or shape >= SHAPE_CLASSES * SHAPE_KINDS:
+                    valid = False  # a damaged table: a symbol no encoder writes
+                    shape = 0
+                kind = shape // SHAPE_CLASSES
+                azimuth_residual = shape - SHAPE_CLASSES * kind - SHAPE_SPAN
+                if azimuth_residual > SHAPE_SPAN:
+                    azimuth_residual, state, remaining = _pop(state, remaining, words, ROW_AZIMUTH, offsets,
+                                                              bounds, lookup)
+                row = ROW_ELEVATION
             last_azimuth_residual = azimuth_residual
-            azimuths[i] = (predicted[1] + step + azimuth_residual) % azimuth_turn
-            residual, state, remaining = _pop(state, remaining, words, ROW_ELEVATION + first, offsets, bounds,
-                                              lookup)
+            azimuth = predicted[1] + step + azimuth_residual
+            if azimuth < 0 or azimuth >= azimuth_turn:
+                azimuth %= azimuth_turn
+            azimuths[i] = azimuth
+            residual = 0
+            if kind != 0:
+                residual, state, remaining = _pop(state, remaining, words, row, offsets, bounds, lookup)
             elevations[i] = predicted[2] + residual
             row = _range_row(first, last_range_residual, azimuth_residual)
             range_residual, state, remaining = _pop(state, remaining, words, row, offsets, bounds, lookup)
             last_range_residual = range_residual
             ranges[i] = predicted[0] + range_residual
-            row = _corrected_row(ranges[i], range_step)
-            corrected, state, remaining = _pop(state, remaining, words, row, offsets, bounds, lookup)
-            if corrected != 0:
+            corrected = kind == 2
+            if first:
+                row = _corrected_row(ranges[i], range_step)
+                flag, state, remaining = _pop(state, remaining, words, row, offsets, bounds, lookup)
+                corrected = flag != 0
+            if corrected:
                 for axis in range(3):
                     corrections[i, axis], state, remaining = _pop(state, remaining, words, ROW_CORRECTION,
                                                                   offsets, bounds, lookup)
@@ -413,7 +471,8 @@ def _decode_spinning(words, counts, azimuth_turn, azimuth_step, range_step, has_
             if first:
                 first_range, first_azimuth, first_elevation = ranges[i], azimuths[i], elevations[i]
                 first_intensity = intensity[i] if has_intensity else 0
-    return ranges, azimuths, elevations, corrections, intensity, rans_kernels.decoder_done(state, remaining)
+    return ranges, azimuths, elevations, corrections, intensity, valid and rans_kernels.decoder_done(
+        state, remaining)
 
 
 # --- grid mode: symbols of a sorted grid -------------------------------------------------------
@@ -478,7 +537,8 @@ if numba is not None:
     _size_class = _inline(_size_class)
     _wrap = _inline(_wrap)
     _prediction = _inline(_prediction)
-    _azimuth_row = _inline(_azimuth_row)
+    _shape_row = _inline(_shape_row)
+    _shape_symbol = _inline(_shape_symbol)
     _range_row = _inline(_range_row)
     _corrected_row = _inline(_corrected_row)
     _intensity_level = _inline(_intensity_level)
@@ -788,7 +848,8 @@ def _range_interval(xyz, i, se, ce, sa, ca, range_step, height, slack):
             if abs(offset) > slack:
                 return 1, 0
             continue
-        a, b = (offset - slack) / u, (offset + slack) / u
+        inverse = 1.0 / u  # the encoder's choice only: _fits checks the result exactly
+        a, b = (offset - slack) * inverse, (offset + slack) * inverse
         if a > b:
             a, b = b, a
         low, high = max(low, a), min(high, b)
@@ -827,7 +888,9 @@ def _choose_spherical(xyz, counts, heights, ranges, azimuths, elevations, range_
                 predicted_azimuth = first_azimuth % azimuth_turn
             else:
                 predicted_range, predicted_elevation = ranges[i - 1], elevations[i - 1]
-                predicted_azimuth = (azimuths[i - 1] + azimuth_step) % azimuth_turn
+                predicted_azimuth = azimuths[i - 1] + azimuth_step
+                if predicted_azimuth < 0 or predicted_azimuth >= azimuth_turn:
+                    predicted_azimuth %= azimuth_turn
             for attempt in range(5):
                 nearest = attempt == 4  # the fallback: nearest values and a correction
                 azimuth = predicted_azimuth if attempt < 2 else azimuths[i]

@@ -59,7 +59,9 @@ LOOKUP_BITS = 8
 LOOKUP_SHIFT = rans_kernels.MODEL_BITS - LOOKUP_BITS
 #: Most lasers (distinct ``ring`` values) of a spinning scan.
 MAX_LASERS = 4096
-#: Table entries a point may produce at most: 8 values, each a symbol and up to 4 raw chunks.
+#: Table entries a point may produce at most: 8 values, each a symbol and up to 4 raw chunks. Rows
+#: (-RAW_BITS..133) and values (symbols within +-SYMBOL_MAX, raw chunks below 2**RAW_BITS) are int16:
+#: the encoder's largest buffers (int32 and int64 cost it about a tenth of its time more).
 _ENTRIES_PER_POINT = 8 * (1 + -(-(MAX_ESCAPE_BITS - 1) // rans_kernels.RAW_BITS))
 
 # Spherical quantization, relative to the bound e: range step BETA * 2e; angle step such that it
@@ -737,20 +739,14 @@ def _encode_spinning(xyz64, azimuth, codes, laid_out, header, correction_step, r
     used, ranks = _intensity_ranks(codes)
     heights = _laser_heights(xyz64, counts)
     azimuth_turn = _azimuth_turn(azimuth, counts, turn)
-    ranges, azimuths, elevations = _spherical_indices(xyz64, azimuth, counts, heights, range_step,
-                                                      azimuth_turn, turn)
-    # The typical azimuth step within a laser (a median of a sample: any value decodes).
-    sample = slice(None, None, 1 + len(azimuths) // 4096)
-    steps = _wrap_array(np.diff(azimuths)[sample], azimuth_turn)
-    same_laser = np.diff(np.repeat(np.arange(len(counts)), counts))[sample] == 0
-    azimuth_step = int(np.median(steps[same_laser])) if np.any(same_laser) else 0
-    corrections, decoded, within = _choose_spherical(xyz64, counts, heights, ranges, azimuths, elevations,
-                                                     range_step, azimuth_turn, turn, azimuth_step,
-                                                     correction_step, max_error)
+    azimuth_step = _azimuth_step(azimuth, counts, azimuth_turn)
+    ranges, azimuths, elevations, corrections, decoded, within = _choose_spherical(
+        xyz64, azimuth, counts, heights, range_step, azimuth_turn, turn, azimuth_step, correction_step,
+        max_error)
     if not within:
         return None
-    rows = np.empty(len(ranges) * _ENTRIES_PER_POINT, np.int32)
-    values = np.empty(len(ranges) * _ENTRIES_PER_POINT, np.int64)
+    rows = np.empty(len(ranges) * _ENTRIES_PER_POINT, np.int16)
+    values = np.empty(len(ranges) * _ENTRIES_PER_POINT, np.int16)
     count = _spinning_symbols(ranges, azimuths, elevations, corrections, ranks, counts, azimuth_turn,
                               azimuth_step, range_step, rows, values)
     side = (_SPINNING.pack(range_step, azimuth_turn, turn, azimuth_step, len(counts))
@@ -758,6 +754,18 @@ def _encode_spinning(xyz64, azimuth, codes, laid_out, header, correction_step, r
     payload = header + _entropy_code(rows, values, count, SPINNING_ROWS, side)
     return PredictiveScan(payload, decoded, codes if len(codes) else None, order, 'spinning',
                           _HEADER.unpack_from(header)[6])
+
+
+def _azimuth_step(azimuth: np.ndarray, counts: np.ndarray, azimuth_turn: int) -> int:
+    """The typical azimuth step within a laser, in 1 / ``azimuth_turn`` (the median of a sample:
+    any value decodes)."""
+    sample = np.arange(0, len(azimuth) - 1, 1 + len(azimuth) // 4096)
+    same_laser = np.diff(np.repeat(np.arange(len(counts)), counts))[sample] == 0
+    if not np.any(same_laser):
+        return 0
+    indexes = np.rint(azimuth[np.stack((sample, sample + 1))] * (azimuth_turn / (2.0 * math.pi)))
+    steps = _wrap_array(np.diff(indexes, axis=0)[0].astype(np.int64), azimuth_turn)
+    return int(np.median(steps[same_laser]))
 
 
 def _azimuth_turn(azimuth: np.ndarray, counts: np.ndarray, turn: int) -> int:
@@ -805,27 +813,17 @@ def _laser_sums(xyz, counts):
     return sums
 
 
-def _spherical_indices(xyz, azimuth, counts, heights, range_step, azimuth_turn, elevation_turn):
-    """Integer range, azimuth and elevation of each point seen from its laser's origin (any values
-    are valid: the corrections make up for them; these make the corrections zero)."""
-    n = xyz.shape[0]
-    ranges = np.empty(n, dtype=np.int64)
-    azimuths = np.empty(n, dtype=np.int64)
-    elevations = np.empty(n, dtype=np.int64)
-    azimuth_per_radian = azimuth_turn / (2.0 * math.pi)
-    elevation_per_radian = elevation_turn / (2.0 * math.pi)
-    point = 0
-    for laser in range(counts.shape[0]):
-        height = heights[laser] / 1000.0
-        for _ in range(counts[laser]):
-            x, y, z = xyz[point, 0], xyz[point, 1], xyz[point, 2] - height
-            distance = math.sqrt(x * x + y * y + z * z)
-            sine = min(1.0, max(-1.0, z / distance)) if distance > 0 else 0.0
-            ranges[point] = np.int64(round(distance / range_step))
-            azimuths[point] = np.int64(round(azimuth[point] * azimuth_per_radian)) % azimuth_turn
-            elevations[point] = np.int64(round(math.asin(sine) * elevation_per_radian))
-            point += 1
-    return ranges, azimuths, elevations
+def _nearest(xyz, i, azimuth, height, range_step, azimuth_turn, azimuth_per_radian, elevation_per_radian):
+    """Integer range, azimuth and elevation nearest point ``i`` seen from its laser's origin (any
+    values are valid: the corrections make up for them; these make the corrections zero)."""
+    x, y, z = xyz[i, 0], xyz[i, 1], xyz[i, 2] - height
+    distance = math.sqrt(x * x + y * y + z * z)
+    sine = min(1.0, max(-1.0, z / distance)) if distance > 0 else 0.0
+    index = np.int64(round(azimuth * azimuth_per_radian))
+    if index < 0 or index >= azimuth_turn:
+        index %= azimuth_turn
+    return (np.int64(round(distance / range_step)), index,
+            np.int64(round(math.asin(sine) * elevation_per_radian)))
 
 
 def _fits(xyz, i, x, y, z, max_error):
@@ -858,16 +856,22 @@ def _range_interval(xyz, i, se, ce, sa, ca, range_step, height, slack):
     return np.int64(math.ceil(low)), np.int64(math.floor(high))
 
 
-def _choose_spherical(xyz, counts, heights, ranges, azimuths, elevations, range_step, azimuth_turn,
-                      elevation_turn, azimuth_step, correction_step, max_error):
-    """The coded values of every point: (corrections, decoded float32 points, all within the bound).
+def _choose_spherical(xyz, azimuth, counts, heights, range_step, azimuth_turn, elevation_turn, azimuth_step,
+                      correction_step, max_error):
+    """The coded values of every point: (ranges, azimuths, elevations, corrections, decoded float32
+    points, whether all are within the bound).
 
     Where the predicted azimuth and elevation and a range near the predicted one already put a point
     within the bound, those are coded (zero or small residuals, no correction) instead of the
-    nearest values ``ranges, azimuths, elevations`` (updated in place): the bound is per coordinate,
-    so there is slack to spend on cheaper symbols. Elsewhere the nearest values and a correction.
+    nearest values: the bound is per coordinate, so there is slack to spend on cheaper symbols.
+    Elsewhere the nearest values (computed only then: an arcsine and a square root) and a correction.
     """
     n = xyz.shape[0]
+    ranges = np.empty(n, dtype=np.int64)
+    azimuths = np.empty(n, dtype=np.int64)
+    elevations = np.empty(n, dtype=np.int64)
+    azimuth_per_radian = azimuth_turn / (2.0 * math.pi)
+    elevation_per_radian = elevation_turn / (2.0 * math.pi)
     corrections = np.zeros((n, 3), dtype=np.int64)
     decoded = np.empty((n, 3), dtype=np.float32)
     tabulated = azimuth_turn <= 2 * n
@@ -891,24 +895,30 @@ def _choose_spherical(xyz, counts, heights, ranges, azimuths, elevations, range_
                 predicted_azimuth = azimuths[i - 1] + azimuth_step
                 if predicted_azimuth < 0 or predicted_azimuth >= azimuth_turn:
                     predicted_azimuth %= azimuth_turn
+            near_range = near_azimuth = near_elevation = 0
             for attempt in range(5):
+                if attempt == 1:
+                    near_range, near_azimuth, near_elevation = _nearest(
+                        xyz, i, azimuth[i], height, range_step, azimuth_turn, azimuth_per_radian,
+                        elevation_per_radian)
                 nearest = attempt == 4  # the fallback: nearest values and a correction
-                azimuth = predicted_azimuth if attempt < 2 else azimuths[i]
-                elevation = predicted_elevation if attempt % 2 == 0 and not nearest else elevations[i]
+                chosen_azimuth = predicted_azimuth if attempt < 2 else near_azimuth
+                elevation = predicted_elevation if attempt % 2 == 0 and not nearest else near_elevation
                 if (attempt == 1 and elevation == predicted_elevation) or (
-                        attempt == 2 and azimuth == predicted_azimuth) or (
-                        attempt == 3 and (azimuth == predicted_azimuth or elevation == predicted_elevation)):
+                        attempt == 2 and chosen_azimuth == predicted_azimuth) or (
+                        attempt == 3 and (chosen_azimuth == predicted_azimuth
+                                          or elevation == predicted_elevation)):
                     continue
                 if elevation != cached_elevation:
                     cached_elevation = elevation
                     cached_se, cached_ce = _sincos_turn(elevation, elevation_turn)
                 se, ce = cached_se, cached_ce
                 if tabulated:
-                    sa, ca = table[azimuth, 0], table[azimuth, 1]
+                    sa, ca = table[chosen_azimuth, 0], table[chosen_azimuth, 1]
                 else:
-                    sa, ca = _sincos_turn(azimuth, azimuth_turn)
+                    sa, ca = _sincos_turn(chosen_azimuth, azimuth_turn)
                 if nearest:
-                    x, y, z = _point(ranges[i], se, ce, sa, ca, range_step, height)
+                    x, y, z = _point(near_range, se, ce, sa, ca, range_step, height)
                     base = (x, y, z)
                     for axis in range(3):
                         k = np.int64(round((xyz[i, axis] - base[axis]) / correction_step))
@@ -917,7 +927,7 @@ def _choose_spherical(xyz, counts, heights, ranges, azimuths, elevations, range_
                         decoded[i, axis] = value
                         if not abs(np.float64(value) - xyz[i, axis]) <= max_error:
                             within = False
-                    azimuths[i], elevations[i] = azimuth, elevation
+                    ranges[i], azimuths[i], elevations[i] = near_range, chosen_azimuth, elevation
                     break
                 low, high = _range_interval(xyz, i, se, ce, sa, ca, range_step, height, slack)
                 if low > high:
@@ -925,17 +935,17 @@ def _choose_spherical(xyz, counts, heights, ranges, azimuths, elevations, range_
                 chosen = min(max(predicted_range, low), high)
                 x, y, z = _point(chosen, se, ce, sa, ca, range_step, height)
                 if _fits(xyz, i, x, y, z, max_error):
-                    ranges[i], azimuths[i], elevations[i] = chosen, azimuth, elevation
+                    ranges[i], azimuths[i], elevations[i] = chosen, chosen_azimuth, elevation
                     decoded[i, 0], decoded[i, 1], decoded[i, 2] = np.float32(x), np.float32(y), np.float32(z)
                     break
             if j == 0:
                 first_range, first_azimuth, first_elevation = ranges[i], azimuths[i], elevations[i]
-    return corrections, decoded, within
+    return ranges, azimuths, elevations, corrections, decoded, within
 
 
 if numba is not None:
     _laser_sums = numba.njit(nogil=True, cache=True)(_laser_sums)
-    _spherical_indices = numba.njit(nogil=True, cache=True)(_spherical_indices)
+    _nearest = numba.njit(nogil=True, cache=True, inline='always')(_nearest)
     _fits = numba.njit(nogil=True, cache=True, inline='always')(_fits)
     _range_interval = numba.njit(nogil=True, cache=True, inline='always')(_range_interval)
     _choose_spherical = numba.njit(nogil=True, cache=True)(_choose_spherical)
@@ -985,8 +995,8 @@ def _encode_grid(xyz64, codes, header, correction_step, max_error, has_intensity
     decoded = (cells * correction_step).astype(np.float32)
     if not _within(decoded, xyz64[order], max_error):
         raise ParameterError(f'lidar max_error {max_error} m cannot be met in float32 for this cloud')
-    rows = np.empty(len(cells) * _ENTRIES_PER_POINT, np.int32)
-    values = np.empty(len(cells) * _ENTRIES_PER_POINT, np.int64)
+    rows = np.empty(len(cells) * _ENTRIES_PER_POINT, np.int16)
+    values = np.empty(len(cells) * _ENTRIES_PER_POINT, np.int16)
     count = _grid_symbols(cells, ranks, rows, values)
     payload = header + _entropy_code(rows, values, count, GRID_ROWS, used)
     return PredictiveScan(payload, decoded, codes if has_intensity else None, order, 'grid', invalid_points)

@@ -596,25 +596,15 @@ def _parse_table(blob: bytes, offset: int, num_rows: int) -> Tuple[PmfTable, int
     _need(blob, offset, 1, 'table')
     if blob[offset] != num_rows:
         raise PacketError(f'LiDAR payload table has {blob[offset]} rows; this mode uses {num_rows}')
-    offset += 1
-    # The row headers in one pass of struct reads; the count bytes in one gather (a numpy call per
-    # row would cost more than the rest of the decoder's set-up).
-    firsts, lengths, starts = np.zeros(num_rows, np.int64), np.ones(num_rows, np.int64), []
-    for row in range(num_rows):
-        _need(blob, offset, _ROW.size, 'table')
-        first, length = _ROW.unpack_from(blob, offset)
-        offset += _ROW.size
-        if length == 0:
-            starts.append(-1)
-            continue
-        if first < -SYMBOL_MAX or first + length - 1 > SYMBOL_MAX:
-            raise PacketError(f'LiDAR payload table row covers {first}..{first + length - 1}, '
-                              f'outside -{SYMBOL_MAX}..{SYMBOL_MAX}')
-        _need(blob, offset, length, 'table')
-        firsts[row], lengths[row] = first, length
-        starts.append(offset)
-        offset += length
-    starts = np.array(starts, np.int64)
+    # The row headers in one compiled pass; the count bytes in one gather (a numpy call per row
+    # would cost more than the rest of the decoder's set-up).
+    firsts, lengths, starts, offset, first, length = _row_headers(np.frombuffer(blob, np.uint8), offset + 1,
+                                                                  num_rows)
+    if offset < 0:
+        raise PacketError(f'LiDAR payload is truncated inside its table ({len(blob)} bytes)')
+    if length:
+        raise PacketError(f'LiDAR payload table row covers {first}..{first + length - 1}, '
+                          f'outside -{SYMBOL_MAX}..{SYMBOL_MAX}')
     columns = np.arange(int(lengths.max()))[None, :]
     inside = (columns < lengths[:, None]) & (starts[:, None] >= 0)
     levels = np.frombuffer(blob, np.uint8)[np.where(inside, starts[:, None] + columns, 0)]
@@ -627,6 +617,36 @@ def _parse_table(blob: bytes, offset: int, num_rows: int) -> Tuple[PmfTable, int
     except ModelFileError as exc:
         raise PacketError(f'LiDAR payload table is invalid: {exc}') from None
     return table, offset
+
+
+def _row_headers(blob, offset, num_rows):
+    """(firsts, lengths, starts of the count bytes (-1: unused row), offset past the rows, and the
+    first symbol and length of a row out of range, else 0, 0); offset -1 if the rows run past the
+    blob. Row headers are ``_ROW``: little-endian i16 first symbol, u16 length."""
+    firsts = np.zeros(num_rows, np.int64)
+    lengths = np.ones(num_rows, np.int64)
+    starts = np.full(num_rows, -1, np.int64)
+    for row in range(num_rows):
+        if offset + 4 > blob.shape[0]:
+            return firsts, lengths, starts, -1, 0, 0
+        first = np.int64(blob[offset]) | (np.int64(blob[offset + 1]) << 8)
+        if first >= 1 << 15:
+            first -= 1 << 16
+        length = np.int64(blob[offset + 2]) | (np.int64(blob[offset + 3]) << 8)
+        offset += 4
+        if length == 0:
+            continue
+        if first < -SYMBOL_MAX or first + length - 1 > SYMBOL_MAX:
+            return firsts, lengths, starts, offset, first, length
+        if offset + length > blob.shape[0]:
+            return firsts, lengths, starts, -1, 0, 0
+        firsts[row], lengths[row], starts[row] = first, length, offset
+        offset += length
+    return firsts, lengths, starts, offset, 0, 0
+
+
+if numba is not None:
+    _row_headers = numba.njit(nogil=True, cache=True)(_row_headers)
 
 
 def _decoder_tables(table: PmfTable) -> Tuple[np.ndarray, np.ndarray]:

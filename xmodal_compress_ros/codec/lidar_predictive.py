@@ -169,11 +169,12 @@ def _sincos_table(turn):
     return table
 
 
-def _spherical_to_cartesian(ranges, azimuths, elevations, corrections, counts, heights, range_step,
+def _spherical_to_cartesian(ranges, azimuths, elevations, corrected, corrections, counts, heights, range_step,
                             azimuth_turn, elevation_turn, correction_step):
     """float32 (N, 3) decoded points: ``float32(base + K * correction_step)`` per axis, where ``base``
     is the point of the integer spherical coordinates around its laser's origin (0, 0, height in
-    mm / 1000; ``counts`` points per laser) in float64: the same bits on every machine."""
+    mm / 1000; ``counts`` points per laser) in float64: the same bits on every machine. ``K`` is
+    ``corrections[i]`` where ``corrected[i]``, else 0 (rows of uncorrected points are never read)."""
     n = ranges.shape[0]
     out = np.empty((n, 3), dtype=np.float32)
     laser = 0
@@ -194,14 +195,19 @@ def _spherical_to_cartesian(ranges, azimuths, elevations, corrections, counts, h
             last_elevation = elevations[i]
             se, ce = _sincos_turn(last_elevation, elevation_turn)
         if tabulated:
-            a = azimuths[i] % azimuth_turn
+            a = azimuths[i]
+            if a < 0 or a >= azimuth_turn:  # the decoder's are within the turn: no division
+                a %= azimuth_turn
             sa, ca = table[a, 0], table[a, 1]
         else:
             sa, ca = _sincos_turn(azimuths[i], azimuth_turn)
         x, y, z = _point(ranges[i], se, ce, sa, ca, range_step, height)
-        out[i, 0] = np.float32(x + corrections[i, 0] * correction_step)
-        out[i, 1] = np.float32(y + corrections[i, 1] * correction_step)
-        out[i, 2] = np.float32(z + corrections[i, 2] * correction_step)
+        k0 = k1 = k2 = 0
+        if corrected[i]:
+            k0, k1, k2 = corrections[i, 0], corrections[i, 1], corrections[i, 2]
+        out[i, 0] = np.float32(x + k0 * correction_step)
+        out[i, 1] = np.float32(y + k1 * correction_step)
+        out[i, 2] = np.float32(z + k2 * correction_step)
     return out
 
 
@@ -409,7 +415,9 @@ def _decode_spinning(words, counts, azimuth_turn, azimuth_step, range_step, has_
     ranges = np.empty(total, dtype=np.int64)
     azimuths = np.empty(total, dtype=np.int64)
     elevations = np.empty(total, dtype=np.int64)
-    corrections = np.zeros((total, 3), dtype=np.int64)
+    # Few points have corrections: a flag per point, and rows written only for those.
+    has_correction = np.zeros(total, dtype=np.bool_)
+    corrections = np.empty((total, 3), dtype=np.int64)
     intensity = np.zeros(total if has_intensity else 0, dtype=np.int64)
     state, remaining = rans_kernels.decoder_start(words)
     valid = True
@@ -462,6 +470,7 @@ def _decode_spinning(words, counts, azimuth_turn, azimuth_step, range_step, has_
                 flag, state, remaining = _pop(state, remaining, words, row, offsets, bounds, lookup)
                 corrected = flag != 0
             if corrected:
+                has_correction[i] = True
                 for axis in range(3):
                     corrections[i, axis], state, remaining = _pop(state, remaining, words, ROW_CORRECTION,
                                                                   offsets, bounds, lookup)
@@ -473,8 +482,8 @@ def _decode_spinning(words, counts, azimuth_turn, azimuth_step, range_step, has_
             if first:
                 first_range, first_azimuth, first_elevation = ranges[i], azimuths[i], elevations[i]
                 first_intensity = intensity[i] if has_intensity else 0
-    return ranges, azimuths, elevations, corrections, intensity, valid and rans_kernels.decoder_done(
-        state, remaining)
+    done = valid and rans_kernels.decoder_done(state, remaining)
+    return ranges, azimuths, elevations, has_correction, corrections, intensity, done
 
 
 # --- grid mode: symbols of a sorted grid -------------------------------------------------------
@@ -1101,12 +1110,13 @@ def _decode_spinning_payload(side, words, num_points, info, correction_step):
     table, offset = _parse_table(side, offset, SPINNING_ROWS)
     _no_trailing(side, offset)
     bounds, lookup = _decoder_tables(table)
-    ranges, azimuths, elevations, corrections, intensity, done = _decode_spinning(
+    ranges, azimuths, elevations, corrected, corrections, intensity, done = _decode_spinning(
         words, counts, azimuth_turn, azimuth_step, range_step, info.has_intensity, table.offsets, bounds,
         lookup)
     if not done:
         raise PacketError('LiDAR payload rANS stream is corrupted (it does not end where it should)')
-    xyz = _spherical_to_cartesian(ranges, azimuths, elevations, corrections, counts, heights, range_step,
+    xyz = _spherical_to_cartesian(ranges, azimuths, elevations, corrected, corrections, counts, heights,
+                                  range_step,
                                   azimuth_turn, elevation_turn, correction_step)
     return _finite(xyz), _intensity_codes(intensity, intensity_values) if info.has_intensity else None
 

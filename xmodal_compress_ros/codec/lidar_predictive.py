@@ -357,8 +357,8 @@ def _prediction(first, i, ranges, azimuths, elevations, intensity, has_intensity
             intensity[i - 1] if has_intensity else 0), azimuth_step
 
 
-def _spinning_symbols(ranges, azimuths, elevations, corrections, intensity, counts, azimuth_turn,
-                      azimuth_step, range_step, rows, values):
+def _spinning_symbols(ranges, azimuths, elevations, has_correction, corrections, intensity, counts,
+                      azimuth_turn, azimuth_step, range_step, rows, values):
     n = 0
     point = 0
     has_intensity = intensity.shape[0] > 0
@@ -374,7 +374,7 @@ def _spinning_symbols(ranges, azimuths, elevations, corrections, intensity, coun
                                           azimuth_step)
             azimuth_residual = _wrap(azimuths[i] - predicted[1] - step, azimuth_turn)
             elevation_residual = elevations[i] - predicted[2]
-            corrected = corrections[i, 0] != 0 or corrections[i, 1] != 0 or corrections[i, 2] != 0
+            corrected = has_correction[i]
             if first:
                 n = _push(rows, values, n, ROW_AZIMUTH + 1, azimuth_residual)
                 n = _push(rows, values, n, ROW_ELEVATION + 1, elevation_residual)
@@ -769,15 +769,15 @@ def _encode_spinning(xyz64, azimuth, codes, laid_out, header, correction_step, r
     heights = _laser_heights(xyz64, counts)
     azimuth_turn = _azimuth_turn(azimuth, counts, turn)
     azimuth_step = _azimuth_step(azimuth, counts, azimuth_turn)
-    ranges, azimuths, elevations, corrections, decoded, within = _choose_spherical(
+    ranges, azimuths, elevations, has_correction, corrections, decoded, within = _choose_spherical(
         xyz64, azimuth, counts, heights, range_step, azimuth_turn, turn, azimuth_step, correction_step,
         max_error)
     if not within:
         return None
     rows = np.empty(len(ranges) * _ENTRIES_PER_POINT, np.int16)
     values = np.empty(len(ranges) * _ENTRIES_PER_POINT, np.int16)
-    count = _spinning_symbols(ranges, azimuths, elevations, corrections, ranks, counts, azimuth_turn,
-                              azimuth_step, range_step, rows, values)
+    count = _spinning_symbols(ranges, azimuths, elevations, has_correction, corrections, ranks, counts,
+                              azimuth_turn, azimuth_step, range_step, rows, values)
     side = (_SPINNING.pack(range_step, azimuth_turn, turn, azimuth_step, len(counts))
             + counts.astype('<u4').tobytes() + heights.astype('<i2').tobytes() + used)
     payload = header + _entropy_code(rows, values, count, SPINNING_ROWS, side)
@@ -887,8 +887,9 @@ def _range_interval(xyz, i, se, ce, sa, ca, range_step, height, slack):
 
 def _choose_spherical(xyz, azimuth, counts, heights, range_step, azimuth_turn, elevation_turn, azimuth_step,
                       correction_step, max_error):
-    """The coded values of every point: (ranges, azimuths, elevations, corrections, decoded float32
-    points, whether all are within the bound).
+    """The coded values of every point: (ranges, azimuths, elevations, whether it has a correction,
+    the corrections (rows of the points that have one), decoded float32 points, whether all are
+    within the bound).
 
     Where the predicted azimuth and elevation and a range near the predicted one already put a point
     within the bound, those are coded (zero or small residuals, no correction) instead of the
@@ -901,7 +902,9 @@ def _choose_spherical(xyz, azimuth, counts, heights, range_step, azimuth_turn, e
     elevations = np.empty(n, dtype=np.int64)
     azimuth_per_radian = azimuth_turn / (2.0 * math.pi)
     elevation_per_radian = elevation_turn / (2.0 * math.pi)
-    corrections = np.zeros((n, 3), dtype=np.int64)
+    # Few points have corrections: a flag per point, and rows written only for those.
+    has_correction = np.zeros(n, dtype=np.bool_)
+    corrections = np.empty((n, 3), dtype=np.int64)
     decoded = np.empty((n, 3), dtype=np.float32)
     tabulated = azimuth_turn <= 2 * n
     table = _sincos_table(azimuth_turn) if tabulated else np.empty((0, 2), dtype=np.float64)
@@ -952,6 +955,7 @@ def _choose_spherical(xyz, azimuth, counts, heights, range_step, azimuth_turn, e
                     for axis in range(3):
                         k = np.int64(round((xyz[i, axis] - base[axis]) / correction_step))
                         corrections[i, axis] = k
+                        has_correction[i] |= k != 0
                         value = np.float32(base[axis] + k * correction_step)
                         decoded[i, axis] = value
                         if not abs(np.float64(value) - xyz[i, axis]) <= max_error:
@@ -969,7 +973,7 @@ def _choose_spherical(xyz, azimuth, counts, heights, range_step, azimuth_turn, e
                     break
             if j == 0:
                 first_range, first_azimuth, first_elevation = ranges[i], azimuths[i], elevations[i]
-    return ranges, azimuths, elevations, corrections, decoded, within
+    return ranges, azimuths, elevations, has_correction, corrections, decoded, within
 
 
 if numba is not None:

@@ -172,8 +172,9 @@ def test_truncated_and_corrupted_payloads_raise_packet_error():
             decode_scan(payload, count + 1, config)
         with pytest.raises(PacketError, match='format version 9.*update the decoder'):
             decode_scan(b'\x09' + payload[1:], count, config)
-        with pytest.raises(PacketError, match='format version 1.*re-encode'):
-            decode_scan(b'\x01' + payload[1:], count, config)
+        for older in (b'\x01', b'\x02'):
+            with pytest.raises(PacketError, match=f'format version {older[0]}.*re-encode'):
+                decode_scan(older + payload[1:], count, config)
         rng = np.random.default_rng(0)
         for _ in range(40):
             damaged = bytearray(payload)

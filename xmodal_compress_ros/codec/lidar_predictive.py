@@ -40,7 +40,7 @@ try:
 except ImportError:  # pure Python: correct, slow
     numba = None
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 MODE_SPINNING = 0
 MODE_GRID = 1
 MODES = {MODE_SPINNING: 'spinning', MODE_GRID: 'grid'}
@@ -59,7 +59,9 @@ LOOKUP_BITS = 8
 LOOKUP_SHIFT = rans_kernels.MODEL_BITS - LOOKUP_BITS
 #: Most lasers (distinct ``ring`` values) of a spinning scan.
 MAX_LASERS = 4096
-#: Table entries a point may produce at most: 8 values, each a symbol and up to 4 raw chunks.
+#: Table entries a point may produce at most: 8 values, each a symbol and up to 4 raw chunks. Rows
+#: (-RAW_BITS..133) and values (symbols within +-SYMBOL_MAX, raw chunks below 2**RAW_BITS) are int16:
+#: the encoder's largest buffers (int32 and int64 cost it about a tenth of its time more).
 _ENTRIES_PER_POINT = 8 * (1 + -(-(MAX_ESCAPE_BITS - 1) // rans_kernels.RAW_BITS))
 
 # Spherical quantization, relative to the bound e: range step BETA * 2e; angle step such that it
@@ -69,15 +71,24 @@ ANGLE_FRACTION = 1.0
 REFERENCE_RANGE_M = 60.0
 
 # Table rows (contexts). Spinning: range by the previous range residual's size (5) times whether
-# the azimuth skipped (2), and the first point of a laser; azimuth by the sign of the previous
-# azimuth residual (3) and first of a laser; elevation (within a laser / first of a laser); whether
-# the point has a correction (by distance: 3), then its three values;
-# intensity by the previous intensity's level (18), its trend (the one before it lower, close,
-# higher: 3) and whether the range jumped (2), and first of a laser.
+# the azimuth skipped (2), and the first point of a laser; the shape symbol (below) by the sign of
+# the previous azimuth residual (3) and whether the previous point lies beyond the reference range
+# (2); an azimuth residual outside the shape's span (within a laser / first of a laser); elevation
+# (within a laser / first of a laser); whether the first point of a laser has a correction (by
+# distance: 3); correction values; intensity by the previous intensity's level (18), its trend (the
+# one before it lower, close, higher: 3) and whether the range jumped (2), and first of a laser.
 # Grid: x, y (x repeated or not), z (x and y repeated or not), intensity.
-ROW_RANGE, ROW_AZIMUTH, ROW_ELEVATION = 0, 11, 15
-ROW_CORRECTED, ROW_CORRECTION, ROW_INTENSITY = 17, 20, 21
-SPINNING_ROWS = 130
+ROW_RANGE, ROW_SHAPE, ROW_AZIMUTH, ROW_ELEVATION = 0, 11, 17, 19
+ROW_CORRECTED, ROW_CORRECTION, ROW_INTENSITY = 21, 24, 25
+SPINNING_ROWS = 134
+# The shape symbol of a point within a laser: its azimuth residual when within +-SHAPE_SPAN (else an
+# escape, the residual following under ROW_AZIMUTH) jointly with its kind: 0 elevation as predicted
+# and no correction, 1 an elevation residual follows, 2 an elevation residual and a correction follow.
+# One symbol instead of three for almost every point (the decoder's time goes by symbols).
+SHAPE_SPAN = 12
+SHAPE_CLASSES = 2 * SHAPE_SPAN + 2
+SHAPE_KINDS = 3
+SHAPE_OFFSET = SHAPE_CLASSES * SHAPE_KINDS // 2
 ROW_GRID_X, ROW_GRID_Y, ROW_GRID_Z, ROW_GRID_INTENSITY = 0, 1, 3, 5
 GRID_ROWS = 11
 
@@ -158,11 +169,12 @@ def _sincos_table(turn):
     return table
 
 
-def _spherical_to_cartesian(ranges, azimuths, elevations, corrections, counts, heights, range_step,
+def _spherical_to_cartesian(ranges, azimuths, elevations, corrected, corrections, counts, heights, range_step,
                             azimuth_turn, elevation_turn, correction_step):
     """float32 (N, 3) decoded points: ``float32(base + K * correction_step)`` per axis, where ``base``
     is the point of the integer spherical coordinates around its laser's origin (0, 0, height in
-    mm / 1000; ``counts`` points per laser) in float64: the same bits on every machine."""
+    mm / 1000; ``counts`` points per laser) in float64: the same bits on every machine. ``K`` is
+    ``corrections[i]`` where ``corrected[i]``, else 0 (rows of uncorrected points are never read)."""
     n = ranges.shape[0]
     out = np.empty((n, 3), dtype=np.float32)
     laser = 0
@@ -183,14 +195,19 @@ def _spherical_to_cartesian(ranges, azimuths, elevations, corrections, counts, h
             last_elevation = elevations[i]
             se, ce = _sincos_turn(last_elevation, elevation_turn)
         if tabulated:
-            a = azimuths[i] % azimuth_turn
+            a = azimuths[i]
+            if a < 0 or a >= azimuth_turn:  # the decoder's are within the turn: no division
+                a %= azimuth_turn
             sa, ca = table[a, 0], table[a, 1]
         else:
             sa, ca = _sincos_turn(azimuths[i], azimuth_turn)
         x, y, z = _point(ranges[i], se, ce, sa, ca, range_step, height)
-        out[i, 0] = np.float32(x + corrections[i, 0] * correction_step)
-        out[i, 1] = np.float32(y + corrections[i, 1] * correction_step)
-        out[i, 2] = np.float32(z + corrections[i, 2] * correction_step)
+        k0 = k1 = k2 = 0
+        if corrected[i]:
+            k0, k1, k2 = corrections[i, 0], corrections[i, 1], corrections[i, 2]
+        out[i, 0] = np.float32(x + k0 * correction_step)
+        out[i, 1] = np.float32(y + k1 * correction_step)
+        out[i, 2] = np.float32(z + k2 * correction_step)
     return out
 
 
@@ -263,18 +280,30 @@ def _size_class(value):
 
 
 def _wrap(value, turn):
-    """``value`` modulo ``turn``, in [-turn/2, turn/2)."""
-    half = turn // 2
+    """``value`` modulo ``turn``, in [-turn/2, turn/2) (an integer division only when it is outside:
+    one per point would cost more than the rest of the point's symbols)."""
+    half = turn >> 1
+    if -half <= value < half:
+        return value
     return (value + half) % turn - half
 
 
 # --- spinning mode: symbols of a laser-ordered scan ----------------------------------------------
 
-def _azimuth_row(first, last_azimuth_residual):
-    """Azimuth context: the sign of the previous azimuth residual (sensors alternate step sizes)."""
-    if first:
-        return ROW_AZIMUTH + 3
-    return ROW_AZIMUTH + (0 if last_azimuth_residual == 0 else 1 if last_azimuth_residual < 0 else 2)
+def _shape_row(last_azimuth_residual, predicted_range, range_step):
+    """Shape context: the sign of the previous azimuth residual (sensors alternate step sizes), and
+    whether the previous point is beyond the reference range (far points need corrections)."""
+    sign = 0 if last_azimuth_residual == 0 else 1 if last_azimuth_residual < 0 else 2
+    return ROW_SHAPE + sign + (3 if predicted_range * range_step >= REFERENCE_RANGE_M else 0)
+
+
+def _shape_symbol(azimuth_residual, kind):
+    """The shape symbol of an azimuth residual and a kind (0, 1, 2), centred on 0."""
+    if -SHAPE_SPAN <= azimuth_residual <= SHAPE_SPAN:
+        column = azimuth_residual + SHAPE_SPAN
+    else:
+        column = SHAPE_CLASSES - 1
+    return column + SHAPE_CLASSES * kind - SHAPE_OFFSET
 
 
 def _range_row(first, last_range_residual, azimuth_residual):
@@ -328,8 +357,8 @@ def _prediction(first, i, ranges, azimuths, elevations, intensity, has_intensity
             intensity[i - 1] if has_intensity else 0), azimuth_step
 
 
-def _spinning_symbols(ranges, azimuths, elevations, corrections, intensity, counts, azimuth_turn,
-                      azimuth_step, range_step, rows, values):
+def _spinning_symbols(ranges, azimuths, elevations, has_correction, corrections, intensity, counts,
+                      azimuth_turn, azimuth_step, range_step, rows, values):
     n = 0
     point = 0
     has_intensity = intensity.shape[0] > 0
@@ -344,15 +373,27 @@ def _spinning_symbols(ranges, azimuths, elevations, corrections, intensity, coun
                                           first_range, first_azimuth, first_elevation, first_intensity,
                                           azimuth_step)
             azimuth_residual = _wrap(azimuths[i] - predicted[1] - step, azimuth_turn)
-            n = _push(rows, values, n, _azimuth_row(first, last_azimuth_residual), azimuth_residual)
+            elevation_residual = elevations[i] - predicted[2]
+            corrected = has_correction[i]
+            if first:
+                n = _push(rows, values, n, ROW_AZIMUTH + 1, azimuth_residual)
+                n = _push(rows, values, n, ROW_ELEVATION + 1, elevation_residual)
+            else:
+                kind = 2 if corrected else 1 if elevation_residual != 0 else 0
+                rows[n] = _shape_row(last_azimuth_residual, predicted[0], range_step)
+                values[n] = _shape_symbol(azimuth_residual, kind)
+                n += 1
+                if azimuth_residual < -SHAPE_SPAN or azimuth_residual > SHAPE_SPAN:
+                    n = _push(rows, values, n, ROW_AZIMUTH, azimuth_residual)
+                if kind != 0:
+                    n = _push(rows, values, n, ROW_ELEVATION, elevation_residual)
             last_azimuth_residual = azimuth_residual
-            n = _push(rows, values, n, ROW_ELEVATION + first, elevations[i] - predicted[2])
             range_residual = ranges[i] - predicted[0]
             row = _range_row(first, last_range_residual, azimuth_residual)
             n = _push(rows, values, n, row, range_residual)
             last_range_residual = range_residual
-            corrected = corrections[i, 0] != 0 or corrections[i, 1] != 0 or corrections[i, 2] != 0
-            n = _push(rows, values, n, _corrected_row(ranges[i], range_step), 1 if corrected else 0)
+            if first:
+                n = _push(rows, values, n, _corrected_row(ranges[i], range_step), 1 if corrected else 0)
             if corrected:
                 for axis in range(3):
                     n = _push(rows, values, n, ROW_CORRECTION, corrections[i, axis])
@@ -374,9 +415,12 @@ def _decode_spinning(words, counts, azimuth_turn, azimuth_step, range_step, has_
     ranges = np.empty(total, dtype=np.int64)
     azimuths = np.empty(total, dtype=np.int64)
     elevations = np.empty(total, dtype=np.int64)
-    corrections = np.zeros((total, 3), dtype=np.int64)
+    # Few points have corrections: a flag per point, and rows written only for those.
+    has_correction = np.zeros(total, dtype=np.bool_)
+    corrections = np.empty((total, 3), dtype=np.int64)
     intensity = np.zeros(total if has_intensity else 0, dtype=np.int64)
     state, remaining = rans_kernels.decoder_start(words)
+    valid = True
     point = 0
     first_range = first_azimuth = first_elevation = first_intensity = 0
     for laser in range(counts.shape[0]):
@@ -388,20 +432,45 @@ def _decode_spinning(words, counts, azimuth_turn, azimuth_step, range_step, has_
             predicted, step = _prediction(first, i, ranges, azimuths, elevations, intensity, has_intensity,
                                           first_range, first_azimuth, first_elevation, first_intensity,
                                           azimuth_step)
-            row = _azimuth_row(first, last_azimuth_residual)
-            azimuth_residual, state, remaining = _pop(state, remaining, words, row, offsets, bounds, lookup)
+            kind = 1
+            if first:
+                azimuth_residual, state, remaining = _pop(state, remaining, words, ROW_AZIMUTH + 1, offsets,
+                                                          bounds, lookup)
+                row = ROW_ELEVATION + 1
+            else:
+                row = _shape_row(last_azimuth_residual, predicted[0], range_step)
+                shape, state, remaining = rans_kernels.decode_symbol(state, remaining, words, row, offsets,
+                                                                     bounds, lookup, LOOKUP_SHIFT)
+                shape += SHAPE_OFFSET
+                if shape < 0 or shape >= SHAPE_CLASSES * SHAPE_KINDS:
+                    valid = False  # a damaged table: a symbol no encoder writes
+                    shape = 0
+                kind = shape // SHAPE_CLASSES
+                azimuth_residual = shape - SHAPE_CLASSES * kind - SHAPE_SPAN
+                if azimuth_residual > SHAPE_SPAN:
+                    azimuth_residual, state, remaining = _pop(state, remaining, words, ROW_AZIMUTH, offsets,
+                                                              bounds, lookup)
+                row = ROW_ELEVATION
             last_azimuth_residual = azimuth_residual
-            azimuths[i] = (predicted[1] + step + azimuth_residual) % azimuth_turn
-            residual, state, remaining = _pop(state, remaining, words, ROW_ELEVATION + first, offsets, bounds,
-                                              lookup)
+            azimuth = predicted[1] + step + azimuth_residual
+            if azimuth < 0 or azimuth >= azimuth_turn:
+                azimuth %= azimuth_turn
+            azimuths[i] = azimuth
+            residual = 0
+            if kind != 0:
+                residual, state, remaining = _pop(state, remaining, words, row, offsets, bounds, lookup)
             elevations[i] = predicted[2] + residual
             row = _range_row(first, last_range_residual, azimuth_residual)
             range_residual, state, remaining = _pop(state, remaining, words, row, offsets, bounds, lookup)
             last_range_residual = range_residual
             ranges[i] = predicted[0] + range_residual
-            row = _corrected_row(ranges[i], range_step)
-            corrected, state, remaining = _pop(state, remaining, words, row, offsets, bounds, lookup)
-            if corrected != 0:
+            corrected = kind == 2
+            if first:
+                row = _corrected_row(ranges[i], range_step)
+                flag, state, remaining = _pop(state, remaining, words, row, offsets, bounds, lookup)
+                corrected = flag != 0
+            if corrected:
+                has_correction[i] = True
                 for axis in range(3):
                     corrections[i, axis], state, remaining = _pop(state, remaining, words, ROW_CORRECTION,
                                                                   offsets, bounds, lookup)
@@ -413,7 +482,8 @@ def _decode_spinning(words, counts, azimuth_turn, azimuth_step, range_step, has_
             if first:
                 first_range, first_azimuth, first_elevation = ranges[i], azimuths[i], elevations[i]
                 first_intensity = intensity[i] if has_intensity else 0
-    return ranges, azimuths, elevations, corrections, intensity, rans_kernels.decoder_done(state, remaining)
+    done = valid and rans_kernels.decoder_done(state, remaining)
+    return ranges, azimuths, elevations, has_correction, corrections, intensity, done
 
 
 # --- grid mode: symbols of a sorted grid -------------------------------------------------------
@@ -478,7 +548,8 @@ if numba is not None:
     _size_class = _inline(_size_class)
     _wrap = _inline(_wrap)
     _prediction = _inline(_prediction)
-    _azimuth_row = _inline(_azimuth_row)
+    _shape_row = _inline(_shape_row)
+    _shape_symbol = _inline(_shape_symbol)
     _range_row = _inline(_range_row)
     _corrected_row = _inline(_corrected_row)
     _intensity_level = _inline(_intensity_level)
@@ -534,25 +605,15 @@ def _parse_table(blob: bytes, offset: int, num_rows: int) -> Tuple[PmfTable, int
     _need(blob, offset, 1, 'table')
     if blob[offset] != num_rows:
         raise PacketError(f'LiDAR payload table has {blob[offset]} rows; this mode uses {num_rows}')
-    offset += 1
-    # The row headers in one pass of struct reads; the count bytes in one gather (a numpy call per
-    # row would cost more than the rest of the decoder's set-up).
-    firsts, lengths, starts = np.zeros(num_rows, np.int64), np.ones(num_rows, np.int64), []
-    for row in range(num_rows):
-        _need(blob, offset, _ROW.size, 'table')
-        first, length = _ROW.unpack_from(blob, offset)
-        offset += _ROW.size
-        if length == 0:
-            starts.append(-1)
-            continue
-        if first < -SYMBOL_MAX or first + length - 1 > SYMBOL_MAX:
-            raise PacketError(f'LiDAR payload table row covers {first}..{first + length - 1}, '
-                              f'outside -{SYMBOL_MAX}..{SYMBOL_MAX}')
-        _need(blob, offset, length, 'table')
-        firsts[row], lengths[row] = first, length
-        starts.append(offset)
-        offset += length
-    starts = np.array(starts, np.int64)
+    # The row headers in one compiled pass; the count bytes in one gather (a numpy call per row
+    # would cost more than the rest of the decoder's set-up).
+    firsts, lengths, starts, offset, first, length = _row_headers(np.frombuffer(blob, np.uint8), offset + 1,
+                                                                  num_rows)
+    if offset < 0:
+        raise PacketError(f'LiDAR payload is truncated inside its table ({len(blob)} bytes)')
+    if length:
+        raise PacketError(f'LiDAR payload table row covers {first}..{first + length - 1}, '
+                          f'outside -{SYMBOL_MAX}..{SYMBOL_MAX}')
     columns = np.arange(int(lengths.max()))[None, :]
     inside = (columns < lengths[:, None]) & (starts[:, None] >= 0)
     levels = np.frombuffer(blob, np.uint8)[np.where(inside, starts[:, None] + columns, 0)]
@@ -565,6 +626,36 @@ def _parse_table(blob: bytes, offset: int, num_rows: int) -> Tuple[PmfTable, int
     except ModelFileError as exc:
         raise PacketError(f'LiDAR payload table is invalid: {exc}') from None
     return table, offset
+
+
+def _row_headers(blob, offset, num_rows):
+    """(firsts, lengths, starts of the count bytes (-1: unused row), offset past the rows, and the
+    first symbol and length of a row out of range, else 0, 0); offset -1 if the rows run past the
+    blob. Row headers are ``_ROW``: little-endian i16 first symbol, u16 length."""
+    firsts = np.zeros(num_rows, np.int64)
+    lengths = np.ones(num_rows, np.int64)
+    starts = np.full(num_rows, -1, np.int64)
+    for row in range(num_rows):
+        if offset + 4 > blob.shape[0]:
+            return firsts, lengths, starts, -1, 0, 0
+        first = np.int64(blob[offset]) | (np.int64(blob[offset + 1]) << 8)
+        if first >= 1 << 15:
+            first -= 1 << 16
+        length = np.int64(blob[offset + 2]) | (np.int64(blob[offset + 3]) << 8)
+        offset += 4
+        if length == 0:
+            continue
+        if first < -SYMBOL_MAX or first + length - 1 > SYMBOL_MAX:
+            return firsts, lengths, starts, offset, first, length
+        if offset + length > blob.shape[0]:
+            return firsts, lengths, starts, -1, 0, 0
+        firsts[row], lengths[row], starts[row] = first, length, offset
+        offset += length
+    return firsts, lengths, starts, offset, 0, 0
+
+
+if numba is not None:
+    _row_headers = numba.njit(nogil=True, cache=True)(_row_headers)
 
 
 def _decoder_tables(table: PmfTable) -> Tuple[np.ndarray, np.ndarray]:
@@ -677,27 +768,33 @@ def _encode_spinning(xyz64, azimuth, codes, laid_out, header, correction_step, r
     used, ranks = _intensity_ranks(codes)
     heights = _laser_heights(xyz64, counts)
     azimuth_turn = _azimuth_turn(azimuth, counts, turn)
-    ranges, azimuths, elevations = _spherical_indices(xyz64, azimuth, counts, heights, range_step,
-                                                      azimuth_turn, turn)
-    # The typical azimuth step within a laser (a median of a sample: any value decodes).
-    sample = slice(None, None, 1 + len(azimuths) // 4096)
-    steps = _wrap_array(np.diff(azimuths)[sample], azimuth_turn)
-    same_laser = np.diff(np.repeat(np.arange(len(counts)), counts))[sample] == 0
-    azimuth_step = int(np.median(steps[same_laser])) if np.any(same_laser) else 0
-    corrections, decoded, within = _choose_spherical(xyz64, counts, heights, ranges, azimuths, elevations,
-                                                     range_step, azimuth_turn, turn, azimuth_step,
-                                                     correction_step, max_error)
+    azimuth_step = _azimuth_step(azimuth, counts, azimuth_turn)
+    ranges, azimuths, elevations, has_correction, corrections, decoded, within = _choose_spherical(
+        xyz64, azimuth, counts, heights, range_step, azimuth_turn, turn, azimuth_step, correction_step,
+        max_error)
     if not within:
         return None
-    rows = np.empty(len(ranges) * _ENTRIES_PER_POINT, np.int32)
-    values = np.empty(len(ranges) * _ENTRIES_PER_POINT, np.int64)
-    count = _spinning_symbols(ranges, azimuths, elevations, corrections, ranks, counts, azimuth_turn,
-                              azimuth_step, range_step, rows, values)
+    rows = np.empty(len(ranges) * _ENTRIES_PER_POINT, np.int16)
+    values = np.empty(len(ranges) * _ENTRIES_PER_POINT, np.int16)
+    count = _spinning_symbols(ranges, azimuths, elevations, has_correction, corrections, ranks, counts,
+                              azimuth_turn, azimuth_step, range_step, rows, values)
     side = (_SPINNING.pack(range_step, azimuth_turn, turn, azimuth_step, len(counts))
             + counts.astype('<u4').tobytes() + heights.astype('<i2').tobytes() + used)
     payload = header + _entropy_code(rows, values, count, SPINNING_ROWS, side)
     return PredictiveScan(payload, decoded, codes if len(codes) else None, order, 'spinning',
                           _HEADER.unpack_from(header)[6])
+
+
+def _azimuth_step(azimuth: np.ndarray, counts: np.ndarray, azimuth_turn: int) -> int:
+    """The typical azimuth step within a laser, in 1 / ``azimuth_turn`` (the median of a sample:
+    any value decodes)."""
+    sample = np.arange(0, len(azimuth) - 1, 1 + len(azimuth) // 4096)
+    same_laser = np.diff(np.repeat(np.arange(len(counts)), counts))[sample] == 0
+    if not np.any(same_laser):
+        return 0
+    indexes = np.rint(azimuth[np.stack((sample, sample + 1))] * (azimuth_turn / (2.0 * math.pi)))
+    steps = _wrap_array(np.diff(indexes, axis=0)[0].astype(np.int64), azimuth_turn)
+    return int(np.median(steps[same_laser]))
 
 
 def _azimuth_turn(azimuth: np.ndarray, counts: np.ndarray, turn: int) -> int:
@@ -745,27 +842,17 @@ def _laser_sums(xyz, counts):
     return sums
 
 
-def _spherical_indices(xyz, azimuth, counts, heights, range_step, azimuth_turn, elevation_turn):
-    """Integer range, azimuth and elevation of each point seen from its laser's origin (any values
-    are valid: the corrections make up for them; these make the corrections zero)."""
-    n = xyz.shape[0]
-    ranges = np.empty(n, dtype=np.int64)
-    azimuths = np.empty(n, dtype=np.int64)
-    elevations = np.empty(n, dtype=np.int64)
-    azimuth_per_radian = azimuth_turn / (2.0 * math.pi)
-    elevation_per_radian = elevation_turn / (2.0 * math.pi)
-    point = 0
-    for laser in range(counts.shape[0]):
-        height = heights[laser] / 1000.0
-        for _ in range(counts[laser]):
-            x, y, z = xyz[point, 0], xyz[point, 1], xyz[point, 2] - height
-            distance = math.sqrt(x * x + y * y + z * z)
-            sine = min(1.0, max(-1.0, z / distance)) if distance > 0 else 0.0
-            ranges[point] = np.int64(round(distance / range_step))
-            azimuths[point] = np.int64(round(azimuth[point] * azimuth_per_radian)) % azimuth_turn
-            elevations[point] = np.int64(round(math.asin(sine) * elevation_per_radian))
-            point += 1
-    return ranges, azimuths, elevations
+def _nearest(xyz, i, azimuth, height, range_step, azimuth_turn, azimuth_per_radian, elevation_per_radian):
+    """Integer range, azimuth and elevation nearest point ``i`` seen from its laser's origin (any
+    values are valid: the corrections make up for them; these make the corrections zero)."""
+    x, y, z = xyz[i, 0], xyz[i, 1], xyz[i, 2] - height
+    distance = math.sqrt(x * x + y * y + z * z)
+    sine = min(1.0, max(-1.0, z / distance)) if distance > 0 else 0.0
+    index = np.int64(round(azimuth * azimuth_per_radian))
+    if index < 0 or index >= azimuth_turn:
+        index %= azimuth_turn
+    return (np.int64(round(distance / range_step)), index,
+            np.int64(round(math.asin(sine) * elevation_per_radian)))
 
 
 def _fits(xyz, i, x, y, z, max_error):
@@ -788,7 +875,8 @@ def _range_interval(xyz, i, se, ce, sa, ca, range_step, height, slack):
             if abs(offset) > slack:
                 return 1, 0
             continue
-        a, b = (offset - slack) / u, (offset + slack) / u
+        inverse = 1.0 / u  # the encoder's choice only: _fits checks the result exactly
+        a, b = (offset - slack) * inverse, (offset + slack) * inverse
         if a > b:
             a, b = b, a
         low, high = max(low, a), min(high, b)
@@ -797,17 +885,26 @@ def _range_interval(xyz, i, se, ce, sa, ca, range_step, height, slack):
     return np.int64(math.ceil(low)), np.int64(math.floor(high))
 
 
-def _choose_spherical(xyz, counts, heights, ranges, azimuths, elevations, range_step, azimuth_turn,
-                      elevation_turn, azimuth_step, correction_step, max_error):
-    """The coded values of every point: (corrections, decoded float32 points, all within the bound).
+def _choose_spherical(xyz, azimuth, counts, heights, range_step, azimuth_turn, elevation_turn, azimuth_step,
+                      correction_step, max_error):
+    """The coded values of every point: (ranges, azimuths, elevations, whether it has a correction,
+    the corrections (rows of the points that have one), decoded float32 points, whether all are
+    within the bound).
 
     Where the predicted azimuth and elevation and a range near the predicted one already put a point
     within the bound, those are coded (zero or small residuals, no correction) instead of the
-    nearest values ``ranges, azimuths, elevations`` (updated in place): the bound is per coordinate,
-    so there is slack to spend on cheaper symbols. Elsewhere the nearest values and a correction.
+    nearest values: the bound is per coordinate, so there is slack to spend on cheaper symbols.
+    Elsewhere the nearest values (computed only then: an arcsine and a square root) and a correction.
     """
     n = xyz.shape[0]
-    corrections = np.zeros((n, 3), dtype=np.int64)
+    ranges = np.empty(n, dtype=np.int64)
+    azimuths = np.empty(n, dtype=np.int64)
+    elevations = np.empty(n, dtype=np.int64)
+    azimuth_per_radian = azimuth_turn / (2.0 * math.pi)
+    elevation_per_radian = elevation_turn / (2.0 * math.pi)
+    # Few points have corrections: a flag per point, and rows written only for those.
+    has_correction = np.zeros(n, dtype=np.bool_)
+    corrections = np.empty((n, 3), dtype=np.int64)
     decoded = np.empty((n, 3), dtype=np.float32)
     tabulated = azimuth_turn <= 2 * n
     table = _sincos_table(azimuth_turn) if tabulated else np.empty((0, 2), dtype=np.float64)
@@ -827,34 +924,43 @@ def _choose_spherical(xyz, counts, heights, ranges, azimuths, elevations, range_
                 predicted_azimuth = first_azimuth % azimuth_turn
             else:
                 predicted_range, predicted_elevation = ranges[i - 1], elevations[i - 1]
-                predicted_azimuth = (azimuths[i - 1] + azimuth_step) % azimuth_turn
+                predicted_azimuth = azimuths[i - 1] + azimuth_step
+                if predicted_azimuth < 0 or predicted_azimuth >= azimuth_turn:
+                    predicted_azimuth %= azimuth_turn
+            near_range = near_azimuth = near_elevation = 0
             for attempt in range(5):
+                if attempt == 1:
+                    near_range, near_azimuth, near_elevation = _nearest(
+                        xyz, i, azimuth[i], height, range_step, azimuth_turn, azimuth_per_radian,
+                        elevation_per_radian)
                 nearest = attempt == 4  # the fallback: nearest values and a correction
-                azimuth = predicted_azimuth if attempt < 2 else azimuths[i]
-                elevation = predicted_elevation if attempt % 2 == 0 and not nearest else elevations[i]
+                chosen_azimuth = predicted_azimuth if attempt < 2 else near_azimuth
+                elevation = predicted_elevation if attempt % 2 == 0 and not nearest else near_elevation
                 if (attempt == 1 and elevation == predicted_elevation) or (
-                        attempt == 2 and azimuth == predicted_azimuth) or (
-                        attempt == 3 and (azimuth == predicted_azimuth or elevation == predicted_elevation)):
+                        attempt == 2 and chosen_azimuth == predicted_azimuth) or (
+                        attempt == 3 and (chosen_azimuth == predicted_azimuth
+                                          or elevation == predicted_elevation)):
                     continue
                 if elevation != cached_elevation:
                     cached_elevation = elevation
                     cached_se, cached_ce = _sincos_turn(elevation, elevation_turn)
                 se, ce = cached_se, cached_ce
                 if tabulated:
-                    sa, ca = table[azimuth, 0], table[azimuth, 1]
+                    sa, ca = table[chosen_azimuth, 0], table[chosen_azimuth, 1]
                 else:
-                    sa, ca = _sincos_turn(azimuth, azimuth_turn)
+                    sa, ca = _sincos_turn(chosen_azimuth, azimuth_turn)
                 if nearest:
-                    x, y, z = _point(ranges[i], se, ce, sa, ca, range_step, height)
+                    x, y, z = _point(near_range, se, ce, sa, ca, range_step, height)
                     base = (x, y, z)
                     for axis in range(3):
                         k = np.int64(round((xyz[i, axis] - base[axis]) / correction_step))
                         corrections[i, axis] = k
+                        has_correction[i] |= k != 0
                         value = np.float32(base[axis] + k * correction_step)
                         decoded[i, axis] = value
                         if not abs(np.float64(value) - xyz[i, axis]) <= max_error:
                             within = False
-                    azimuths[i], elevations[i] = azimuth, elevation
+                    ranges[i], azimuths[i], elevations[i] = near_range, chosen_azimuth, elevation
                     break
                 low, high = _range_interval(xyz, i, se, ce, sa, ca, range_step, height, slack)
                 if low > high:
@@ -862,17 +968,17 @@ def _choose_spherical(xyz, counts, heights, ranges, azimuths, elevations, range_
                 chosen = min(max(predicted_range, low), high)
                 x, y, z = _point(chosen, se, ce, sa, ca, range_step, height)
                 if _fits(xyz, i, x, y, z, max_error):
-                    ranges[i], azimuths[i], elevations[i] = chosen, azimuth, elevation
+                    ranges[i], azimuths[i], elevations[i] = chosen, chosen_azimuth, elevation
                     decoded[i, 0], decoded[i, 1], decoded[i, 2] = np.float32(x), np.float32(y), np.float32(z)
                     break
             if j == 0:
                 first_range, first_azimuth, first_elevation = ranges[i], azimuths[i], elevations[i]
-    return corrections, decoded, within
+    return ranges, azimuths, elevations, has_correction, corrections, decoded, within
 
 
 if numba is not None:
     _laser_sums = numba.njit(nogil=True, cache=True)(_laser_sums)
-    _spherical_indices = numba.njit(nogil=True, cache=True)(_spherical_indices)
+    _nearest = numba.njit(nogil=True, cache=True, inline='always')(_nearest)
     _fits = numba.njit(nogil=True, cache=True, inline='always')(_fits)
     _range_interval = numba.njit(nogil=True, cache=True, inline='always')(_range_interval)
     _choose_spherical = numba.njit(nogil=True, cache=True)(_choose_spherical)
@@ -922,8 +1028,8 @@ def _encode_grid(xyz64, codes, header, correction_step, max_error, has_intensity
     decoded = (cells * correction_step).astype(np.float32)
     if not _within(decoded, xyz64[order], max_error):
         raise ParameterError(f'lidar max_error {max_error} m cannot be met in float32 for this cloud')
-    rows = np.empty(len(cells) * _ENTRIES_PER_POINT, np.int32)
-    values = np.empty(len(cells) * _ENTRIES_PER_POINT, np.int64)
+    rows = np.empty(len(cells) * _ENTRIES_PER_POINT, np.int16)
+    values = np.empty(len(cells) * _ENTRIES_PER_POINT, np.int16)
     count = _grid_symbols(cells, ranks, rows, values)
     payload = header + _entropy_code(rows, values, count, GRID_ROWS, used)
     return PredictiveScan(payload, decoded, codes if has_intensity else None, order, 'grid', invalid_points)
@@ -1008,12 +1114,13 @@ def _decode_spinning_payload(side, words, num_points, info, correction_step):
     table, offset = _parse_table(side, offset, SPINNING_ROWS)
     _no_trailing(side, offset)
     bounds, lookup = _decoder_tables(table)
-    ranges, azimuths, elevations, corrections, intensity, done = _decode_spinning(
+    ranges, azimuths, elevations, corrected, corrections, intensity, done = _decode_spinning(
         words, counts, azimuth_turn, azimuth_step, range_step, info.has_intensity, table.offsets, bounds,
         lookup)
     if not done:
         raise PacketError('LiDAR payload rANS stream is corrupted (it does not end where it should)')
-    xyz = _spherical_to_cartesian(ranges, azimuths, elevations, corrections, counts, heights, range_step,
+    xyz = _spherical_to_cartesian(ranges, azimuths, elevations, corrected, corrections, counts, heights,
+                                  range_step,
                                   azimuth_turn, elevation_turn, correction_step)
     return _finite(xyz), _intensity_codes(intensity, intensity_values) if info.has_intensity else None
 

@@ -59,10 +59,20 @@ def model_bounds(pmfs: np.ndarray, lengths: np.ndarray, precision: int) -> np.nd
 def symbol_lookup(bounds: np.ndarray, lengths: np.ndarray, bits: int = LOOKUP_BITS) -> np.ndarray:
     """uint16 (L, 2**bits): per row, the last symbol whose interval starts at or below each
     multiple of ``2**(24 - bits)``, where the decoder's scan for a quantile begins."""
-    probes = np.arange(1 << bits, dtype=np.int64) << (MODEL_BITS - bits)
+    return _symbol_lookup(np.ascontiguousarray(bounds), np.ascontiguousarray(lengths, dtype=np.int64),
+                          int(bits))
+
+
+def _symbol_lookup(bounds, lengths, bits):
     lookup = np.empty((bounds.shape[0], 1 << bits), dtype=np.uint16)
-    for row, n in enumerate(lengths):
-        lookup[row] = np.searchsorted(bounds[row, :int(n) + 1], probes, side='right') - 1
+    shift = MODEL_BITS - bits
+    for row in range(bounds.shape[0]):
+        column = 0
+        for probe in range(1 << bits):
+            # The last column whose bound is at or below the probe (bounds rise to 2**24 at n).
+            while column < lengths[row] and np.int64(bounds[row, column + 1]) <= (probe << shift):
+                column += 1
+            lookup[row, probe] = column
     return lookup
 
 
@@ -277,6 +287,7 @@ def decoder_done(state, remaining):
 if numba is not None:
     _compile = numba.njit(nogil=True, cache=True)
     _group_order = _compile(_group_order)
+    _symbol_lookup = _compile(_symbol_lookup)
     _first_out_of_range = _compile(_first_out_of_range)
     _encode_substream = _compile(_encode_substream)
     _decode_substream = _compile(_decode_substream)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from xmodal_compress_ros.codec.model_io import load_model, read_metadata
-from xmodal_compress_ros.errors import DatasetError, ModelFileError
+from xmodal_compress_ros.errors import DatasetError
 from xmodal_compress_ros.train.crops import FrameBank
 from xmodal_compress_ros.train.loop import TrainConfig, train
 from xmodal_compress_ros.train.losses import (affine_invariant_mse, colour_randomised_target,

@@ -222,7 +222,6 @@ def test_a_post_filter_of_other_channels_starts_afresh_on_the_copied_codec(tmp_p
     assert small.compress(x, quality=1).y_bytes == compressed.y_bytes
     torch.testing.assert_close(small.decompress(compressed),
                                source.without_post_filter().decompress(compressed), atol=1e-6, rtol=0)
-                               atol=1e-6, rtol=0)
 
 
 @pytest.mark.parametrize('arch', ['xmodal-hyperprior', 'xmodal-lidar'])

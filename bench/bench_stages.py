@@ -1,7 +1,8 @@
 """Where each millisecond of a whole image encode and decode goes on the CPU, this tree against another.
 
-One Encoder and one Decoder (``profile=True``, the LiDAR model and its image-only twin, every frame a key
-frame) code real KITTI raw frames at 1242x375 (``$XMODAL_SHARED_DATA``, else ../shared/data beside the
+One Encoder and one Decoder (``profile=True``, every frame a key frame) of each ``--tiers`` tier
+(:mod:`codec.tiers`: quality, the LiDAR model and its image-only twin; fast, ``--fast-model``) code real
+KITTI raw frames at 1242x375 (``$XMODAL_SHARED_DATA``, else ../shared/data beside the
 repository; synthetic frames when neither holds them: the JSON's ``source`` says which), with the
 LiDAR scan coded and decoded first, as ``xmodal bench-runtime`` does. Stages come from the pipeline's
 ``last_timings``; the integer hyper-synthesis and the rANS coder are split out of the entropy stages by
@@ -11,11 +12,12 @@ clamping, index checks, copies), ``other`` the rest of the whole call (packet pa
 
 ``--baseline REV`` times the same script on the package of commit REV (exported with ``git archive`` to
 a temporary folder) in alternating rounds with this tree, each in its own process, so both meet the same
-machine load; it also checks that both trees write the same packets and parse the same integers.
+machine load; it also checks that both trees write the same packets and parse the same integers. Tiers
+alternate the same way, so ``--tiers quality,fast`` compares them side by side.
 Prints p50/p99 per stage side by side and writes ``bench/results/stages_<tag>-<N>threads.json``.
 
-    PYTHONPATH=$PWD python bench/bench_stages.py [--baseline 5c6d2e5] [--frames 20] [--rounds 2]
-                                                 [--threads 2] [--quality 3]
+    .venv/bin/python bench/bench_stages.py [--baseline 5c6d2e5] [--tiers quality,fast] [--frames 20]
+                                           [--rounds 2] [--threads 2] [--quality 3]
 """
 from __future__ import annotations
 
@@ -49,8 +51,12 @@ def parse_args(argv=None):
     parser.add_argument('--quality', type=int, default=3)
     parser.add_argument('--width', type=int, default=1242)
     parser.add_argument('--height', type=int, default=375)
+    parser.add_argument('--tiers', default='quality', help='tiers to time, comma-separated (quality, fast)')
+    parser.add_argument('--fast-model', default=str(REPO / 'models' / 'xmodal-hyperprior-fast'),
+                        help='model stem of the fast tier')
     parser.add_argument('--out', type=Path, help='result JSON (default bench/results/stages_<tag>.json)')
     parser.add_argument('--child', type=Path, help=argparse.SUPPRESS)  # one tree's samples, to this file
+    parser.add_argument('--tier', default='quality', help=argparse.SUPPRESS)  # the child's tier
     return parser.parse_args(argv)
 
 
@@ -80,11 +86,15 @@ def measure(args) -> dict:
 
     torch.set_num_threads(args.threads)
     frames = list(frames_for(args.width, args.height, 10))
-    stems = (str(REPO / 'models' / 'xmodal-lidar'), str(REPO / 'models' / 'xmodal-hyperprior'))
+    if args.tier == 'fast':
+        stems = (args.fast_model, '')
+    else:
+        stems = (str(REPO / 'models' / 'xmodal-lidar'), str(REPO / 'models' / 'xmodal-hyperprior'))
     common = dict(profile=True, threads=args.threads)
     encoder = Encoder(EncoderConfig(model=stems[0], fallback_model=stems[1], quality=args.quality, **common),
                       frames[0].calib)
-    decoder = Decoder(DecoderConfig(models=stems, resolutions=((args.width, args.height),), **common))
+    decoder = Decoder(DecoderConfig(models=tuple(filter(None, stems)),
+                                    resolutions=((args.width, args.height),), **common))
     timer = _Timer()
     codecs = [encoder._main, encoder._fallback] + list(decoder._codecs.values())
     for codec in filter(None, codecs):
@@ -137,19 +147,20 @@ def measure(args) -> dict:
             'source': frames[0].name}
 
 
-def run_tree(root: Path, args, round_index: int) -> dict:
-    """``measure`` in a child process that imports the package of ``root``."""
+def run_tree(root: Path, args, round_index: int, tier: str) -> dict:
+    """``measure`` of ``tier`` in a child process that imports the package of ``root``."""
     from xmodal_compress_ros.runtime.samples import shared_data_dir
 
     with tempfile.TemporaryDirectory(prefix='xmodal-stages-') as folder:
         out = Path(folder) / 'samples.json'
         command = [sys.executable, str(Path(__file__).resolve()), '--child', str(out),
                    '--frames', str(args.frames), '--warmup', str(args.warmup), '--threads', str(args.threads),
-                   '--quality', str(args.quality), '--width', str(args.width), '--height', str(args.height)]
+                   '--quality', str(args.quality), '--width', str(args.width), '--height', str(args.height),
+                   '--tier', tier, '--fast-model', args.fast_model]
         # The frames of this tree's data folder for both trees (a baseline's own ../shared/data is absent).
         env = dict(os.environ, PYTHONPATH=str(root), OMP_NUM_THREADS=str(args.threads),
                    XMODAL_SHARED_DATA=str(shared_data_dir()))
-        print(f'round {round_index + 1}: {root}', flush=True)
+        print(f'round {round_index + 1}: {root} ({tier} tier)', flush=True)
         subprocess.run(command, env=env, check=True)
         return json.loads(out.read_text())
 
@@ -187,22 +198,29 @@ def main(argv=None) -> dict:
     with tempfile.TemporaryDirectory(prefix='xmodal-baseline-') as folder:
         if args.baseline:
             trees = {'baseline': (Path(folder), export_commit(args.baseline, Path(folder))), **trees}
-        runs: Dict[str, List[dict]] = {name: [] for name in trees}
+        tiers = args.tiers.split(',')
+        sides_of = {(name if len(tiers) == 1 else f'{name}:{tier}'): (name, tier)
+                    for name in trees for tier in tiers}
+        runs: Dict[str, List[dict]] = {side: [] for side in sides_of}
         for round_index in range(args.rounds):
-            for name, (root, _) in trees.items():
-                runs[name].append(run_tree(root, args, round_index))
-    sides = {name: dict(commit=trees[name][1], **summarise(runs[name])) for name in trees}
+            for side, (name, tier) in sides_of.items():
+                runs[side].append(run_tree(trees[name][0], args, round_index, tier))
+    sides = {side: dict(commit=trees[name][1], tier=tier, **summarise(runs[side]))
+             for side, (name, tier) in sides_of.items()}
     result = {'device': device_description('cpu'),
               'date_utc': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
               'load_average_1_5_15': [round(x, 2) for x in os.getloadavg()],
               'image_size': [args.width, args.height], 'threads': args.threads, 'quality': args.quality,
-              'frames_per_round': args.frames, 'rounds': args.rounds, 'source': runs['current'][0]['source'],
+              'frames_per_round': args.frames, 'rounds': args.rounds,
+              'source': next(iter(runs.values()))[0]['source'],
               'current_tree_dirty': bool(subprocess.run(['git', '-C', str(REPO), 'status', '--porcelain'],
                                                         capture_output=True, text=True).stdout.strip()),
               'sides': sides}
     if args.baseline:
+        pairs = [(b, c) for b in sides for c in sides if sides[b]['tier'] == sides[c]['tier']
+                 and b.startswith('baseline') and c.startswith('current')]
         result['identical_packets_and_latents'] = all(
-            sides['baseline'][k] == sides['current'][k] for k in ('packets_sha256', 'latents_sha256'))
+            sides[b][k] == sides[c][k] for b, c in pairs for k in ('packets_sha256', 'latents_sha256'))
     print_table(sides)
     if args.baseline:
         print(f"packets and parsed integers identical: {result['identical_packets_and_latents']}")

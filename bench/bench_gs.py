@@ -62,8 +62,8 @@ def fast_structure(twin):
 def models(args) -> dict:
     twin = load_model(args.twin).eval()
     fast = load_model(args.fast).eval() if model_available(args.fast) else fast_structure(twin)
-    return {'xmodal-hyperprior': twin,
-            'fast' if model_available(args.fast) else f'fast structure (post filter {FAST_POST_FILTER})': fast}
+    fast_name = 'fast' if model_available(args.fast) else f'fast structure (post filter {FAST_POST_FILTER})'
+    return {'xmodal-hyperprior': twin, fast_name: fast}
 
 
 def as_run(module, memory_format, forms: bool):
@@ -124,12 +124,11 @@ def time_in_turn(found: dict, rounds: int, threads: list) -> list:
         rows = []
         for case, variants in found.items():
             outputs = {variant: module(*inputs) for variant, (module, inputs) in variants.items()}
-            first = [o for o in outputs.values()]
-            first = [o[0] if isinstance(o, tuple) else o for o in first]
+            first = [o[0] if isinstance(o, tuple) else o for o in outputs.values()]
             diff = max(float((o - first[0]).abs().max()) for o in first)
             for n in threads:
-                rows.append({'case': case, 'threads': n, 'max_abs_difference': diff,
-                             'p50_ms': {v: round(float(np.median(samples[case, v, n])), 1) for v in variants}})
+                p50 = {v: round(float(np.median(samples[case, v, n])), 1) for v in variants}
+                rows.append({'case': case, 'threads': n, 'max_abs_difference': diff, 'p50_ms': p50})
     return rows
 
 
@@ -143,7 +142,8 @@ def main(argv=None) -> dict:
         before, after = row['p50_ms']['as trained'], row['p50_ms']['inference forms']
         print(f"{row['case']:56s} {row['threads']} thr  as trained {before:7.1f} ms  inference forms "
               f"{after:7.1f} ms  x{before / after:4.2f}  max diff {row['max_abs_difference']:.1e}")
-    result = {'device': device_description('cpu'), 'date_utc': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
+    result = {'device': device_description('cpu'),
+              'date_utc': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
               'size': args.size, 'rounds': args.rounds, 'memory_format': str(MEMORY_FORMAT),
               'load_average_before_after': [round(v, 2) for v in load_before + os.getloadavg()],
               'note': args.note, 'rows': rows}

@@ -25,7 +25,8 @@ def test_phase_taps_of_the_5x5_stride_2_layer():
 def test_phase_form_equals_the_transposed_convolution(in_ch, out_ch, kernel, stride, memory_format):
     torch.manual_seed(in_ch * 100 + kernel)
     padding = (kernel - stride + 1) // 2
-    layer = nn.ConvTranspose2d(in_ch, out_ch, kernel, stride, padding, output_padding=stride - kernel + 2 * padding)
+    output_padding = stride - kernel + 2 * padding
+    layer = nn.ConvTranspose2d(in_ch, out_ch, kernel, stride, padding, output_padding=output_padding)
     x = torch.randn(2, in_ch, 11, 14).contiguous(memory_format=memory_format)
     phased = phase_conv_transpose(layer).to(memory_format=memory_format)
     with torch.no_grad():

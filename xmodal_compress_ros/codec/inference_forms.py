@@ -33,8 +33,9 @@ class DiagonalGDN(nn.Module):
         self.inverse = gdn.inverse
         with torch.no_grad():
             channels = gdn.beta_sqrt.shape[0]
-            self.register_buffer('beta', (gdn.beta_sqrt ** 2 + 1e-6).reshape(1, channels, 1, 1).clone())
-            self.register_buffer('gamma', torch.diagonal(gdn.gamma_sqrt ** 2).reshape(1, channels, 1, 1).clone())
+            shape = (1, channels, 1, 1)
+            self.register_buffer('beta', (gdn.beta_sqrt ** 2 + 1e-6).reshape(shape).clone())
+            self.register_buffer('gamma', torch.diagonal(gdn.gamma_sqrt ** 2).reshape(shape).clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # The order of GDN's 1x1 convolution (x^2 * gamma, then + beta), in one buffer.

@@ -8,6 +8,7 @@ from typing import Dict
 import torch
 import torch.nn.functional as F
 
+from xmodal_compress_ros.codec.inference_forms import prepare_for_cpu
 from xmodal_compress_ros.errors import ParameterError
 from xmodal_compress_ros.runtime.base import Array, Backend, BackendOptions
 from xmodal_compress_ros.runtime.cpu_features import FAST_BF16_FLAG, fast_bf16
@@ -22,7 +23,8 @@ MEMORY_FORMAT = torch.channels_last
 
 class TorchBackend(Backend):
     """Runs :mod:`runtime.graphs` modules with ``torch.inference_mode`` on a copy of the model
-    converted to the device, precision and :data:`MEMORY_FORMAT`.
+    converted to the device, precision and :data:`MEMORY_FORMAT` (on a CPU, with GDN and g_s's last
+    layer in their faster equivalent forms: :func:`codec.inference_forms.prepare_for_cpu`).
     """
 
     name = 'torch'
@@ -33,8 +35,10 @@ class TorchBackend(Backend):
         if options.threads:
             torch.set_num_threads(options.threads)
         self.memory_format = MEMORY_FORMAT
-        model = copy.deepcopy(model).to(device=self.device, dtype=self.float_dtype,
-                                        memory_format=self.memory_format)
+        model = copy.deepcopy(model)
+        if self.device.type == 'cpu':
+            prepare_for_cpu(model)
+        model = model.to(device=self.device, dtype=self.float_dtype, memory_format=self.memory_format)
         if self.device.type != 'cpu' or options.precision != 'fp32':
             _check_precision_runs(self.device, self.float_dtype)
         if self.device.type == 'cpu' and options.precision == 'bf16' and fast_bf16() is False:

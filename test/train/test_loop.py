@@ -224,6 +224,19 @@ def test_a_post_filter_of_other_channels_starts_afresh_on_the_copied_codec(tmp_p
                                source.without_post_filter().decompress(compressed), atol=1e-6, rtol=0)
 
 
+def test_a_shallower_post_filter_keeps_the_first_blocks_of_the_deeper_one(tmp_path):
+    from xmodal_compress_ros.train.loop import build_model
+
+    bank = _bank(1)
+    train(TrainConfig(out=str(tmp_path / 'f3'), steps=2, post_filter=(8, 3), lr=1e-2, **TINY), bank,
+          progress=False)
+    deep = load_model(tmp_path / 'f3')
+    shallow = build_model(TrainConfig(init_from=str(tmp_path / 'f3'), post_filter=(8, 1), **TINY))
+    assert len(shallow.post_filter.body) == 1
+    for name, tensor in shallow.state_dict().items():
+        torch.testing.assert_close(tensor, deep.state_dict()[name], atol=0, rtol=0)
+
+
 @pytest.mark.parametrize('arch', ['xmodal-hyperprior', 'xmodal-lidar'])
 def test_training_the_decoder_side_alone_keeps_every_byte(tmp_path, arch):
     """Several prefixes: g_s, the post filter and the decoder's gains train; the packets stay the same."""

@@ -122,10 +122,15 @@ def build_model(config: TrainConfig) -> HyperpriorCodec:
 def _load_backbone(model: HyperpriorCodec, source: HyperpriorCodec) -> None:
     """Copy ``source``'s weights; a post filter that ``source`` lacks keeps its identity start, and
     residual blocks added to ``source``'s filter start as identities, so step 0 decodes as ``source``.
-    A post filter of other channels (the fast tier's smaller one, docs/tiers.md) starts afresh."""
+    A post filter of other channels starts afresh; one of fewer blocks keeps the first blocks (the fast
+    tier's filter, docs/tiers.md)."""
     state = source.state_dict()
     if _filter_channels(model) != _filter_channels(source):
         state = {k: v for k, v in state.items() if not k.startswith('post_filter.')}
+    elif model.post_filter is not None:
+        # A shallower filter keeps the first blocks of the deeper one (with its head and tail).
+        own = model.state_dict()
+        state = {k: v for k, v in state.items() if not k.startswith('post_filter.body.') or k in own}
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as error:  # a tensor of another shape

@@ -79,6 +79,8 @@ class NodeSetup:
     def encoder_params(self) -> Dict:
         return {
             'calibration_file': str(self.bag / 'calibration.yaml'),
+            # The models given, whether or not a fast-tier model is installed (docs/tiers.md).
+            'tier': 'quality',
             'model': self.models[0],
             'fallback_model': self.models[1],
             'quality': self.quality,

@@ -120,6 +120,7 @@ def node_params(bag: Path, models: Tuple[str, str], size: Tuple[int, int], quali
         calibration = bag.parent / 'calibration.yaml'
     encoder = {
         'calibration_file': str(calibration),
+        'tier': 'quality',  # the models given, whether or not a fast-tier model is installed
         'model': models[0],
         'fallback_model': models[1],
         'quality': quality,

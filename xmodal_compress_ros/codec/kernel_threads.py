@@ -11,6 +11,8 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Sequence
 
+from xmodal_compress_ros.runtime.cpu_features import usable_cores
+
 _pool = None
 _lock = threading.Lock()
 
@@ -26,7 +28,7 @@ os.register_at_fork(after_in_child=_forget_pool)
 
 def workers() -> int:
     """Threads of the pool: the cores this process may run on."""
-    return max(1, len(os.sched_getaffinity(0)))
+    return usable_cores()
 
 
 def parallel_map(function: Callable, jobs: Sequence[tuple]) -> list:

@@ -9,7 +9,7 @@
 * ``auto``: fast when the networks run on the CPU, quality on CUDA; quality when the fast model's
   files are missing (the reason says so).
 
-Both tiers write the same packets (they name their model id), so one decoder holding
+Both tiers write the same packet format (each packet names its model id), so one decoder holding
 :data:`DECODER_MODELS` decodes either; P frames use the P-frame model in both. See ``docs/tiers.md``.
 """
 from __future__ import annotations

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional, Sequence, Tuple, Type, TypeVar
 
 from xmodal_compress_ros.codec.bitstream import LIDAR_CODECS
-from xmodal_compress_ros.codec.tiers import FAST_MODEL, INTRA_MODELS, TIERS
+from xmodal_compress_ros.codec.tiers import (FAST_MODEL, INTRA_MODELS, PFRAME_MODEL, QUALITY_FALLBACK_MODEL,
+                                             QUALITY_MODEL, TIERS)
 from xmodal_compress_ros.errors import ParameterError
 
 BACKENDS = ('torch', 'onnxruntime', 'tensorrt')
@@ -71,9 +72,9 @@ class EncoderNodeConfig:
                       'image-only, a small post filter: a tenth of the decoder\'s work) or auto (fast on '
                       'the CPU when fast_model is there, else quality); docs/tiers.md.', choices=TIERS,
                       read_only=True)
-    model: str = param('models/xmodal-lidar', 'Stem of the LiDAR-conditioned model (.safetensors + .json) of '
+    model: str = param(QUALITY_MODEL, 'Stem of the LiDAR-conditioned model (.safetensors + .json) of '
                        'the quality tier.', read_only=True)
-    fallback_model: str = param('models/xmodal-hyperprior',
+    fallback_model: str = param(QUALITY_FALLBACK_MODEL,
                                 'Stem of the image-only twin used when no scan is available (quality tier).',
                                 read_only=True)
     fast_model: str = param(FAST_MODEL, 'Stem of the image-only model of the fast tier.', read_only=True)
@@ -98,7 +99,7 @@ class EncoderNodeConfig:
                                    'intra one: docs/temporal_coding.md). Without the pframe_model files '
                                    'every image is coded alone (logged).',
                                    bounds=(1, 1000), read_only=True)
-    pframe_model: str = param('models/xmodal-pframe', 'Stem of the P-frame model (keyframe_interval > 1).',
+    pframe_model: str = param(PFRAME_MODEL, 'Stem of the P-frame model (keyframe_interval > 1).',
                               read_only=True)
     max_time_delta: float = param(0.05, 'Largest difference in seconds between the stamps of a paired image '
                                   'and scan.', bounds=(0.0, 10.0))
@@ -164,7 +165,7 @@ class DecoderNodeConfig:
                                     'Stems of every model the decoder can decode (matched by model id): the '
                                     'models of both tiers; those whose files are missing are left out '
                                     '(logged).', read_only=True)
-    pframe_model: str = param('models/xmodal-pframe', 'Stem of the P-frame model, held beside models when '
+    pframe_model: str = param(PFRAME_MODEL, 'Stem of the P-frame model, held beside models when '
                               'its files exist (else P frames are refused as of an unknown model, logged). '
                               'Empty: none.', read_only=True)
     backend: str = param('torch', 'Inference backend.', choices=BACKENDS, read_only=True)

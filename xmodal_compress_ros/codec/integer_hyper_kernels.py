@@ -29,6 +29,20 @@ def available() -> bool:
     return numba is not None
 
 
+def _accumulate(acc, a, i, j, w, kh, kw):
+    """``acc[co] += a[i, j, ci] * w[ci, kh, kw, co]`` for every channel pair, skipping zero inputs."""
+    for ci in range(a.shape[2]):
+        v = a[i, j, ci]
+        if v != 0:
+            for co in range(acc.shape[0]):
+                acc[co] += v * w[ci, kh, kw, co]
+
+
+def _rounded(acc, half, shift, top):
+    """``clip(floor((acc + half) / 2^shift), 0, top)`` (arithmetic shift: floor for negatives too)."""
+    return min(max((np.int64(acc) + half) >> shift, 0), top)
+
+
 def deconv_s2_rows(a, w, b, shift, top, out, y0, y1):
     """Rows ``y0..y1-1`` of a stride-2 transposed convolution (PyTorch semantics, padding ``k // 2``,
     output padding 1), then ``clip(floor((acc + 2^(shift-1)) / 2^shift), 0, top)`` (the ReLU is the
@@ -38,7 +52,7 @@ def deconv_s2_rows(a, w, b, shift, top, out, y0, y1):
     ``out``: (2h, 2w, C_out) int32. Input pixel (i, j) and tap (kh, kw) reach output pixel
     (2i + kh - pad, 2j + kw - pad).
     """
-    h, wd, cin = a.shape
+    h, wd = a.shape[:2]
     k = w.shape[1]
     cout = w.shape[3]
     pad = k // 2
@@ -56,14 +70,9 @@ def deconv_s2_rows(a, w, b, shift, top, out, y0, y1):
                     j = (ox + pad - kw) // 2
                     if j < 0 or j >= wd:
                         continue
-                    for ci in range(cin):
-                        v = a[i, j, ci]
-                        if v != 0:
-                            for co in range(cout):
-                                acc[co] += v * w[ci, kh, kw, co]
+                    _accumulate(acc, a, i, j, w, kh, kw)
             for co in range(cout):
-                s = (np.int64(acc[co]) + half) >> shift
-                out[oy, ox, co] = min(max(s, 0), top)
+                out[oy, ox, co] = _rounded(acc[co], half, shift, top)
 
 
 def conv3x3_rows(a, w, b, shift, top, out, y0, y1):
@@ -72,7 +81,7 @@ def conv3x3_rows(a, w, b, shift, top, out, y0, y1):
 
     ``a``: (H, W, C_in) int32; ``w``: (C_in, 3, 3, C_out); ``b``: (C_out,) of ``w``'s dtype.
     """
-    h, wd, cin = a.shape
+    h, wd = a.shape[:2]
     cout = w.shape[3]
     half = 1 << (shift - 1)
     acc = np.empty_like(b)
@@ -88,18 +97,16 @@ def conv3x3_rows(a, w, b, shift, top, out, y0, y1):
                     j = x + kw - 1
                     if j < 0 or j >= wd:
                         continue
-                    for ci in range(cin):
-                        v = a[i, j, ci]
-                        if v != 0:
-                            for co in range(cout):
-                                acc[co] += v * w[ci, kh, kw, co]
+                    _accumulate(acc, a, i, j, w, kh, kw)
             for co in range(cout):
-                s = (np.int64(acc[co]) + half) >> shift
-                out[co, y, x] = min(max(s, 0), top)
+                out[co, y, x] = _rounded(acc[co], half, shift, top)
 
 
 if numba is not None:
     # No fastmath: integers only, and nothing here may be reassociated into anything but integers.
     _compile = numba.njit(nogil=True, cache=True)
+    _inline = numba.njit(nogil=True, cache=True, inline='always')
+    _accumulate = _inline(_accumulate)
+    _rounded = _inline(_rounded)
     deconv_s2_rows = _compile(deconv_s2_rows)
     conv3x3_rows = _compile(conv3x3_rows)

@@ -15,33 +15,22 @@ import argparse
 import json
 import socket
 import sys
-import time
 
 import numpy as np
 import torch
 
-from eval_codec import REPO, add_frame_arguments, bd_table, selected_frames, summarise, to_uint8
+from eval_codec import REPO, add_frame_arguments, bd_table, learned_points, selected_frames, summarise
 from xmodal_compress_ros.bench.metrics import bpp, psnr
 from xmodal_compress_ros.codec.model_io import load_model
 
 
-def _timed(function):
-    start = time.perf_counter()
-    result = function()
-    return result, (time.perf_counter() - start) * 1e3
-
-
 def tier_records(name: str, image: np.ndarray, models: dict):
     """One record per (model, level) of ``image``: bytes, bpp, PSNR, encode and decode ms."""
-    x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255.0
     h, w = image.shape[:2]
     for key, model in models.items():
-        for q in range(model.quality_levels):
-            compressed, enc_ms = _timed(lambda: model.compress(x, quality=q))
-            decoded, dec_ms = _timed(lambda: to_uint8(model.decompress(compressed)))
-            yield {'frame': name, 'codec': key, 'setting': q, 'bytes': compressed.num_bytes,
-                   'bpp': bpp(compressed.num_bytes, w, h), 'psnr_db': psnr(image, decoded),
-                   'encode_ms': enc_ms, 'decode_ms': dec_ms}
+        for q, num_bytes, decoded, enc, dec, _, _ in learned_points(model, image, None, False):
+            yield {'frame': name, 'codec': key, 'setting': q, 'bytes': num_bytes, 'bpp': bpp(num_bytes, w, h),
+                   'psnr_db': psnr(image, decoded), 'encode_ms': enc * 1e3, 'decode_ms': dec * 1e3}
 
 
 def main(argv=None) -> int:

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 OURS = 'xmodal-p'
-STREAM_CODECS = ('xmodal-p', 'xmodal-p-unaligned', 'xmodal-p-noref', 'xmodal')
+STREAM_CODECS = ('xmodal-p', 'xmodal-p-unaligned', 'xmodal-p-nomotion', 'xmodal-p-noref', 'xmodal')
 BASELINES = ('h264-p', 'h265-p', 'h265-444-p', 'av1-444-p', 'h265-444')
 
 
@@ -71,6 +71,7 @@ def summarise(report: dict) -> dict:
                # xmodal-p against its ablations: negative = the alignment / the reference saves bits.
                'alignment_worth_psnr': bd['psnr_db'].get('xmodal-p-unaligned'),
                'reference_worth_psnr': bd['psnr_db'].get('xmodal-p-noref'),
+               'block_motion_worth_psnr': bd['psnr_db'].get('xmodal-p-nomotion'),
                'skipped': report.get('skipped', {}), 'lidar': lidar}
     if ours:
         top = max(ours, key=lambda p: p['psnr_db'])

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from xmodal_compress_ros.codec.integer_hyper import index_to_scale
 from xmodal_compress_ros.codec.layers import gaussian_likelihood
@@ -82,7 +81,8 @@ def entropy_bits(values: np.ndarray) -> float:
 def latent_bits(model, x: np.ndarray, reference: np.ndarray, quality: int):
     """Estimated y bits: the intra model's, and with per-channel (w, k) chosen by the encoder."""
     def tensor(img):
-        return pad_to_multiple(torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).float()[None] / 255)
+        chw = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).float()
+        return pad_to_multiple(chw[None] / 255)
     q = torch.tensor([quality])
     y_g, z = model.analysis(tensor(x), q)
     z_hat = torch.round(z)
@@ -149,7 +149,8 @@ def main(argv=None):
             raw_mc, raw_motion = block_search(image, prev_hat, args.block, args.search)
             row = {'frame': index, 'quality': quality,
                    'psnr_previous': psnr(prev_hat, frame.image), 'psnr_aligned': psnr(aligned, frame.image),
-                   'psnr_aligned_mc': psnr(refined, frame.image), 'psnr_previous_mc': psnr(raw_mc, frame.image),
+                   'psnr_aligned_mc': psnr(refined, frame.image),
+                   'psnr_previous_mc': psnr(raw_mc, frame.image),
                    'motion_bits_aligned': entropy_bits(motion.reshape(-1, 2)),
                    'motion_bits_previous': entropy_bits(raw_motion.reshape(-1, 2))}
             for name, ref in (('previous', prev_hat), ('aligned', aligned), ('aligned_mc', refined)):

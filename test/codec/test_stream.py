@@ -77,8 +77,10 @@ def test_key_and_p_packets_round_trip(stream):
         parsed = parse_image_packet(encoded.packet)
         assert pack_image_packet(parsed) == encoded.packet
         assert parsed.frame_number == encoded.frame_number == k
-        # The stream's first frame is the lone intra frame of version 1; later ones carry the stream block.
-        assert encoded.packet[4] == (1 if k == 0 else 2)
+        # The stream's first frame is the lone intra frame of version 1; later key frames carry the stream
+        # block (version 2), P frames also their prediction block (version 3).
+        assert encoded.packet[4] == (1 if k == 0 else 3 if encoded.frame_kind == 'P' else 2)
+        assert bool(parsed.prediction) == (encoded.frame_kind == 'P')
         if encoded.frame_kind == 'P':
             assert parsed.frame_kind == FRAME_PREDICTED and parsed.reference_number == k - 1
             assert parsed.lidar_conditioned and len(parsed.pose) == POSE_BYTES

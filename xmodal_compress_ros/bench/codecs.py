@@ -11,7 +11,7 @@ from xmodal_compress_ros.bench.baselines import baseline_codecs
 from xmodal_compress_ros.errors import DatasetError
 
 OUR_CODECS = ('xmodal', 'xmodal-image-only', 'xmodal-zeros', 'xmodal-refined', 'xmodal-ensemble', 'xmodal-p',
-              'xmodal-p-unaligned', 'xmodal-p-noref')
+              'xmodal-p-unaligned', 'xmodal-p-noref', 'xmodal-p-nomotion')
 #: Run only when named: refinement costs about a second of CPU per step and image, the ensemble's
 #: decoder runs the post filter eight times.
 OPT_IN_CODECS = ('xmodal-refined', 'xmodal-ensemble')

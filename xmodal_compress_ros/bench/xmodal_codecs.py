@@ -12,8 +12,10 @@
 * ``xmodal-p``: the stream mode: ``xmodal`` key frames every ``gop`` frames and P frames between them
   (the P-frame model, each predicted from the previous decoded frame aligned by the scan and the
   registered ego-motion); a fresh encoder and decoder per setting, so each run starts with a key frame.
-* ``xmodal-p-unaligned``: the same with the alignment disabled (the reference as it is, no motion sent):
-  what the LiDAR depth and the pose buy.
+* ``xmodal-p-unaligned``: the same with the alignment disabled (the reference as it is, no motion sent;
+  the block motion still searched): what the LiDAR depth and the pose buy.
+* ``xmodal-p-nomotion``: ``xmodal-p`` without block motion (:mod:`xmodal_compress_ros.geometry.block_motion`):
+  what the encoder's motion search buys on top of the alignment.
 * ``xmodal-p-noref``: P frames predicted from no reference on both ends: what the network does
   without a previous frame.
 """
@@ -31,9 +33,10 @@ from xmodal_compress_ros.errors import DatasetError, XmodalError
 
 VARIANTS = {'xmodal': 'lidar', 'xmodal-image-only': 'image-only', 'xmodal-zeros': 'zeros',
             'xmodal-refined': 'lidar', 'xmodal-ensemble': 'lidar', 'xmodal-p': 'lidar',
-            'xmodal-p-unaligned': 'lidar', 'xmodal-p-noref': 'lidar'}
+            'xmodal-p-unaligned': 'lidar', 'xmodal-p-noref': 'lidar', 'xmodal-p-nomotion': 'lidar'}
 #: The stream variants and their EncoderConfig.reference_mode.
-REFERENCE_MODES = {'xmodal-p': 'aligned', 'xmodal-p-unaligned': 'unaligned', 'xmodal-p-noref': 'none'}
+REFERENCE_MODES = {'xmodal-p': 'aligned', 'xmodal-p-unaligned': 'unaligned', 'xmodal-p-noref': 'none',
+                   'xmodal-p-nomotion': 'aligned'}
 
 
 @dataclass
@@ -173,7 +176,9 @@ class XmodalCodec:
         from xmodal_compress_ros.codec.pipeline import Decoder, DecoderConfig, Encoder, EncoderConfig
         encoder = Encoder(EncoderConfig(model=self.model, fallback_model=self.fallback_model, quality=0,
                                         keyframe_interval=self.gop, pframe_model=self.pframe_model,
-                                        reference_mode=self.reference_mode), calib)
+                                        reference_mode=self.reference_mode,
+                                        **({'motion_search': 0} if self.name == 'xmodal-p-nomotion' else {})),
+                          calib)
         # The decoder of the 'none' ablation predicts from no reference too; 'unaligned' sends no motion.
         mode = 'none' if self.reference_mode == 'none' else 'aligned'
         decoder = Decoder(DecoderConfig(models=(self.model, self.fallback_model, self.pframe_model),

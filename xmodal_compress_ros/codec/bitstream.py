@@ -21,10 +21,12 @@ LIDAR_MAGIC = b'XMCL'
 CONTAINER_MAGIC = b'XMCF'
 #: Version 1: a single intra-coded image. Version 2 adds the stream block (key or P frame, frame
 #: numbers, the camera's motion); a key frame numbered 0 without motion is still written as version 1.
-IMAGE_VERSION = 2
+#: Version 3: a P frame's stream block ends with its prediction block (codec.latent_prediction); a P
+#: frame without one is still written as version 2.
+IMAGE_VERSION = 3
 LIDAR_VERSION = 2
 CONTAINER_VERSION = 1
-SUPPORTED_IMAGE_VERSIONS = (1, 2)
+SUPPORTED_IMAGE_VERSIONS = (1, 2, 3)
 SUPPORTED_LIDAR_VERSIONS = (1, 2)
 SUPPORTED_CONTAINER_VERSIONS = (1,)
 
@@ -44,6 +46,8 @@ FRAME_PREDICTED = 1
 FRAME_KINDS = {FRAME_KEY: 'key', FRAME_PREDICTED: 'P'}
 #: Most bytes of the camera motion a P packet carries (see geometry.ego_motion.encode_pose).
 MAX_POSE_BYTES = 32
+#: Most bytes of a P frame's prediction block (per-channel choices and block motion, deflated).
+MAX_PREDICTION_BYTES = 0xFFFF
 
 LIDAR_CODEC_DRACO = 1
 LIDAR_CODEC_PREDICTIVE = 2
@@ -63,6 +67,7 @@ MAX_CONTAINER_PACKETS = 1_000_000
 
 _CRC = struct.Struct('<I')
 _U32 = struct.Struct('<I')
+_U16 = struct.Struct('<H')
 _PREFIX = struct.Struct('<4sB')
 # magic, version, flags, model id, quality, width, height, padded width, padded height,
 # image stamp, scan id, scan stamp, y substreams
@@ -117,6 +122,8 @@ class ImagePacket:
         reference_number: the frame a P frame was predicted from (0 for key frames).
         pose: the camera motion from the current to the reference frame, as
             :func:`geometry.ego_motion.encode_pose` wrote it (P frames; empty for key frames).
+        prediction: the P frame's prediction block, as :func:`codec.latent_prediction.pack_prediction`
+            wrote it (empty: the intra model's means and scales, no block motion).
 
     Construction validates every field and raises :class:`PacketError`.
     """
@@ -138,6 +145,7 @@ class ImagePacket:
     frame_number: int = 0
     reference_number: int = 0
     pose: bytes = b''
+    prediction: bytes = b''
 
     def __post_init__(self) -> None:
         _require(self.frame_kind in FRAME_KINDS, f'frame_kind is {self.frame_kind!r}; it must be one of '
@@ -146,8 +154,11 @@ class ImagePacket:
         _check_int('reference_number', self.reference_number, 0, 0xFFFFFFFF)
         _require(isinstance(self.pose, bytes) and len(self.pose) <= MAX_POSE_BYTES,
                  f'pose must be at most {MAX_POSE_BYTES} bytes, got {self.pose!r}')
-        _require(self.frame_kind == FRAME_PREDICTED or (self.reference_number == 0 and not self.pose),
-                 'a key frame has no reference_number and no pose')
+        _require(isinstance(self.prediction, bytes) and len(self.prediction) <= MAX_PREDICTION_BYTES,
+                 f'prediction must be at most {MAX_PREDICTION_BYTES} bytes')
+        _require(self.frame_kind == FRAME_PREDICTED or (self.reference_number == 0 and not self.pose
+                                                        and not self.prediction),
+                 'a key frame has no reference_number, no pose and no prediction')
         _require(isinstance(self.model_id, bytes) and len(self.model_id) == MODEL_ID_BYTES,
                  f'model_id must be {MODEL_ID_BYTES} bytes, got {self.model_id!r}')
         _check_int('quality', self.quality, 0, 255)
@@ -187,7 +198,10 @@ class ImagePacket:
 
     @property
     def version(self) -> int:
-        """1 for a lone intra frame (frame 0 of no stream), else 2 (the stream block is written)."""
+        """1 for a lone intra frame (frame 0 of no stream), 3 for a P frame with a prediction block, else 2
+        (the stream block is written)."""
+        if self.prediction:
+            return 3
         return 1 if self.frame_kind == FRAME_KEY and self.frame_number == 0 else 2
 
 
@@ -234,6 +248,8 @@ def pack_image_packet(packet: ImagePacket) -> bytes:
     if packet.version >= 2:
         header += _STREAM_BLOCK.pack(packet.frame_kind, packet.frame_number, packet.reference_number,
                                      len(packet.pose)) + packet.pose
+    if packet.version >= 3:
+        header += _U16.pack(len(packet.prediction)) + packet.prediction
     return _seal(b''.join((header, _U32.pack(len(packet.z_bytes)), packet.z_bytes,
                            _U32.pack(len(packet.y_bytes)), packet.y_bytes)))
 
@@ -285,8 +301,20 @@ def _read_stream_block(body: bytes, version: int) -> tuple:
              f'image packet declares {pose_length} bytes of motion; at most {MAX_POSE_BYTES} are allowed '
              f'and {len(body) - offset} remain')
     pose = body[offset:offset + pose_length]
-    return dict(frame_kind=kind, frame_number=number, reference_number=reference, pose=pose), \
-        offset + pose_length
+    offset += pose_length
+    fields = dict(frame_kind=kind, frame_number=number, reference_number=reference, pose=pose)
+    if version < 3:
+        return fields, offset
+    _require(kind == FRAME_PREDICTED,
+             'image packet version 3 holds a prediction block, so it must be a P frame')
+    _require(offset + _U16.size <= len(body),
+             f'image packet prediction block is missing: packet truncated at {len(body)} bytes')
+    (length,) = _U16.unpack_from(body, offset)
+    offset += _U16.size
+    _require(0 < length and offset + length <= len(body),
+             f'image packet declares a prediction block of {length} bytes; {len(body) - offset} remain')
+    fields['prediction'] = body[offset:offset + length]
+    return fields, offset + length
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ Decoding reads the z bytes with the fixed z table, recomputes the same integer i
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Tuple
+from typing import Callable, Optional, Tuple
 
 import numpy as np
 
@@ -76,8 +76,17 @@ def quantise_hyper_latent(z: np.ndarray, tables: Tables) -> np.ndarray:
     return z_sym.reshape(z_shape).astype(np.int32)
 
 
+def shifted_indexes(indexes: np.ndarray, shift: Optional[np.ndarray]) -> np.ndarray:
+    """Scale indexes (int32 (1, M, h, w)) moved down by ``shift`` (int32 (M,), from the packet) rows,
+    floored at row 0: a P frame's narrower scales (:mod:`codec.latent_prediction`)."""
+    if shift is None or not np.any(shift):
+        return indexes
+    return np.maximum(indexes - np.asarray(shift, np.int32)[None, :, None, None], 0).astype(np.int32)
+
+
 def encode_latents(y_g: np.ndarray, z: np.ndarray, mean: MeanFunction, tables: Tables,
-                   y_substreams: int = DEFAULT_Y_SUBSTREAMS) -> EncodedLatents:
+                   y_substreams: int = DEFAULT_Y_SUBSTREAMS,
+                   index_shift: Optional[np.ndarray] = None) -> EncodedLatents:
     """Quantise and entropy-code one image's latents.
 
     Args:
@@ -86,12 +95,13 @@ def encode_latents(y_g: np.ndarray, z: np.ndarray, mean: MeanFunction, tables: T
         mean: ``z_hat`` (int32 NumPy) -> ``mu`` (float NumPy, shape of ``y_g``); any backend.
         tables: the model's ``entropy_tables`` (z table, y table, integer scale path).
         y_substreams: rANS substreams of the y section, 1..64.
+        index_shift: per-channel rows the scale indexes move down (:func:`shifted_indexes`).
     """
     z_table, y_table, int_hyper = tables
     z_hat = quantise_hyper_latent(z, tables)
     z_idx = channel_indexes(z_hat.shape)
     z_bytes = entropy.get_coder(CODER_NAME).encode(z_hat.ravel(), z_idx, z_table)
-    indexes = int_hyper(z_hat)
+    indexes = shifted_indexes(int_hyper(z_hat), index_shift)
     if indexes.shape != tuple(np.shape(y_g)):
         raise ValueError(f'scale indexes {indexes.shape} do not match y_g {tuple(np.shape(y_g))}')
     mu = np.asarray(mean(z_hat), dtype=np.float32)
@@ -103,8 +113,10 @@ def encode_latents(y_g: np.ndarray, z: np.ndarray, mean: MeanFunction, tables: T
     return EncodedLatents(z_bytes, y_bytes, latents)
 
 
-def decode_latents(z_bytes: bytes, y_bytes: bytes, padded_size: Tuple[int, int], tables: Tables) -> Latents:
-    """Parse both sections of an image of ``padded_size`` (H, W), multiples of 64.
+def decode_latents(z_bytes: bytes, y_bytes: bytes, padded_size: Tuple[int, int], tables: Tables,
+                   index_shift: Optional[np.ndarray] = None) -> Latents:
+    """Parse both sections of an image of ``padded_size`` (H, W), multiples of 64; ``index_shift`` as
+    in :func:`encode_latents`, read from the same packet.
 
     Integer-only: the result is the same on every machine whatever runs the float networks.
     Inconsistent data raises :class:`PacketError` (from the entropy coder).
@@ -116,6 +128,6 @@ def decode_latents(z_bytes: bytes, y_bytes: bytes, padded_size: Tuple[int, int],
     z_shape = (1, z_table.num_rows, height // HYPER_DOWNSAMPLING, width // HYPER_DOWNSAMPLING)
     coder = entropy.get_coder(CODER_NAME)
     z_hat = coder.decode(z_bytes, channel_indexes(z_shape), z_table).reshape(z_shape)
-    indexes = int_hyper(z_hat)
+    indexes = shifted_indexes(int_hyper(z_hat), index_shift)
     symbols = coder.decode(y_bytes, indexes.ravel(), y_table).reshape(indexes.shape)
     return Latents(z_hat.astype(np.int32, copy=False), symbols.astype(np.int32, copy=False), indexes)

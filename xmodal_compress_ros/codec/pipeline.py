@@ -32,7 +32,9 @@ from xmodal_compress_ros.codec.bitstream import (
     FRAME_KEY, FRAME_KINDS, FRAME_PREDICTED, MODEL_ID_BYTES, PAD_MULTIPLE, CameraProjection, ImagePacket,
     pack_image_packet, pack_lidar_packet, parse_image_packet, parse_lidar_packet)
 from xmodal_compress_ros.codec.latent_coding import (DEFAULT_Y_SUBSTREAMS, Latents, decode_latents,
-                                                     encode_latents)
+                                                     encode_latents, quantise_hyper_latent)
+from xmodal_compress_ros.codec.latent_prediction import (LatentPrediction, choose_prediction, pack_prediction,
+                                                         parse_prediction, predicted_mean)
 from xmodal_compress_ros.codec.latent_refinement import check_steps, refine_latent
 from xmodal_compress_ros.codec.lidar_codec import LidarCodecConfig, decode_packet, encode_scan
 from xmodal_compress_ros.codec.post_filter import check_views
@@ -41,6 +43,7 @@ from xmodal_compress_ros.codec.tiers import (DECODER_MODELS, PFRAME_MODEL, QUALI
                                              QUALITY_MODEL)
 from xmodal_compress_ros.errors import (CalibrationError, ImageFormatError, ModelFileError, PacketError,
                                         ParameterError)
+from xmodal_compress_ros.geometry.block_motion import DEFAULT_RANGE, apply_motion, search_motion
 from xmodal_compress_ros.geometry.calibration import Calibration
 from xmodal_compress_ros.geometry.ego_motion import POSE_BYTES
 from xmodal_compress_ros.runtime.base import DEFAULT_RESOLUTIONS, BackendOptions, create_backend
@@ -94,6 +97,8 @@ class EncoderConfig:
         reference_mode: 'aligned' (the product), or an ablation for benchmarks: 'unaligned' (no motion
             is sent: both ends use the reference as it is) or 'none' (the encoder predicts from no
             reference; decode such streams with the same DecoderConfig.reference_mode).
+        motion_search: pixels the encoder searches each way for the block motion that refines the
+            aligned reference of a P frame (:mod:`geometry.block_motion`); 0 = no block motion.
     """
 
     model: str = QUALITY_MODEL
@@ -112,6 +117,7 @@ class EncoderConfig:
     keyframe_interval: int = 1
     pframe_model: str = PFRAME_MODEL
     reference_mode: str = 'aligned'
+    motion_search: int = DEFAULT_RANGE
 
 
 @dataclass(frozen=True)
@@ -303,6 +309,11 @@ class _Codec:
         if self.planes[quality] is not None:
             inputs['quality'] = self.planes[quality]
         return inputs
+
+    def prediction_inputs(self, quality: int, prediction: LatentPrediction) -> Dict[str, torch.Tensor]:
+        """A P-frame decoder graph's latent-prediction inputs: the encoder's gain and the weights."""
+        return {'analysis_gain': self.gain_enc[quality],
+                'weight': self.backend.to_input(prediction.weight_vector())}
 
     @property
     def device(self) -> torch.device:
@@ -589,22 +600,35 @@ class _EncoderStream:
         aligned = aligned and bool(pose)
         planes = None if self.mode == 'none' else aligned_planes(
             reference.rgb, scan.points if aligned else None, scan.calib if aligned else None, pose)
+        motion = None
+        if planes is not None and config.motion_search > 0:
+            motion = search_motion(rgb, planes, search_range=config.motion_search)
+            planes = apply_motion(planes, motion)
         ph, pw = _padded(height, width)
         condition = {'reference': reference_input(planes, height, width, (ph, pw), codec.device)}
         inputs = dict(condition, x=_image_input(rgb, ph, pw, codec.device), gain=codec.gain_enc[quality])
         out = codec.backend.run('encoder', inputs)
-
-        encoded = encode_latents(out['y_g'].float().cpu().numpy(), out['z'].float().cpu().numpy(),
-                                 lambda z_hat: codec.mean(z_hat, out), codec.tables, config.y_substreams)
+        y_g, z = out['y_g'].float().cpu().numpy(), out['z'].float().cpu().numpy()
+        z_hat = quantise_hyper_latent(z, codec.tables)
+        mu = codec.mean(z_hat, out)
+        if planes is None:
+            prediction = LatentPrediction.none(y_g.shape[1])
+        else:
+            prediction = choose_prediction(y_g, mu, out['y_ref'].float().cpu().numpy(),
+                                           codec.tables[2](z_hat), codec.tables[1], motion)
+        means = predicted_mean(mu, out['y_ref'].float().cpu().numpy(), prediction)
+        encoded = encode_latents(y_g, z, lambda _: means, codec.tables, config.y_substreams,
+                                 prediction.index_shift())
         number = self.next_number
         packet = pack_image_packet(ImagePacket(
             model_id=codec.id_bytes, quality=quality, width=width, height=height, padded_width=pw,
             padded_height=ph, image_stamp_ns=stamp_ns, lidar_conditioned=aligned,
             scan_id=scan.scan_id if aligned else 0, scan_stamp_ns=scan.stamp_ns if aligned else 0,
             num_y_substreams=config.y_substreams, z_bytes=encoded.z_bytes, y_bytes=encoded.y_bytes,
-            frame_kind=FRAME_PREDICTED, frame_number=number, reference_number=reference.number, pose=pose))
-        self.keep(codec, encoded.latents, condition, quality, (height, width),
-                  scan.scan_id if scan is not None else None, predicted=True)
+            frame_kind=FRAME_PREDICTED, frame_number=number, reference_number=reference.number, pose=pose,
+            prediction=pack_prediction(prediction) if planes is not None else b''))
+        self.keep(codec, encoded.latents, dict(condition, **codec.prediction_inputs(quality, prediction)),
+                  quality, (height, width), scan.scan_id if scan is not None else None, predicted=True)
         return EncodedImage(packet, len(packet), 8.0 * len(packet) / (width * height), not aligned, quality,
                             scan.scan_id if aligned else None, encoded.latents, frame_kind='P',
                             frame_number=number)
@@ -701,8 +725,9 @@ class Decoder:
         parsed = self._parse(packet)
         codec = self._codec_for(parsed)
         watch = _Stopwatch(codec.backend.synchronize if self.config.profile else None)
+        prediction = _parse_prediction(parsed, codec)
         with watch.stage('entropy_decode'):
-            latents = _parse_latents(parsed, codec)
+            latents = _parse_latents(parsed, codec, prediction)
         usable = (scan is not None and scan.calib is not None and scan.scan_id == parsed.scan_id
                   and scan.stamp_ns == parsed.scan_stamp_ns
                   and (scan.calib.width, scan.calib.height) == (parsed.width, parsed.height))
@@ -715,8 +740,14 @@ class Decoder:
                                                codec.device)
             if parsed.predicted:
                 planes, damage = self._reference_planes(parsed, scan if usable else None)
+                if planes is None:
+                    # Nothing to predict the latent from: the intra model's means decode it best.
+                    prediction = LatentPrediction.none(prediction.weights.size)
+                elif prediction.motion is not None:
+                    planes = apply_motion(planes, prediction.motion)
                 inputs['reference'] = reference_input(planes, parsed.height, parsed.width,
                                                       _padded(parsed.height, parsed.width), codec.device)
+                inputs.update(codec.prediction_inputs(parsed.quality, prediction))
             inputs.update(codec.decoder_quality_inputs(parsed.quality))
         with watch.stage('decoder_network'):
             x_hat = codec.backend.run('decoder', inputs)['x_hat']
@@ -774,7 +805,8 @@ class Decoder:
     def parse_latents(self, packet: bytes) -> Latents:
         """The integers an image packet holds (integer-only: identical on every backend)."""
         parsed = self._parse(packet)
-        return _parse_latents(parsed, self._codec_for(parsed))
+        codec = self._codec_for(parsed)
+        return _parse_latents(parsed, codec, _parse_prediction(parsed, codec))
 
     def _parse(self, packet: bytes) -> ImagePacket:
         return parse_image_packet(packet, max_pixels=self.config.max_pixels)
@@ -821,10 +853,22 @@ class Decoder:
             codec.backend.synchronize()
 
 
-def _parse_latents(parsed: ImagePacket, codec: _Codec) -> Latents:
+def _parse_prediction(parsed: ImagePacket, codec: _Codec) -> Optional[LatentPrediction]:
+    """A P packet's latent prediction (its block's, or the intra model's means and scales); None for a
+    key frame. Read from the packet's own bytes only."""
+    if not parsed.predicted:
+        return None
+    channels = codec.model.config['M']
+    if not parsed.prediction:
+        return LatentPrediction.none(channels)
+    return parse_prediction(parsed.prediction, channels, (parsed.width, parsed.height))
+
+
+def _parse_latents(parsed: ImagePacket, codec: _Codec, prediction: Optional[LatentPrediction]) -> Latents:
+    shift = None if prediction is None else prediction.index_shift()
     try:
         return decode_latents(parsed.z_bytes, parsed.y_bytes, (parsed.padded_height, parsed.padded_width),
-                              codec.tables)
+                              codec.tables, shift)
     except PacketError:
         raise
     except (ValueError, RuntimeError, OverflowError) as exc:

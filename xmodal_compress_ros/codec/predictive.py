@@ -112,6 +112,11 @@ class PredictiveCodec(HyperpriorCodec):
             mu = mu + self.hyper_refiner(torch.cat([mu, ctx.c_hyper], dim=1))
         return mu
 
+    def reference_latent(self, ctx: LidarContext, gain: torch.Tensor) -> torch.Tensor:
+        """``y_ref``: the aligned reference analysed as the image is (same context, gain (B, M)), so
+        that a reference equal to the image gives the image's latent (codec.latent_prediction)."""
+        return self.g_a(ctx.prediction[:, :3], ctx) * gain[:, :, None, None]
+
     def restore(self, x_hat: torch.Tensor, plane: torch.Tensor,
                 ctx: Optional[LidarContext] = None) -> torch.Tensor:
         if self.post_filter is None:

@@ -37,12 +37,15 @@ def reference_planes(reference: np.ndarray, depth: np.ndarray, K: np.ndarray,
                      T_ref_cur: np.ndarray) -> np.ndarray:
     """(H, W, 4) uint8: ``reference`` (H, W, 3 uint8) warped into the current view with the current
     ``depth`` (metres, inf = far) and ``T_ref_cur`` (current camera -> reference camera), and its
-    validity (0 or 255). The P-frame codec's condition map, in training and in the stream alike."""
+    validity (0 or 255). Where the warp has nothing (validity 0), the RGB is the reference's own pixel:
+    the latent prediction analyses a whole image. The P-frame codec's condition map, in training and
+    in the stream alike."""
     ref = torch.from_numpy(np.ascontiguousarray(reference)).permute(2, 0, 1)[None].float()
     warped, valid = warp_to_current(ref, torch.from_numpy(np.asarray(depth, np.float32))[None, None],
                                     torch.from_numpy(np.asarray(K, np.float64))[None].float(),
                                     torch.from_numpy(np.asarray(T_ref_cur, np.float64))[None].float())
-    planes = torch.cat([warped.round().clamp(0, 255), valid * 255.0], dim=1)[0]
+    rgb = torch.where(valid > 0, warped.round().clamp(0, 255), ref)
+    planes = torch.cat([rgb, valid * 255.0], dim=1)[0]
     return planes.permute(1, 2, 0).to(torch.uint8).numpy()
 
 
@@ -64,10 +67,13 @@ def aligned_planes(reference: np.ndarray, points: Optional[np.ndarray], calib: O
 
 def reference_input(planes: Optional[np.ndarray], height: int, width: int, padded: Tuple[int, int],
                     device: torch.device) -> torch.Tensor:
-    """The graphs' (1, 4, Hp, Wp) float ``reference`` input: ``planes`` zero-padded, or all zeros (no
-    reference: invalid everywhere)."""
+    """The graphs' (1, 4, Hp, Wp) float ``reference`` input: ``planes`` padded as the image is (edge
+    replicated RGB, invalid padding), or all zeros (no reference: invalid everywhere)."""
     ph, pw = padded
     if planes is None:
         return torch.zeros(1, 4, ph, pw, device=device)
     x = torch.from_numpy(np.ascontiguousarray(planes)).to(device).permute(2, 0, 1)[None].float()
-    return F.pad(x, (0, pw - width, 0, ph - height))
+    if (ph, pw) == (height, width):
+        return x
+    rgb = F.pad(x[:, :3], (0, pw - width, 0, ph - height), mode='replicate')
+    return torch.cat([rgb, F.pad(x[:, 3:], (0, pw - width, 0, ph - height))], dim=1)

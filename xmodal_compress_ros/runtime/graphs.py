@@ -3,14 +3,18 @@
 ::
 
     'encoder'  x (1,3,H,W), [depth (1,1,H,W)], gain (1,M)      -> y_g (1,M,H/16,W/16), z (1,Nz,H/64,W/64),
-                                                                  [c_hyper (1,Ch,H/16,W/16)]
+                                                                  [c_hyper (1,Ch,H/16,W/16)], [y_ref]
     'mean'     z_hat (1,Nz,H/64,W/64), [c_hyper]               -> mu (1,M,H/16,W/16)
-    'decoder'  z_hat, symbols (1,M,H/16,W/16), [depth], gain    -> x_hat (1,3,H,W) in [0, 1]
+    'decoder'  z_hat, symbols (1,M,H/16,W/16), [depth], gain,
+               [analysis_gain (1,M), weight (1,M)], [quality]    -> x_hat (1,3,H,W) in [0, 1]
 
 H and W are the padded size (multiples of 64). ``depth`` is the uint8-valued conditioning map as
 float (0 = no point; all zeros = no scan) and exists only for LiDAR models; the P-frame codec takes
 ``reference`` (1,4,H,W) in its place: the aligned previous decoded frame and its validity mask.
-``c_hyper`` exists for conditioned models with a Hyper Refiner. Quality enters as a gain vector
+``c_hyper`` exists for conditioned models with a Hyper Refiner. The P-frame codec's encoder also
+returns ``y_ref``, the reference analysed like the image, and its decoder takes the encoder's gain
+(``analysis_gain``) to compute it again and the per-channel ``weight`` of it in the means
+(:mod:`codec.latent_prediction`). Quality enters as a gain vector
 (``exp`` of the model's log gains for that level, computed by :func:`quality_gains`), so one graph
 serves every quality.
 
@@ -87,6 +91,11 @@ def uses_c_hyper(model: HyperpriorCodec) -> bool:
     return bool(model.condition_name and getattr(model, 'hyper_refiner', None) is not None)
 
 
+def predicts_latent(model: HyperpriorCodec) -> bool:
+    """True for the P-frame codec: its means lean on the reference's own analysis (``y_ref``)."""
+    return model.condition_name == 'reference'
+
+
 def graph_specs(model: HyperpriorCodec) -> Dict[str, GraphSpec]:
     """Inputs and outputs of the three graphs of ``model``."""
     m, nz = model.config['M'], model.config['Nz']
@@ -99,12 +108,17 @@ def graph_specs(model: HyperpriorCodec) -> Dict[str, GraphSpec]:
     gain = TensorSpec('gain', (1, m))
     z_hat = TensorSpec('z_hat', _at(nz, 64))
     quality = (TensorSpec('quality', (1, 1)),) if model.post_filter is not None else ()
+    y_ref, prediction = (), ()
+    if predicts_latent(model):
+        y_ref = (TensorSpec('y_ref', _at(m, 16)),)
+        prediction = (TensorSpec('analysis_gain', (1, m)), TensorSpec('weight', (1, m)))
     return {
         'encoder': GraphSpec('encoder', (TensorSpec('x', _image(3)),) + depth + (gain,),
-                             (TensorSpec('y_g', _at(m, 16)), TensorSpec('z', _at(nz, 64))) + c_hyper),
+                             (TensorSpec('y_g', _at(m, 16)), TensorSpec('z', _at(nz, 64))) + c_hyper + y_ref),
         'mean': GraphSpec('mean', (z_hat,) + c_hyper, (TensorSpec('mu', _at(m, 16)),)),
         'decoder': GraphSpec('decoder',
-                             (z_hat, TensorSpec('symbols', _at(m, 16))) + depth + (gain,) + quality,
+                             (z_hat, TensorSpec('symbols', _at(m, 16))) + depth + (gain,) + prediction
+                             + quality,
                              (TensorSpec('x_hat', _image(3)),)),
     }
 
@@ -121,10 +135,12 @@ class EncoderGraph(nn.Module):
         depth, gain = rest if model.condition_name else (None, rest[0])
         ctx = model.context(depth, x) if model.condition_name else None
         y_g = model.g_a(x, ctx) * gain[:, :, None, None]
-        z = model.h_a(y_g)
+        outputs = (y_g, model.h_a(y_g))
         if uses_c_hyper(model):
-            return y_g, z, ctx.c_hyper
-        return y_g, z
+            outputs += (ctx.c_hyper,)
+        if predicts_latent(model):
+            outputs += (model.reference_latent(ctx, gain),)
+        return outputs
 
 
 class MeanGraph(nn.Module):
@@ -155,7 +171,11 @@ class DecoderGraph(nn.Module):
         depth = rest[0] if conditioned else None
         gain = rest[int(conditioned)]
         ctx = model.context(depth, depth) if conditioned else None
-        y_hat_g = symbols + model.mean(z_hat, ctx)
+        mu = model.mean(z_hat, ctx)
+        if predicts_latent(model):
+            analysis_gain, weight = rest[2:4]
+            mu = mu + weight[:, :, None, None] * (model.reference_latent(ctx, analysis_gain) - mu)
+        y_hat_g = symbols + mu
         x_hat = model.g_s(y_hat_g * gain[:, :, None, None], ctx)
         if model.post_filter is not None:
             x_hat = model.restore(x_hat, rest[-1], ctx)
@@ -201,7 +221,7 @@ def example_inputs(spec: GraphSpec, height: int, width: int, seed: int = 0) -> D
             values *= (torch.rand(shape, generator=generator) < 0.05).float()
         elif tensor.name in ('z_hat', 'symbols'):
             values = torch.randint(-3, 4, shape, generator=generator).float()
-        elif tensor.name == 'gain':
+        elif tensor.name in ('gain', 'analysis_gain'):
             values = torch.ones(shape)
         else:
             values = torch.rand(shape, generator=generator)

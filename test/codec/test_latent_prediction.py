@@ -9,14 +9,17 @@ from xmodal_compress_ros.codec.bitstream import (FRAME_PREDICTED, ImagePacket, p
                                                  parse_image_packet)
 from xmodal_compress_ros.codec.entropy import PmfTable
 from xmodal_compress_ros.codec.latent_coding import shifted_indexes
-from xmodal_compress_ros.codec.latent_prediction import (SCALE_SHIFTS, WEIGHT_STEPS, LatentPrediction,
-                                                         choose_prediction, pack_prediction, parse_prediction,
-                                                         predicted_mean)
+from xmodal_compress_ros.codec.latent_prediction import (BLOCK_SHIFTS, LATENT_BLOCK, MODE_PREDICT,
+                                                         SCALE_SHIFTS, WEIGHT_STEPS, LatentPrediction,
+                                                         choose_prediction, mode_grid, pack_prediction,
+                                                         parse_prediction, predicted_mean)
 from xmodal_compress_ros.errors import PacketError
 from xmodal_compress_ros.geometry.block_motion import MAX_RANGE, BlockMotion, apply_motion, search_motion
 
 CHANNELS = 16
 WIDTH, HEIGHT = 200, 70
+PADDED = (128, 256)  # (height, width)
+MODES = mode_grid(PADDED)
 
 
 def _prediction(seed=0, motion=True):
@@ -26,15 +29,17 @@ def _prediction(seed=0, motion=True):
         field = BlockMotion(32, rng.integers(-MAX_RANGE, MAX_RANGE + 1,
                                              BlockMotion.grid(HEIGHT, WIDTH, 32) + (2,)).astype(np.int8))
     return LatentPrediction(rng.integers(0, WEIGHT_STEPS + 1, CHANNELS).astype(np.uint8),
-                            rng.integers(0, len(SCALE_SHIFTS), CHANNELS).astype(np.uint8), field)
+                            rng.integers(0, len(SCALE_SHIFTS), CHANNELS).astype(np.uint8),
+                            rng.integers(0, 2 * MODE_PREDICT, MODES).astype(np.uint8), field)
 
 
 @pytest.mark.parametrize('motion', [True, False])
 def test_prediction_block_round_trips(motion):
     prediction = _prediction(motion=motion)
-    parsed = parse_prediction(pack_prediction(prediction), CHANNELS, (WIDTH, HEIGHT))
+    parsed = parse_prediction(pack_prediction(prediction), CHANNELS, (WIDTH, HEIGHT), PADDED)
     np.testing.assert_array_equal(parsed.weights, prediction.weights)
     np.testing.assert_array_equal(parsed.shifts, prediction.shifts)
+    np.testing.assert_array_equal(parsed.modes, prediction.modes)
     if motion:
         assert parsed.motion.block == 32
         np.testing.assert_array_equal(parsed.motion.field, prediction.motion.field)
@@ -42,19 +47,23 @@ def test_prediction_block_round_trips(motion):
         assert parsed.motion is None
 
 
-def _repack(per_channel: bytes, block=0, rows=0, cols=0, tail=b'', channels=CHANNELS, version=1):
-    return struct.pack('<BHBHH', version, channels, block, rows, cols) + zlib.compress(per_channel + tail)
+def _repack(per_channel: bytes, block=0, rows=0, cols=0, tail=b'', channels=CHANNELS, version=1, modes=None):
+    modes = bytes(MODES[0] * MODES[1]) if modes is None else modes
+    header = struct.pack('<BHHHBHH', version, channels, *MODES, block, rows, cols)
+    return header + zlib.compress(per_channel + modes + tail)
 
 
 @pytest.mark.parametrize('data, message', [
     (b'\x01\x10', 'shorter than its header'),
+    (struct.pack('<BHHHBHH', 1, CHANNELS, 3, 4, 0, 0, 0) + zlib.compress(bytes(CHANNELS + 12)), 'has 2x4'),
+    (_repack(bytes(CHANNELS), modes=bytes([2 * MODE_PREDICT]) * 8), 'block modes above 15'),
     (_repack(bytes(CHANNELS), version=2), 'format 2 is unknown'),
     (_repack(bytes(8), channels=8), 'for 8 channels; the model has 16'),
     (_repack(bytes(CHANNELS), block=32, rows=2, cols=7), 'do not cover'),
     (_repack(bytes(CHANNELS), block=4, rows=18, cols=50), 'do not cover'),
-    (struct.pack('<BHBHH', 1, CHANNELS, 0, 0, 0) + b'not zlib', 'does not inflate'),
-    (_repack(bytes(CHANNELS - 1)), 'expected 16'),
-    (_repack(bytes(CHANNELS) + b'\x00'), 'expected 16'),
+    (struct.pack('<BHHHBHH', 1, CHANNELS, *MODES, 0, 0, 0) + b'not zlib', 'does not inflate'),
+    (_repack(bytes(CHANNELS - 1)), 'expected 24'),
+    (_repack(bytes(CHANNELS) + b'\x00'), 'expected 24'),
     (_repack(bytes([9 * len(SCALE_SHIFTS)]) * CHANNELS), 'weights above 8'),
     (_repack(bytes(CHANNELS), 32, 3, 7, bytes([MAX_RANGE + 1]) + bytes(41)), f'more than {MAX_RANGE}'),
     # Row deltas that add up past the range.
@@ -63,7 +72,7 @@ def _repack(per_channel: bytes, block=0, rows=0, cols=0, tail=b'', channels=CHAN
 ])
 def test_malformed_prediction_blocks_are_refused(data, message):
     with pytest.raises(PacketError, match=message):
-        parse_prediction(data, CHANNELS, (WIDTH, HEIGHT))
+        parse_prediction(data, CHANNELS, (WIDTH, HEIGHT), PADDED)
 
 
 def test_p_packet_carries_the_block_as_version_3():
@@ -95,9 +104,9 @@ def test_p_packet_carries_the_block_as_version_3():
 
 def test_shifted_indexes_move_rows_down_and_stop_at_row_0():
     indexes = np.array([[[[0, 5]], [[3, 40]]]], np.int32)
-    shifted = shifted_indexes(indexes, np.array([2, 4], np.int32))
-    np.testing.assert_array_equal(shifted, [[[[0, 3]], [[0, 36]]]])
-    assert shifted_indexes(indexes, np.zeros(2, np.int32)) is indexes
+    shifted = shifted_indexes(indexes, np.array([[[[2, 2]], [[4, 12]]]], np.int32))
+    np.testing.assert_array_equal(shifted, [[[[0, 3]], [[0, 28]]]])
+    assert shifted_indexes(indexes, np.zeros_like(indexes)) is indexes
 
 
 def _table(tails):
@@ -132,15 +141,36 @@ def test_choice_never_clamps_more_symbols_than_the_intra_scales():
     rng = np.random.default_rng(2)
     shape = (1, 3, 8, 8)
     # Tiny residuals everywhere would take the largest shift, but each channel has one value of 14,
-    # which rows below 26 (tail r // 2 + 1 < 14) would clamp: the shift must stop at 4 rows.
+    # which rows below 26 (tail r // 2 + 1 < 14) would clamp: its channel and its block must stop at 4
+    # rows; the other blocks may go further.
     y = rng.normal(0, 0.05, shape).astype(np.float32)
     y[0, :, 0, 0] = 14.0
     table = _table([r // 2 + 1 for r in range(64)])
     indexes = np.full(shape, 30, np.int32)
     choice = choose_prediction(y, np.zeros(shape, np.float32), np.zeros(shape, np.float32), indexes, table)
-    assert (choice.index_shift() == 4).all()
-    rows = shifted_indexes(indexes, choice.index_shift())
+    shift = choice.index_shift(shape)
+    assert (shift[..., :LATENT_BLOCK, :LATENT_BLOCK] == 4).all() and shift.max() > 4
+    rows = shifted_indexes(indexes, shift)
     assert (np.abs(np.round(y)) <= -table.offsets[rows]).all()
+
+
+def test_blocks_the_reference_predicts_narrow_their_scales_and_others_keep_intra_means():
+    rng = np.random.default_rng(3)
+    shape = (1, 4, 2 * LATENT_BLOCK, 2 * LATENT_BLOCK)
+    y = rng.normal(0, 4, shape).astype(np.float32)
+    y_ref = y + rng.normal(0, 0.05, shape).astype(np.float32)
+    # The right half of the frame: a reference that has nothing to do with the image.
+    y_ref[..., LATENT_BLOCK:] = rng.normal(0, 4, (1, 4, 2 * LATENT_BLOCK, LATENT_BLOCK))
+    indexes = np.full(shape, 40, np.int32)
+    choice = choose_prediction(y, np.zeros(shape, np.float32), y_ref, indexes, _table(np.full(64, 40)))
+    left, right = choice.modes[:, 0], choice.modes[:, 1]
+    assert (left & MODE_PREDICT).all() and (left % MODE_PREDICT > 0).all()
+    assert not (right & MODE_PREDICT).any()
+    weight = choice.weight_map(shape).numpy()
+    assert (weight[..., LATENT_BLOCK:] == 0).all() and (weight[..., :LATENT_BLOCK] > 0).all()
+    shift = choice.index_shift(shape)
+    assert (shift[..., :LATENT_BLOCK] > shift[..., LATENT_BLOCK:]).all()
+    assert max(BLOCK_SHIFTS) + max(SCALE_SHIFTS) >= shift.max()
 
 
 def _texture(height, width, seed):

@@ -77,11 +77,11 @@ def quantise_hyper_latent(z: np.ndarray, tables: Tables) -> np.ndarray:
 
 
 def shifted_indexes(indexes: np.ndarray, shift: Optional[np.ndarray]) -> np.ndarray:
-    """Scale indexes (int32 (1, M, h, w)) moved down by ``shift`` (int32 (M,), from the packet) rows,
-    floored at row 0: a P frame's narrower scales (:mod:`codec.latent_prediction`)."""
+    """Scale indexes (int32 (1, M, h, w)) moved down by ``shift`` rows (int32, the indexes' shape, from
+    the packet), floored at row 0: a P frame's narrower scales (:mod:`codec.latent_prediction`)."""
     if shift is None or not np.any(shift):
         return indexes
-    return np.maximum(indexes - np.asarray(shift, np.int32)[None, :, None, None], 0).astype(np.int32)
+    return np.maximum(indexes - np.asarray(shift, np.int32), 0).astype(np.int32)
 
 
 def encode_latents(y_g: np.ndarray, z: np.ndarray, mean: MeanFunction, tables: Tables,

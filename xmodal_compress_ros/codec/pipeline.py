@@ -310,10 +310,11 @@ class _Codec:
             inputs['quality'] = self.planes[quality]
         return inputs
 
-    def prediction_inputs(self, quality: int, prediction: LatentPrediction) -> Dict[str, torch.Tensor]:
+    def prediction_inputs(self, quality: int, prediction: LatentPrediction,
+                          shape: Tuple[int, ...]) -> Dict[str, torch.Tensor]:
         """A P-frame decoder graph's latent-prediction inputs: the encoder's gain and the weights."""
         return {'analysis_gain': self.gain_enc[quality],
-                'weight': self.backend.to_input(prediction.weight_vector())}
+                'weight': self.backend.to_input(prediction.weight_map(shape))}
 
     @property
     def device(self) -> torch.device:
@@ -612,13 +613,13 @@ class _EncoderStream:
         z_hat = quantise_hyper_latent(z, codec.tables)
         mu = codec.mean(z_hat, out)
         if planes is None:
-            prediction = LatentPrediction.none(y_g.shape[1])
+            prediction = LatentPrediction.none(y_g.shape[1], (ph, pw))
         else:
             prediction = choose_prediction(y_g, mu, out['y_ref'].float().cpu().numpy(),
                                            codec.tables[2](z_hat), codec.tables[1], motion)
         means = predicted_mean(mu, out['y_ref'].float().cpu().numpy(), prediction)
         encoded = encode_latents(y_g, z, lambda _: means, codec.tables, config.y_substreams,
-                                 prediction.index_shift())
+                                 prediction.index_shift(y_g.shape))
         number = self.next_number
         packet = pack_image_packet(ImagePacket(
             model_id=codec.id_bytes, quality=quality, width=width, height=height, padded_width=pw,
@@ -627,7 +628,8 @@ class _EncoderStream:
             num_y_substreams=config.y_substreams, z_bytes=encoded.z_bytes, y_bytes=encoded.y_bytes,
             frame_kind=FRAME_PREDICTED, frame_number=number, reference_number=reference.number, pose=pose,
             prediction=pack_prediction(prediction) if planes is not None else b''))
-        self.keep(codec, encoded.latents, dict(condition, **codec.prediction_inputs(quality, prediction)),
+        self.keep(codec, encoded.latents,
+                  dict(condition, **codec.prediction_inputs(quality, prediction, y_g.shape)),
                   quality, (height, width), scan.scan_id if scan is not None else None, predicted=True)
         return EncodedImage(packet, len(packet), 8.0 * len(packet) / (width * height), not aligned, quality,
                             scan.scan_id if aligned else None, encoded.latents, frame_kind='P',
@@ -742,12 +744,13 @@ class Decoder:
                 planes, damage = self._reference_planes(parsed, scan if usable else None)
                 if planes is None:
                     # Nothing to predict the latent from: the intra model's means decode it best.
-                    prediction = LatentPrediction.none(prediction.weights.size)
+                    prediction = LatentPrediction.none(prediction.weights.size,
+                                                       (parsed.padded_height, parsed.padded_width))
                 elif prediction.motion is not None:
                     planes = apply_motion(planes, prediction.motion)
                 inputs['reference'] = reference_input(planes, parsed.height, parsed.width,
                                                       _padded(parsed.height, parsed.width), codec.device)
-                inputs.update(codec.prediction_inputs(parsed.quality, prediction))
+                inputs.update(codec.prediction_inputs(parsed.quality, prediction, latents.symbols.shape))
             inputs.update(codec.decoder_quality_inputs(parsed.quality))
         with watch.stage('decoder_network'):
             x_hat = codec.backend.run('decoder', inputs)['x_hat']
@@ -858,14 +861,15 @@ def _parse_prediction(parsed: ImagePacket, codec: _Codec) -> Optional[LatentPred
     key frame. Read from the packet's own bytes only."""
     if not parsed.predicted:
         return None
-    channels = codec.model.config['M']
+    channels, padded = codec.model.config['M'], (parsed.padded_height, parsed.padded_width)
     if not parsed.prediction:
-        return LatentPrediction.none(channels)
-    return parse_prediction(parsed.prediction, channels, (parsed.width, parsed.height))
+        return LatentPrediction.none(channels, padded)
+    return parse_prediction(parsed.prediction, channels, (parsed.width, parsed.height), padded)
 
 
 def _parse_latents(parsed: ImagePacket, codec: _Codec, prediction: Optional[LatentPrediction]) -> Latents:
-    shift = None if prediction is None else prediction.index_shift()
+    shape = (1, codec.model.config['M'], parsed.padded_height // 16, parsed.padded_width // 16)
+    shift = None if prediction is None else prediction.index_shift(shape)
     try:
         return decode_latents(parsed.z_bytes, parsed.y_bytes, (parsed.padded_height, parsed.padded_width),
                               codec.tables, shift)

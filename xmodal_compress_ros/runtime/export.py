@@ -224,7 +224,7 @@ def frame_graph_inputs(model, rgb: np.ndarray, condition: Optional[np.ndarray],
     symbols = torch.from_numpy(round_half_up((enc_out['y_g'] - mu).numpy()).astype(np.float32))
     # A P frame's means lean half on the reference's latent: the comparison covers that path too.
     dec_in = {'z_hat': z_hat, 'symbols': symbols, name: planes, 'gain': gain_dec,
-              'analysis_gain': gain_enc, 'weight': torch.full_like(gain_enc, 0.5),
+              'analysis_gain': gain_enc, 'weight': torch.full_like(enc_out['y_g'], 0.5),
               'quality': quality_plane(model, quality)}
     return {'encoder': enc_in, 'mean': mean_in,
             'decoder': {k: dec_in[k] for k in specs['decoder'].input_names}}

@@ -6,14 +6,15 @@
                                                                   [c_hyper (1,Ch,H/16,W/16)], [y_ref]
     'mean'     z_hat (1,Nz,H/64,W/64), [c_hyper]               -> mu (1,M,H/16,W/16)
     'decoder'  z_hat, symbols (1,M,H/16,W/16), [depth], gain,
-               [analysis_gain (1,M), weight (1,M)], [quality]    -> x_hat (1,3,H,W) in [0, 1]
+               [analysis_gain (1,M), weight (1,M,H/16,W/16)],
+               [quality (1,1)]                                -> x_hat (1,3,H,W) in [0, 1]
 
 H and W are the padded size (multiples of 64). ``depth`` is the uint8-valued conditioning map as
 float (0 = no point; all zeros = no scan) and exists only for LiDAR models; the P-frame codec takes
 ``reference`` (1,4,H,W) in its place: the aligned previous decoded frame and its validity mask.
 ``c_hyper`` exists for conditioned models with a Hyper Refiner. The P-frame codec's encoder also
 returns ``y_ref``, the reference analysed like the image, and its decoder takes the encoder's gain
-(``analysis_gain``) to compute it again and the per-channel ``weight`` of it in the means
+(``analysis_gain``) to compute it again and the ``weight`` of it in each mean
 (:mod:`codec.latent_prediction`). Quality enters as a gain vector
 (``exp`` of the model's log gains for that level, computed by :func:`quality_gains`), so one graph
 serves every quality.
@@ -111,7 +112,7 @@ def graph_specs(model: HyperpriorCodec) -> Dict[str, GraphSpec]:
     y_ref, prediction = (), ()
     if predicts_latent(model):
         y_ref = (TensorSpec('y_ref', _at(m, 16)),)
-        prediction = (TensorSpec('analysis_gain', (1, m)), TensorSpec('weight', (1, m)))
+        prediction = (TensorSpec('analysis_gain', (1, m)), TensorSpec('weight', _at(m, 16)))
     return {
         'encoder': GraphSpec('encoder', (TensorSpec('x', _image(3)),) + depth + (gain,),
                              (TensorSpec('y_g', _at(m, 16)), TensorSpec('z', _at(nz, 64))) + c_hyper + y_ref),
@@ -174,7 +175,7 @@ class DecoderGraph(nn.Module):
         mu = model.mean(z_hat, ctx)
         if predicts_latent(model):
             analysis_gain, weight = rest[2:4]
-            mu = mu + weight[:, :, None, None] * (model.reference_latent(ctx, analysis_gain) - mu)
+            mu = mu + weight * (model.reference_latent(ctx, analysis_gain) - mu)
         y_hat_g = symbols + mu
         x_hat = model.g_s(y_hat_g * gain[:, :, None, None], ctx)
         if model.post_filter is not None:

@@ -221,22 +221,42 @@ def _point(range_index, se, ce, sa, ca, range_step, height):
 
 # --- residuals as table symbols and raw bits ---------------------------------------------------
 
-def _push(rows, values, n, row, value):
-    """Append ``value`` under ``row``: itself when small, else an escape class and raw bits."""
+def _push(rows, values, histogram, n, row, value):
+    """Append ``value`` under ``row``: itself when small, else an escape class and raw bits; count
+    the table symbol in ``histogram`` (row, symbol + SYMBOL_MAX). The encoder's loop writes its
+    frequent symbols itself (see :func:`_range_interval` on arrays passed to inlined functions) and
+    calls this for the rare ones."""
+    symbol = _symbol(value)
+    rows[n] = row
+    values[n] = symbol
+    histogram[row, symbol + SYMBOL_MAX] += 1
+    if -DIRECT <= value <= DIRECT:
+        return n + 1
+    return _push_raw(rows, values, n + 1, value)
+
+
+def _symbol(value):
+    """The table symbol of a residual: itself up to DIRECT, else an escape class (DIRECT + 1 + the bit
+    length of its excess, with its sign)."""
     magnitude = value if value >= 0 else -value
     if magnitude <= DIRECT:
-        rows[n] = row
-        values[n] = value
-        return n + 1
-    excess = magnitude - DIRECT - 1
+        return value
+    symbol = DIRECT + 1 + _bit_length(magnitude - DIRECT - 1)
+    return symbol if value > 0 else -symbol
+
+
+def _bit_length(value):
     width = 0
-    while (excess >> width) > 0:
+    while (value >> width) > 0:
         width += 1
-    symbol = DIRECT + 1 + width
-    rows[n] = row
-    values[n] = symbol if value > 0 else -symbol
-    n += 1
-    bits = width - 1
+    return width
+
+
+def _push_raw(rows, values, n, value):
+    """Append the raw bits of a residual beyond DIRECT, after its escape symbol: the bits of its excess
+    below the leading one, in chunks of up to RAW_BITS (row ``-bits``)."""
+    excess = (value if value >= 0 else -value) - DIRECT - 1
+    bits = _bit_length(excess) - 1
     while bits > 0:
         take = min(bits, rans_kernels.RAW_BITS)
         bits -= take
@@ -321,17 +341,22 @@ def _corrected_row(range_index, range_step):
     return ROW_CORRECTED + (1 if distance < 2 * REFERENCE_RANGE_M else 2)
 
 
+def _intensity_levels() -> np.ndarray:
+    """int64 (51,): the level of each rank up to 50 (every larger rank is level 17)."""
+    edges = np.array([8, 10, 12, 14, 17, 20, 24, 28, 33, 40, 50])
+    ranks = np.arange(51)
+    return np.where(ranks < 7, ranks, 6 + np.searchsorted(edges, ranks, side='right')).astype(np.int64)
+
+
+_INTENSITY_LEVELS = _intensity_levels()
+
+
 def _intensity_level(rank):
     """One of 18 levels of an intensity rank (0-6 alone, then wider): finer where sensors put most
     of their returns. A damaged stream can decode to a negative rank: it must still pick a row that
-    exists (the kernels index tables without bounds checks), so below 0 counts as 0."""
-    if rank < 7:
-        return max(rank, 0)
-    level = 6
-    for edge in (8, 10, 12, 14, 17, 20, 24, 28, 33, 40, 50):
-        if rank >= edge:
-            level += 1
-    return level
+    exists (the kernels index tables without bounds checks), so below 0 counts as 0. Looked up: the
+    encoder and decoder ask once a point."""
+    return _INTENSITY_LEVELS[min(max(rank, 0), 50)]
 
 
 def _intensity_row(first, range_residual, previous, before):
@@ -346,64 +371,78 @@ def _intensity_row(first, range_residual, previous, before):
     return ROW_INTENSITY + _intensity_level(previous) + 18 * direction + (54 if jump else 0)
 
 
-def _prediction(first, i, ranges, azimuths, elevations, intensity, has_intensity, first_range,
-                first_azimuth, first_elevation, first_intensity, azimuth_step):
-    """(range, azimuth, elevation, intensity) predicted for point ``i`` and the azimuth step it adds:
-    a laser's first point from the previous laser's first, every other from the point before it.
-    Encoder and decoder both call this, so they predict alike."""
+def _prediction(first, previous, laser_first, azimuth_step):
+    """(range, azimuth, elevation, intensity) predicted for a point and the azimuth step it adds: a
+    laser's first point from the previous laser's first (``laser_first``), every other from the point
+    before it (``previous``). Encoder and decoder both call this, so they predict alike."""
     if first:
-        return (first_range, first_azimuth, first_elevation, first_intensity), 0
-    return (ranges[i - 1], azimuths[i - 1], elevations[i - 1],
-            intensity[i - 1] if has_intensity else 0), azimuth_step
+        return laser_first, 0
+    return previous, azimuth_step
 
 
 def _spinning_symbols(ranges, azimuths, elevations, has_correction, corrections, intensity, counts,
-                      azimuth_turn, azimuth_step, range_step, rows, values):
+                      azimuth_turn, azimuth_step, range_step, rows, values, histogram):
     n = 0
     point = 0
     has_intensity = intensity.shape[0] > 0
-    first_range = first_azimuth = first_elevation = first_intensity = 0
+    previous = laser_first = (np.int64(0), np.int64(0), np.int64(0), np.int64(0))
     for laser in range(counts.shape[0]):
         last_range_residual = last_azimuth_residual = 0
         for j in range(counts[laser]):
             i = point
             point += 1
             first = j == 0
-            predicted, step = _prediction(first, i, ranges, azimuths, elevations, intensity, has_intensity,
-                                          first_range, first_azimuth, first_elevation, first_intensity,
-                                          azimuth_step)
+            predicted, step = _prediction(first, previous, laser_first, azimuth_step)
             azimuth_residual = _wrap(azimuths[i] - predicted[1] - step, azimuth_turn)
             elevation_residual = elevations[i] - predicted[2]
             corrected = has_correction[i]
             if first:
-                n = _push(rows, values, n, ROW_AZIMUTH + 1, azimuth_residual)
-                n = _push(rows, values, n, ROW_ELEVATION + 1, elevation_residual)
+                n = _push(rows, values, histogram, n, ROW_AZIMUTH + 1, azimuth_residual)
+                n = _push(rows, values, histogram, n, ROW_ELEVATION + 1, elevation_residual)
             else:
                 kind = 2 if corrected else 1 if elevation_residual != 0 else 0
-                rows[n] = _shape_row(last_azimuth_residual, predicted[0], range_step)
-                values[n] = _shape_symbol(azimuth_residual, kind)
+                row = _shape_row(last_azimuth_residual, predicted[0], range_step)
+                symbol = _shape_symbol(azimuth_residual, kind)
+                rows[n] = row
+                values[n] = symbol
+                histogram[row, symbol + SYMBOL_MAX] += 1
                 n += 1
                 if azimuth_residual < -SHAPE_SPAN or azimuth_residual > SHAPE_SPAN:
-                    n = _push(rows, values, n, ROW_AZIMUTH, azimuth_residual)
+                    n = _push(rows, values, histogram, n, ROW_AZIMUTH, azimuth_residual)
                 if kind != 0:
-                    n = _push(rows, values, n, ROW_ELEVATION, elevation_residual)
+                    n = _push(rows, values, histogram, n, ROW_ELEVATION, elevation_residual)
             last_azimuth_residual = azimuth_residual
             range_residual = ranges[i] - predicted[0]
             row = _range_row(first, last_range_residual, azimuth_residual)
-            n = _push(rows, values, n, row, range_residual)
+            symbol = _symbol(range_residual)
+            rows[n] = row
+            values[n] = symbol
+            histogram[row, symbol + SYMBOL_MAX] += 1
+            n += 1
+            if not -DIRECT <= range_residual <= DIRECT:
+                n = _push_raw(rows, values, n, range_residual)
             last_range_residual = range_residual
             if first:
-                n = _push(rows, values, n, _corrected_row(ranges[i], range_step), 1 if corrected else 0)
+                row = _corrected_row(ranges[i], range_step)
+                n = _push(rows, values, histogram, n, row, 1 if corrected else 0)
             if corrected:
                 for axis in range(3):
-                    n = _push(rows, values, n, ROW_CORRECTION, corrections[i, axis])
+                    n = _push(rows, values, histogram, n, ROW_CORRECTION, corrections[i, axis])
+            level = 0
             if has_intensity:
+                level = intensity[i]
                 before = intensity[i - 2] if j >= 2 else predicted[3]
                 row = _intensity_row(first, range_residual, predicted[3], before)
-                n = _push(rows, values, n, row, intensity[i] - predicted[3])
+                symbol = _symbol(level - predicted[3])
+                rows[n] = row
+                values[n] = symbol
+                histogram[row, symbol + SYMBOL_MAX] += 1
+                n += 1
+                if not -DIRECT <= level - predicted[3] <= DIRECT:
+                    n = _push_raw(rows, values, n, level - predicted[3])
+            previous = (ranges[i], azimuths[i], elevations[i], level)
             if first:
-                first_range, first_azimuth, first_elevation = ranges[i], azimuths[i], elevations[i]
-                first_intensity = intensity[i] if has_intensity else 0
+                laser_first = previous
     return n
 
 
@@ -422,16 +461,14 @@ def _decode_spinning(words, counts, azimuth_turn, azimuth_step, range_step, has_
     state, remaining = rans_kernels.decoder_start(words)
     valid = True
     point = 0
-    first_range = first_azimuth = first_elevation = first_intensity = 0
+    previous = laser_first = (np.int64(0), np.int64(0), np.int64(0), np.int64(0))
     for laser in range(counts.shape[0]):
         last_range_residual = last_azimuth_residual = 0
         for j in range(counts[laser]):
             i = point
             point += 1
             first = j == 0
-            predicted, step = _prediction(first, i, ranges, azimuths, elevations, intensity, has_intensity,
-                                          first_range, first_azimuth, first_elevation, first_intensity,
-                                          azimuth_step)
+            predicted, step = _prediction(first, previous, laser_first, azimuth_step)
             kind = 1
             if first:
                 azimuth_residual, state, remaining = _pop(state, remaining, words, ROW_AZIMUTH + 1, offsets,
@@ -479,28 +516,29 @@ def _decode_spinning(words, counts, azimuth_turn, azimuth_step, range_step, has_
                 row = _intensity_row(first, range_residual, predicted[3], before)
                 residual, state, remaining = _pop(state, remaining, words, row, offsets, bounds, lookup)
                 intensity[i] = predicted[3] + residual
+            previous = (ranges[i], azimuths[i], elevations[i], intensity[i] if has_intensity else np.int64(0))
             if first:
-                first_range, first_azimuth, first_elevation = ranges[i], azimuths[i], elevations[i]
-                first_intensity = intensity[i] if has_intensity else 0
+                laser_first = previous
     done = valid and rans_kernels.decoder_done(state, remaining)
     return ranges, azimuths, elevations, has_correction, corrections, intensity, done
 
 
 # --- grid mode: symbols of a sorted grid -------------------------------------------------------
 
-def _grid_symbols(cells, intensity, rows, values):
+def _grid_symbols(cells, intensity, rows, values, histogram):
     n = 0
     last_intensity_residual = 0
     for i in range(cells.shape[0]):
         previous = cells[i - 1] if i > 0 else np.zeros(3, dtype=np.int64)
         dx = cells[i, 0] - previous[0]
         dy = cells[i, 1] - previous[1]
-        n = _push(rows, values, n, ROW_GRID_X, dx)
-        n = _push(rows, values, n, ROW_GRID_Y + (dx != 0), dy)
-        n = _push(rows, values, n, ROW_GRID_Z + (dx != 0 or dy != 0), cells[i, 2] - previous[2])
+        n = _push(rows, values, histogram, n, ROW_GRID_X, dx)
+        n = _push(rows, values, histogram, n, ROW_GRID_Y + (dx != 0), dy)
+        n = _push(rows, values, histogram, n, ROW_GRID_Z + (dx != 0 or dy != 0), cells[i, 2] - previous[2])
         if intensity.shape[0]:
             residual = intensity[i] - (intensity[i - 1] if i > 0 else 0)
-            n = _push(rows, values, n, ROW_GRID_INTENSITY + _size_class(last_intensity_residual), residual)
+            row = ROW_GRID_INTENSITY + _size_class(last_intensity_residual)
+            n = _push(rows, values, histogram, n, row, residual)
             last_intensity_residual = residual
     return n
 
@@ -527,15 +565,6 @@ def _decode_grid(words, total, has_intensity, offsets, bounds, lookup):
     return cells, intensity, rans_kernels.decoder_done(state, remaining)
 
 
-def _histogram(rows, values, count, num_rows):
-    """Counts of each (row, symbol) among the table-coded entries (raw bits left out)."""
-    histogram = np.zeros((num_rows, 2 * SYMBOL_MAX + 1), dtype=np.int64)
-    for i in range(count):
-        if rows[i] >= 0:
-            histogram[rows[i], values[i] + SYMBOL_MAX] += 1
-    return histogram
-
-
 if numba is not None:
     _compile = numba.njit(nogil=True, cache=True)
     _inline = numba.njit(nogil=True, cache=True, inline='always')
@@ -544,6 +573,9 @@ if numba is not None:
     _point = _inline(_point)
     _spherical_to_cartesian = _compile(_spherical_to_cartesian)
     _push = _inline(_push)
+    _symbol = _inline(_symbol)
+    _bit_length = _inline(_bit_length)
+    _push_raw = _inline(_push_raw)
     _pop = _inline(_pop)
     _size_class = _inline(_size_class)
     _wrap = _inline(_wrap)
@@ -554,7 +586,6 @@ if numba is not None:
     _corrected_row = _inline(_corrected_row)
     _intensity_level = _inline(_intensity_level)
     _intensity_row = _inline(_intensity_row)
-    _histogram = _compile(_histogram)
     _spinning_symbols = _compile(_spinning_symbols)
     _decode_spinning = _compile(_decode_spinning)
     _grid_symbols = _compile(_grid_symbols)
@@ -575,11 +606,15 @@ COUNT_LEVELS = _count_levels()
 _COUNT_SPLITS = np.sqrt(COUNT_LEVELS[1:-1].astype(np.float64) * COUNT_LEVELS[2:])
 
 
-def _build_table(rows: np.ndarray, values: np.ndarray, num_rows: int) -> Tuple[PmfTable, bytes]:
+def _new_histogram(num_rows: int) -> np.ndarray:
+    """Counts of each (row, symbol + SYMBOL_MAX) of the table-coded entries, filled by :func:`_push`."""
+    return np.zeros((num_rows, 2 * SYMBOL_MAX + 1), np.int64)
+
+
+def _build_table(histogram: np.ndarray, num_rows: int) -> Tuple[PmfTable, bytes]:
     """The table of this scan's symbol histograms (each count rounded to a level of COUNT_LEVELS,
     one byte), and its serialization."""
     width = 2 * SYMBOL_MAX + 1
-    histogram = _histogram(rows, values, len(rows), num_rows)
     used = histogram > 0
     lows = np.where(used.any(axis=1), used.argmax(axis=1), 0)
     highs = np.where(used.any(axis=1), width - 1 - used[:, ::-1].argmax(axis=1), 0)
@@ -668,11 +703,11 @@ def _need(blob: bytes, offset: int, size: int, what: str) -> None:
         raise PacketError(f'LiDAR payload is truncated inside its {what} ({len(blob)} bytes)')
 
 
-def _entropy_code(rows: np.ndarray, values: np.ndarray, count: int, num_rows: int,
+def _entropy_code(rows: np.ndarray, values: np.ndarray, count: int, histogram: np.ndarray, num_rows: int,
                   side: bytes) -> bytes:
     """Side information and tables (zlib), then the rANS words."""
     rows, values = rows[:count], values[:count]
-    table, table_blob = _build_table(rows, values, num_rows)
+    table, table_blob = _build_table(histogram, num_rows)
     bounds = rans_kernels.model_bounds(table.pmfs, table.lengths, table.precision)
     words = rans_kernels.encode_sequence(rows, values, count, table.offsets, bounds)
     packed = zlib.compress(side + table_blob, 6)  # 9: 1 ms more for 1 % of these bytes
@@ -776,11 +811,12 @@ def _encode_spinning(xyz64, azimuth, codes, laid_out, header, correction_step, r
         return None
     rows = np.empty(len(ranges) * _ENTRIES_PER_POINT, np.int16)
     values = np.empty(len(ranges) * _ENTRIES_PER_POINT, np.int16)
+    histogram = _new_histogram(SPINNING_ROWS)
     count = _spinning_symbols(ranges, azimuths, elevations, has_correction, corrections, ranks, counts,
-                              azimuth_turn, azimuth_step, range_step, rows, values)
+                              azimuth_turn, azimuth_step, range_step, rows, values, histogram)
     side = (_SPINNING.pack(range_step, azimuth_turn, turn, azimuth_step, len(counts))
             + counts.astype('<u4').tobytes() + heights.astype('<i2').tobytes() + used)
-    payload = header + _entropy_code(rows, values, count, SPINNING_ROWS, side)
+    payload = header + _entropy_code(rows, values, count, histogram, SPINNING_ROWS, side)
     return PredictiveScan(payload, decoded, codes if len(codes) else None, order, 'spinning',
                           _HEADER.unpack_from(header)[6])
 
@@ -842,10 +878,10 @@ def _laser_sums(xyz, counts):
     return sums
 
 
-def _nearest(xyz, i, azimuth, height, range_step, azimuth_turn, azimuth_per_radian, elevation_per_radian):
-    """Integer range, azimuth and elevation nearest point ``i`` seen from its laser's origin (any
-    values are valid: the corrections make up for them; these make the corrections zero)."""
-    x, y, z = xyz[i, 0], xyz[i, 1], xyz[i, 2] - height
+def _nearest(target, azimuth, height, range_step, azimuth_turn, azimuth_per_radian, elevation_per_radian):
+    """Integer range, azimuth and elevation nearest the point ``target`` (x, y, z) seen from its laser's
+    origin (any values are valid: the corrections make up for them; these make the corrections zero)."""
+    x, y, z = target[0], target[1], target[2] - height
     distance = math.sqrt(x * x + y * y + z * z)
     sine = min(1.0, max(-1.0, z / distance)) if distance > 0 else 0.0
     index = np.int64(round(azimuth * azimuth_per_radian))
@@ -855,34 +891,38 @@ def _nearest(xyz, i, azimuth, height, range_step, azimuth_turn, azimuth_per_radi
             np.int64(round(math.asin(sine) * elevation_per_radian)))
 
 
-def _fits(xyz, i, x, y, z, max_error):
-    """Whether the float32 point (x, y, z) is within ``max_error`` of point ``i`` on every axis."""
-    return (abs(np.float64(np.float32(x)) - xyz[i, 0]) <= max_error
-            and abs(np.float64(np.float32(y)) - xyz[i, 1]) <= max_error
-            and abs(np.float64(np.float32(z)) - xyz[i, 2]) <= max_error)
+def _fits(target, x, y, z, max_error):
+    """Whether the float32 point (x, y, z) is within ``max_error`` of ``target`` on every axis."""
+    return (abs(np.float64(np.float32(x)) - target[0]) <= max_error
+            and abs(np.float64(np.float32(y)) - target[1]) <= max_error
+            and abs(np.float64(np.float32(z)) - target[2]) <= max_error)
 
 
-def _range_interval(xyz, i, se, ce, sa, ca, range_step, height, slack):
-    """The integer ranges that put the point within ``slack`` of point ``i`` on every axis along
-    these angles (empty: low > high)."""
-    low, high = -1e18, 1e18
-    direction = (ce * ca, ce * sa, se)
-    origin = (0.0, 0.0, height)
-    for axis in range(3):
-        u = direction[axis] * range_step
-        offset = xyz[i, axis] - origin[axis]
-        if abs(u) < 1e-12:
-            if abs(offset) > slack:
-                return 1, 0
-            continue
-        inverse = 1.0 / u  # the encoder's choice only: _fits checks the result exactly
-        a, b = (offset - slack) * inverse, (offset + slack) * inverse
-        if a > b:
-            a, b = b, a
-        low, high = max(low, a), min(high, b)
-    if low > high:
+def _range_interval(target, se, ce, sa, ca, range_step, height, slack):
+    """The integer ranges that put the point within ``slack`` of ``target`` (x, y, z) on every axis
+    along these angles (empty: low > high). The helpers of the encoder's loop take coordinates, not
+    the array: numba counts references to an array passed to an inlined function, an atomic
+    increment and decrement per call that cost more than the arithmetic."""
+    low, high, empty = _axis_interval(target[0], ce * ca * range_step, slack, -1e18, 1e18)
+    if not empty:
+        low, high, empty = _axis_interval(target[1], ce * sa * range_step, slack, low, high)
+    if not empty:
+        low, high, empty = _axis_interval(target[2] - height, se * range_step, slack, low, high)
+    if empty or low > high:
         return 1, 0
     return np.int64(math.ceil(low)), np.int64(math.floor(high))
+
+
+def _axis_interval(offset, u, slack, low, high):
+    """(low, high, empty): the range interval narrowed by one axis, where a range step moves the
+    point by ``u`` along it and the point lies ``offset`` from the laser's origin."""
+    if abs(u) < 1e-12:
+        return low, high, abs(offset) > slack
+    inverse = 1.0 / u  # the encoder's choice only: _fits checks the result exactly
+    a, b = (offset - slack) * inverse, (offset + slack) * inverse
+    if a > b:
+        a, b = b, a
+    return max(low, a), min(high, b), False
 
 
 def _choose_spherical(xyz, azimuth, counts, heights, range_step, azimuth_turn, elevation_turn, azimuth_step,
@@ -894,14 +934,12 @@ def _choose_spherical(xyz, azimuth, counts, heights, range_step, azimuth_turn, e
     Where the predicted azimuth and elevation and a range near the predicted one already put a point
     within the bound, those are coded (zero or small residuals, no correction) instead of the
     nearest values: the bound is per coordinate, so there is slack to spend on cheaper symbols.
-    Elsewhere the nearest values (computed only then: an arcsine and a square root) and a correction.
+    Elsewhere (:func:`_choose_fallback`) the nearest values and, if they need it, a correction.
     """
     n = xyz.shape[0]
     ranges = np.empty(n, dtype=np.int64)
     azimuths = np.empty(n, dtype=np.int64)
     elevations = np.empty(n, dtype=np.int64)
-    azimuth_per_radian = azimuth_turn / (2.0 * math.pi)
-    elevation_per_radian = elevation_turn / (2.0 * math.pi)
     # Few points have corrections: a flag per point, and rows written only for those.
     has_correction = np.zeros(n, dtype=np.bool_)
     corrections = np.empty((n, 3), dtype=np.int64)
@@ -909,8 +947,10 @@ def _choose_spherical(xyz, azimuth, counts, heights, range_step, azimuth_turn, e
     tabulated = azimuth_turn <= 2 * n
     table = _sincos_table(azimuth_turn) if tabulated else np.empty((0, 2), dtype=np.float64)
     slack = max_error * 0.999
+    azimuth_per_radian = azimuth_turn / (2.0 * math.pi)
+    elevation_per_radian = elevation_turn / (2.0 * math.pi)
     cached_elevation = 0
-    cached_se, cached_ce = _sincos_turn(0, elevation_turn)
+    se, ce = _sincos_turn(0, elevation_turn)
     within = True
     point = 0
     first_range = first_azimuth = first_elevation = 0
@@ -927,53 +967,88 @@ def _choose_spherical(xyz, azimuth, counts, heights, range_step, azimuth_turn, e
                 predicted_azimuth = azimuths[i - 1] + azimuth_step
                 if predicted_azimuth < 0 or predicted_azimuth >= azimuth_turn:
                     predicted_azimuth %= azimuth_turn
-            near_range = near_azimuth = near_elevation = 0
-            for attempt in range(5):
-                if attempt == 1:
-                    near_range, near_azimuth, near_elevation = _nearest(
-                        xyz, i, azimuth[i], height, range_step, azimuth_turn, azimuth_per_radian,
-                        elevation_per_radian)
-                nearest = attempt == 4  # the fallback: nearest values and a correction
-                chosen_azimuth = predicted_azimuth if attempt < 2 else near_azimuth
-                elevation = predicted_elevation if attempt % 2 == 0 and not nearest else near_elevation
-                if (attempt == 1 and elevation == predicted_elevation) or (
-                        attempt == 2 and chosen_azimuth == predicted_azimuth) or (
-                        attempt == 3 and (chosen_azimuth == predicted_azimuth
-                                          or elevation == predicted_elevation)):
-                    continue
-                if elevation != cached_elevation:
-                    cached_elevation = elevation
-                    cached_se, cached_ce = _sincos_turn(elevation, elevation_turn)
-                se, ce = cached_se, cached_ce
-                if tabulated:
-                    sa, ca = table[chosen_azimuth, 0], table[chosen_azimuth, 1]
-                else:
-                    sa, ca = _sincos_turn(chosen_azimuth, azimuth_turn)
-                if nearest:
-                    x, y, z = _point(near_range, se, ce, sa, ca, range_step, height)
-                    base = (x, y, z)
-                    for axis in range(3):
-                        k = np.int64(round((xyz[i, axis] - base[axis]) / correction_step))
-                        corrections[i, axis] = k
-                        has_correction[i] |= k != 0
-                        value = np.float32(base[axis] + k * correction_step)
-                        decoded[i, axis] = value
-                        if not abs(np.float64(value) - xyz[i, axis]) <= max_error:
-                            within = False
-                    ranges[i], azimuths[i], elevations[i] = near_range, chosen_azimuth, elevation
-                    break
-                low, high = _range_interval(xyz, i, se, ce, sa, ca, range_step, height, slack)
-                if low > high:
-                    continue
+            if predicted_elevation != cached_elevation:
+                cached_elevation = predicted_elevation
+                se, ce = _sincos_turn(predicted_elevation, elevation_turn)
+            if tabulated:
+                sa, ca = table[predicted_azimuth, 0], table[predicted_azimuth, 1]
+            else:
+                sa, ca = _sincos_turn(predicted_azimuth, azimuth_turn)
+            # The predicted angles and the range nearest the predicted one within the bound: most points.
+            target = (xyz[i, 0], xyz[i, 1], xyz[i, 2])
+            low, high = _range_interval(target, se, ce, sa, ca, range_step, height, slack)
+            done = False
+            if low <= high:
                 chosen = min(max(predicted_range, low), high)
                 x, y, z = _point(chosen, se, ce, sa, ca, range_step, height)
-                if _fits(xyz, i, x, y, z, max_error):
-                    ranges[i], azimuths[i], elevations[i] = chosen, chosen_azimuth, elevation
+                if _fits(target, x, y, z, max_error):
+                    ranges[i], azimuths[i], elevations[i] = chosen, predicted_azimuth, predicted_elevation
                     decoded[i, 0], decoded[i, 1], decoded[i, 2] = np.float32(x), np.float32(y), np.float32(z)
-                    break
+                    done = True
+            if not done:
+                near = _nearest(target, azimuth[i], height, range_step, azimuth_turn, azimuth_per_radian,
+                                elevation_per_radian)
+                if tabulated:
+                    near_sa, near_ca = table[near[1], 0], table[near[1], 1]
+                else:
+                    near_sa, near_ca = _sincos_turn(near[1], azimuth_turn)
+                (ranges[i], azimuths[i], elevations[i]), point32, k, fits = _choose_fallback(
+                    target, near, predicted_range, predicted_azimuth, predicted_elevation, se, ce, sa, ca,
+                    near_sa, near_ca, height, range_step, elevation_turn, correction_step, max_error, slack)
+                decoded[i, 0], decoded[i, 1], decoded[i, 2] = point32
+                if k[0] != 0 or k[1] != 0 or k[2] != 0:
+                    has_correction[i] = True
+                    corrections[i, 0], corrections[i, 1], corrections[i, 2] = k
+                within &= fits
             if j == 0:
                 first_range, first_azimuth, first_elevation = ranges[i], azimuths[i], elevations[i]
     return ranges, azimuths, elevations, has_correction, corrections, decoded, within
+
+
+def _choose_fallback(target, near, predicted_range, predicted_azimuth, predicted_elevation, predicted_se,
+                     predicted_ce, predicted_sa, predicted_ca, near_sa, near_ca, height, range_step,
+                     elevation_turn, correction_step, max_error, slack):
+    """The coded values of a point ``target`` that the predicted angles miss, given its nearest values
+    ``near`` (range, azimuth, elevation) and the sines and cosines of both azimuths: ((range, azimuth,
+    elevation), the float32 decoded point, the correction, whether it is within the bound). Tried in
+    turn: the predicted azimuth with the nearest elevation, the nearest azimuth with the predicted
+    elevation, both nearest (each with a range within the bound), then the nearest values and a
+    correction. Scalars only (see :func:`_range_interval`)."""
+    near_range, near_azimuth, near_elevation = near
+    near_se, near_ce = predicted_se, predicted_ce
+    if near_elevation != predicted_elevation:
+        near_se, near_ce = _sincos_turn(near_elevation, elevation_turn)
+    for attempt in range(1, 5):
+        nearest = attempt == 4  # the fallback: nearest values and a correction
+        chosen_azimuth = predicted_azimuth if attempt < 2 else near_azimuth
+        elevation = predicted_elevation if attempt % 2 == 0 and not nearest else near_elevation
+        if (attempt == 1 and elevation == predicted_elevation) or (
+                attempt == 2 and chosen_azimuth == predicted_azimuth) or (
+                attempt == 3 and (chosen_azimuth == predicted_azimuth
+                                  or elevation == predicted_elevation)):
+            continue
+        se, ce = (predicted_se, predicted_ce) if elevation == predicted_elevation else (near_se, near_ce)
+        sa, ca = (predicted_sa, predicted_ca) if attempt < 2 else (near_sa, near_ca)
+        if nearest:
+            x, y, z = _point(near_range, se, ce, sa, ca, range_step, height)
+            kx = np.int64(round((target[0] - x) / correction_step))
+            ky = np.int64(round((target[1] - y) / correction_step))
+            kz = np.int64(round((target[2] - z) / correction_step))
+            point32 = (np.float32(x + kx * correction_step), np.float32(y + ky * correction_step),
+                       np.float32(z + kz * correction_step))
+            within = (abs(np.float64(point32[0]) - target[0]) <= max_error
+                      and abs(np.float64(point32[1]) - target[1]) <= max_error
+                      and abs(np.float64(point32[2]) - target[2]) <= max_error)
+            return (near_range, chosen_azimuth, elevation), point32, (kx, ky, kz), within
+        low, high = _range_interval(target, se, ce, sa, ca, range_step, height, slack)
+        if low > high:
+            continue
+        chosen = min(max(predicted_range, low), high)
+        x, y, z = _point(chosen, se, ce, sa, ca, range_step, height)
+        if _fits(target, x, y, z, max_error):
+            return ((chosen, chosen_azimuth, elevation), (np.float32(x), np.float32(y), np.float32(z)),
+                    (np.int64(0), np.int64(0), np.int64(0)), True)
+    return near, (np.float32(0), np.float32(0), np.float32(0)), (np.int64(0), np.int64(0), np.int64(0)), False
 
 
 if numba is not None:
@@ -981,6 +1056,8 @@ if numba is not None:
     _nearest = numba.njit(nogil=True, cache=True, inline='always')(_nearest)
     _fits = numba.njit(nogil=True, cache=True, inline='always')(_fits)
     _range_interval = numba.njit(nogil=True, cache=True, inline='always')(_range_interval)
+    _axis_interval = numba.njit(nogil=True, cache=True, inline='always')(_axis_interval)
+    _choose_fallback = numba.njit(nogil=True, cache=True)(_choose_fallback)
     _choose_spherical = numba.njit(nogil=True, cache=True)(_choose_spherical)
 
 
@@ -1030,8 +1107,9 @@ def _encode_grid(xyz64, codes, header, correction_step, max_error, has_intensity
         raise ParameterError(f'lidar max_error {max_error} m cannot be met in float32 for this cloud')
     rows = np.empty(len(cells) * _ENTRIES_PER_POINT, np.int16)
     values = np.empty(len(cells) * _ENTRIES_PER_POINT, np.int16)
-    count = _grid_symbols(cells, ranks, rows, values)
-    payload = header + _entropy_code(rows, values, count, GRID_ROWS, used)
+    histogram = _new_histogram(GRID_ROWS)
+    count = _grid_symbols(cells, ranks, rows, values, histogram)
+    payload = header + _entropy_code(rows, values, count, histogram, GRID_ROWS, used)
     return PredictiveScan(payload, decoded, codes if has_intensity else None, order, 'grid', invalid_points)
 
 

@@ -729,8 +729,7 @@ def _steps(max_error: float, xyz: np.ndarray) -> Tuple[float, float, int]:
     return correction_step, RANGE_FRACTION * 2.0 * max_error, min(turn, 1 << 30)
 
 
-def _laser_order(xyz: np.ndarray, azimuth: np.ndarray,
-                 rings: Optional[np.ndarray]) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+def _laser_order(xyz: np.ndarray, rings: Optional[np.ndarray]) -> Optional[Tuple[np.ndarray, np.ndarray]]:
     """(order, points per laser) of a spinning scan, or None for a cloud without that structure.
 
     With ``rings``, points are grouped by ring (stably: drivers give each ring in azimuth order;
@@ -744,17 +743,81 @@ def _laser_order(xyz: np.ndarray, azimuth: np.ndarray,
         if rings.min() < 0 or rings.max() >= MAX_LASERS:
             return None
         order, counts = rans_kernels.group_order(rings.astype(np.int32), int(rings.max()) + 1)
-        steps = np.diff(azimuth[order])
+        steps = _azimuth_steps(xyz[order, 0], xyz[order, 1])
         same = np.diff(rings[order]) == 0
         if _monotonic_share(steps[same]) < 0.8:
-            order = np.lexsort((azimuth, rings))
+            order = np.lexsort((np.arctan2(xyz[:, 1], xyz[:, 0]), rings))
         return order.astype(np.int64), counts.astype(np.int64)
-    steps = np.diff(azimuth)
+    steps = _azimuth_steps(xyz[:, 0], xyz[:, 1])
     wraps = np.flatnonzero(np.abs(steps) > math.pi)
     if len(wraps) + 1 > MAX_LASERS or n < 16 * (len(wraps) + 1) or _monotonic_share(steps) < 0.9:
         return None
     counts = np.diff(np.concatenate(([0], wraps + 1, [n])))
     return np.arange(n, dtype=np.int64), counts.astype(np.int64)
+
+
+def _azimuth_steps(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The azimuth steps from each point to the next (radians, N - 1), exact where it matters: what
+    :func:`_laser_order` asks of a step (its sign, whether its size exceeds pi) is what the
+    differences of numpy's ``arctan2`` give. Computed from :func:`_approximate_azimuth` (a tenth of
+    libm's time), and from ``math.atan2`` (the same as numpy's) where the approximation is within
+    four times its error of a decision, or a point lies on the axis (its azimuth is a sign case)."""
+    return _azimuth_steps_kernel(np.ascontiguousarray(x), np.ascontiguousarray(y))
+
+
+#: Largest error of :func:`_approximate_azimuth`, radians (about 20 times its truncation error).
+AZIMUTH_APPROXIMATION_ERROR = 1e-8
+
+
+def _approximate_azimuth(x, y):
+    """atan2(y, x) within AZIMUTH_APPROXIMATION_ERROR: an octant reduction, then the arctangent series
+    to the 19th power on |t| <= tan(pi / 8) (truncation error below 0.4143**21 / 21 = 5e-10)."""
+    ax, ay = abs(x), abs(y)
+    big, small = max(ax, ay), min(ax, ay)
+    t = small / big if big > 0 else 0.0
+    offset = 0.0
+    if t > 0.41421356237309503:
+        t = (t - 1.0) / (t + 1.0)
+        offset = math.pi / 4
+    t2 = t * t
+    series = (1.0 - t2 * (1.0 / 3.0 - t2 * (1.0 / 5.0 - t2 * (1.0 / 7.0 - t2 * (1.0 / 9.0 - t2 * (
+        1.0 / 11.0 - t2 * (1.0 / 13.0 - t2 * (1.0 / 15.0 - t2 * (1.0 / 17.0 - t2 * (1.0 / 19.0))))))))))
+    angle = offset + t * series
+    if ay > ax:
+        angle = math.pi / 2 - angle
+    if x < 0:
+        angle = math.pi - angle
+    return -angle if math.copysign(1.0, y) < 0 else angle  # -0.0 too: atan2(-0.0, -1) = -pi
+
+
+def _azimuth_steps_kernel(x, y):
+    n = x.shape[0]
+    approximate = np.empty(n, dtype=np.float64)
+    for i in range(n):
+        approximate[i] = _approximate_azimuth(x[i], y[i])
+    steps = np.empty(max(n - 1, 0), dtype=np.float64)
+    # The steps to recompute listed first and recomputed in a loop of their own: behind a branch in
+    # this loop, LLVM computes the (side-effect free) arctangents of every step.
+    exact = np.empty(max(n - 1, 0), dtype=np.int64)
+    count = 0
+    margin = 4.0 * AZIMUTH_APPROXIMATION_ERROR
+    for i in range(n - 1):
+        step = approximate[i + 1] - approximate[i]
+        steps[i] = step
+        size = abs(step)
+        exact[count] = i
+        count += (size <= margin) | (abs(size - math.pi) <= margin) | ((x[i] == 0) & (y[i] == 0)) | (
+            (x[i + 1] == 0) & (y[i + 1] == 0))
+    for k in range(count):
+        i = exact[k]
+        steps[i] = math.atan2(y[i + 1], x[i + 1]) - math.atan2(y[i], x[i])
+    return steps
+
+
+if numba is not None:
+    _approximate_azimuth = numba.njit(nogil=True, cache=True, inline='always', error_model='numpy')(
+        _approximate_azimuth)
+    _azimuth_steps_kernel = numba.njit(nogil=True, cache=True, error_model='numpy')(_azimuth_steps_kernel)
 
 
 def _monotonic_share(steps: np.ndarray) -> float:
@@ -783,29 +846,28 @@ def encode(xyz: np.ndarray, intensity: Optional[np.ndarray], max_error: float,
     codes = np.asarray(intensity, np.int64) if has_intensity else np.zeros(0, np.int64)
     header = _HEADER.pack(FORMAT_VERSION, MODE_SPINNING, FLAG_INTENSITY if has_intensity else 0, 0,
                           max_error, correction_step, invalid_points)
-    azimuth = np.arctan2(xyz64[:, 1], xyz64[:, 0])
-    laid_out = _laser_order(xyz64, azimuth, rings) if len(xyz) else None
+    laid_out = _laser_order(xyz64, rings) if len(xyz) else None
     if laid_out is not None:
-        scan = _encode_spinning(xyz64, azimuth, codes, laid_out, header, correction_step, range_step,
-                                turn, max_error)
+        scan = _encode_spinning(xyz64, codes, laid_out, header, correction_step, range_step, turn, max_error)
         if scan is not None:
             return scan
     return _encode_grid(xyz64, codes, header[:1] + bytes([MODE_GRID]) + header[2:], correction_step,
                         max_error, has_intensity, invalid_points)
 
 
-def _encode_spinning(xyz64, azimuth, codes, laid_out, header, correction_step, range_step, turn,
+def _encode_spinning(xyz64, codes, laid_out, header, correction_step, range_step, turn,
                      max_error) -> Optional[PredictiveScan]:
     order, counts = laid_out
     if not np.array_equal(order, np.arange(len(order))):
-        xyz64, azimuth = xyz64[order], azimuth[order]
+        xyz64 = xyz64[order]
         codes = codes[order] if len(codes) else codes
     used, ranks = _intensity_ranks(codes)
     heights = _laser_heights(xyz64, counts)
-    azimuth_turn = _azimuth_turn(azimuth, counts, turn)
-    azimuth_step = _azimuth_step(azimuth, counts, azimuth_turn)
+    sample, ends = _sampled_azimuths(xyz64)
+    azimuth_turn = _azimuth_turn(sample, ends, counts, turn)
+    azimuth_step = _azimuth_step(sample, ends, counts, azimuth_turn)
     ranges, azimuths, elevations, has_correction, corrections, decoded, within = _choose_spherical(
-        xyz64, azimuth, counts, heights, range_step, azimuth_turn, turn, azimuth_step, correction_step,
+        xyz64, counts, heights, range_step, azimuth_turn, turn, azimuth_step, correction_step,
         max_error)
     if not within:
         return None
@@ -821,23 +883,30 @@ def _encode_spinning(xyz64, azimuth, codes, laid_out, header, correction_step, r
                           _HEADER.unpack_from(header)[6])
 
 
-def _azimuth_step(azimuth: np.ndarray, counts: np.ndarray, azimuth_turn: int) -> int:
+def _sampled_azimuths(xyz: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """(sample, azimuths): about 4096 points ``sample`` of the scan (evenly spaced, the last left out)
+    and the azimuths (radians) of each and of the point after it, (2, S): the firing step's
+    sample."""
+    sample = np.arange(0, len(xyz) - 1, 1 + len(xyz) // 4096)
+    ends = np.stack((sample, sample + 1))
+    return sample, np.arctan2(xyz[ends, 1], xyz[ends, 0])
+
+
+def _azimuth_step(sample: np.ndarray, ends: np.ndarray, counts: np.ndarray, azimuth_turn: int) -> int:
     """The typical azimuth step within a laser, in 1 / ``azimuth_turn`` (the median of a sample:
     any value decodes)."""
-    sample = np.arange(0, len(azimuth) - 1, 1 + len(azimuth) // 4096)
     same_laser = np.diff(np.repeat(np.arange(len(counts)), counts))[sample] == 0
     if not np.any(same_laser):
         return 0
-    indexes = np.rint(azimuth[np.stack((sample, sample + 1))] * (azimuth_turn / (2.0 * math.pi)))
+    indexes = np.rint(ends * (azimuth_turn / (2.0 * math.pi)))
     steps = _wrap_array(np.diff(indexes, axis=0)[0].astype(np.int64), azimuth_turn)
     return int(np.median(steps[same_laser]))
 
 
-def _azimuth_turn(azimuth: np.ndarray, counts: np.ndarray, turn: int) -> int:
+def _azimuth_turn(sample: np.ndarray, ends: np.ndarray, counts: np.ndarray, turn: int) -> int:
     """Azimuth steps per turn: a whole number of steps between a laser's firings (so that azimuth
     residuals are mostly zero), and at least ``turn`` (the bound's resolution)."""
-    sample = slice(None, None, 1 + len(azimuth) // 4096)
-    steps = np.abs(np.diff(azimuth)[sample])
+    steps = np.abs(ends[1] - ends[0])
     same_laser = (np.diff(np.repeat(np.arange(len(counts)), counts))[sample] == 0) & (steps < math.pi)
     firing = float(np.median(steps[same_laser])) if np.any(same_laser) else 0.0
     if not firing > 2.0 * math.pi / (1 << 20):
@@ -925,7 +994,7 @@ def _axis_interval(offset, u, slack, low, high):
     return max(low, a), min(high, b), False
 
 
-def _choose_spherical(xyz, azimuth, counts, heights, range_step, azimuth_turn, elevation_turn, azimuth_step,
+def _choose_spherical(xyz, counts, heights, range_step, azimuth_turn, elevation_turn, azimuth_step,
                       correction_step, max_error):
     """The coded values of every point: (ranges, azimuths, elevations, whether it has a correction,
     the corrections (rows of the points that have one), decoded float32 points, whether all are
@@ -986,7 +1055,9 @@ def _choose_spherical(xyz, azimuth, counts, heights, range_step, azimuth_turn, e
                     decoded[i, 0], decoded[i, 1], decoded[i, 2] = np.float32(x), np.float32(y), np.float32(z)
                     done = True
             if not done:
-                near = _nearest(target, azimuth[i], height, range_step, azimuth_turn, azimuth_per_radian,
+                # The same arctangent as numpy's (both libm's), only for the points that need it.
+                azimuth = math.atan2(target[1], target[0])
+                near = _nearest(target, azimuth, height, range_step, azimuth_turn, azimuth_per_radian,
                                 elevation_per_radian)
                 if tabulated:
                     near_sa, near_ca = table[near[1], 0], table[near[1], 1]

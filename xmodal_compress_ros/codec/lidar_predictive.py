@@ -384,6 +384,7 @@ def _spinning_symbols(ranges, azimuths, elevations, has_correction, corrections,
                       azimuth_turn, azimuth_step, range_step, rows, values, histogram):
     n = 0
     point = 0
+    corrected_points = 0  # corrections hold a row per corrected point, in order
     has_intensity = intensity.shape[0] > 0
     previous = laser_first = (np.int64(0), np.int64(0), np.int64(0), np.int64(0))
     for laser in range(counts.shape[0]):
@@ -427,7 +428,8 @@ def _spinning_symbols(ranges, azimuths, elevations, has_correction, corrections,
                 n = _push(rows, values, histogram, n, row, 1 if corrected else 0)
             if corrected:
                 for axis in range(3):
-                    n = _push(rows, values, histogram, n, ROW_CORRECTION, corrections[i, axis])
+                    n = _push(rows, values, histogram, n, ROW_CORRECTION, corrections[corrected_points, axis])
+                corrected_points += 1
             level = 0
             if has_intensity:
                 level = intensity[i]
@@ -997,8 +999,9 @@ def _axis_interval(offset, u, slack, low, high):
 def _choose_spherical(xyz, counts, heights, range_step, azimuth_turn, elevation_turn, azimuth_step,
                       correction_step, max_error):
     """The coded values of every point: (ranges, azimuths, elevations, whether it has a correction,
-    the corrections (rows of the points that have one), decoded float32 points, whether all are
-    within the bound).
+    the corrections of the points that have one, in their order (the first rows: a row per point would
+    touch a page of memory per corrected point), decoded float32 points, whether all are within the
+    bound).
 
     Where the predicted azimuth and elevation and a range near the predicted one already put a point
     within the bound, those are coded (zero or small residuals, no correction) instead of the
@@ -1012,6 +1015,7 @@ def _choose_spherical(xyz, counts, heights, range_step, azimuth_turn, elevation_
     # Few points have corrections: a flag per point, and rows written only for those.
     has_correction = np.zeros(n, dtype=np.bool_)
     corrections = np.empty((n, 3), dtype=np.int64)
+    corrected = 0
     decoded = np.empty((n, 3), dtype=np.float32)
     tabulated = azimuth_turn <= 2 * n
     table = _sincos_table(azimuth_turn) if tabulated else np.empty((0, 2), dtype=np.float64)
@@ -1069,11 +1073,12 @@ def _choose_spherical(xyz, counts, heights, range_step, azimuth_turn, elevation_
                 decoded[i, 0], decoded[i, 1], decoded[i, 2] = point32
                 if k[0] != 0 or k[1] != 0 or k[2] != 0:
                     has_correction[i] = True
-                    corrections[i, 0], corrections[i, 1], corrections[i, 2] = k
+                    corrections[corrected, 0], corrections[corrected, 1], corrections[corrected, 2] = k
+                    corrected += 1
                 within &= fits
             if j == 0:
                 first_range, first_azimuth, first_elevation = ranges[i], azimuths[i], elevations[i]
-    return ranges, azimuths, elevations, has_correction, corrections, decoded, within
+    return ranges, azimuths, elevations, has_correction, corrections[:corrected], decoded, within
 
 
 def _choose_fallback(target, near, predicted_range, predicted_azimuth, predicted_elevation, predicted_se,

@@ -618,23 +618,27 @@ def _build_table(histogram: np.ndarray, num_rows: int) -> Tuple[PmfTable, bytes]
     one byte), and its serialization."""
     width = 2 * SYMBOL_MAX + 1
     used = histogram > 0
-    lows = np.where(used.any(axis=1), used.argmax(axis=1), 0)
-    highs = np.where(used.any(axis=1), width - 1 - used[:, ::-1].argmax(axis=1), 0)
+    row_used = used.any(axis=1)
+    lows = np.where(row_used, used.argmax(axis=1), 0)
+    highs = np.where(row_used, width - 1 - used[:, ::-1].argmax(axis=1), 0)
     lengths = highs - lows + 1
-    columns = np.arange(lengths.max())[None, :]
+    stride = int(lengths.max())
+    columns = np.arange(stride)[None, :]
     gather = np.minimum(lows[:, None] + columns, width - 1)
     counts = np.where(columns < lengths[:, None], np.take_along_axis(histogram, gather, axis=1), 0)
-    levels = np.where(counts > 0, 1 + np.searchsorted(_COUNT_SPLITS, counts), 0).astype(np.uint8)
-    offsets = lows - SYMBOL_MAX
+    levels = np.where(counts > 0, 1 + np.searchsorted(_COUNT_SPLITS, counts), 0).astype(np.uint8).tobytes()
     blob = [struct.pack('<B', num_rows)]
-    for row in range(num_rows):
-        if not used[row].any():
+    # Python integers and bytes: a numpy call per row costs more than the rest of the table.
+    for row, (is_used, first, length) in enumerate(zip(row_used.tolist(), (lows - SYMBOL_MAX).tolist(),
+                                                       lengths.tolist())):
+        if not is_used:
             blob.append(_ROW.pack(0, 0))
             continue
-        blob.append(_ROW.pack(int(offsets[row]), int(lengths[row])))
-        blob.append(levels[row, :lengths[row]].tobytes())
+        blob.append(_ROW.pack(first, length))
+        blob.append(levels[row * stride:row * stride + length])
+    blob = b''.join(blob)
     # Built from the bytes, as the decoder builds it.
-    return _parse_table(b''.join(blob), 0, num_rows)[0], b''.join(blob)
+    return _parse_table(blob, 0, num_rows)[0], blob
 
 
 def _parse_table(blob: bytes, offset: int, num_rows: int) -> Tuple[PmfTable, int]:

@@ -724,7 +724,7 @@ def _entropy_code(rows: np.ndarray, values: np.ndarray, count: int, histogram: n
 
 def _steps(max_error: float, xyz: np.ndarray) -> Tuple[float, float, int]:
     """Correction step, range step and angle turn for this bound and these coordinates."""
-    largest = float(np.abs(xyz).max()) if len(xyz) else 0.0
+    largest = max(float(xyz.max()), -float(xyz.min())) if len(xyz) else 0.0  # no (N, 3) temporary
     # Leave room for the float32 rounding of the decoded coordinates (at most |x| * 2**-24).
     correction_step = 2.0 * (max_error - (largest + max_error) * 2.0 ** -23)
     if correction_step <= 0 or largest / correction_step > 2.0 ** (MAX_ESCAPE_BITS - 2):
@@ -736,7 +736,8 @@ def _steps(max_error: float, xyz: np.ndarray) -> Tuple[float, float, int]:
 
 
 def _laser_order(xyz: np.ndarray, rings: Optional[np.ndarray]) -> Optional[Tuple[np.ndarray, np.ndarray]]:
-    """(order, points per laser) of a spinning scan, or None for a cloud without that structure.
+    """(order, points per laser) of a spinning scan (order None: the scan's own), or None for a cloud
+    without that structure.
 
     With ``rings``, points are grouped by ring (stably: drivers give each ring in azimuth order;
     a ring out of order is sorted by azimuth). Without, lasers are read from the scan order as
@@ -759,7 +760,7 @@ def _laser_order(xyz: np.ndarray, rings: Optional[np.ndarray]) -> Optional[Tuple
     if len(wraps) + 1 > MAX_LASERS or n < 16 * (len(wraps) + 1) or _monotonic_share(steps) < 0.9:
         return None
     counts = np.diff(np.concatenate(([0], wraps + 1, [n])))
-    return np.arange(n, dtype=np.int64), counts.astype(np.int64)
+    return None, counts.astype(np.int64)
 
 
 def _azimuth_steps(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -864,14 +865,16 @@ def encode(xyz: np.ndarray, intensity: Optional[np.ndarray], max_error: float,
 def _encode_spinning(xyz64, codes, laid_out, header, correction_step, range_step, turn,
                      max_error) -> Optional[PredictiveScan]:
     order, counts = laid_out
-    if not np.array_equal(order, np.arange(len(order))):
+    if order is None:
+        order = np.arange(len(xyz64), dtype=np.int64)
+    elif not np.array_equal(order, np.arange(len(order))):
         xyz64 = xyz64[order]
         codes = codes[order] if len(codes) else codes
     used, ranks = _intensity_ranks(codes)
     heights = _laser_heights(xyz64, counts)
-    sample, ends = _sampled_azimuths(xyz64)
-    azimuth_turn = _azimuth_turn(sample, ends, counts, turn)
-    azimuth_step = _azimuth_step(sample, ends, counts, azimuth_turn)
+    same_laser, ends = _sampled_azimuths(xyz64, counts)
+    azimuth_turn = _azimuth_turn(same_laser, ends, turn)
+    azimuth_step = _azimuth_step(same_laser, ends, azimuth_turn)
     ranges, azimuths, elevations, has_correction, corrections, decoded, within = _choose_spherical(
         xyz64, counts, heights, range_step, azimuth_turn, turn, azimuth_step, correction_step,
         max_error)
@@ -889,19 +892,19 @@ def _encode_spinning(xyz64, codes, laid_out, header, correction_step, range_step
                           _HEADER.unpack_from(header)[6])
 
 
-def _sampled_azimuths(xyz: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    """(sample, azimuths): about 4096 points ``sample`` of the scan (evenly spaced, the last left out)
-    and the azimuths (radians) of each and of the point after it, (2, S): the firing step's
-    sample."""
+def _sampled_azimuths(xyz: np.ndarray, counts: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """(same_laser, azimuths): for about 4096 points of the scan (evenly spaced, the last left out),
+    whether the point after each is on the same laser, and the azimuths (radians) of each and of the
+    point after it, (2, S): the firing step's sample."""
     sample = np.arange(0, len(xyz) - 1, 1 + len(xyz) // 4096)
     ends = np.stack((sample, sample + 1))
-    return sample, np.arctan2(xyz[ends, 1], xyz[ends, 0])
+    laser = np.searchsorted(np.cumsum(counts), ends, side='right')
+    return laser[0] == laser[1], np.arctan2(xyz[ends, 1], xyz[ends, 0])
 
 
-def _azimuth_step(sample: np.ndarray, ends: np.ndarray, counts: np.ndarray, azimuth_turn: int) -> int:
+def _azimuth_step(same_laser: np.ndarray, ends: np.ndarray, azimuth_turn: int) -> int:
     """The typical azimuth step within a laser, in 1 / ``azimuth_turn`` (the median of a sample:
     any value decodes)."""
-    same_laser = np.diff(np.repeat(np.arange(len(counts)), counts))[sample] == 0
     if not np.any(same_laser):
         return 0
     indexes = np.rint(ends * (azimuth_turn / (2.0 * math.pi)))
@@ -909,11 +912,11 @@ def _azimuth_step(sample: np.ndarray, ends: np.ndarray, counts: np.ndarray, azim
     return int(np.median(steps[same_laser]))
 
 
-def _azimuth_turn(sample: np.ndarray, ends: np.ndarray, counts: np.ndarray, turn: int) -> int:
+def _azimuth_turn(same_laser: np.ndarray, ends: np.ndarray, turn: int) -> int:
     """Azimuth steps per turn: a whole number of steps between a laser's firings (so that azimuth
     residuals are mostly zero), and at least ``turn`` (the bound's resolution)."""
     steps = np.abs(ends[1] - ends[0])
-    same_laser = (np.diff(np.repeat(np.arange(len(counts)), counts))[sample] == 0) & (steps < math.pi)
+    same_laser = same_laser & (steps < math.pi)
     firing = float(np.median(steps[same_laser])) if np.any(same_laser) else 0.0
     if not firing > 2.0 * math.pi / (1 << 20):
         return turn

@@ -19,15 +19,28 @@ against the float32 input), encode and decode p50 / p95 in ms (wall) and p50 of 
 time (the better estimate of an idle core on a loaded machine). Prints a table and writes
 ``bench/results/lidar_codec_<tag>.json``.
 
+With ``--baseline REV`` it instead times the predictive codec of this checkout against the one of
+git revision REV, side by side in one process (REV's package is extracted with ``git archive`` and
+imported under another name), in alternating rounds on one core: encode and decode thread CPU time
+per scan (the median over the rounds), and whether the two write the same payload bytes. Writes
+``bench/results/lidar_codec_speed_<tag>.json``.
+
     python bench/bench_lidar_codec.py [--data ../shared/data] [--bounds 0.002 0.01 0.02] [--limit N]
+    python bench/bench_lidar_codec.py --baseline HEAD~3 --bounds 0.01 [--rounds 5]
 """
 from __future__ import annotations
 
 import argparse
+import importlib
+import io
 import json
 import math
 import os
 import socket
+import subprocess
+import sys
+import tarfile
+import tempfile
 import time
 from pathlib import Path
 
@@ -199,6 +212,79 @@ def summarize(rows):
                 decode_cpu_ms_p50=float(np.percentile(decode_cpu, 50)))
 
 
+def baseline_codec(revision: str, root: Path):
+    """The ``lidar_codec`` module of git revision ``revision``, imported as ``xmodal_baseline`` from a
+    copy of its package under ``root`` (its absolute imports renamed to that package)."""
+    repo = Path(__file__).resolve().parents[1]
+    archive = subprocess.run(['git', 'archive', '--format=tar', revision, 'xmodal_compress_ros'], cwd=repo,
+                             check=True, capture_output=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(root, filter='data')
+    package = root / 'xmodal_baseline'
+    (root / 'xmodal_compress_ros').rename(package)
+    for path in package.rglob('*.py'):
+        path.write_text(path.read_text().replace('xmodal_compress_ros', 'xmodal_baseline'))
+    sys.path.insert(0, str(root))
+    return importlib.import_module('xmodal_baseline.codec.lidar_codec')
+
+
+def compare_with_baseline(args, scans) -> None:
+    """This checkout's predictive codec against ``args.baseline``'s, side by side (see the module doc)."""
+    from xmodal_compress_ros.codec import lidar_codec as current
+
+    with tempfile.TemporaryDirectory() as root:
+        baseline = baseline_codec(args.baseline, Path(root))
+        codecs = {'baseline': baseline, 'current': current}
+        load = [os.getloadavg()]
+        results = {}
+        for bound in args.bounds:
+            times = {name: np.zeros((args.rounds, len(scans), 2)) for name in codecs}
+            same = 0
+            for name, module in codecs.items():  # compile / warm up outside the timings
+                module.encode_scan(scans[0][1], module.LidarCodecConfig(max_error=bound))
+            for round_ in range(args.rounds):
+                names = list(codecs) if round_ % 2 == 0 else list(codecs)[::-1]
+                payloads = {}
+                for name in names:
+                    module = codecs[name]
+                    config = module.LidarCodecConfig(max_error=bound)
+                    for k, (_, points) in enumerate(scans):
+                        cpu = time.thread_time()
+                        encoded = module.encode_scan(points, config)
+                        times[name][round_, k, 0] = (time.thread_time() - cpu) * 1e3
+                        cpu = time.thread_time()
+                        module.decode_scan(encoded.payload, encoded.num_points, config)
+                        times[name][round_, k, 1] = (time.thread_time() - cpu) * 1e3
+                        payloads[name, k] = encoded.payload
+                same += sum(payloads['baseline', k] == payloads['current', k] for k in range(len(scans)))
+            summary = {}
+            for name, values in times.items():
+                per_scan = np.median(values, axis=0)  # (scans, encode / decode)
+                summary[name] = dict(encode_cpu_ms_p50=float(np.percentile(per_scan[:, 0], 50)),
+                                     encode_cpu_ms_p95=float(np.percentile(per_scan[:, 0], 95)),
+                                     decode_cpu_ms_p50=float(np.percentile(per_scan[:, 1], 50)),
+                                     decode_cpu_ms_p95=float(np.percentile(per_scan[:, 1], 95)),
+                                     encode_cpu_ms_best=float(np.percentile(values[:, :, 0].min(0), 50)))
+            ratio = float(np.median(np.median(times['current'][:, :, 0], 0)
+                                    / np.median(times['baseline'][:, :, 0], 0)))
+            results[f'{bound:g}'] = dict(summary, encode_time_ratio_p50=ratio,
+                                         identical_payloads=f'{same} of {args.rounds * len(scans)}')
+            for name in codecs:
+                row = summary[name]
+                print(f'{bound:7.3f} {name:<9} encode p50 {row["encode_cpu_ms_p50"]:6.2f} ms  p95 '
+                      f'{row["encode_cpu_ms_p95"]:6.2f}  best-of-rounds p50 '
+                      f'{row["encode_cpu_ms_best"]:6.2f}  decode p50 {row["decode_cpu_ms_p50"]:6.2f} ms',
+                      flush=True)
+            print(f'{bound:7.3f} encode time current / baseline (median over scans) {ratio:.3f}; identical '
+                  f'payloads {same} of {args.rounds * len(scans)}', flush=True)
+        load.append(os.getloadavg())
+    out = Path(__file__).resolve().parent / 'results' / f'lidar_codec_speed_{args.tag}.json'
+    out.write_text(json.dumps(dict(host=socket.gethostname(), cpu_count=os.cpu_count(), one_core=True,
+                                   baseline=args.baseline, rounds=args.rounds, scans=len(scans),
+                                   load_average_start_end=load, results=results), indent=1))
+    print(f'wrote {out}')
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--data', type=Path, default=Path(__file__).resolve().parents[2] / 'shared' / 'data')
@@ -206,6 +292,8 @@ def main() -> None:
     parser.add_argument('--codecs', nargs='+', default=list(CODECS), choices=list(CODECS))
     parser.add_argument('--limit', type=int, default=0, help='first N scans only (0: all)')
     parser.add_argument('--tag', default=socket.gethostname())
+    parser.add_argument('--baseline', help='git revision: time the predictive codec against it instead')
+    parser.add_argument('--rounds', type=int, default=5, help='with --baseline: alternating rounds')
     args = parser.parse_args()
     os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one core
     scans = list(full_scans(args.data))
@@ -213,6 +301,9 @@ def main() -> None:
         scans = scans[:args.limit]
     if not scans:
         raise SystemExit(f'no KITTI scans under {args.data}')
+    if args.baseline:
+        compare_with_baseline(args, scans)
+        return
     for name in args.codecs:  # compile / warm up outside the timings
         CODECS[name](scans[0][1], args.bounds[0])
     results = {}

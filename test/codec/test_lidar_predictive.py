@@ -1,5 +1,7 @@
 """Predictive LiDAR codec: every decoded coordinate within max_error, invalid points counted, bad
 payloads refused with PacketError."""
+import itertools
+import math
 import os
 from pathlib import Path
 
@@ -102,6 +104,32 @@ def test_solid_state_cloud_takes_the_grid_path_within_the_bound():
         encoded = round_trip(points, LidarCodecConfig(max_error=max_error))
         assert lidar_predictive.read_info(encoded.payload).mode == 'grid'
         assert within_bound(encoded, points, max_error)
+
+
+def test_azimuth_steps_decide_as_exact_arctangents():
+    """The laser layout asks of each azimuth step its sign and whether it exceeds pi: the fast
+    approximation's steps answer as the differences of libm's arctangents do, on random points, on
+    and near the axes (signed zeros), and on diametrically opposite pairs (steps of about pi)."""
+    rng = np.random.default_rng(7)
+    signed = [0.0, -0.0, 1.0, -1.0, 1e-300, -1e-300, 2.5, -3.0]
+    corners = np.array(list(itertools.product(signed, signed)))
+    angles = rng.uniform(-np.pi, np.pi, 2000)
+    opposite = np.stack([np.cos(angles), np.sin(angles)], axis=1).repeat(2, axis=0)
+    opposite[1::2] *= -1
+    clouds = [rng.normal(size=(20000, 2)) * 30, corners[rng.permutation(len(corners))], opposite,
+              rng.normal(size=(2000, 2)) * 1e-20]
+    for cloud in clouds:
+        x, y = np.ascontiguousarray(cloud[:, 0]), np.ascontiguousarray(cloud[:, 1])
+        steps = lidar_predictive._azimuth_steps(x, y)
+        exact = np.diff([math.atan2(b, a) for a, b in zip(x, y)])
+        np.testing.assert_array_equal(steps >= 0, exact >= 0)
+        np.testing.assert_array_equal(steps <= 0, exact <= 0)
+        np.testing.assert_array_equal(np.abs(steps) > np.pi, np.abs(exact) > np.pi)
+        finite = (x != 0) | (y != 0)
+        approximate = np.array([lidar_predictive._approximate_azimuth(a, b) for a, b in zip(x, y)])
+        exact_azimuths = np.array([math.atan2(b, a) for a, b in zip(x, y)])
+        assert np.abs(approximate - exact_azimuths)[finite].max(initial=0.0) \
+            <= lidar_predictive.AZIMUTH_APPROXIMATION_ERROR
 
 
 def test_single_point_and_empty_cloud():

@@ -221,22 +221,42 @@ def _point(range_index, se, ce, sa, ca, range_step, height):
 
 # --- residuals as table symbols and raw bits ---------------------------------------------------
 
-def _push(rows, values, n, row, value):
-    """Append ``value`` under ``row``: itself when small, else an escape class and raw bits."""
+def _push(rows, values, histogram, n, row, value):
+    """Append ``value`` under ``row``: itself when small, else an escape class and raw bits; count
+    the table symbol in ``histogram`` (row, symbol + SYMBOL_MAX). The encoder's loop writes its
+    frequent symbols itself (see :func:`_range_interval` on arrays passed to inlined functions) and
+    calls this for the rare ones."""
+    symbol = _symbol(value)
+    rows[n] = row
+    values[n] = symbol
+    histogram[row, symbol + SYMBOL_MAX] += 1
+    if -DIRECT <= value <= DIRECT:
+        return n + 1
+    return _push_raw(rows, values, n + 1, value)
+
+
+def _symbol(value):
+    """The table symbol of a residual: itself up to DIRECT, else an escape class (DIRECT + 1 + the bit
+    length of its excess, with its sign)."""
     magnitude = value if value >= 0 else -value
     if magnitude <= DIRECT:
-        rows[n] = row
-        values[n] = value
-        return n + 1
-    excess = magnitude - DIRECT - 1
+        return value
+    symbol = DIRECT + 1 + _bit_length(magnitude - DIRECT - 1)
+    return symbol if value > 0 else -symbol
+
+
+def _bit_length(value):
     width = 0
-    while (excess >> width) > 0:
+    while (value >> width) > 0:
         width += 1
-    symbol = DIRECT + 1 + width
-    rows[n] = row
-    values[n] = symbol if value > 0 else -symbol
-    n += 1
-    bits = width - 1
+    return width
+
+
+def _push_raw(rows, values, n, value):
+    """Append the raw bits of a residual beyond DIRECT, after its escape symbol: the bits of its excess
+    below the leading one, in chunks of up to RAW_BITS (row ``-bits``)."""
+    excess = (value if value >= 0 else -value) - DIRECT - 1
+    bits = _bit_length(excess) - 1
     while bits > 0:
         take = min(bits, rans_kernels.RAW_BITS)
         bits -= take
@@ -321,17 +341,22 @@ def _corrected_row(range_index, range_step):
     return ROW_CORRECTED + (1 if distance < 2 * REFERENCE_RANGE_M else 2)
 
 
+def _intensity_levels() -> np.ndarray:
+    """int64 (51,): the level of each rank up to 50 (every larger rank is level 17)."""
+    edges = np.array([8, 10, 12, 14, 17, 20, 24, 28, 33, 40, 50])
+    ranks = np.arange(51)
+    return np.where(ranks < 7, ranks, 6 + np.searchsorted(edges, ranks, side='right')).astype(np.int64)
+
+
+_INTENSITY_LEVELS = _intensity_levels()
+
+
 def _intensity_level(rank):
     """One of 18 levels of an intensity rank (0-6 alone, then wider): finer where sensors put most
     of their returns. A damaged stream can decode to a negative rank: it must still pick a row that
-    exists (the kernels index tables without bounds checks), so below 0 counts as 0."""
-    if rank < 7:
-        return max(rank, 0)
-    level = 6
-    for edge in (8, 10, 12, 14, 17, 20, 24, 28, 33, 40, 50):
-        if rank >= edge:
-            level += 1
-    return level
+    exists (the kernels index tables without bounds checks), so below 0 counts as 0. Looked up: the
+    encoder and decoder ask once a point."""
+    return _INTENSITY_LEVELS[min(max(rank, 0), 50)]
 
 
 def _intensity_row(first, range_residual, previous, before):
@@ -346,64 +371,80 @@ def _intensity_row(first, range_residual, previous, before):
     return ROW_INTENSITY + _intensity_level(previous) + 18 * direction + (54 if jump else 0)
 
 
-def _prediction(first, i, ranges, azimuths, elevations, intensity, has_intensity, first_range,
-                first_azimuth, first_elevation, first_intensity, azimuth_step):
-    """(range, azimuth, elevation, intensity) predicted for point ``i`` and the azimuth step it adds:
-    a laser's first point from the previous laser's first, every other from the point before it.
-    Encoder and decoder both call this, so they predict alike."""
+def _prediction(first, previous, laser_first, azimuth_step):
+    """(range, azimuth, elevation, intensity) predicted for a point and the azimuth step it adds: a
+    laser's first point from the previous laser's first (``laser_first``), every other from the point
+    before it (``previous``). Encoder and decoder both call this, so they predict alike."""
     if first:
-        return (first_range, first_azimuth, first_elevation, first_intensity), 0
-    return (ranges[i - 1], azimuths[i - 1], elevations[i - 1],
-            intensity[i - 1] if has_intensity else 0), azimuth_step
+        return laser_first, 0
+    return previous, azimuth_step
 
 
 def _spinning_symbols(ranges, azimuths, elevations, has_correction, corrections, intensity, counts,
-                      azimuth_turn, azimuth_step, range_step, rows, values):
+                      azimuth_turn, azimuth_step, range_step, rows, values, histogram):
     n = 0
     point = 0
+    corrected_points = 0  # corrections hold a row per corrected point, in order
     has_intensity = intensity.shape[0] > 0
-    first_range = first_azimuth = first_elevation = first_intensity = 0
+    previous = laser_first = (np.int64(0), np.int64(0), np.int64(0), np.int64(0))
     for laser in range(counts.shape[0]):
         last_range_residual = last_azimuth_residual = 0
         for j in range(counts[laser]):
             i = point
             point += 1
             first = j == 0
-            predicted, step = _prediction(first, i, ranges, azimuths, elevations, intensity, has_intensity,
-                                          first_range, first_azimuth, first_elevation, first_intensity,
-                                          azimuth_step)
+            predicted, step = _prediction(first, previous, laser_first, azimuth_step)
             azimuth_residual = _wrap(azimuths[i] - predicted[1] - step, azimuth_turn)
             elevation_residual = elevations[i] - predicted[2]
             corrected = has_correction[i]
             if first:
-                n = _push(rows, values, n, ROW_AZIMUTH + 1, azimuth_residual)
-                n = _push(rows, values, n, ROW_ELEVATION + 1, elevation_residual)
+                n = _push(rows, values, histogram, n, ROW_AZIMUTH + 1, azimuth_residual)
+                n = _push(rows, values, histogram, n, ROW_ELEVATION + 1, elevation_residual)
             else:
                 kind = 2 if corrected else 1 if elevation_residual != 0 else 0
-                rows[n] = _shape_row(last_azimuth_residual, predicted[0], range_step)
-                values[n] = _shape_symbol(azimuth_residual, kind)
+                row = _shape_row(last_azimuth_residual, predicted[0], range_step)
+                symbol = _shape_symbol(azimuth_residual, kind)
+                rows[n] = row
+                values[n] = symbol
+                histogram[row, symbol + SYMBOL_MAX] += 1
                 n += 1
                 if azimuth_residual < -SHAPE_SPAN or azimuth_residual > SHAPE_SPAN:
-                    n = _push(rows, values, n, ROW_AZIMUTH, azimuth_residual)
+                    n = _push(rows, values, histogram, n, ROW_AZIMUTH, azimuth_residual)
                 if kind != 0:
-                    n = _push(rows, values, n, ROW_ELEVATION, elevation_residual)
+                    n = _push(rows, values, histogram, n, ROW_ELEVATION, elevation_residual)
             last_azimuth_residual = azimuth_residual
             range_residual = ranges[i] - predicted[0]
             row = _range_row(first, last_range_residual, azimuth_residual)
-            n = _push(rows, values, n, row, range_residual)
+            symbol = _symbol(range_residual)
+            rows[n] = row
+            values[n] = symbol
+            histogram[row, symbol + SYMBOL_MAX] += 1
+            n += 1
+            if not -DIRECT <= range_residual <= DIRECT:
+                n = _push_raw(rows, values, n, range_residual)
             last_range_residual = range_residual
             if first:
-                n = _push(rows, values, n, _corrected_row(ranges[i], range_step), 1 if corrected else 0)
+                row = _corrected_row(ranges[i], range_step)
+                n = _push(rows, values, histogram, n, row, 1 if corrected else 0)
             if corrected:
                 for axis in range(3):
-                    n = _push(rows, values, n, ROW_CORRECTION, corrections[i, axis])
+                    n = _push(rows, values, histogram, n, ROW_CORRECTION, corrections[corrected_points, axis])
+                corrected_points += 1
+            level = 0
             if has_intensity:
+                level = intensity[i]
                 before = intensity[i - 2] if j >= 2 else predicted[3]
                 row = _intensity_row(first, range_residual, predicted[3], before)
-                n = _push(rows, values, n, row, intensity[i] - predicted[3])
+                symbol = _symbol(level - predicted[3])
+                rows[n] = row
+                values[n] = symbol
+                histogram[row, symbol + SYMBOL_MAX] += 1
+                n += 1
+                if not -DIRECT <= level - predicted[3] <= DIRECT:
+                    n = _push_raw(rows, values, n, level - predicted[3])
+            previous = (ranges[i], azimuths[i], elevations[i], level)
             if first:
-                first_range, first_azimuth, first_elevation = ranges[i], azimuths[i], elevations[i]
-                first_intensity = intensity[i] if has_intensity else 0
+                laser_first = previous
     return n
 
 
@@ -422,16 +463,14 @@ def _decode_spinning(words, counts, azimuth_turn, azimuth_step, range_step, has_
     state, remaining = rans_kernels.decoder_start(words)
     valid = True
     point = 0
-    first_range = first_azimuth = first_elevation = first_intensity = 0
+    previous = laser_first = (np.int64(0), np.int64(0), np.int64(0), np.int64(0))
     for laser in range(counts.shape[0]):
         last_range_residual = last_azimuth_residual = 0
         for j in range(counts[laser]):
             i = point
             point += 1
             first = j == 0
-            predicted, step = _prediction(first, i, ranges, azimuths, elevations, intensity, has_intensity,
-                                          first_range, first_azimuth, first_elevation, first_intensity,
-                                          azimuth_step)
+            predicted, step = _prediction(first, previous, laser_first, azimuth_step)
             kind = 1
             if first:
                 azimuth_residual, state, remaining = _pop(state, remaining, words, ROW_AZIMUTH + 1, offsets,
@@ -479,28 +518,29 @@ def _decode_spinning(words, counts, azimuth_turn, azimuth_step, range_step, has_
                 row = _intensity_row(first, range_residual, predicted[3], before)
                 residual, state, remaining = _pop(state, remaining, words, row, offsets, bounds, lookup)
                 intensity[i] = predicted[3] + residual
+            previous = (ranges[i], azimuths[i], elevations[i], intensity[i] if has_intensity else np.int64(0))
             if first:
-                first_range, first_azimuth, first_elevation = ranges[i], azimuths[i], elevations[i]
-                first_intensity = intensity[i] if has_intensity else 0
+                laser_first = previous
     done = valid and rans_kernels.decoder_done(state, remaining)
     return ranges, azimuths, elevations, has_correction, corrections, intensity, done
 
 
 # --- grid mode: symbols of a sorted grid -------------------------------------------------------
 
-def _grid_symbols(cells, intensity, rows, values):
+def _grid_symbols(cells, intensity, rows, values, histogram):
     n = 0
     last_intensity_residual = 0
     for i in range(cells.shape[0]):
         previous = cells[i - 1] if i > 0 else np.zeros(3, dtype=np.int64)
         dx = cells[i, 0] - previous[0]
         dy = cells[i, 1] - previous[1]
-        n = _push(rows, values, n, ROW_GRID_X, dx)
-        n = _push(rows, values, n, ROW_GRID_Y + (dx != 0), dy)
-        n = _push(rows, values, n, ROW_GRID_Z + (dx != 0 or dy != 0), cells[i, 2] - previous[2])
+        n = _push(rows, values, histogram, n, ROW_GRID_X, dx)
+        n = _push(rows, values, histogram, n, ROW_GRID_Y + (dx != 0), dy)
+        n = _push(rows, values, histogram, n, ROW_GRID_Z + (dx != 0 or dy != 0), cells[i, 2] - previous[2])
         if intensity.shape[0]:
             residual = intensity[i] - (intensity[i - 1] if i > 0 else 0)
-            n = _push(rows, values, n, ROW_GRID_INTENSITY + _size_class(last_intensity_residual), residual)
+            row = ROW_GRID_INTENSITY + _size_class(last_intensity_residual)
+            n = _push(rows, values, histogram, n, row, residual)
             last_intensity_residual = residual
     return n
 
@@ -527,15 +567,6 @@ def _decode_grid(words, total, has_intensity, offsets, bounds, lookup):
     return cells, intensity, rans_kernels.decoder_done(state, remaining)
 
 
-def _histogram(rows, values, count, num_rows):
-    """Counts of each (row, symbol) among the table-coded entries (raw bits left out)."""
-    histogram = np.zeros((num_rows, 2 * SYMBOL_MAX + 1), dtype=np.int64)
-    for i in range(count):
-        if rows[i] >= 0:
-            histogram[rows[i], values[i] + SYMBOL_MAX] += 1
-    return histogram
-
-
 if numba is not None:
     _compile = numba.njit(nogil=True, cache=True)
     _inline = numba.njit(nogil=True, cache=True, inline='always')
@@ -544,6 +575,9 @@ if numba is not None:
     _point = _inline(_point)
     _spherical_to_cartesian = _compile(_spherical_to_cartesian)
     _push = _inline(_push)
+    _symbol = _inline(_symbol)
+    _bit_length = _inline(_bit_length)
+    _push_raw = _inline(_push_raw)
     _pop = _inline(_pop)
     _size_class = _inline(_size_class)
     _wrap = _inline(_wrap)
@@ -554,7 +588,6 @@ if numba is not None:
     _corrected_row = _inline(_corrected_row)
     _intensity_level = _inline(_intensity_level)
     _intensity_row = _inline(_intensity_row)
-    _histogram = _compile(_histogram)
     _spinning_symbols = _compile(_spinning_symbols)
     _decode_spinning = _compile(_decode_spinning)
     _grid_symbols = _compile(_grid_symbols)
@@ -575,29 +608,37 @@ COUNT_LEVELS = _count_levels()
 _COUNT_SPLITS = np.sqrt(COUNT_LEVELS[1:-1].astype(np.float64) * COUNT_LEVELS[2:])
 
 
-def _build_table(rows: np.ndarray, values: np.ndarray, num_rows: int) -> Tuple[PmfTable, bytes]:
+def _new_histogram(num_rows: int) -> np.ndarray:
+    """Counts of each (row, symbol + SYMBOL_MAX) of the table-coded entries, filled by :func:`_push`."""
+    return np.zeros((num_rows, 2 * SYMBOL_MAX + 1), np.int64)
+
+
+def _build_table(histogram: np.ndarray, num_rows: int) -> Tuple[PmfTable, bytes]:
     """The table of this scan's symbol histograms (each count rounded to a level of COUNT_LEVELS,
     one byte), and its serialization."""
     width = 2 * SYMBOL_MAX + 1
-    histogram = _histogram(rows, values, len(rows), num_rows)
     used = histogram > 0
-    lows = np.where(used.any(axis=1), used.argmax(axis=1), 0)
-    highs = np.where(used.any(axis=1), width - 1 - used[:, ::-1].argmax(axis=1), 0)
+    row_used = used.any(axis=1)
+    lows = np.where(row_used, used.argmax(axis=1), 0)
+    highs = np.where(row_used, width - 1 - used[:, ::-1].argmax(axis=1), 0)
     lengths = highs - lows + 1
-    columns = np.arange(lengths.max())[None, :]
+    stride = int(lengths.max())
+    columns = np.arange(stride)[None, :]
     gather = np.minimum(lows[:, None] + columns, width - 1)
     counts = np.where(columns < lengths[:, None], np.take_along_axis(histogram, gather, axis=1), 0)
-    levels = np.where(counts > 0, 1 + np.searchsorted(_COUNT_SPLITS, counts), 0).astype(np.uint8)
-    offsets = lows - SYMBOL_MAX
+    levels = np.where(counts > 0, 1 + np.searchsorted(_COUNT_SPLITS, counts), 0).astype(np.uint8).tobytes()
     blob = [struct.pack('<B', num_rows)]
-    for row in range(num_rows):
-        if not used[row].any():
+    # Python integers and bytes: a numpy call per row costs more than the rest of the table.
+    for row, (is_used, first, length) in enumerate(zip(row_used.tolist(), (lows - SYMBOL_MAX).tolist(),
+                                                       lengths.tolist())):
+        if not is_used:
             blob.append(_ROW.pack(0, 0))
             continue
-        blob.append(_ROW.pack(int(offsets[row]), int(lengths[row])))
-        blob.append(levels[row, :lengths[row]].tobytes())
+        blob.append(_ROW.pack(first, length))
+        blob.append(levels[row * stride:row * stride + length])
+    blob = b''.join(blob)
     # Built from the bytes, as the decoder builds it.
-    return _parse_table(b''.join(blob), 0, num_rows)[0], b''.join(blob)
+    return _parse_table(blob, 0, num_rows)[0], blob
 
 
 def _parse_table(blob: bytes, offset: int, num_rows: int) -> Tuple[PmfTable, int]:
@@ -668,11 +709,11 @@ def _need(blob: bytes, offset: int, size: int, what: str) -> None:
         raise PacketError(f'LiDAR payload is truncated inside its {what} ({len(blob)} bytes)')
 
 
-def _entropy_code(rows: np.ndarray, values: np.ndarray, count: int, num_rows: int,
+def _entropy_code(rows: np.ndarray, values: np.ndarray, count: int, histogram: np.ndarray, num_rows: int,
                   side: bytes) -> bytes:
     """Side information and tables (zlib), then the rANS words."""
     rows, values = rows[:count], values[:count]
-    table, table_blob = _build_table(rows, values, num_rows)
+    table, table_blob = _build_table(histogram, num_rows)
     bounds = rans_kernels.model_bounds(table.pmfs, table.lengths, table.precision)
     words = rans_kernels.encode_sequence(rows, values, count, table.offsets, bounds)
     packed = zlib.compress(side + table_blob, 6)  # 9: 1 ms more for 1 % of these bytes
@@ -683,7 +724,7 @@ def _entropy_code(rows: np.ndarray, values: np.ndarray, count: int, num_rows: in
 
 def _steps(max_error: float, xyz: np.ndarray) -> Tuple[float, float, int]:
     """Correction step, range step and angle turn for this bound and these coordinates."""
-    largest = float(np.abs(xyz).max()) if len(xyz) else 0.0
+    largest = max(float(xyz.max()), -float(xyz.min())) if len(xyz) else 0.0  # no (N, 3) temporary
     # Leave room for the float32 rounding of the decoded coordinates (at most |x| * 2**-24).
     correction_step = 2.0 * (max_error - (largest + max_error) * 2.0 ** -23)
     if correction_step <= 0 or largest / correction_step > 2.0 ** (MAX_ESCAPE_BITS - 2):
@@ -694,9 +735,9 @@ def _steps(max_error: float, xyz: np.ndarray) -> Tuple[float, float, int]:
     return correction_step, RANGE_FRACTION * 2.0 * max_error, min(turn, 1 << 30)
 
 
-def _laser_order(xyz: np.ndarray, azimuth: np.ndarray,
-                 rings: Optional[np.ndarray]) -> Optional[Tuple[np.ndarray, np.ndarray]]:
-    """(order, points per laser) of a spinning scan, or None for a cloud without that structure.
+def _laser_order(xyz: np.ndarray, rings: Optional[np.ndarray]) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+    """(order, points per laser) of a spinning scan (order None: the scan's own), or None for a cloud
+    without that structure.
 
     With ``rings``, points are grouped by ring (stably: drivers give each ring in azimuth order;
     a ring out of order is sorted by azimuth). Without, lasers are read from the scan order as
@@ -709,17 +750,81 @@ def _laser_order(xyz: np.ndarray, azimuth: np.ndarray,
         if rings.min() < 0 or rings.max() >= MAX_LASERS:
             return None
         order, counts = rans_kernels.group_order(rings.astype(np.int32), int(rings.max()) + 1)
-        steps = np.diff(azimuth[order])
+        steps = _azimuth_steps(xyz[order, 0], xyz[order, 1])
         same = np.diff(rings[order]) == 0
         if _monotonic_share(steps[same]) < 0.8:
-            order = np.lexsort((azimuth, rings))
+            order = np.lexsort((np.arctan2(xyz[:, 1], xyz[:, 0]), rings))
         return order.astype(np.int64), counts.astype(np.int64)
-    steps = np.diff(azimuth)
+    steps = _azimuth_steps(xyz[:, 0], xyz[:, 1])
     wraps = np.flatnonzero(np.abs(steps) > math.pi)
     if len(wraps) + 1 > MAX_LASERS or n < 16 * (len(wraps) + 1) or _monotonic_share(steps) < 0.9:
         return None
     counts = np.diff(np.concatenate(([0], wraps + 1, [n])))
-    return np.arange(n, dtype=np.int64), counts.astype(np.int64)
+    return None, counts.astype(np.int64)
+
+
+def _azimuth_steps(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The azimuth steps from each point to the next (radians, N - 1), exact where it matters: what
+    :func:`_laser_order` asks of a step (its sign, whether its size exceeds pi) is what the
+    differences of numpy's ``arctan2`` give. Computed from :func:`_approximate_azimuth` (a tenth of
+    libm's time), and from ``math.atan2`` (the same as numpy's) where the approximation is within
+    four times its error of a decision, or a point lies on the axis (its azimuth is a sign case)."""
+    return _azimuth_steps_kernel(np.ascontiguousarray(x), np.ascontiguousarray(y))
+
+
+#: Largest error of :func:`_approximate_azimuth`, radians (about 20 times its truncation error).
+AZIMUTH_APPROXIMATION_ERROR = 1e-8
+
+
+def _approximate_azimuth(x, y):
+    """atan2(y, x) within AZIMUTH_APPROXIMATION_ERROR: an octant reduction, then the arctangent series
+    to the 19th power on |t| <= tan(pi / 8) (truncation error below 0.4143**21 / 21 = 5e-10)."""
+    ax, ay = abs(x), abs(y)
+    big, small = max(ax, ay), min(ax, ay)
+    t = small / big if big > 0 else 0.0
+    offset = 0.0
+    if t > 0.41421356237309503:
+        t = (t - 1.0) / (t + 1.0)
+        offset = math.pi / 4
+    t2 = t * t
+    series = (1.0 - t2 * (1.0 / 3.0 - t2 * (1.0 / 5.0 - t2 * (1.0 / 7.0 - t2 * (1.0 / 9.0 - t2 * (
+        1.0 / 11.0 - t2 * (1.0 / 13.0 - t2 * (1.0 / 15.0 - t2 * (1.0 / 17.0 - t2 * (1.0 / 19.0))))))))))
+    angle = offset + t * series
+    if ay > ax:
+        angle = math.pi / 2 - angle
+    if x < 0:
+        angle = math.pi - angle
+    return -angle if math.copysign(1.0, y) < 0 else angle  # -0.0 too: atan2(-0.0, -1) = -pi
+
+
+def _azimuth_steps_kernel(x, y):
+    n = x.shape[0]
+    approximate = np.empty(n, dtype=np.float64)
+    for i in range(n):
+        approximate[i] = _approximate_azimuth(x[i], y[i])
+    steps = np.empty(max(n - 1, 0), dtype=np.float64)
+    # The steps to recompute listed first and recomputed in a loop of their own: behind a branch in
+    # this loop, LLVM computes the (side-effect free) arctangents of every step.
+    exact = np.empty(max(n - 1, 0), dtype=np.int64)
+    count = 0
+    margin = 4.0 * AZIMUTH_APPROXIMATION_ERROR
+    for i in range(n - 1):
+        step = approximate[i + 1] - approximate[i]
+        steps[i] = step
+        size = abs(step)
+        exact[count] = i
+        count += (size <= margin) | (abs(size - math.pi) <= margin) | ((x[i] == 0) & (y[i] == 0)) | (
+            (x[i + 1] == 0) & (y[i + 1] == 0))
+    for k in range(count):
+        i = exact[k]
+        steps[i] = math.atan2(y[i + 1], x[i + 1]) - math.atan2(y[i], x[i])
+    return steps
+
+
+if numba is not None:
+    _approximate_azimuth = numba.njit(nogil=True, cache=True, inline='always', error_model='numpy')(
+        _approximate_azimuth)
+    _azimuth_steps_kernel = numba.njit(nogil=True, cache=True, error_model='numpy')(_azimuth_steps_kernel)
 
 
 def _monotonic_share(steps: np.ndarray) -> float:
@@ -748,61 +853,70 @@ def encode(xyz: np.ndarray, intensity: Optional[np.ndarray], max_error: float,
     codes = np.asarray(intensity, np.int64) if has_intensity else np.zeros(0, np.int64)
     header = _HEADER.pack(FORMAT_VERSION, MODE_SPINNING, FLAG_INTENSITY if has_intensity else 0, 0,
                           max_error, correction_step, invalid_points)
-    azimuth = np.arctan2(xyz64[:, 1], xyz64[:, 0])
-    laid_out = _laser_order(xyz64, azimuth, rings) if len(xyz) else None
+    laid_out = _laser_order(xyz64, rings) if len(xyz) else None
     if laid_out is not None:
-        scan = _encode_spinning(xyz64, azimuth, codes, laid_out, header, correction_step, range_step,
-                                turn, max_error)
+        scan = _encode_spinning(xyz64, codes, laid_out, header, correction_step, range_step, turn, max_error)
         if scan is not None:
             return scan
     return _encode_grid(xyz64, codes, header[:1] + bytes([MODE_GRID]) + header[2:], correction_step,
                         max_error, has_intensity, invalid_points)
 
 
-def _encode_spinning(xyz64, azimuth, codes, laid_out, header, correction_step, range_step, turn,
+def _encode_spinning(xyz64, codes, laid_out, header, correction_step, range_step, turn,
                      max_error) -> Optional[PredictiveScan]:
     order, counts = laid_out
-    if not np.array_equal(order, np.arange(len(order))):
-        xyz64, azimuth = xyz64[order], azimuth[order]
+    if order is None:
+        order = np.arange(len(xyz64), dtype=np.int64)
+    elif not np.array_equal(order, np.arange(len(order))):
+        xyz64 = xyz64[order]
         codes = codes[order] if len(codes) else codes
     used, ranks = _intensity_ranks(codes)
     heights = _laser_heights(xyz64, counts)
-    azimuth_turn = _azimuth_turn(azimuth, counts, turn)
-    azimuth_step = _azimuth_step(azimuth, counts, azimuth_turn)
+    same_laser, ends = _sampled_azimuths(xyz64, counts)
+    azimuth_turn = _azimuth_turn(same_laser, ends, turn)
+    azimuth_step = _azimuth_step(same_laser, ends, azimuth_turn)
     ranges, azimuths, elevations, has_correction, corrections, decoded, within = _choose_spherical(
-        xyz64, azimuth, counts, heights, range_step, azimuth_turn, turn, azimuth_step, correction_step,
+        xyz64, counts, heights, range_step, azimuth_turn, turn, azimuth_step, correction_step,
         max_error)
     if not within:
         return None
     rows = np.empty(len(ranges) * _ENTRIES_PER_POINT, np.int16)
     values = np.empty(len(ranges) * _ENTRIES_PER_POINT, np.int16)
+    histogram = _new_histogram(SPINNING_ROWS)
     count = _spinning_symbols(ranges, azimuths, elevations, has_correction, corrections, ranks, counts,
-                              azimuth_turn, azimuth_step, range_step, rows, values)
+                              azimuth_turn, azimuth_step, range_step, rows, values, histogram)
     side = (_SPINNING.pack(range_step, azimuth_turn, turn, azimuth_step, len(counts))
             + counts.astype('<u4').tobytes() + heights.astype('<i2').tobytes() + used)
-    payload = header + _entropy_code(rows, values, count, SPINNING_ROWS, side)
+    payload = header + _entropy_code(rows, values, count, histogram, SPINNING_ROWS, side)
     return PredictiveScan(payload, decoded, codes if len(codes) else None, order, 'spinning',
                           _HEADER.unpack_from(header)[6])
 
 
-def _azimuth_step(azimuth: np.ndarray, counts: np.ndarray, azimuth_turn: int) -> int:
+def _sampled_azimuths(xyz: np.ndarray, counts: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """(same_laser, azimuths): for about 4096 points of the scan (evenly spaced, the last left out),
+    whether the point after each is on the same laser, and the azimuths (radians) of each and of the
+    point after it, (2, S): the firing step's sample."""
+    sample = np.arange(0, len(xyz) - 1, 1 + len(xyz) // 4096)
+    ends = np.stack((sample, sample + 1))
+    laser = np.searchsorted(np.cumsum(counts), ends, side='right')
+    return laser[0] == laser[1], np.arctan2(xyz[ends, 1], xyz[ends, 0])
+
+
+def _azimuth_step(same_laser: np.ndarray, ends: np.ndarray, azimuth_turn: int) -> int:
     """The typical azimuth step within a laser, in 1 / ``azimuth_turn`` (the median of a sample:
     any value decodes)."""
-    sample = np.arange(0, len(azimuth) - 1, 1 + len(azimuth) // 4096)
-    same_laser = np.diff(np.repeat(np.arange(len(counts)), counts))[sample] == 0
     if not np.any(same_laser):
         return 0
-    indexes = np.rint(azimuth[np.stack((sample, sample + 1))] * (azimuth_turn / (2.0 * math.pi)))
+    indexes = np.rint(ends * (azimuth_turn / (2.0 * math.pi)))
     steps = _wrap_array(np.diff(indexes, axis=0)[0].astype(np.int64), azimuth_turn)
     return int(np.median(steps[same_laser]))
 
 
-def _azimuth_turn(azimuth: np.ndarray, counts: np.ndarray, turn: int) -> int:
+def _azimuth_turn(same_laser: np.ndarray, ends: np.ndarray, turn: int) -> int:
     """Azimuth steps per turn: a whole number of steps between a laser's firings (so that azimuth
     residuals are mostly zero), and at least ``turn`` (the bound's resolution)."""
-    sample = slice(None, None, 1 + len(azimuth) // 4096)
-    steps = np.abs(np.diff(azimuth)[sample])
-    same_laser = (np.diff(np.repeat(np.arange(len(counts)), counts))[sample] == 0) & (steps < math.pi)
+    steps = np.abs(ends[1] - ends[0])
+    same_laser = same_laser & (steps < math.pi)
     firing = float(np.median(steps[same_laser])) if np.any(same_laser) else 0.0
     if not firing > 2.0 * math.pi / (1 << 20):
         return turn
@@ -842,10 +956,10 @@ def _laser_sums(xyz, counts):
     return sums
 
 
-def _nearest(xyz, i, azimuth, height, range_step, azimuth_turn, azimuth_per_radian, elevation_per_radian):
-    """Integer range, azimuth and elevation nearest point ``i`` seen from its laser's origin (any
-    values are valid: the corrections make up for them; these make the corrections zero)."""
-    x, y, z = xyz[i, 0], xyz[i, 1], xyz[i, 2] - height
+def _nearest(target, azimuth, height, range_step, azimuth_turn, azimuth_per_radian, elevation_per_radian):
+    """Integer range, azimuth and elevation nearest the point ``target`` (x, y, z) seen from its laser's
+    origin (any values are valid: the corrections make up for them; these make the corrections zero)."""
+    x, y, z = target[0], target[1], target[2] - height
     distance = math.sqrt(x * x + y * y + z * z)
     sine = min(1.0, max(-1.0, z / distance)) if distance > 0 else 0.0
     index = np.int64(round(azimuth * azimuth_per_radian))
@@ -855,62 +969,68 @@ def _nearest(xyz, i, azimuth, height, range_step, azimuth_turn, azimuth_per_radi
             np.int64(round(math.asin(sine) * elevation_per_radian)))
 
 
-def _fits(xyz, i, x, y, z, max_error):
-    """Whether the float32 point (x, y, z) is within ``max_error`` of point ``i`` on every axis."""
-    return (abs(np.float64(np.float32(x)) - xyz[i, 0]) <= max_error
-            and abs(np.float64(np.float32(y)) - xyz[i, 1]) <= max_error
-            and abs(np.float64(np.float32(z)) - xyz[i, 2]) <= max_error)
+def _fits(target, x, y, z, max_error):
+    """Whether the float32 point (x, y, z) is within ``max_error`` of ``target`` on every axis."""
+    return (abs(np.float64(np.float32(x)) - target[0]) <= max_error
+            and abs(np.float64(np.float32(y)) - target[1]) <= max_error
+            and abs(np.float64(np.float32(z)) - target[2]) <= max_error)
 
 
-def _range_interval(xyz, i, se, ce, sa, ca, range_step, height, slack):
-    """The integer ranges that put the point within ``slack`` of point ``i`` on every axis along
-    these angles (empty: low > high)."""
-    low, high = -1e18, 1e18
-    direction = (ce * ca, ce * sa, se)
-    origin = (0.0, 0.0, height)
-    for axis in range(3):
-        u = direction[axis] * range_step
-        offset = xyz[i, axis] - origin[axis]
-        if abs(u) < 1e-12:
-            if abs(offset) > slack:
-                return 1, 0
-            continue
-        inverse = 1.0 / u  # the encoder's choice only: _fits checks the result exactly
-        a, b = (offset - slack) * inverse, (offset + slack) * inverse
-        if a > b:
-            a, b = b, a
-        low, high = max(low, a), min(high, b)
-    if low > high:
+def _range_interval(target, se, ce, sa, ca, range_step, height, slack):
+    """The integer ranges that put the point within ``slack`` of ``target`` (x, y, z) on every axis
+    along these angles (empty: low > high). The helpers of the encoder's loop take coordinates, not
+    the array: numba counts references to an array passed to an inlined function, an atomic
+    increment and decrement per call that cost more than the arithmetic."""
+    low, high, empty = _axis_interval(target[0], ce * ca * range_step, slack, -1e18, 1e18)
+    if not empty:
+        low, high, empty = _axis_interval(target[1], ce * sa * range_step, slack, low, high)
+    if not empty:
+        low, high, empty = _axis_interval(target[2] - height, se * range_step, slack, low, high)
+    if empty or low > high:
         return 1, 0
     return np.int64(math.ceil(low)), np.int64(math.floor(high))
 
 
-def _choose_spherical(xyz, azimuth, counts, heights, range_step, azimuth_turn, elevation_turn, azimuth_step,
+def _axis_interval(offset, u, slack, low, high):
+    """(low, high, empty): the range interval narrowed by one axis, where a range step moves the
+    point by ``u`` along it and the point lies ``offset`` from the laser's origin."""
+    if abs(u) < 1e-12:
+        return low, high, abs(offset) > slack
+    inverse = 1.0 / u  # the encoder's choice only: _fits checks the result exactly
+    a, b = (offset - slack) * inverse, (offset + slack) * inverse
+    if a > b:
+        a, b = b, a
+    return max(low, a), min(high, b), False
+
+
+def _choose_spherical(xyz, counts, heights, range_step, azimuth_turn, elevation_turn, azimuth_step,
                       correction_step, max_error):
     """The coded values of every point: (ranges, azimuths, elevations, whether it has a correction,
-    the corrections (rows of the points that have one), decoded float32 points, whether all are
-    within the bound).
+    the corrections of the points that have one, in their order (the first rows: a row per point would
+    touch a page of memory per corrected point), decoded float32 points, whether all are within the
+    bound).
 
     Where the predicted azimuth and elevation and a range near the predicted one already put a point
     within the bound, those are coded (zero or small residuals, no correction) instead of the
     nearest values: the bound is per coordinate, so there is slack to spend on cheaper symbols.
-    Elsewhere the nearest values (computed only then: an arcsine and a square root) and a correction.
+    Elsewhere (:func:`_choose_fallback`) the nearest values and, if they need it, a correction.
     """
     n = xyz.shape[0]
     ranges = np.empty(n, dtype=np.int64)
     azimuths = np.empty(n, dtype=np.int64)
     elevations = np.empty(n, dtype=np.int64)
-    azimuth_per_radian = azimuth_turn / (2.0 * math.pi)
-    elevation_per_radian = elevation_turn / (2.0 * math.pi)
     # Few points have corrections: a flag per point, and rows written only for those.
     has_correction = np.zeros(n, dtype=np.bool_)
     corrections = np.empty((n, 3), dtype=np.int64)
+    corrected = 0
     decoded = np.empty((n, 3), dtype=np.float32)
     tabulated = azimuth_turn <= 2 * n
     table = _sincos_table(azimuth_turn) if tabulated else np.empty((0, 2), dtype=np.float64)
     slack = max_error * 0.999
+    azimuth_per_radian = azimuth_turn / (2.0 * math.pi)
+    elevation_per_radian = elevation_turn / (2.0 * math.pi)
     cached_elevation = 0
-    cached_se, cached_ce = _sincos_turn(0, elevation_turn)
+    se, ce = _sincos_turn(0, elevation_turn)
     within = True
     point = 0
     first_range = first_azimuth = first_elevation = 0
@@ -927,53 +1047,91 @@ def _choose_spherical(xyz, azimuth, counts, heights, range_step, azimuth_turn, e
                 predicted_azimuth = azimuths[i - 1] + azimuth_step
                 if predicted_azimuth < 0 or predicted_azimuth >= azimuth_turn:
                     predicted_azimuth %= azimuth_turn
-            near_range = near_azimuth = near_elevation = 0
-            for attempt in range(5):
-                if attempt == 1:
-                    near_range, near_azimuth, near_elevation = _nearest(
-                        xyz, i, azimuth[i], height, range_step, azimuth_turn, azimuth_per_radian,
-                        elevation_per_radian)
-                nearest = attempt == 4  # the fallback: nearest values and a correction
-                chosen_azimuth = predicted_azimuth if attempt < 2 else near_azimuth
-                elevation = predicted_elevation if attempt % 2 == 0 and not nearest else near_elevation
-                if (attempt == 1 and elevation == predicted_elevation) or (
-                        attempt == 2 and chosen_azimuth == predicted_azimuth) or (
-                        attempt == 3 and (chosen_azimuth == predicted_azimuth
-                                          or elevation == predicted_elevation)):
-                    continue
-                if elevation != cached_elevation:
-                    cached_elevation = elevation
-                    cached_se, cached_ce = _sincos_turn(elevation, elevation_turn)
-                se, ce = cached_se, cached_ce
-                if tabulated:
-                    sa, ca = table[chosen_azimuth, 0], table[chosen_azimuth, 1]
-                else:
-                    sa, ca = _sincos_turn(chosen_azimuth, azimuth_turn)
-                if nearest:
-                    x, y, z = _point(near_range, se, ce, sa, ca, range_step, height)
-                    base = (x, y, z)
-                    for axis in range(3):
-                        k = np.int64(round((xyz[i, axis] - base[axis]) / correction_step))
-                        corrections[i, axis] = k
-                        has_correction[i] |= k != 0
-                        value = np.float32(base[axis] + k * correction_step)
-                        decoded[i, axis] = value
-                        if not abs(np.float64(value) - xyz[i, axis]) <= max_error:
-                            within = False
-                    ranges[i], azimuths[i], elevations[i] = near_range, chosen_azimuth, elevation
-                    break
-                low, high = _range_interval(xyz, i, se, ce, sa, ca, range_step, height, slack)
-                if low > high:
-                    continue
+            if predicted_elevation != cached_elevation:
+                cached_elevation = predicted_elevation
+                se, ce = _sincos_turn(predicted_elevation, elevation_turn)
+            if tabulated:
+                sa, ca = table[predicted_azimuth, 0], table[predicted_azimuth, 1]
+            else:
+                sa, ca = _sincos_turn(predicted_azimuth, azimuth_turn)
+            # The predicted angles and the range nearest the predicted one within the bound: most points.
+            target = (xyz[i, 0], xyz[i, 1], xyz[i, 2])
+            low, high = _range_interval(target, se, ce, sa, ca, range_step, height, slack)
+            done = False
+            if low <= high:
                 chosen = min(max(predicted_range, low), high)
                 x, y, z = _point(chosen, se, ce, sa, ca, range_step, height)
-                if _fits(xyz, i, x, y, z, max_error):
-                    ranges[i], azimuths[i], elevations[i] = chosen, chosen_azimuth, elevation
+                if _fits(target, x, y, z, max_error):
+                    ranges[i], azimuths[i], elevations[i] = chosen, predicted_azimuth, predicted_elevation
                     decoded[i, 0], decoded[i, 1], decoded[i, 2] = np.float32(x), np.float32(y), np.float32(z)
-                    break
+                    done = True
+            if not done:
+                # The same arctangent as numpy's (both libm's), only for the points that need it.
+                azimuth = math.atan2(target[1], target[0])
+                near = _nearest(target, azimuth, height, range_step, azimuth_turn, azimuth_per_radian,
+                                elevation_per_radian)
+                if tabulated:
+                    near_sa, near_ca = table[near[1], 0], table[near[1], 1]
+                else:
+                    near_sa, near_ca = _sincos_turn(near[1], azimuth_turn)
+                (ranges[i], azimuths[i], elevations[i]), point32, k, fits = _choose_fallback(
+                    target, near, predicted_range, predicted_azimuth, predicted_elevation, se, ce, sa, ca,
+                    near_sa, near_ca, height, range_step, elevation_turn, correction_step, max_error, slack)
+                decoded[i, 0], decoded[i, 1], decoded[i, 2] = point32
+                if k[0] != 0 or k[1] != 0 or k[2] != 0:
+                    has_correction[i] = True
+                    corrections[corrected, 0], corrections[corrected, 1], corrections[corrected, 2] = k
+                    corrected += 1
+                within &= fits
             if j == 0:
                 first_range, first_azimuth, first_elevation = ranges[i], azimuths[i], elevations[i]
-    return ranges, azimuths, elevations, has_correction, corrections, decoded, within
+    return ranges, azimuths, elevations, has_correction, corrections[:corrected], decoded, within
+
+
+def _choose_fallback(target, near, predicted_range, predicted_azimuth, predicted_elevation, predicted_se,
+                     predicted_ce, predicted_sa, predicted_ca, near_sa, near_ca, height, range_step,
+                     elevation_turn, correction_step, max_error, slack):
+    """The coded values of a point ``target`` that the predicted angles miss, given its nearest values
+    ``near`` (range, azimuth, elevation) and the sines and cosines of both azimuths: ((range, azimuth,
+    elevation), the float32 decoded point, the correction, whether it is within the bound). Tried in
+    turn: the predicted azimuth with the nearest elevation, the nearest azimuth with the predicted
+    elevation, both nearest (each with a range within the bound), then the nearest values and a
+    correction. Scalars only (see :func:`_range_interval`)."""
+    near_range, near_azimuth, near_elevation = near
+    near_se, near_ce = predicted_se, predicted_ce
+    if near_elevation != predicted_elevation:
+        near_se, near_ce = _sincos_turn(near_elevation, elevation_turn)
+    for attempt in range(1, 5):
+        nearest = attempt == 4  # the fallback: nearest values and a correction
+        chosen_azimuth = predicted_azimuth if attempt < 2 else near_azimuth
+        elevation = predicted_elevation if attempt % 2 == 0 and not nearest else near_elevation
+        if (attempt == 1 and elevation == predicted_elevation) or (
+                attempt == 2 and chosen_azimuth == predicted_azimuth) or (
+                attempt == 3 and (chosen_azimuth == predicted_azimuth
+                                  or elevation == predicted_elevation)):
+            continue
+        se, ce = (predicted_se, predicted_ce) if elevation == predicted_elevation else (near_se, near_ce)
+        sa, ca = (predicted_sa, predicted_ca) if attempt < 2 else (near_sa, near_ca)
+        if nearest:
+            x, y, z = _point(near_range, se, ce, sa, ca, range_step, height)
+            kx = np.int64(round((target[0] - x) / correction_step))
+            ky = np.int64(round((target[1] - y) / correction_step))
+            kz = np.int64(round((target[2] - z) / correction_step))
+            point32 = (np.float32(x + kx * correction_step), np.float32(y + ky * correction_step),
+                       np.float32(z + kz * correction_step))
+            within = (abs(np.float64(point32[0]) - target[0]) <= max_error
+                      and abs(np.float64(point32[1]) - target[1]) <= max_error
+                      and abs(np.float64(point32[2]) - target[2]) <= max_error)
+            return (near_range, chosen_azimuth, elevation), point32, (kx, ky, kz), within
+        low, high = _range_interval(target, se, ce, sa, ca, range_step, height, slack)
+        if low > high:
+            continue
+        chosen = min(max(predicted_range, low), high)
+        x, y, z = _point(chosen, se, ce, sa, ca, range_step, height)
+        if _fits(target, x, y, z, max_error):
+            return ((chosen, chosen_azimuth, elevation), (np.float32(x), np.float32(y), np.float32(z)),
+                    (np.int64(0), np.int64(0), np.int64(0)), True)
+    return near, (np.float32(0), np.float32(0), np.float32(0)), (np.int64(0), np.int64(0), np.int64(0)), False
 
 
 if numba is not None:
@@ -981,6 +1139,8 @@ if numba is not None:
     _nearest = numba.njit(nogil=True, cache=True, inline='always')(_nearest)
     _fits = numba.njit(nogil=True, cache=True, inline='always')(_fits)
     _range_interval = numba.njit(nogil=True, cache=True, inline='always')(_range_interval)
+    _axis_interval = numba.njit(nogil=True, cache=True, inline='always')(_axis_interval)
+    _choose_fallback = numba.njit(nogil=True, cache=True)(_choose_fallback)
     _choose_spherical = numba.njit(nogil=True, cache=True)(_choose_spherical)
 
 
@@ -1030,8 +1190,9 @@ def _encode_grid(xyz64, codes, header, correction_step, max_error, has_intensity
         raise ParameterError(f'lidar max_error {max_error} m cannot be met in float32 for this cloud')
     rows = np.empty(len(cells) * _ENTRIES_PER_POINT, np.int16)
     values = np.empty(len(cells) * _ENTRIES_PER_POINT, np.int16)
-    count = _grid_symbols(cells, ranks, rows, values)
-    payload = header + _entropy_code(rows, values, count, GRID_ROWS, used)
+    histogram = _new_histogram(GRID_ROWS)
+    count = _grid_symbols(cells, ranks, rows, values, histogram)
+    payload = header + _entropy_code(rows, values, count, histogram, GRID_ROWS, used)
     return PredictiveScan(payload, decoded, codes if has_intensity else None, order, 'grid', invalid_points)
 
 

@@ -530,13 +530,15 @@ def _decode_spinning(words, counts, azimuth_turn, azimuth_step, range_step, has_
 def _grid_symbols(cells, intensity, rows, values, histogram):
     n = 0
     last_intensity_residual = 0
+    # The previous cell as scalars: a row view per point would count a reference per point.
+    px = py = pz = np.int64(0)
     for i in range(cells.shape[0]):
-        previous = cells[i - 1] if i > 0 else np.zeros(3, dtype=np.int64)
-        dx = cells[i, 0] - previous[0]
-        dy = cells[i, 1] - previous[1]
+        dx = cells[i, 0] - px
+        dy = cells[i, 1] - py
         n = _push(rows, values, histogram, n, ROW_GRID_X, dx)
         n = _push(rows, values, histogram, n, ROW_GRID_Y + (dx != 0), dy)
-        n = _push(rows, values, histogram, n, ROW_GRID_Z + (dx != 0 or dy != 0), cells[i, 2] - previous[2])
+        n = _push(rows, values, histogram, n, ROW_GRID_Z + (dx != 0 or dy != 0), cells[i, 2] - pz)
+        px, py, pz = cells[i, 0], cells[i, 1], cells[i, 2]
         if intensity.shape[0]:
             residual = intensity[i] - (intensity[i - 1] if i > 0 else 0)
             row = ROW_GRID_INTENSITY + _size_class(last_intensity_residual)
@@ -550,15 +552,14 @@ def _decode_grid(words, total, has_intensity, offsets, bounds, lookup):
     intensity = np.zeros(total if has_intensity else 0, dtype=np.int64)
     state, remaining = rans_kernels.decoder_start(words)
     last_intensity_residual = 0
+    px = py = pz = np.int64(0)  # the previous cell (see _grid_symbols)
     for i in range(total):
-        previous = cells[i - 1] if i > 0 else np.zeros(3, dtype=np.int64)
         dx, state, remaining = _pop(state, remaining, words, ROW_GRID_X, offsets, bounds, lookup)
         dy, state, remaining = _pop(state, remaining, words, ROW_GRID_Y + (dx != 0), offsets, bounds, lookup)
         row = ROW_GRID_Z + (dx != 0 or dy != 0)
         dz, state, remaining = _pop(state, remaining, words, row, offsets, bounds, lookup)
-        cells[i, 0] = previous[0] + dx
-        cells[i, 1] = previous[1] + dy
-        cells[i, 2] = previous[2] + dz
+        px, py, pz = px + dx, py + dy, pz + dz
+        cells[i, 0], cells[i, 1], cells[i, 2] = px, py, pz
         if has_intensity:
             row = ROW_GRID_INTENSITY + _size_class(last_intensity_residual)
             last_intensity_residual, state, remaining = _pop(state, remaining, words, row, offsets, bounds,
@@ -1244,7 +1245,7 @@ def decode(payload: bytes, num_points: int) -> Tuple[np.ndarray, Optional[np.nda
     offset += packed_length
     if (len(payload) - offset) % 4:
         raise PacketError('LiDAR payload rANS stream is not a whole number of 32-bit words')
-    words = np.frombuffer(payload, '<u4', offset=offset).astype(np.uint32)
+    words = rans_kernels.sequence_words(np.frombuffer(payload, '<u4', offset=offset))
     if info.mode == 'spinning':
         xyz, intensity = _decode_spinning_payload(side, words, num_points, info, correction_step)
     else:

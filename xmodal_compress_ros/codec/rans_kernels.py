@@ -237,23 +237,36 @@ def encode_sequence(rows, values, count, offsets, bounds):
     return words[:n]
 
 
+def sequence_words(words: np.ndarray) -> np.ndarray:
+    """The words of a stream as the symbol-by-symbol decoder reads them: uint32, after a spare word
+    (index 0, never taken), so that every refill can read a word whether or not it takes it."""
+    padded = np.zeros(len(words) + 1, dtype=np.uint32)
+    padded[1:] = words
+    return padded
+
+
 def decoder_start(words):
-    """(state, words left) of a decoder over ``words``. The decoder is a pair of integers that
-    every call takes and returns, so that it stays in registers."""
+    """(state, words left) of a decoder over ``words`` (from :func:`sequence_words`; the next word
+    taken is ``words[left]``). The decoder is a pair of integers that every call takes and returns,
+    so that it stays in registers."""
     threshold = np.uint64(1) << np.uint64(WORD_BITS)
-    remaining = np.int64(words.shape[0])
+    remaining = np.int64(words.shape[0] - 1)
     state = np.uint64(0)
     while state < threshold and remaining > 0:
-        remaining -= 1
         state = (state << np.uint64(WORD_BITS)) | np.uint64(words[remaining])
+        remaining -= 1
     return state, remaining
 
 
 def _advance(state, remaining, words, quantile, low, probability):
     state = probability * (state >> np.uint64(MODEL_BITS)) + quantile - low
+    # The word is read whether or not it is taken (the spare word when none is left): read on one
+    # branch only, ``words`` kept numba's reference count alive across the caller's loop, an atomic
+    # increment and decrement per symbol.
+    word = np.uint64(words[remaining])
     if state < (np.uint64(1) << np.uint64(WORD_BITS)) and remaining > 0:
         remaining -= 1
-        state = (state << np.uint64(WORD_BITS)) | np.uint64(words[remaining])
+        state = (state << np.uint64(WORD_BITS)) | word
     return state, remaining
 
 

@@ -22,7 +22,8 @@ time (the better estimate of an idle core on a loaded machine). Prints a table a
 With ``--baseline REV`` it instead times the predictive codec of this checkout against the one of
 git revision REV, side by side in one process (REV's package is extracted with ``git archive`` and
 imported under another name), in alternating rounds on one core: encode and decode thread CPU time
-per scan (the median over the rounds), and whether the two write the same payload bytes. Writes
+per scan (the median over the rounds), and whether the two write the same payload bytes and decode
+the same points. Writes
 ``bench/results/lidar_codec_speed_<tag>.json``.
 
     python bench/bench_lidar_codec.py [--data ../shared/data] [--bounds 0.002 0.01 0.02] [--limit N]
@@ -31,6 +32,7 @@ per scan (the median over the rounds), and whether the two write the same payloa
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib
 import io
 import json
@@ -239,9 +241,12 @@ def compare_with_baseline(args, scans) -> None:
         results = {}
         for bound in args.bounds:
             times = {name: np.zeros((args.rounds, len(scans), 2)) for name in codecs}
-            same = 0
+            same = same_points = 0
+            points_out = {}
             for name, module in codecs.items():  # compile / warm up outside the timings
-                module.encode_scan(scans[0][1], module.LidarCodecConfig(max_error=bound))
+                config = module.LidarCodecConfig(max_error=bound)
+                encoded = module.encode_scan(scans[0][1], config)
+                module.decode_scan(encoded.payload, encoded.num_points, config)
             for round_ in range(args.rounds):
                 names = list(codecs) if round_ % 2 == 0 else list(codecs)[::-1]
                 payloads = {}
@@ -253,10 +258,13 @@ def compare_with_baseline(args, scans) -> None:
                         encoded = module.encode_scan(points, config)
                         times[name][round_, k, 0] = (time.thread_time() - cpu) * 1e3
                         cpu = time.thread_time()
-                        module.decode_scan(encoded.payload, encoded.num_points, config)
+                        decoded = module.decode_scan(encoded.payload, encoded.num_points, config)
                         times[name][round_, k, 1] = (time.thread_time() - cpu) * 1e3
                         payloads[name, k] = encoded.payload
+                        points_out[name, k] = hashlib.sha256(decoded.tobytes()).digest()
                 same += sum(payloads['baseline', k] == payloads['current', k] for k in range(len(scans)))
+                same_points += sum(points_out['baseline', k] == points_out['current', k]
+                                   for k in range(len(scans)))
             summary = {}
             for name, values in times.items():
                 per_scan = np.median(values, axis=0)  # (scans, encode / decode)
@@ -265,18 +273,23 @@ def compare_with_baseline(args, scans) -> None:
                                      decode_cpu_ms_p50=float(np.percentile(per_scan[:, 1], 50)),
                                      decode_cpu_ms_p95=float(np.percentile(per_scan[:, 1], 95)),
                                      encode_cpu_ms_best=float(np.percentile(values[:, :, 0].min(0), 50)))
-            ratio = float(np.median(np.median(times['current'][:, :, 0], 0)
-                                    / np.median(times['baseline'][:, :, 0], 0)))
+            ratio, decode_ratio = (float(np.median(np.median(times['current'][:, :, stage], 0)
+                                                   / np.median(times['baseline'][:, :, stage], 0)))
+                                   for stage in (0, 1))
+            runs = args.rounds * len(scans)
             results[f'{bound:g}'] = dict(summary, encode_time_ratio_p50=ratio,
-                                         identical_payloads=f'{same} of {args.rounds * len(scans)}')
+                                         decode_time_ratio_p50=decode_ratio,
+                                         identical_payloads=f'{same} of {runs}',
+                                         identical_decoded_points=f'{same_points} of {runs}')
             for name in codecs:
                 row = summary[name]
                 print(f'{bound:7.3f} {name:<9} encode p50 {row["encode_cpu_ms_p50"]:6.2f} ms  p95 '
                       f'{row["encode_cpu_ms_p95"]:6.2f}  best-of-rounds p50 '
                       f'{row["encode_cpu_ms_best"]:6.2f}  decode p50 {row["decode_cpu_ms_p50"]:6.2f} ms',
                       flush=True)
-            print(f'{bound:7.3f} encode time current / baseline (median over scans) {ratio:.3f}; identical '
-                  f'payloads {same} of {args.rounds * len(scans)}', flush=True)
+            print(f'{bound:7.3f} current / baseline time (median over scans): encode {ratio:.3f}, decode '
+                  f'{decode_ratio:.3f}; identical payloads {same}, decoded points {same_points} of {runs}',
+                  flush=True)
         load.append(os.getloadavg())
     out = Path(__file__).resolve().parent / 'results' / f'lidar_codec_speed_{args.tag}.json'
     out.write_text(json.dumps(dict(host=socket.gethostname(), cpu_count=os.cpu_count(), one_core=True,

@@ -132,6 +132,29 @@ def test_azimuth_steps_decide_as_exact_arctangents():
             <= lidar_predictive.AZIMUTH_APPROXIMATION_ERROR
 
 
+def test_elevation_bracket_rounds_as_the_arcsine():
+    """A sine inside the bracket of an elevation is one whose arcsine rounds to it: checked on sines
+    just inside both ends of the bracket and spread across it, for many turns and elevations."""
+    rng = np.random.default_rng(3)
+    for turn in (8, 12, 1000, 1 << 16, 3 * (1 << 18), 1 << 30):
+        per_radian = turn / (2.0 * math.pi)
+        half = math.sin(math.pi / turn), math.cos(math.pi / turn)
+        quarter = turn // 4
+        elevations = np.unique(np.concatenate([rng.integers(-quarter, quarter + 1, 200), [0, quarter - 1]]))
+        for elevation in elevations:
+            se, ce = lidar_predictive._sincos_turn(int(elevation), turn)
+            low, high = lidar_predictive._sine_bracket(int(elevation), se, ce, *half, turn)
+            if low >= high:
+                assert ce <= 0.5 or 4 * abs(elevation) >= turn
+                continue
+            inside = np.concatenate([np.nextafter([low, high], [high, low]), rng.uniform(low, high, 20)])
+            nearest = [round(math.asin(sine) * per_radian) for sine in inside]
+            assert nearest == [elevation] * len(inside)
+        # Most elevations of a laser's cell are bracketed (the arcsine is rarely needed).
+        assert lidar_predictive._sine_bracket(1, *lidar_predictive._sincos_turn(1, turn), *half, turn) \
+            != (1.0, -1.0)
+
+
 def test_single_point_and_empty_cloud():
     one = np.array([[1.0, -2.0, 3.0, 0.5]], np.float32)
     encoded = round_trip(one, LidarCodecConfig())

@@ -957,17 +957,35 @@ def _laser_sums(xyz, counts):
     return sums
 
 
-def _nearest(target, azimuth, height, range_step, azimuth_turn, azimuth_per_radian, elevation_per_radian):
+def _nearest(target, azimuth, height, range_step, azimuth_turn, azimuth_per_radian, elevation_per_radian,
+             predicted_elevation, sine_bracket):
     """Integer range, azimuth and elevation nearest the point ``target`` (x, y, z) seen from its laser's
-    origin (any values are valid: the corrections make up for them; these make the corrections zero)."""
+    origin (any values are valid: the corrections make up for them; these make the corrections zero).
+    A sine strictly inside ``sine_bracket`` (:func:`_sine_bracket`) rounds to the predicted elevation:
+    no arcsine then."""
     x, y, z = target[0], target[1], target[2] - height
     distance = math.sqrt(x * x + y * y + z * z)
     sine = min(1.0, max(-1.0, z / distance)) if distance > 0 else 0.0
     index = np.int64(round(azimuth * azimuth_per_radian))
     if index < 0 or index >= azimuth_turn:
         index %= azimuth_turn
-    return (np.int64(round(distance / range_step)), index,
-            np.int64(round(math.asin(sine) * elevation_per_radian)))
+    if sine_bracket[0] < sine < sine_bracket[1]:
+        elevation = np.int64(predicted_elevation)
+    else:
+        elevation = np.int64(round(math.asin(sine) * elevation_per_radian))
+    return np.int64(round(distance / range_step)), index, elevation
+
+
+def _sine_bracket(elevation, se, ce, half_sine, half_cosine, elevation_turn):
+    """(low, high): sines whose arcsine rounds to ``elevation`` for certain, the sines of its cell's
+    edges, ``elevation -+ 1/2`` (``se``, ``ce`` its sine and cosine, ``half_sine``, ``half_cosine``
+    those of half a cell), narrowed by 1e-9: far more than the errors of these sines (below 1e-10)
+    and of the arcsine, so the arcsine would give the same integer. Empty (1, -1) for elevations
+    beyond 60 degrees, where the arcsine's slope grows, and for integers beyond a quarter turn (not
+    what an arcsine rounds to)."""
+    if ce <= 0.5 or 4 * abs(elevation) >= elevation_turn:
+        return 1.0, -1.0
+    return se * half_cosine - ce * half_sine + 1e-9, se * half_cosine + ce * half_sine - 1e-9
 
 
 def _fits(target, x, y, z, max_error):
@@ -1032,6 +1050,8 @@ def _choose_spherical(xyz, counts, heights, range_step, azimuth_turn, elevation_
     elevation_per_radian = elevation_turn / (2.0 * math.pi)
     cached_elevation = 0
     se, ce = _sincos_turn(0, elevation_turn)
+    half_sine, half_cosine = math.sin(math.pi / elevation_turn), math.cos(math.pi / elevation_turn)
+    sine_bracket = _sine_bracket(0, se, ce, half_sine, half_cosine, elevation_turn)
     within = True
     point = 0
     first_range = first_azimuth = first_elevation = 0
@@ -1051,6 +1071,8 @@ def _choose_spherical(xyz, counts, heights, range_step, azimuth_turn, elevation_
             if predicted_elevation != cached_elevation:
                 cached_elevation = predicted_elevation
                 se, ce = _sincos_turn(predicted_elevation, elevation_turn)
+                sine_bracket = _sine_bracket(predicted_elevation, se, ce, half_sine, half_cosine,
+                                             elevation_turn)
             if tabulated:
                 sa, ca = table[predicted_azimuth, 0], table[predicted_azimuth, 1]
             else:
@@ -1070,7 +1092,7 @@ def _choose_spherical(xyz, counts, heights, range_step, azimuth_turn, elevation_
                 # The same arctangent as numpy's (both libm's), only for the points that need it.
                 azimuth = math.atan2(target[1], target[0])
                 near = _nearest(target, azimuth, height, range_step, azimuth_turn, azimuth_per_radian,
-                                elevation_per_radian)
+                                elevation_per_radian, predicted_elevation, sine_bracket)
                 if tabulated:
                     near_sa, near_ca = table[near[1], 0], table[near[1], 1]
                 else:
@@ -1138,6 +1160,7 @@ def _choose_fallback(target, near, predicted_range, predicted_azimuth, predicted
 if numba is not None:
     _laser_sums = numba.njit(nogil=True, cache=True)(_laser_sums)
     _nearest = numba.njit(nogil=True, cache=True, inline='always')(_nearest)
+    _sine_bracket = numba.njit(nogil=True, cache=True, inline='always')(_sine_bracket)
     _fits = numba.njit(nogil=True, cache=True, inline='always')(_fits)
     _range_interval = numba.njit(nogil=True, cache=True, inline='always')(_range_interval)
     _axis_interval = numba.njit(nogil=True, cache=True, inline='always')(_axis_interval)

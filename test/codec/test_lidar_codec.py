@@ -104,6 +104,32 @@ def test_non_finite_and_empty_clouds():
     np.testing.assert_allclose(one.points, [[1.0, 2.0, 3.0, 128 / 255]], atol=1e-6)
 
 
+@pytest.mark.parametrize('codec', ['predictive', 'draco'])
+def test_valid_points_as_numpy_defines_them_for_every_dtype_and_layout(codec):
+    """The encoder's compiled validity pass keeps, counts and casts as numpy's float32 casts,
+    isfinite and nan_to_num would, whatever the input's dtype, byte order or strides."""
+    rng = np.random.default_rng(5)
+    points = rng.normal(0, 20, (3000, 4)).astype(np.float32)
+    points[rng.integers(0, 3000, 200), rng.integers(0, 4, 200)] = np.nan
+    points[rng.integers(0, 3000, 50), rng.integers(0, 4, 50)] = -np.inf
+    points[rng.integers(0, 3000, 50), :3] = 0.0
+    points[7] = [1e39, 0, 0, 1]  # finite in float64, infinite in float32
+    integers = np.nan_to_num(points * 100, posinf=0, neginf=0).astype(np.int32)
+    for cloud in (points.astype(np.float64), points, points[:, :3], points[::3], points.astype('>f4'),
+                  points.astype(np.float16), integers):
+        xyz = cloud[:, :3].astype(np.float32)
+        valid = np.isfinite(xyz).all(axis=1) & ((xyz != 0).any(axis=1) if codec == 'predictive' else True)
+        intensity = (np.nan_to_num(cloud[:, 3].astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+                     if cloud.shape[1] > 3 else np.zeros(len(cloud), np.float32))
+        config = LidarCodecConfig(codec=codec, max_error=0.01) if codec == 'predictive' else DRACO
+        encoded = encode_scan(cloud, config)
+        assert encoded.invalid_points == np.count_nonzero(~valid)
+        if codec == 'predictive':  # every valid point kept, its lossless 8-bit intensity code too
+            assert encoded.num_points == np.count_nonzero(valid)
+            codes = np.rint(np.clip(intensity[valid], 0, 1) * 255)
+            np.testing.assert_array_equal(np.sort(np.rint(encoded.points[:, 3] * 255)), np.sort(codes))
+
+
 def test_exact_duplicates_are_dropped_consistently():
     points = scan(200)
     encoded = encode_scan(np.concatenate([points, points[:30]]), DRACO)

@@ -102,12 +102,13 @@ def import_decoder(atheris):
     if atheris is None:
         from xmodal_compress_ros.codec import pipeline
     else:
-        # numba compiles the rANS kernels, the integer hyper-synthesis and the LiDAR coder from their
-        # bytecode, which instrumentation would break.
+        # numba compiles the rANS kernels, the integer hyper-synthesis, the LiDAR coder and the point
+        # checks from their bytecode, which instrumentation would break.
         with atheris.instrument_imports(include=['xmodal_compress_ros'],
                                         exclude=['xmodal_compress_ros.codec.rans_kernels',
                                                  'xmodal_compress_ros.codec.integer_hyper_kernels',
-                                                 'xmodal_compress_ros.codec.lidar_predictive']):
+                                                 'xmodal_compress_ros.codec.lidar_predictive',
+                                                 'xmodal_compress_ros.codec.point_checks']):
             from xmodal_compress_ros.codec import pipeline
     return packet_fuzz, pipeline
 

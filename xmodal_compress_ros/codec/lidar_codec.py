@@ -24,7 +24,6 @@ Intensity travels as a 1-component unsigned-integer Draco attribute.
 """
 from __future__ import annotations
 
-import math
 import struct
 from dataclasses import dataclass, field
 from typing import Optional
@@ -36,14 +35,10 @@ from xmodal_compress_ros.codec.bitstream import (
     LIDAR_CODEC_DRACO, LIDAR_CODEC_PREDICTIVE, LIDAR_CODECS, MAX_INTENSITY_BITS, MAX_QUANTIZATION_BITS,
     LidarPacket,
 )
+from xmodal_compress_ros.codec.point_checks import split_points
 from xmodal_compress_ros.errors import CalibrationError, PacketError, ParameterError
 from xmodal_compress_ros.geometry.calibration import Calibration
 from xmodal_compress_ros.geometry.projection import MIN_DEPTH_M, check_points
-
-try:
-    import numba
-except ImportError:  # pure Python: correct, slow
-    numba = None
 
 #: Draco attribute id of the intensity channel.
 INTENSITY_ATTRIBUTE = 0
@@ -171,7 +166,7 @@ def _clean(points: np.ndarray, config: LidarCodecConfig, calib: Optional[Calibra
     points = check_points(points)
     if points.dtype not in (np.float32, np.float64) or not points.dtype.isnative:
         points = points.astype(np.float32)  # the values the compiled pass would cast them to
-    xyz, intensity, keep, invalid = _split_points(points, config.codec == 'predictive')
+    xyz, intensity, keep, invalid = split_points(points, config.codec == 'predictive')
     if config.frustum_only:
         if calib is None:
             raise CalibrationError(
@@ -180,37 +175,6 @@ def _clean(points: np.ndarray, config: LidarCodecConfig, calib: Optional[Calibra
     if not keep.all():
         xyz, intensity = xyz[keep], intensity[keep]
     return xyz, intensity, keep, int(invalid)
-
-
-def _split_points(points, drop_origin):
-    """(float32 (N, 3) xyz, float32 (N,) intensity with non-finite values as 0 (0 without a fourth
-    column), the mask of valid points, how many are not): valid means finite x, y, z in float32 and,
-    with ``drop_origin``, not all zero. One compiled pass: numpy's passes for the casts, the checks
-    and the count cost about twice as much."""
-    n = points.shape[0]
-    xyz = np.empty((n, 3), np.float32)
-    intensity = np.zeros(n, np.float32)
-    keep = np.empty(n, np.bool_)
-    has_intensity = points.shape[1] > 3
-    valid = 0
-    # Without branches (& and |, not `and` and `or`): the compiler's loop then runs in a straight line.
-    for i in range(n):
-        x, y, z = np.float32(points[i, 0]), np.float32(points[i, 1]), np.float32(points[i, 2])
-        xyz[i, 0], xyz[i, 1], xyz[i, 2] = x, y, z
-        ok = math.isfinite(x) & math.isfinite(y) & math.isfinite(z)
-        if drop_origin:
-            ok &= (x != 0) | (y != 0) | (z != 0)
-        keep[i] = ok
-        valid += ok
-    if has_intensity:
-        for i in range(n):
-            value = np.float32(points[i, 3])
-            intensity[i] = value if math.isfinite(value) else np.float32(0)
-    return xyz, intensity, keep, n - valid
-
-
-if numba is not None:
-    _split_points = numba.njit(nogil=True, cache=True)(_split_points)
 
 
 def _columns(points: np.ndarray, count: int, out: Optional[np.ndarray] = None) -> np.ndarray:

@@ -102,8 +102,8 @@ def _synthesize(out: Path, frames: int) -> Path:
 
 
 def _keyframe_interval(args: argparse.Namespace) -> int:
-    """--keyframe-interval, else 1: the shipped P-frame model does not yet code smaller than the intra
-    model (docs/temporal_coding.md), so the stream mode is opt-in."""
+    """--keyframe-interval, else 1: a P frame costs about twice the CPU of a key frame and the fast tier
+    has no P-frame model (docs/temporal_coding.md), so the stream mode is opt-in."""
     from xmodal_compress_ros.codec.pipeline import model_available
     from xmodal_compress_ros.errors import ModelFileError, ParameterError
 

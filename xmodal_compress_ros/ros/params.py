@@ -95,8 +95,9 @@ class EncoderNodeConfig:
                        'packets on the vehicle).', read_only=True)
     keyframe_interval: int = param(1, 'A key frame every N images and P frames between them, each '
                                    'predicted from the previous decoded frame (1: every image coded alone, '
-                                   'the default while the shipped P-frame model codes no smaller than the '
-                                   'intra one: docs/temporal_coding.md). Without the pframe_model files '
+                                   'the default: P frames save about a fifth of the bits but cost about '
+                                   'twice the CPU of a key frame, and the fast tier has no P-frame model: '
+                                   'docs/temporal_coding.md). Without the pframe_model files '
                                    'every image is coded alone (logged).',
                                    bounds=(1, 1000), read_only=True)
     pframe_model: str = param(PFRAME_MODEL, 'Stem of the P-frame model (keyframe_interval > 1).',

@@ -163,18 +163,21 @@ def read_manifest(out_dir) -> Dict:
 def dynamic_graphs(model, cache_dir, opset: int = MIN_OPSET) -> Dict[str, bytes]:
     """The dynamic-H/W ONNX graphs of ``model``, exported once into ``cache_dir/onnx/<model_id>-opset<N>``.
 
-    A cached export is reused only if its manifest names this model id and opset and every file
-    matches its recorded sha256; otherwise it is rewritten.
+    A cached export is reused only if its manifest names this model id and opset, its graphs take and
+    give the tensors this build's graphs do (an older build's export of the same weights may not), and
+    every file matches its recorded sha256; otherwise it is rewritten.
     """
     folder = Path(cache_dir) / 'onnx' / f'{model_id(model)}-opset{opset}'
-    graphs = _cached_dynamic(folder, model_id(model), opset)
+    specs = graph_specs(model)
+    graphs = _cached_dynamic(folder, model_id(model), opset, specs)
     if graphs is None:
         export_model(model, folder, dynamic=True, opset=opset)
-        graphs = _cached_dynamic(folder, model_id(model), opset)
+        graphs = _cached_dynamic(folder, model_id(model), opset, specs)
     return graphs
 
 
-def _cached_dynamic(folder: Path, expected_id: str, opset: int) -> Optional[Dict[str, bytes]]:
+def _cached_dynamic(folder: Path, expected_id: str, opset: int,
+                    specs: Dict[str, GraphSpec]) -> Optional[Dict[str, bytes]]:
     try:
         manifest = read_manifest(folder)
     except ModelFileError:
@@ -185,6 +188,10 @@ def _cached_dynamic(folder: Path, expected_id: str, opset: int) -> Optional[Dict
     for entry in manifest.get('graphs', []):
         if entry.get('resolution') is not None:
             continue
+        spec = specs.get(entry.get('name'))
+        names = tuple([t.get('name') for t in entry.get(side, [])] for side in ('inputs', 'outputs'))
+        if spec is None or names != (list(spec.input_names), list(spec.output_names)):
+            return None
         path = folder / entry['file']
         data = path.read_bytes() if path.is_file() else b''
         if hashlib.sha256(data).hexdigest() != entry.get('sha256'):

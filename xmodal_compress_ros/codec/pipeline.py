@@ -43,7 +43,7 @@ from xmodal_compress_ros.codec.tiers import (DECODER_MODELS, PFRAME_MODEL, QUALI
                                              QUALITY_MODEL)
 from xmodal_compress_ros.errors import (CalibrationError, ImageFormatError, ModelFileError, PacketError,
                                         ParameterError)
-from xmodal_compress_ros.geometry.block_motion import DEFAULT_RANGE, apply_motion, search_motion
+from xmodal_compress_ros.geometry.block_motion import DEFAULT_RANGE, BlockMotion, apply_motion, search_motion
 from xmodal_compress_ros.geometry.calibration import Calibration
 from xmodal_compress_ros.geometry.ego_motion import POSE_BYTES
 from xmodal_compress_ros.runtime.base import DEFAULT_RESOLUTIONS, BackendOptions, create_backend
@@ -599,25 +599,20 @@ class _EncoderStream:
             (scan.calib.width, scan.calib.height) == (width, height)
         pose = self.motion(scan) if aligned and self.mode == 'aligned' else b''
         aligned = aligned and bool(pose)
-        planes = None if self.mode == 'none' else aligned_planes(
-            reference.rgb, scan.points if aligned else None, scan.calib if aligned else None, pose)
-        motion = None
-        if planes is not None and config.motion_search > 0:
-            motion = search_motion(rgb, planes, search_range=config.motion_search)
-            planes = apply_motion(planes, motion)
+        planes, block_motion = self._reference_planes(rgb, scan if aligned else None, pose,
+                                                      config.motion_search)
         ph, pw = _padded(height, width)
         condition = {'reference': reference_input(planes, height, width, (ph, pw), codec.device)}
         inputs = dict(condition, x=_image_input(rgb, ph, pw, codec.device), gain=codec.gain_enc[quality])
         out = codec.backend.run('encoder', inputs)
-        y_g, z = out['y_g'].float().cpu().numpy(), out['z'].float().cpu().numpy()
+        y_g, z, y_ref = (out[name].float().cpu().numpy() for name in ('y_g', 'z', 'y_ref'))
         z_hat = quantise_hyper_latent(z, codec.tables)
         mu = codec.mean(z_hat, out)
-        if planes is None:
-            prediction = LatentPrediction.none(y_g.shape[1], (ph, pw))
-        else:
-            prediction = choose_prediction(y_g, mu, out['y_ref'].float().cpu().numpy(),
-                                           codec.tables[2](z_hat), codec.tables[1], motion)
-        means = predicted_mean(mu, out['y_ref'].float().cpu().numpy(), prediction)
+        prediction = LatentPrediction.none(y_g.shape[1], (ph, pw))
+        if planes is not None:
+            prediction = choose_prediction(y_g, mu, y_ref, codec.tables[2](z_hat), codec.tables[1],
+                                           block_motion)
+        means = predicted_mean(mu, y_ref, prediction)
         encoded = encode_latents(y_g, z, lambda _: means, codec.tables, config.y_substreams,
                                  prediction.index_shift(y_g.shape))
         number = self.next_number
@@ -634,6 +629,20 @@ class _EncoderStream:
         return EncodedImage(packet, len(packet), 8.0 * len(packet) / (width * height), not aligned, quality,
                             scan.scan_id if aligned else None, encoded.latents, frame_kind='P',
                             frame_number=number)
+
+    def _reference_planes(self, rgb: np.ndarray, scan: Optional['DecodedScan'], pose: bytes,
+                          search_range: int) -> Tuple[Optional[np.ndarray], Optional[BlockMotion]]:
+        """The reference's condition map for ``rgb`` (aligned by ``scan`` and ``pose`` when given, then
+        moved by the block motion searched within ``search_range``; 0: none) and that motion; (None,
+        None) in the 'none' ablation."""
+        if self.mode == 'none':
+            return None, None
+        planes = aligned_planes(self.reference.rgb, scan.points if scan is not None else None,
+                                scan.calib if scan is not None else None, pose)
+        if search_range <= 0:
+            return planes, None
+        motion = search_motion(rgb, planes, search_range=search_range)
+        return apply_motion(planes, motion), motion
 
     def keep(self, codec: _Codec, latents: Latents, condition: Dict[str, torch.Tensor], quality: int,
              size: Tuple[int, int], scan_id: Optional[int], predicted: bool = False) -> None:

@@ -23,7 +23,8 @@ class _PoolCodec:
         return y, torch.zeros(1, 1, 1, 1)
 
     def mean(self, z_hat):
-        return torch.zeros(1, 3, 4, 8)
+        # The images' average level: what is left to predict is each one's texture.
+        return torch.full((1, 3, 4, 8), 100.0)
 
     def scale_index(self, z_hat):
         return torch.full((1, 3, 4, 8), 50.0)
@@ -52,5 +53,5 @@ def test_a_reference_equal_to_the_image_saves_latent_bits():
     image = _texture(64, 128, 2).astype(np.uint8)
     same = latent_bits(_PoolCodec(), image, image.astype(np.float32), 1)
     other = latent_bits(_PoolCodec(), image, _texture(64, 128, 3).astype(np.float32), 1)
-    assert same['weights_chosen'][-1] == 3 and same['per_channel_bits'] < 0.6 * same['intra_bits']
+    assert same['weights_chosen'][-1] == 3 and same['per_channel_bits'] < 0.8 * same['intra_bits']
     assert other['weights_chosen'][0] == 3 and other['per_channel_bits'] > same['per_channel_bits']

@@ -1,16 +1,18 @@
 """The P-frame codec: one image coded conditionally on the previous decoded frame, aligned to its view.
 
-Conditional coding as in DCVC (Li et al. 2021), with a motion-free context as in DCVC-RT: the
-decoder already holds the previous decoded frame, and :mod:`geometry.warp` aligns it to the current
-view with the current scan's depth and the ego-motion the packet carries, so no motion is coded::
+Conditional coding as in DCVC (Li et al. 2021): the decoder already holds the previous decoded frame,
+and :mod:`geometry.warp` aligns it to the current view with the current scan's depth and the
+ego-motion the packet carries (the pipeline then moves its blocks by the coarse block motion the
+packet carries, :mod:`geometry.block_motion`); the codec also analyses it into ``y_ref`` for the
+encoder's latent prediction (:mod:`codec.latent_prediction`)::
 
     reference (aligned previous decoded frame, validity) ──> TemporalContext ──> c1, c2, c3, c_hyper
     x ──> g_a(x; c1, c2, c3) ──> y ──> ... the intra codec's latent path ...
     x_hat <── post filter(q; reference) <── g_s(y_hat; c3, c2, c1)
 
-The scale index of every symbol still comes from ``z_hat`` alone through the integer path: the
-reference moves the means and the reconstruction, never how a symbol parses, so a P packet parses
-identically with a wrong, missing or garbage reference.
+The scale index of every symbol still comes from ``z_hat`` through the integer path (moved down by
+integers the packet carries): the reference moves the means and the reconstruction, never how a
+symbol parses, so a P packet parses identically with a wrong, missing or garbage reference.
 
 :meth:`PredictiveCodec.init_from_intra` starts from a trained intra codec with every path from the
 reference silent, so step 0 codes exactly as the intra codec does; training then opens those paths.

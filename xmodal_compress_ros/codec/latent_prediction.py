@@ -67,23 +67,23 @@ class LatentPrediction:
         return cls(np.zeros(channels, np.uint8), np.zeros(channels, np.uint8),
                    np.zeros(mode_grid(padded_size), np.uint8))
 
-    def _per_block(self, values, shape) -> torch.Tensor:
-        """(1, 1, h, w) of a per-mode-block array ``values`` (rows, cols), at latent resolution."""
-        grid = torch.from_numpy(np.ascontiguousarray(values))[None, None]
-        grid = grid.repeat_interleave(LATENT_BLOCK, 2).repeat_interleave(LATENT_BLOCK, 3)
-        return grid[..., :shape[2], :shape[3]]
-
     def weight_map(self, shape: Tuple[int, ...]) -> torch.Tensor:
         """The graphs' ``weight`` input: float32 ``shape`` (1, M, h, w), w_c / 8 where a block predicts."""
-        on = self._per_block((self.modes & MODE_PREDICT) > 0, shape).float()
-        return torch.from_numpy(self.weights.astype(np.float32) / WEIGHT_STEPS)[None, :, None, None] * on
+        on = _per_cell((self.modes & MODE_PREDICT) > 0, shape).astype(np.float32)
+        weights = self.weights.astype(np.float32) / WEIGHT_STEPS
+        return torch.from_numpy(weights[None, :, None, None] * on[None, None])
 
     def index_shift(self, shape: Tuple[int, ...]) -> np.ndarray:
         """int32 ``shape`` (1, M, h, w): the table rows each scale index moves down."""
-        block = np.asarray(BLOCK_SHIFTS, np.int32)[self.modes & (MODE_PREDICT - 1)]
-        block = np.repeat(np.repeat(block, LATENT_BLOCK, 0), LATENT_BLOCK, 1)[:shape[2], :shape[3]]
+        block = _per_cell(np.asarray(BLOCK_SHIFTS, np.int32)[self.modes & (MODE_PREDICT - 1)], shape)
         channel = np.asarray(SCALE_SHIFTS, np.int32)[self.shifts]
         return (channel[None, :, None, None] + block[None, None]).astype(np.int32)
+
+
+def _per_cell(values: np.ndarray, shape: Tuple[int, ...]) -> np.ndarray:
+    """A per-mode-block array ``values`` (rows, cols) at the latent resolution of ``shape`` (h, w)."""
+    cells = np.repeat(np.repeat(values, LATENT_BLOCK, 0), LATENT_BLOCK, 1)
+    return cells[:shape[2], :shape[3]]
 
 
 def mode_grid(padded_size: Tuple[int, int]) -> Tuple[int, int]:

@@ -85,8 +85,7 @@ def apply_motion(planes: np.ndarray, motion: BlockMotion) -> np.ndarray:
                          f'in blocks of {motion.block}')
     if not motion.field.any():
         return planes
-    dy = np.repeat(np.repeat(motion.field[..., 0].astype(np.int64), motion.block, 0), motion.block, 1)
-    dx = np.repeat(np.repeat(motion.field[..., 1].astype(np.int64), motion.block, 0), motion.block, 1)
-    rows = np.clip(np.arange(height)[:, None] + dy[:height, :width], 0, height - 1)
-    cols = np.clip(np.arange(width)[None, :] + dx[:height, :width], 0, width - 1)
+    moves = np.repeat(np.repeat(motion.field.astype(np.int64), motion.block, 0), motion.block, 1)
+    rows = np.clip(np.arange(height)[:, None] + moves[:height, :width, 0], 0, height - 1)
+    cols = np.clip(np.arange(width)[None, :] + moves[:height, :width, 1], 0, width - 1)
     return planes[rows, cols]

@@ -85,8 +85,7 @@ def shifted_indexes(indexes: np.ndarray, shift: Optional[np.ndarray]) -> np.ndar
 
 
 def encode_latents(y_g: np.ndarray, z: np.ndarray, mean: MeanFunction, tables: Tables,
-                   y_substreams: int = DEFAULT_Y_SUBSTREAMS,
-                   index_shift: Optional[np.ndarray] = None) -> EncodedLatents:
+                   y_substreams: int = DEFAULT_Y_SUBSTREAMS) -> EncodedLatents:
     """Quantise and entropy-code one image's latents.
 
     Args:
@@ -95,16 +94,21 @@ def encode_latents(y_g: np.ndarray, z: np.ndarray, mean: MeanFunction, tables: T
         mean: ``z_hat`` (int32 NumPy) -> ``mu`` (float NumPy, shape of ``y_g``); any backend.
         tables: the model's ``entropy_tables`` (z table, y table, integer scale path).
         y_substreams: rANS substreams of the y section, 1..64.
-        index_shift: per-channel rows the scale indexes move down (:func:`shifted_indexes`).
     """
-    z_table, y_table, int_hyper = tables
     z_hat = quantise_hyper_latent(z, tables)
-    z_idx = channel_indexes(z_hat.shape)
-    z_bytes = entropy.get_coder(CODER_NAME).encode(z_hat.ravel(), z_idx, z_table)
-    indexes = shifted_indexes(int_hyper(z_hat), index_shift)
+    return code_latents(y_g, z_hat, mean(z_hat), tables[2](z_hat), tables, y_substreams)
+
+
+def code_latents(y_g: np.ndarray, z_hat: np.ndarray, mu: np.ndarray, indexes: np.ndarray, tables: Tables,
+                 y_substreams: int = DEFAULT_Y_SUBSTREAMS) -> EncodedLatents:
+    """Entropy-code ``z_hat`` (:func:`quantise_hyper_latent`) and ``y_g`` rounded against the means
+    ``mu`` under the scale rows ``indexes``: the integer hyper-synthesis of ``z_hat``, for a P frame
+    moved down by :func:`shifted_indexes` (:func:`encode_latents` does all of it for an intra frame)."""
+    z_table, y_table, _ = tables
+    z_bytes = entropy.get_coder(CODER_NAME).encode(z_hat.ravel(), channel_indexes(z_hat.shape), z_table)
     if indexes.shape != tuple(np.shape(y_g)):
         raise ValueError(f'scale indexes {indexes.shape} do not match y_g {tuple(np.shape(y_g))}')
-    mu = np.asarray(mean(z_hat), dtype=np.float32)
+    mu = np.asarray(mu, dtype=np.float32)
     residual = np.asarray(y_g, dtype=np.float32) - mu
     y_sym = entropy.clamp_symbols(round_half_up(residual).ravel(), indexes.ravel(), y_table)
     y_coder = entropy.get_coder(CODER_NAME, num_substreams=y_substreams)
@@ -115,8 +119,8 @@ def encode_latents(y_g: np.ndarray, z: np.ndarray, mean: MeanFunction, tables: T
 
 def decode_latents(z_bytes: bytes, y_bytes: bytes, padded_size: Tuple[int, int], tables: Tables,
                    index_shift: Optional[np.ndarray] = None) -> Latents:
-    """Parse both sections of an image of ``padded_size`` (H, W), multiples of 64; ``index_shift`` as
-    in :func:`encode_latents`, read from the same packet.
+    """Parse both sections of an image of ``padded_size`` (H, W), multiples of 64; ``index_shift`` the
+    rows a P frame's scale indexes move down (:func:`shifted_indexes`), read from the same packet.
 
     Integer-only: the result is the same on every machine whatever runs the float networks.
     Inconsistent data raises :class:`PacketError` (from the entropy coder).

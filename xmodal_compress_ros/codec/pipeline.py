@@ -31,8 +31,9 @@ from xmodal_compress_ros.codec import entropy
 from xmodal_compress_ros.codec.bitstream import (
     FRAME_KEY, FRAME_KINDS, FRAME_PREDICTED, MODEL_ID_BYTES, PAD_MULTIPLE, CameraProjection, ImagePacket,
     pack_image_packet, pack_lidar_packet, parse_image_packet, parse_lidar_packet)
-from xmodal_compress_ros.codec.latent_coding import (DEFAULT_Y_SUBSTREAMS, Latents, decode_latents,
-                                                     encode_latents, quantise_hyper_latent)
+from xmodal_compress_ros.codec.latent_coding import (DEFAULT_Y_SUBSTREAMS, Latents, code_latents,
+                                                     decode_latents, encode_latents, quantise_hyper_latent,
+                                                     shifted_indexes)
 from xmodal_compress_ros.codec.latent_prediction import (LatentPrediction, choose_prediction, pack_prediction,
                                                          parse_prediction, predicted_mean)
 from xmodal_compress_ros.codec.latent_refinement import check_steps, refine_latent
@@ -607,14 +608,13 @@ class _EncoderStream:
         out = codec.backend.run('encoder', inputs)
         y_g, z, y_ref = (out[name].float().cpu().numpy() for name in ('y_g', 'z', 'y_ref'))
         z_hat = quantise_hyper_latent(z, codec.tables)
-        mu = codec.mean(z_hat, out)
+        mu, indexes = codec.mean(z_hat, out), codec.tables[2](z_hat)
         prediction = LatentPrediction.none(y_g.shape[1], (ph, pw))
         if planes is not None:
-            prediction = choose_prediction(y_g, mu, y_ref, codec.tables[2](z_hat), codec.tables[1],
-                                           block_motion)
-        means = predicted_mean(mu, y_ref, prediction)
-        encoded = encode_latents(y_g, z, lambda _: means, codec.tables, config.y_substreams,
-                                 prediction.index_shift(y_g.shape))
+            prediction = choose_prediction(y_g, mu, y_ref, indexes, codec.tables[1], block_motion)
+        encoded = code_latents(y_g, z_hat, predicted_mean(mu, y_ref, prediction),
+                               shifted_indexes(indexes, prediction.index_shift(y_g.shape)), codec.tables,
+                               config.y_substreams)
         number = self.next_number
         packet = pack_image_packet(ImagePacket(
             model_id=codec.id_bytes, quality=quality, width=width, height=height, padded_width=pw,

@@ -193,7 +193,31 @@ def breakdown(lay):
     parts['table_intensity'] = 8.0 * len(zlib.compress(lp._build_table(zero, lp.SPINNING_ROWS)[1], 6)) / n
     parts['table_all'] = 8.0 * len(zlib.compress(blob, 6)) / n
     parts['side_other'] = 8.0 * (4 * len(lay['counts']) + 2 * len(lay['counts']) + 24) / n
+    parts.update(table_serializations(blob, n))
     return parts
+
+
+def table_serializations(blob, n):
+    """Bits per point of the same table serialized otherwise: row headers first, then the count
+    levels (as they are, or as differences along each row), compressed with zlib 6 or 9 or LZMA."""
+    import lzma
+    headers, levels, deltas = [], [], []
+    offset = 1
+    for _ in range(lp.SPINNING_ROWS):
+        _, length = lp._ROW.unpack_from(blob, offset)
+        headers.append(blob[offset:offset + 4])
+        offset += 4
+        row = np.frombuffer(blob, np.uint8, length, offset).astype(np.int64)
+        levels.append(row.astype(np.uint8).tobytes())
+        deltas.append(np.diff(np.r_[0, row]).astype(np.uint8).tobytes())
+        offset += length
+    layouts = dict(as_sent=blob, headers_levels=b''.join(headers + levels),
+                   headers_deltas=b''.join(headers + deltas))
+    compressors = dict(zlib6=lambda data: zlib.compress(data, 6), zlib9=lambda data: zlib.compress(data, 9),
+                       lzma=lambda data: lzma.compress(data, format=lzma.FORMAT_RAW,
+                                                       filters=[{'id': lzma.FILTER_LZMA2, 'preset': 9}]))
+    return {f'table_{name}_{how}': 8.0 * len(compress(data)) / n for name, data in layouts.items()
+            for how, compress in compressors.items()}
 
 
 # --- step 2: candidates --------------------------------------------------------------------------
@@ -461,7 +485,8 @@ def range_predictors(lay, pp):
     askip = np.zeros(len(j), np.int64)
     az = lay['azimuths']
     askip[1:] = lp._wrap_array(az[1:] - az[:-1] - lay['azimuth_step'], lay['azimuth_turn']) != 0
-    out = {}
+    out = {'one_range_share': dict(points=float(np.count_nonzero(high == low)),
+                                   empty=float(np.count_nonzero(high < low)))}
     for mode, name in enumerate(RANGE_PREDICTORS):
         chosen, residuals = chosen_ranges(lay['ranges'], low, high, lay['counts'], mode)
         if mode == 0:

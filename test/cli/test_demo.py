@@ -71,6 +71,23 @@ def test_demo_fast_tier_codes_image_only_with_scans_beside_the_images(tmp_path, 
     assert 'tier fast' in log and 'scans coded beside the images' in log
 
 
+def test_demo_fast_tier_codes_p_frames_with_the_fast_p_frame_model(tmp_path, models, capfd):
+    from xmodal_compress_ros.data.rosbag_io import write_sensor_bag
+
+    write_sensor_bag(tmp_path / 'bag', tiny_frames(6))
+    out = tmp_path / 'out'
+    # The quality tier's P-frame model is absent: the stream runs only if the fast tier takes its own.
+    code = main(['demo', '--bag', str(tmp_path / 'bag'), '--out', str(out), '--model', models[0],
+                 '--fallback-model', models[1], '--fast-model', models[1], '--rate', '0.4',
+                 '--quality', '2', '--keyframe-interval', '3', '--pframe-model', str(tmp_path / 'absent'),
+                 '--fast-pframe-model', models[2]])
+    lines = capfd.readouterr().out.strip().splitlines()
+    assert code == 0, lines
+    result = json.loads(lines[-1])
+    assert (result['tier'], result['frames_out']) == ('fast', 6), lines
+    assert (result['key_frames'], result['p_frames'], result['keyframe_interval']) == (2, 4, 3)
+
+
 def test_demo_names_a_missing_calibration(tmp_path, capsys):
     from xmodal_compress_ros.data.rosbag_io import write_sensor_bag
 

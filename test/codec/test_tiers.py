@@ -53,6 +53,17 @@ def test_explicit_tiers_are_taken_on_any_device():
         choose_tier('fast', 'cpu', fast_model='f', available=present())
 
 
+def test_each_tier_codes_p_frames_with_its_own_model_and_fast_falls_back_to_the_full_one():
+    def choose(tier, *stems):
+        return choose_tier(tier, 'cpu', fast_model='f', pframe_model='p', fast_pframe_model='pf',
+                           available=present('f', *stems)).pframe_model
+
+    assert (choose('fast', 'p', 'pf'), choose('auto', 'p', 'pf')) == ('pf', 'pf')
+    assert choose('quality', 'p', 'pf') == 'p'
+    assert choose('fast', 'p') == 'p'  # no fast P-frame model: the full one, the tier stays fast
+    assert choose_tier('fast', 'cpu').pframe_model in tiers.PFRAME_MODELS
+
+
 @pytest.mark.parametrize('value', ['turbo', '', 'Fast', None])
 def test_a_bad_tier_is_a_parameter_error_naming_the_choices(value):
     with pytest.raises(ParameterError, match='tier .* is not supported: use one of auto, fast, quality'):
@@ -78,7 +89,8 @@ def test_fast_tier_encoder_codes_image_only_and_needs_no_scan(tiny):
 
 def test_decoders_hold_both_tiers_and_leave_missing_files_out(tiny, tmp_path):
     assert set(tiers.INTRA_MODELS) < set(DecoderConfig().models)
-    assert tiers.FAST_MODEL in DecoderConfig().models and tiers.PFRAME_MODEL in DecoderConfig().models
+    held = DecoderConfig().models
+    assert tiers.FAST_MODEL in held and set(tiers.PFRAME_MODELS) < set(held)
     absent = str(tmp_path / 'xmodal-hyperprior-fast')
     decoder = Decoder(DecoderConfig(models=(tiny[0], absent, tiny[1]), warmup=False))
     assert decoder.missing_models == (absent,)
@@ -93,11 +105,14 @@ def test_threads_come_from_the_cores_this_process_may_use():
 
 
 def test_the_demo_prints_the_tier_and_why(tiny, tmp_path):
-    from xmodal_compress_ros.cli.demo import tier_line
+    from xmodal_compress_ros.cli.demo import tier_choice, tier_line as line_of
+
+    def tier_line(args):
+        return line_of(args, tier_choice(args))
 
     def args(tier, device='cpu', fast_model=tiny[1]):
         return argparse.Namespace(tier=tier, device=device, model=tiny[0], fallback_model=tiny[1],
-                                  fast_model=fast_model)
+                                  fast_model=fast_model, pframe_model='p', fast_pframe_model='pf')
 
     line = tier_line(args('auto'))
     assert line.startswith('tier: fast (device cpu without a GPU') and line.endswith(

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List
 
-from xmodal_compress_ros.codec.tiers import FAST_MODEL, PFRAME_MODEL, QUALITY_FALLBACK_MODEL, QUALITY_MODEL
+from xmodal_compress_ros.codec.tiers import (FAST_MODEL, FAST_PFRAME_MODEL, PFRAME_MODEL,
+                                             QUALITY_FALLBACK_MODEL, QUALITY_MODEL)
 
 DRAIN_TIMEOUT_S = 60.0
 
@@ -33,6 +34,7 @@ class StreamSettings:
     frustum_only: bool = False
     keyframe_interval: int = 1
     pframe_model: str = PFRAME_MODEL
+    fast_pframe_model: str = FAST_PFRAME_MODEL
     lidar_codec: str = 'predictive'
     lidar_max_error: float = 0.01
     start_timeout: float = 180.0
@@ -113,10 +115,11 @@ def stream_bag(settings: StreamSettings, bag: Path, calibration: Path, originals
                'fallback_model': settings.fallback_model, 'fast_model': settings.fast_model,
                'threads': threads,
                'frustum_only': settings.frustum_only, 'keyframe_interval': settings.keyframe_interval,
-               'pframe_model': settings.pframe_model, 'lidar_codec': settings.lidar_codec,
+               'pframe_model': settings.pframe_model, 'fast_pframe_model': settings.fast_pframe_model,
+               'lidar_codec': settings.lidar_codec,
                'lidar_max_error': settings.lidar_max_error}
     decoder = {'models': [settings.model, settings.fallback_model, settings.fast_model],
-               'pframe_model': settings.pframe_model,
+               'pframe_model': settings.pframe_model, 'fast_pframe_model': settings.fast_pframe_model,
                'backend': settings.backend,
                'device': settings.device, 'precision': settings.precision,
                'resolutions': [int(width), int(height)], 'threads': threads}

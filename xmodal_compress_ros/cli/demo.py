@@ -47,7 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='image-only twin stem (tier quality)')
     parser.add_argument('--fast-model', default=tiers.FAST_MODEL, help='image-only model stem of tier fast')
     parser.add_argument('--pframe-model', default=tiers.PFRAME_MODEL,
-                        help='P-frame model stem: with its files the demo streams key and P frames')
+                        help='P-frame model stem of tier quality (with --keyframe-interval N > 1)')
+    parser.add_argument('--fast-pframe-model', default=tiers.FAST_PFRAME_MODEL,
+                        help='P-frame model stem of tier fast (--pframe-model where it is missing)')
     parser.add_argument('--keyframe-interval', type=int, default=None, metavar='N',
                         help='key frame every N images, P frames between (default 1: every image alone; '
                              'docs/temporal_coding.md)')
@@ -73,8 +75,9 @@ def main(args: argparse.Namespace) -> int:
     bag = args.bag or _synthesize(out, args.frames or DEFAULT_FRAMES)
     calibration = args.calibration or stream_run.find_calibration(bag)
     originals = stream_run.load_originals(bag, args.frames)
-    args.keyframe_interval = _keyframe_interval(args)
-    print(tier_line(args), flush=True)
+    choice = tier_choice(args)
+    args.keyframe_interval = _keyframe_interval(args, choice.pframe_model)
+    print(tier_line(args, choice), flush=True)
     settings = stream_run.StreamSettings(**{name: getattr(args, name)
                                             for name in stream_run.StreamSettings.__dataclass_fields__})
     result = stream_run.stream_bag(settings, bag, calibration, originals, out)
@@ -101,26 +104,31 @@ def _synthesize(out: Path, frames: int) -> Path:
     return bag
 
 
-def _keyframe_interval(args: argparse.Namespace) -> int:
-    """--keyframe-interval, else 1: a P frame costs about twice the CPU of a key frame and the fast tier
-    has no P-frame model (docs/temporal_coding.md), so the stream mode is opt-in."""
+def _keyframe_interval(args: argparse.Namespace, pframe_model: str) -> int:
+    """--keyframe-interval, else 1: a P frame costs more CPU than a key frame (docs/tiers.md), so the
+    stream mode is opt-in. ``pframe_model``: the stem the chosen tier codes P frames with."""
     from xmodal_compress_ros.codec.pipeline import model_available
     from xmodal_compress_ros.errors import ModelFileError, ParameterError
 
     if args.keyframe_interval is not None and args.keyframe_interval < 1:
         raise ParameterError(f'--keyframe-interval must be >= 1, got {args.keyframe_interval}')
-    available = model_available(args.pframe_model)
-    if args.keyframe_interval is not None and args.keyframe_interval > 1 and not available:
+    streams = args.keyframe_interval is not None and args.keyframe_interval > 1
+    if streams and not model_available(pframe_model):
         raise ModelFileError(f'--keyframe-interval {args.keyframe_interval} needs the P-frame model '
-                             f'{args.pframe_model}, which is not there')
+                             f'{pframe_model}, which is not there')
     return 1 if args.keyframe_interval is None else args.keyframe_interval
 
 
-def tier_line(args: argparse.Namespace) -> str:
-    """The tier the encoder node will choose (the same :func:`codec.tiers.choose_tier`), and why."""
+def tier_choice(args: argparse.Namespace):
+    """The tier the encoder node will choose: the same :func:`codec.tiers.choose_tier`."""
     from xmodal_compress_ros.codec.tiers import choose_tier
 
-    choice = choose_tier(args.tier, args.device, args.model, args.fallback_model, args.fast_model)
+    return choose_tier(args.tier, args.device, args.model, args.fallback_model, args.fast_model,
+                       pframe_model=args.pframe_model, fast_pframe_model=args.fast_pframe_model)
+
+
+def tier_line(args: argparse.Namespace, choice) -> str:
+    """The tier line the demo prints: which tier and why."""
     if choice.tier == 'fast':
         return f'tier: fast ({choice.reason}; --tier quality for the full models)'
     if args.tier == 'auto' and not args.device.startswith('cuda'):

@@ -50,12 +50,13 @@ class DecoderNode(Node):
         self._unknown_model_error = pipeline.UnknownModelError
         resolutions = tuple(zip(c.resolutions[::2], c.resolutions[1::2]))
         models = tuple(c.models)
-        if c.pframe_model and c.pframe_model not in models:
-            if pipeline.model_available(resolve_model_stem(c.pframe_model)):
-                models += (c.pframe_model,)
-            else:
-                self.get_logger().warning(f'P-frame model {c.pframe_model} not found: P frames will be '
-                                          'refused')
+        for stem in (c.pframe_model, c.fast_pframe_model):
+            if stem and stem not in models:
+                if pipeline.model_available(resolve_model_stem(stem)):
+                    models += (stem,)
+                else:
+                    self.get_logger().warning(f'P-frame model {stem} not found: its P frames will be '
+                                              'refused')
         self._no_reference = pipeline.NO_REFERENCE
         self._threads = thread_count(c.threads)
         self._decoder = pipeline.Decoder(pipeline.DecoderConfig(

@@ -135,7 +135,8 @@ class EncoderNode(Node):
 
         c = self._config
         choice = choose_tier(c.tier, c.device, c.model, c.fallback_model, c.fast_model,
-                             available=lambda stem: self._pipeline.model_available(resolve_model_stem(stem)))
+                             available=lambda stem: self._pipeline.model_available(resolve_model_stem(stem)),
+                             pframe_model=c.pframe_model, fast_pframe_model=c.fast_pframe_model)
         missing = c.tier == 'auto' and choice.tier == 'quality' and not c.device.startswith('cuda')
         log = self.get_logger().warning if missing else self.get_logger().info
         log(choice.describe() + ('; tier:=quality for the full models' if choice.tier == 'fast' else ''))
@@ -150,13 +151,12 @@ class EncoderNode(Node):
                                  intensity_max=c.lidar_intensity_max or INTENSITY_RANGES[0])
         # quality=0: every frame passes its own quality (checked against the model's levels separately),
         # so an encoder built from CameraInfo never fails on a quality set before the model was known.
-        interval = c.keyframe_interval
-        if interval > 1 and not self._pipeline.model_available(resolve_model_stem(c.pframe_model)):
-            self.get_logger().warning(f'keyframe_interval {interval}: P-frame model {c.pframe_model} not '
+        interval, tier = c.keyframe_interval, self._tier
+        if interval > 1 and not self._pipeline.model_available(resolve_model_stem(tier.pframe_model)):
+            self.get_logger().warning(f'keyframe_interval {interval}: P-frame model {tier.pframe_model} not '
                                       'found; coding every image as a key frame', once=True)
             interval = 1
         self._keyframe_interval = interval
-        tier = self._tier
         return self._pipeline.EncoderConfig(model=resolve_model_stem(tier.model),
                                             fallback_model=tier.fallback_model and
                                             resolve_model_stem(tier.fallback_model),
@@ -164,7 +164,7 @@ class EncoderNode(Node):
                                             device=c.device, precision=c.precision, quality=0,
                                             lidar=lidar, threads=self._threads, refine_steps=c.refine_steps,
                                             keyframe_interval=interval,
-                                            pframe_model=resolve_model_stem(c.pframe_model))
+                                            pframe_model=resolve_model_stem(tier.pframe_model))
 
     def _load_static_calibration(self) -> None:
         c = self._config

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional, Sequence, Tuple, Type, TypeVar
 
 from xmodal_compress_ros.codec.bitstream import LIDAR_CODECS
-from xmodal_compress_ros.codec.tiers import (FAST_MODEL, INTRA_MODELS, PFRAME_MODEL, QUALITY_FALLBACK_MODEL,
-                                             QUALITY_MODEL, TIERS)
+from xmodal_compress_ros.codec.tiers import (FAST_MODEL, FAST_PFRAME_MODEL, INTRA_MODELS, PFRAME_MODEL,
+                                             QUALITY_FALLBACK_MODEL, QUALITY_MODEL, TIERS)
 from xmodal_compress_ros.errors import ParameterError
 
 BACKENDS = ('torch', 'onnxruntime', 'tensorrt')
@@ -95,13 +95,15 @@ class EncoderNodeConfig:
                        'packets on the vehicle).', read_only=True)
     keyframe_interval: int = param(1, 'A key frame every N images and P frames between them, each '
                                    'predicted from the previous decoded frame (1: every image coded alone, '
-                                   'the default: P frames save about a fifth of the bits but cost about '
-                                   'twice the CPU of a key frame, and the fast tier has no P-frame model: '
-                                   'docs/temporal_coding.md). Without the pframe_model files '
-                                   'every image is coded alone (logged).',
+                                   'the default: P frames save about a fifth of the bits but cost more '
+                                   'CPU than a key frame: docs/temporal_coding.md, docs/tiers.md). Without '
+                                   'the P-frame model files every image is coded alone (logged).',
                                    bounds=(1, 1000), read_only=True)
-    pframe_model: str = param(PFRAME_MODEL, 'Stem of the P-frame model (keyframe_interval > 1).',
-                              read_only=True)
+    pframe_model: str = param(PFRAME_MODEL, 'Stem of the P-frame model of the quality tier '
+                              '(keyframe_interval > 1).', read_only=True)
+    fast_pframe_model: str = param(FAST_PFRAME_MODEL, 'Stem of the P-frame model of the fast tier (its '
+                                   'small post filter); pframe_model where its files are missing.',
+                                   read_only=True)
     max_time_delta: float = param(0.05, 'Largest difference in seconds between the stamps of a paired image '
                                   'and scan.', bounds=(0.0, 10.0))
     pairing_wait: float = param(0.1, 'Longest wall-clock wait in seconds of an image for a scan stamped at '
@@ -169,6 +171,8 @@ class DecoderNodeConfig:
     pframe_model: str = param(PFRAME_MODEL, 'Stem of the P-frame model, held beside models when '
                               'its files exist (else P frames are refused as of an unknown model, logged). '
                               'Empty: none.', read_only=True)
+    fast_pframe_model: str = param(FAST_PFRAME_MODEL, "Stem of the fast tier's P-frame model, held like "
+                                   'pframe_model. Empty: none.', read_only=True)
     backend: str = param('torch', 'Inference backend.', choices=BACKENDS, read_only=True)
     device: str = param('cpu', 'Inference device: cpu, cuda or cuda:N.', read_only=True)
     precision: str = param('fp32', PRECISION_HELP, choices=PRECISIONS, read_only=True)

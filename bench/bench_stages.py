@@ -1,7 +1,7 @@
 """Where each millisecond of a whole image encode and decode goes on the CPU, this tree against another.
 
-One Encoder and one Decoder (``profile=True``, every frame a key frame) of each ``--tiers`` tier
-(:mod:`codec.tiers`: quality, the LiDAR model and its image-only twin; fast, ``--fast-model``) code real
+One Encoder and one Decoder (``profile=True``) of each ``--tiers`` tier (:mod:`codec.tiers`:
+quality, the LiDAR model and its image-only twin; fast, ``--fast-model``) code real
 KITTI raw frames at 1242x375 (``$XMODAL_SHARED_DATA``, else ../shared/data beside the
 repository; synthetic frames when neither holds them: the JSON's ``source`` says which), with the
 LiDAR scan coded and decoded first, as ``xmodal bench-runtime`` does. Stages come from the pipeline's
@@ -9,6 +9,9 @@ LiDAR scan coded and decoded first, as ``xmodal bench-runtime`` does. Stages com
 timing wrappers this script puts around ``_Codec.tables[2]`` and ``ConstrictionAnsCoder.encode/decode``
 (instrumentation of this benchmark only). ``latent_other`` is the rest of the entropy stages (rounding,
 clamping, index checks, copies), ``other`` the rest of the whole call (packet packing and parsing).
+Every frame is a key frame unless ``--keyframe-interval N`` (N > 1): then the tiers' P-frame models
+(``--pframe-model``, ``--fast-pframe-model``) code the frames between key frames, which are timed whole
+(``encode_p_image``, ``decode_p_image``) and kept out of the key frames' stages.
 
 ``--baseline REV`` times the same script on the package of commit REV (exported with ``git archive`` to
 a temporary folder) in alternating rounds with this tree, each in its own process, so both meet the same
@@ -18,6 +21,7 @@ Prints p50/p99 per stage side by side and writes ``bench/results/stages_<tag>-<N
 
     .venv/bin/python bench/bench_stages.py [--baseline 5c6d2e5] [--tiers quality,fast] [--frames 20]
                                            [--rounds 2] [--threads 2] [--quality 3]
+                                           [--keyframe-interval 10]
 """
 from __future__ import annotations
 
@@ -39,6 +43,8 @@ ENCODE_STAGES = ('lidar_encode', 'preprocess', 'projection_encode', 'encoder_net
                  'integer_hyper_encode', 'rans_encode', 'latent_other_encode', 'other_encode', 'encode_image')
 DECODE_STAGES = ('lidar_decode', 'integer_hyper_decode', 'rans_decode', 'latent_other_decode',
                  'projection_decode', 'decoder_network', 'other_decode', 'decode_image')
+#: P frames (``--keyframe-interval`` > 1), timed whole.
+P_STAGES = ('encode_p_image', 'decode_p_image')
 
 
 def parse_args(argv=None):
@@ -54,6 +60,12 @@ def parse_args(argv=None):
     parser.add_argument('--tiers', default='quality', help='tiers to time, comma-separated (quality, fast)')
     parser.add_argument('--fast-model', default=str(REPO / 'models' / 'xmodal-hyperprior-fast'),
                         help='model stem of the fast tier')
+    parser.add_argument('--keyframe-interval', type=int, default=1,
+                        help='a key frame every N frames, P frames between (default 1: all key frames)')
+    parser.add_argument('--pframe-model', default=str(REPO / 'models' / 'xmodal-pframe'),
+                        help='P-frame model stem of the quality tier')
+    parser.add_argument('--fast-pframe-model', default=str(REPO / 'models' / 'xmodal-pframe-fast'),
+                        help='P-frame model stem of the fast tier')
     parser.add_argument('--out', type=Path, help='result JSON (default bench/results/stages_<tag>.json)')
     parser.add_argument('--child', type=Path, help=argparse.SUPPRESS)  # one tree's samples, to this file
     parser.add_argument('--tier', default='quality', help=argparse.SUPPRESS)  # the child's tier
@@ -87,13 +99,17 @@ def measure(args) -> dict:
     torch.set_num_threads(args.threads)
     frames = list(frames_for(args.width, args.height, 10))
     if args.tier == 'fast':
-        stems = (args.fast_model, '')
+        stems = (args.fast_model, '', args.fast_pframe_model)
     else:
-        stems = (str(REPO / 'models' / 'xmodal-lidar'), str(REPO / 'models' / 'xmodal-hyperprior'))
+        stems = (str(REPO / 'models' / 'xmodal-lidar'), str(REPO / 'models' / 'xmodal-hyperprior'),
+                 args.pframe_model)
+    stream = args.keyframe_interval > 1
     common = dict(profile=True, threads=args.threads)
-    encoder = Encoder(EncoderConfig(model=stems[0], fallback_model=stems[1], quality=args.quality, **common),
+    encoder = Encoder(EncoderConfig(model=stems[0], fallback_model=stems[1], quality=args.quality,
+                                    keyframe_interval=args.keyframe_interval,
+                                    pframe_model=stems[2] if stream else '', **common),
                       frames[0].calib)
-    decoder = Decoder(DecoderConfig(models=tuple(filter(None, stems)),
+    decoder = Decoder(DecoderConfig(models=tuple(filter(None, stems if stream else stems[:2])),
                                     resolutions=((args.width, args.height),), **common))
     timer = _Timer()
     codecs = [encoder._main, encoder._fallback] + list(decoder._codecs.values())
@@ -104,7 +120,7 @@ def measure(args) -> dict:
     coder.encode = timer.wrap(coder.encode, 'rans')
     coder.decode = timer.wrap(coder.decode, 'rans')
 
-    samples: Dict[str, List[float]] = {stage: [] for stage in ENCODE_STAGES + DECODE_STAGES}
+    samples: Dict[str, List[float]] = {stage: [] for stage in ENCODE_STAGES + DECODE_STAGES + P_STAGES}
     packets, latents = hashlib.sha256(), hashlib.sha256()
     for index in range(args.warmup + args.frames):
         frame = frames[index % len(frames)]
@@ -112,19 +128,27 @@ def measure(args) -> dict:
         start = time.perf_counter()
         lidar_packet, scan = encoder.encode_scan(frame.points, index)
         lidar_encode = (time.perf_counter() - start) * 1e3
+        start = time.perf_counter()
         encoded = encoder.encode_image(frame.image, index, scan)
+        encode_wall = (time.perf_counter() - start) * 1e3
         enc, enc_split = dict(encoder.last_timings), timer.current
         timer.current = {}
         start = time.perf_counter()
         decoded_scan = decoder.decode_lidar(lidar_packet)
         lidar_decode = (time.perf_counter() - start) * 1e3
+        start = time.perf_counter()
         decoded = decoder.decode_image(encoded.packet, decoded_scan)
+        decode_wall = (time.perf_counter() - start) * 1e3
         dec, dec_split = dict(decoder.last_timings), timer.current
         if index < args.warmup:
             continue
         packets.update(lidar_packet + encoded.packet)
         for array in (decoded.latents.z_hat, decoded.latents.symbols, decoded.latents.indexes):
             latents.update(array.astype('<i4').tobytes())
+        if decoded.frame_kind == 'P':
+            samples['encode_p_image'].append(encode_wall)
+            samples['decode_p_image'].append(decode_wall)
+            continue
         named_encode = sum(enc[k] for k in ('preprocess', 'projection', 'encoder_network', 'mean_network',
                                             'entropy_encode'))
         named_decode = sum(dec[k] for k in ('entropy_decode', 'projection', 'decoder_network'))
@@ -157,6 +181,9 @@ def run_tree(root: Path, args, round_index: int, tier: str) -> dict:
                    '--frames', str(args.frames), '--warmup', str(args.warmup), '--threads', str(args.threads),
                    '--quality', str(args.quality), '--width', str(args.width), '--height', str(args.height),
                    '--tier', tier, '--fast-model', args.fast_model]
+        if args.keyframe_interval > 1:  # (a baseline from before these options times key frames only)
+            command += ['--keyframe-interval', str(args.keyframe_interval),
+                        '--pframe-model', args.pframe_model, '--fast-pframe-model', args.fast_pframe_model]
         # The frames of this tree's data folder for both trees (a baseline's own ../shared/data is absent).
         env = dict(os.environ, PYTHONPATH=str(root), OMP_NUM_THREADS=str(args.threads),
                    XMODAL_SHARED_DATA=str(shared_data_dir()))
@@ -178,9 +205,10 @@ def summarise(runs: List[dict]) -> dict:
     from xmodal_compress_ros.runtime.benchmark import percentiles
 
     stages = {}
-    for stage in ENCODE_STAGES + DECODE_STAGES:
-        values = [v for run in runs for v in run['samples'][stage]]
-        stages[stage] = {k: v for k, v in percentiles(values).items() if k in ('p50', 'p99', 'mean')}
+    for stage in ENCODE_STAGES + DECODE_STAGES + P_STAGES:
+        values = [v for run in runs for v in run['samples'].get(stage, [])]
+        if values:
+            stages[stage] = {k: v for k, v in percentiles(values).items() if k in ('p50', 'p99', 'mean')}
     return {'stages_ms': stages, 'packets_sha256': runs[0]['packets_sha256'],
             'latents_sha256': runs[0]['latents_sha256'],
             'repeatable': len({(r['packets_sha256'], r['latents_sha256']) for r in runs}) == 1}
@@ -211,6 +239,7 @@ def main(argv=None) -> dict:
               'date_utc': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
               'load_average_1_5_15': [round(x, 2) for x in os.getloadavg()],
               'image_size': [args.width, args.height], 'threads': args.threads, 'quality': args.quality,
+              'keyframe_interval': args.keyframe_interval,
               'frames_per_round': args.frames, 'rounds': args.rounds,
               'source': next(iter(runs.values()))[0]['source'],
               'current_tree_dirty': bool(subprocess.run(['git', '-C', str(REPO), 'status', '--porcelain'],
@@ -233,9 +262,10 @@ def main(argv=None) -> dict:
 def print_table(sides: dict) -> None:
     names = list(sides)
     print(f"{'stage (ms)':22s}" + ''.join(f'{name + " p50":>15s}{name + " p99":>15s}' for name in names))
-    for stage in ENCODE_STAGES + DECODE_STAGES:
-        print(f'{stage:22s}' + ''.join(f"{sides[n]['stages_ms'][stage]['p50']:15.1f}"
-                                       f"{sides[n]['stages_ms'][stage]['p99']:15.1f}" for n in names))
+    for stage in ENCODE_STAGES + DECODE_STAGES + P_STAGES:
+        if all(stage in sides[n]['stages_ms'] for n in names):
+            print(f'{stage:22s}' + ''.join(f"{sides[n]['stages_ms'][stage]['p50']:15.1f}"
+                                           f"{sides[n]['stages_ms'][stage]['p99']:15.1f}" for n in names))
 
 
 if __name__ == '__main__':

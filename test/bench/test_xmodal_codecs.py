@@ -56,6 +56,22 @@ def test_variants_code_and_decode(models, name):
     assert all(t > 0 for t in run.encode_s + run.decode_s)
 
 
+def test_the_fast_tier_variants_code_with_the_fast_models_alone(models, tmp_path):
+    from xmodal_compress_ros.runtime.samples import untrained_pframe_model
+
+    pframe = untrained_pframe_model(tmp_path, models['twin'])
+    intra = XmodalCodec.create('xmodal-fast', models['lidar'], models['lidar'], fast_model=models['twin'])
+    stream = XmodalCodec.create('xmodal-p-fast', models['lidar'], models['lidar'], pframe_model='absent',
+                                fast_model=models['twin'], fast_pframe_model=pframe, gop=2)
+    assert intra._stems() == (models['twin'],) and stream._stems() == (models['twin'], pframe)
+    assert intra.unavailable_reason() is None and stream.unavailable_reason() is None
+    frames = _frames(3)
+    coded = intra.run(frames, 0, 10.0)
+    streamed = stream.run(frames, 0, 10.0)
+    assert len(coded.sizes) == 3 and streamed.kinds == ('key', 'P', 'key')
+    assert coded.sizes[0] == streamed.sizes[0]  # the same model codes the key frame alike
+
+
 def test_zeros_differs_from_lidar_conditioning(models):
     frames = _frames(count=1)
     lidar = XmodalCodec.create('xmodal', models['lidar'], models['twin']).run(frames, 0, 10.0)

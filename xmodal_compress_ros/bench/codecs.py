@@ -11,7 +11,7 @@ from xmodal_compress_ros.bench.baselines import baseline_codecs
 from xmodal_compress_ros.errors import DatasetError
 
 OUR_CODECS = ('xmodal', 'xmodal-image-only', 'xmodal-zeros', 'xmodal-refined', 'xmodal-ensemble', 'xmodal-p',
-              'xmodal-p-unaligned', 'xmodal-p-noref', 'xmodal-p-nomotion')
+              'xmodal-p-unaligned', 'xmodal-p-noref', 'xmodal-p-nomotion', 'xmodal-fast', 'xmodal-p-fast')
 #: Run only when named: refinement costs about a second of CPU per step and image, the ensemble's
 #: decoder runs the post filter eight times.
 OPT_IN_CODECS = ('xmodal-refined', 'xmodal-ensemble')
@@ -40,11 +40,13 @@ def parse_codec_names(text: str) -> List[str]:
 
 def build_codecs(names: Sequence[str], gop: int = 10, model: Optional[str] = None,
                  fallback_model: Optional[str] = None, qualities: Optional[Sequence[int]] = None,
-                 refine_steps: int = DEFAULT_REFINE_STEPS,
-                 pframe_model: Optional[str] = None) -> Dict[str, object]:
-    """Name -> codec object for ``names`` (ours get the model stems and quality levels;
-    ``xmodal-refined`` the refinement steps, ``xmodal-ensemble`` the filter's views, the stream
-    modes ``xmodal-p*`` the P-frame model and ``gop``, the baselines' key-frame interval)."""
+                 refine_steps: int = DEFAULT_REFINE_STEPS, pframe_model: Optional[str] = None,
+                 fast_model: Optional[str] = None,
+                 fast_pframe_model: Optional[str] = None) -> Dict[str, object]:
+    """Name -> codec object for ``names`` (ours get the model stems and quality levels, the fast
+    tier's variants ``fast_model`` and ``fast_pframe_model``; ``xmodal-refined`` the refinement steps,
+    ``xmodal-ensemble`` the filter's views, the stream modes ``xmodal-p*`` the P-frame model and
+    ``gop``, the baselines' key-frame interval)."""
     baselines = baseline_codecs(gop)
     codecs: Dict[str, object] = {}
     for name in names:
@@ -53,7 +55,8 @@ def build_codecs(names: Sequence[str], gop: int = 10, model: Optional[str] = Non
             steps = refine_steps if name == 'xmodal-refined' else 0
             views = ENSEMBLE_VIEWS if name == 'xmodal-ensemble' else 1
             codecs[name] = XmodalCodec.create(name, model, fallback_model, qualities, refine_steps=steps,
-                                              post_filter_views=views, gop=gop, pframe_model=pframe_model)
+                                              post_filter_views=views, gop=gop, pframe_model=pframe_model,
+                                              fast_model=fast_model, fast_pframe_model=fast_pframe_model)
         else:
             codecs[name] = baselines[name]
     return codecs

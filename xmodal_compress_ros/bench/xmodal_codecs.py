@@ -18,6 +18,9 @@
   what the encoder's motion search buys on top of the alignment.
 * ``xmodal-p-noref``: P frames predicted from no reference on both ends: what the network does
   without a previous frame.
+* ``xmodal-fast`` and ``xmodal-p-fast``: the fast tier (:mod:`xmodal_compress_ros.codec.tiers`): its
+  image-only model on every frame, and its stream (that model's key frames, the fast P-frame model's
+  P frames); the scans are coded for the alignment only.
 """
 from __future__ import annotations
 
@@ -33,10 +36,11 @@ from xmodal_compress_ros.errors import DatasetError, XmodalError
 
 VARIANTS = {'xmodal': 'lidar', 'xmodal-image-only': 'image-only', 'xmodal-zeros': 'zeros',
             'xmodal-refined': 'lidar', 'xmodal-ensemble': 'lidar', 'xmodal-p': 'lidar',
-            'xmodal-p-unaligned': 'lidar', 'xmodal-p-noref': 'lidar', 'xmodal-p-nomotion': 'lidar'}
+            'xmodal-p-unaligned': 'lidar', 'xmodal-p-noref': 'lidar', 'xmodal-p-nomotion': 'lidar',
+            'xmodal-fast': 'fast', 'xmodal-p-fast': 'fast'}
 #: The stream variants and their EncoderConfig.reference_mode.
 REFERENCE_MODES = {'xmodal-p': 'aligned', 'xmodal-p-unaligned': 'unaligned', 'xmodal-p-noref': 'none',
-                   'xmodal-p-nomotion': 'aligned'}
+                   'xmodal-p-nomotion': 'aligned', 'xmodal-p-fast': 'aligned'}
 
 
 @dataclass
@@ -58,10 +62,10 @@ class XmodalCodec:
     @classmethod
     def create(cls, name: str, model: Optional[str] = None, fallback_model: Optional[str] = None,
                qualities: Optional[Sequence[int]] = None, refine_steps: int = 0,
-               post_filter_views: int = 1, gop: int = 10,
-               pframe_model: Optional[str] = None) -> 'XmodalCodec':
-        """``name`` from :data:`VARIANTS`; ``None`` model stems take the pipeline defaults; ``gop``:
-        the key-frame interval of the stream variants."""
+               post_filter_views: int = 1, gop: int = 10, pframe_model: Optional[str] = None,
+               fast_model: Optional[str] = None, fast_pframe_model: Optional[str] = None) -> 'XmodalCodec':
+        """``name`` from :data:`VARIANTS`; ``None`` model stems take the defaults (the pipeline's,
+        the fast tier's for its variants); ``gop``: the key-frame interval of the stream variants."""
         from xmodal_compress_ros.codec.latent_refinement import check_steps
         from xmodal_compress_ros.codec.pipeline import EncoderConfig
         from xmodal_compress_ros.codec.post_filter import check_views
@@ -75,9 +79,16 @@ class XmodalCodec:
         except ValueError as error:
             raise DatasetError(f'--post-filter-views: {error}') from None
         stream = name in REFERENCE_MODES
-        codec = cls(name, model or defaults.model, fallback_model or defaults.fallback_model, (),
-                    refine_steps=refine_steps, post_filter_views=post_filter_views, gop=gop if stream else 1,
-                    pframe_model=(pframe_model or defaults.pframe_model) if stream else '')
+        if VARIANTS.get(name) == 'fast':
+            from xmodal_compress_ros.codec import tiers
+            model, fallback_model = fast_model or tiers.FAST_MODEL, ''
+            pframe_model = fast_pframe_model or tiers.FAST_PFRAME_MODEL
+        else:
+            model, fallback_model = model or defaults.model, fallback_model or defaults.fallback_model
+            pframe_model = pframe_model or defaults.pframe_model
+        codec = cls(name, model, fallback_model, (), refine_steps=refine_steps,
+                    post_filter_views=post_filter_views, gop=gop if stream else 1,
+                    pframe_model=pframe_model if stream else '')
         levels = codec._levels()
         if qualities is None:
             codec.settings = tuple(range(levels)) if levels else ()
@@ -101,6 +112,10 @@ class XmodalCodec:
         if self.reference_mode is not None:
             return (self.model, self.pframe_model)
         return (self.model, self.fallback_model) if self.variant == 'image-only' else (self.model,)
+
+    def _held_models(self, *extra: str) -> Tuple[str, ...]:
+        """The stems a decoder of this variant holds (the fast tier has no twin)."""
+        return tuple(stem for stem in (self.model, self.fallback_model) + extra if stem)
 
     def _levels(self) -> int:
         """Quality levels from the model's metadata (0 when its files are missing)."""
@@ -166,7 +181,7 @@ class XmodalCodec:
     def _get_decoder(self, size: Tuple[int, int]):
         from xmodal_compress_ros.codec.pipeline import Decoder, DecoderConfig
         if self._decoder is None:
-            config = DecoderConfig(models=(self.model, self.fallback_model), resolutions=(size,),
+            config = DecoderConfig(models=self._held_models(), resolutions=(size,),
                                    post_filter_views=self.post_filter_views)
             self._decoder = Decoder(config)
         return self._decoder
@@ -181,7 +196,7 @@ class XmodalCodec:
                           calib)
         # The decoder of the 'none' ablation predicts from no reference too; 'unaligned' sends no motion.
         mode = 'none' if self.reference_mode == 'none' else 'aligned'
-        decoder = Decoder(DecoderConfig(models=(self.model, self.fallback_model, self.pframe_model),
+        decoder = Decoder(DecoderConfig(models=self._held_models(self.pframe_model),
                                         resolutions=(size,), reference_mode=mode))
         return encoder, decoder
 

@@ -48,6 +48,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='image-only model stem (default: the pipeline default)')
     parser.add_argument('--pframe-model', default=None,
                         help='P-frame model stem of the xmodal-p modes (default: the pipeline default)')
+    parser.add_argument('--fast-model', default=None,
+                        help='model stem of xmodal-fast and xmodal-p-fast (default: the fast tier\'s)')
+    parser.add_argument('--fast-pframe-model', default=None,
+                        help='P-frame model stem of xmodal-p-fast (default: the fast tier\'s)')
     parser.add_argument('--calib', default=None, help='calibration for --bag (YAML or KITTI calib file)')
     parser.add_argument('--image-topic', default=None, help='image topic for --bag')
     parser.add_argument('--lidar-topic', default=None, help='PointCloud2 topic for --bag')
@@ -121,7 +125,8 @@ def main(args: argparse.Namespace) -> int:
     codecs = codec_registry.build_codecs(names, gop=args.gop, model=args.model,
                                          fallback_model=args.fallback_model,
                                          qualities=[int(q) for q in ours] or None, refine_steps=refine_steps,
-                                         pframe_model=args.pframe_model)
+                                         pframe_model=args.pframe_model, fast_model=args.fast_model,
+                                         fast_pframe_model=args.fast_pframe_model)
     result = run_benchmark(codecs, data, settings, show_progress=not args.quiet,
                            cache_dir=Path(args.cache) if args.cache else None)
     if not result.records:

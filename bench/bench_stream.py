@@ -1,12 +1,13 @@
 """Our P-frame stream mode against x264/x265/AV1 low-delay P at frame strides 1 and 3 (issue #28).
 
-Runs ``xmodal bench`` once per source and stride with our three stream modes (``xmodal-p`` as built,
-``xmodal-p-unaligned``, ``xmodal-p-noref``), our intra codec, and the ffmpeg low-delay P baselines
-at the same key-frame interval (plus x265 4:4:4 intra), every quality level of ours; then collects
-from each report the BD-rates (RGB PSNR and MS-SSIM) of ``xmodal-p`` against every other codec,
-what the alignment buys (``xmodal-p`` against ``xmodal-p-unaligned``), P- against key-frame decode
-time, and the top quality, into one summary JSON. Image bits only in the curves; each report's
-``lidar`` section gives the LiDAR packets' bits apart.
+Runs ``xmodal bench`` once per source and stride with our stream modes (``xmodal-p`` as built and its
+ablations ``xmodal-p-unaligned``, ``xmodal-p-nomotion``, ``xmodal-p-noref``), our intra codec, the fast
+tier's stream and intra (``xmodal-p-fast``, ``xmodal-fast``), and the ffmpeg low-delay P baselines at
+the same key-frame interval (plus x265 4:4:4 intra), every quality level of ours; then collects from
+each report the BD-rates (RGB PSNR and MS-SSIM) of ``xmodal-p`` and of ``xmodal-p-fast`` against every
+other codec, what the alignment buys (``xmodal-p`` against ``xmodal-p-unaligned``), P- against
+key-frame decode time, and the top quality, into one summary JSON. Image bits only in the curves;
+each report's ``lidar`` section gives the LiDAR packets' bits apart.
 
     OMP_NUM_THREADS=1 nice -n 19 .venv/bin/python bench/bench_stream.py \\
         --kitti ../shared/data/kitti_raw/2011_09_26/2011_09_26_drive_sfnd_sync --synthetic 50 \\
@@ -19,7 +20,9 @@ import sys
 from pathlib import Path
 
 OURS = 'xmodal-p'
-STREAM_CODECS = ('xmodal-p', 'xmodal-p-unaligned', 'xmodal-p-nomotion', 'xmodal-p-noref', 'xmodal')
+FAST = 'xmodal-p-fast'
+STREAM_CODECS = ('xmodal-p', 'xmodal-p-unaligned', 'xmodal-p-nomotion', 'xmodal-p-noref', 'xmodal',
+                 'xmodal-p-fast', 'xmodal-fast')
 BASELINES = ('h264-p', 'h265-p', 'h265-444-p', 'av1-444-p', 'h265-444')
 
 
@@ -59,12 +62,29 @@ def bench_command(args, source, stride: int, out: Path):
     return command
 
 
+def bd_of(report: dict, codec: str) -> dict:
+    """BD-rates of ``codec`` against every other codec of the run, per metric."""
+    entries = [e for e in report['bd_rate']['entries'] if e['codec'] == codec and e['anchor'] != codec]
+    return {metric: {e['anchor']: e['percent'] for e in entries if e['metric'] == metric}
+            for metric in ('psnr_db', 'ms_ssim_db')}
+
+
+def frame_kinds(report: dict, codec: str) -> dict:
+    """Top quality, and P- against key-frame decode time and bits, of one stream mode's curve."""
+    curve = [p for p in report['curves'] if p['codec'] == codec]
+    if not curve:
+        return {}
+    top = max(curve, key=lambda p: p['psnr_db'])
+    return dict(top_psnr_db=top['psnr_db'], top_bpp=top['bpp'],
+                p_decode_ms=[round(p.get('p_decode_ms', float('nan')), 1) for p in curve],
+                key_decode_ms=[round(p.get('key_decode_ms', float('nan')), 1) for p in curve],
+                p_bpp=[round(p.get('p_bpp', float('nan')), 4) for p in curve],
+                key_bpp=[round(p.get('key_bpp', float('nan')), 4) for p in curve])
+
+
 def summarise(report: dict) -> dict:
-    """What issue #28 asks of one run, from its report.json."""
-    entries = [e for e in report['bd_rate']['entries'] if e['codec'] == OURS and e['anchor'] != OURS]
-    bd = {metric: {e['anchor']: e['percent'] for e in entries if e['metric'] == metric}
-          for metric in ('psnr_db', 'ms_ssim_db')}
-    ours = [p for p in report['curves'] if p['codec'] == OURS]
+    """What issue #28 asks of one run, from its report.json; the fast tier's stream apart."""
+    bd = bd_of(report, OURS)
     lidar = {k: v for k, v in report.get('lidar', {}).items() if not isinstance(v, list)}
     summary = {'frames': len(report['dataset']['frames']), 'bd_rate_of_xmodal_p_psnr': bd['psnr_db'],
                'bd_rate_of_xmodal_p_ms_ssim': bd['ms_ssim_db'],
@@ -72,14 +92,12 @@ def summarise(report: dict) -> dict:
                'alignment_worth_psnr': bd['psnr_db'].get('xmodal-p-unaligned'),
                'reference_worth_psnr': bd['psnr_db'].get('xmodal-p-noref'),
                'block_motion_worth_psnr': bd['psnr_db'].get('xmodal-p-nomotion'),
-               'skipped': report.get('skipped', {}), 'lidar': lidar}
-    if ours:
-        top = max(ours, key=lambda p: p['psnr_db'])
-        summary.update(top_psnr_db=top['psnr_db'], top_bpp=top['bpp'],
-                       p_decode_ms=[round(p.get('p_decode_ms', float('nan')), 1) for p in ours],
-                       key_decode_ms=[round(p.get('key_decode_ms', float('nan')), 1) for p in ours],
-                       p_bpp=[round(p.get('p_bpp', float('nan')), 4) for p in ours],
-                       key_bpp=[round(p.get('key_bpp', float('nan')), 4) for p in ours])
+               'skipped': report.get('skipped', {}), 'lidar': lidar, **frame_kinds(report, OURS)}
+    if any(p['codec'] == FAST for p in report['curves']):
+        fast = bd_of(report, FAST)
+        summary['fast_tier'] = {'bd_rate_of_xmodal_p_fast_psnr': fast['psnr_db'],
+                                'bd_rate_of_xmodal_p_fast_ms_ssim': fast['ms_ssim_db'],
+                                **frame_kinds(report, FAST)}
     return summary
 
 

@@ -19,7 +19,7 @@ from xmodal_compress_ros.bench.sources import BenchData
 ANCHOR = 'jpeg'
 OURS = 'xmodal'
 #: Our variants compared with every other codec (the others only with JPEG).
-HEADLINED = (OURS, 'xmodal-refined', 'xmodal-ensemble', 'xmodal-p')
+HEADLINED = (OURS, 'xmodal-refined', 'xmodal-ensemble', 'xmodal-p', 'xmodal-fast', 'xmodal-p-fast')
 # (report key, curve key, label): BD-rates are computed on PSNR and on MS-SSIM in dB.
 BD_METRICS = (('psnr', 'psnr_db', 'PSNR'), ('ms_ssim', 'ms_ssim_db', 'MS-SSIM'))
 # A BD-rate over less than 1 dB of common quality rests on fits extrapolated past their data.

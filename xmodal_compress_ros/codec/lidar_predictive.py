@@ -754,11 +754,13 @@ def _laser_order(xyz: np.ndarray, rings: Optional[np.ndarray]) -> Optional[Tuple
         steps = _azimuth_steps(xyz[order, 0], xyz[order, 1])
         same = np.diff(rings[order]) == 0
         if _monotonic_share(steps[same]) < 0.8:
-            order = np.lexsort((np.arctan2(xyz[:, 1], xyz[:, 0]), rings))
+            xy = xyz[:, :2].astype(np.float64)
+            order = np.lexsort((np.arctan2(xy[:, 1], xy[:, 0]), rings))
         return order.astype(np.int64), counts.astype(np.int64)
-    steps = _azimuth_steps(xyz[:, 0], xyz[:, 1])
-    wraps = np.flatnonzero(np.abs(steps) > math.pi)
-    if len(wraps) + 1 > MAX_LASERS or n < 16 * (len(wraps) + 1) or _monotonic_share(steps) < 0.9:
+    wraps, forward, backward = _step_summary(_azimuth_steps(xyz[:, 0], xyz[:, 1]))
+    steps = n - 1 - len(wraps)  # those within a laser
+    share = max(forward, backward) / steps if steps else 1.0  # as _monotonic_share
+    if len(wraps) + 1 > MAX_LASERS or n < 16 * (len(wraps) + 1) or share < 0.9:
         return None
     counts = np.diff(np.concatenate(([0], wraps + 1, [n])))
     return None, counts.astype(np.int64)
@@ -770,7 +772,7 @@ def _azimuth_steps(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     differences of numpy's ``arctan2`` give. Computed from :func:`_approximate_azimuth` (a tenth of
     libm's time), and from ``math.atan2`` (the same as numpy's) where the approximation is within
     four times its error of a decision, or a point lies on the axis (its azimuth is a sign case)."""
-    return _azimuth_steps_kernel(np.ascontiguousarray(x), np.ascontiguousarray(y))
+    return _azimuth_steps_kernel(x, y)
 
 
 #: Largest error of :func:`_approximate_azimuth`, radians (about 20 times its truncation error).
@@ -801,8 +803,8 @@ def _approximate_azimuth(x, y):
 def _azimuth_steps_kernel(x, y):
     n = x.shape[0]
     approximate = np.empty(n, dtype=np.float64)
-    for i in range(n):
-        approximate[i] = _approximate_azimuth(x[i], y[i])
+    for i in range(n):  # float64 of float32 coordinates too (exact)
+        approximate[i] = _approximate_azimuth(np.float64(x[i]), np.float64(y[i]))
     steps = np.empty(max(n - 1, 0), dtype=np.float64)
     # The steps to recompute listed first and recomputed in a loop of their own: behind a branch in
     # this loop, LLVM computes the (side-effect free) arctangents of every step.
@@ -818,14 +820,31 @@ def _azimuth_steps_kernel(x, y):
             (x[i + 1] == 0) & (y[i + 1] == 0))
     for k in range(count):
         i = exact[k]
-        steps[i] = math.atan2(y[i + 1], x[i + 1]) - math.atan2(y[i], x[i])
+        steps[i] = (math.atan2(np.float64(y[i + 1]), np.float64(x[i + 1]))
+                    - math.atan2(np.float64(y[i]), np.float64(x[i])))
     return steps
+
+
+def _step_summary(steps):
+    """(the steps larger than pi: where the scan's lasers wrap around, int64; of the others, how many
+    go forward (>= 0) and how many backward (<= 0)): one pass, not numpy's five."""
+    wraps = np.empty(steps.shape[0], dtype=np.int64)
+    count = forward = backward = 0
+    for i in range(steps.shape[0]):
+        step = steps[i]
+        wrap = abs(step) > math.pi
+        wraps[count] = i
+        count += wrap
+        forward += (not wrap) & (step >= 0)
+        backward += (not wrap) & (step <= 0)
+    return wraps[:count], forward, backward
 
 
 if numba is not None:
     _approximate_azimuth = numba.njit(nogil=True, cache=True, inline='always', error_model='numpy')(
         _approximate_azimuth)
     _azimuth_steps_kernel = numba.njit(nogil=True, cache=True, error_model='numpy')(_azimuth_steps_kernel)
+    _step_summary = numba.njit(nogil=True, cache=True)(_step_summary)
 
 
 def _monotonic_share(steps: np.ndarray) -> float:
@@ -848,36 +867,39 @@ def encode(xyz: np.ndarray, intensity: Optional[np.ndarray], max_error: float,
         invalid_points: rows the caller left out, recorded in the payload.
     """
     max_error = check_max_error(max_error)
-    xyz64 = xyz.astype(np.float64)
-    correction_step, range_step, turn = _steps(max_error, xyz64)
+    if xyz.dtype != np.float32 and xyz.dtype != np.float64:
+        xyz = xyz.astype(np.float64)
+    # Not converted to float64 here: the compiled passes read the coordinates as float64 (exact).
+    xyz = np.ascontiguousarray(xyz)
+    correction_step, range_step, turn = _steps(max_error, xyz)
     has_intensity = intensity is not None
     codes = np.asarray(intensity, np.int64) if has_intensity else np.zeros(0, np.int64)
     header = _HEADER.pack(FORMAT_VERSION, MODE_SPINNING, FLAG_INTENSITY if has_intensity else 0, 0,
                           max_error, correction_step, invalid_points)
-    laid_out = _laser_order(xyz64, rings) if len(xyz) else None
+    laid_out = _laser_order(xyz, rings) if len(xyz) else None
     if laid_out is not None:
-        scan = _encode_spinning(xyz64, codes, laid_out, header, correction_step, range_step, turn, max_error)
+        scan = _encode_spinning(xyz, codes, laid_out, header, correction_step, range_step, turn, max_error)
         if scan is not None:
             return scan
-    return _encode_grid(xyz64, codes, header[:1] + bytes([MODE_GRID]) + header[2:], correction_step,
-                        max_error, has_intensity, invalid_points)
+    return _encode_grid(xyz.astype(np.float64), codes, header[:1] + bytes([MODE_GRID]) + header[2:],
+                        correction_step, max_error, has_intensity, invalid_points)
 
 
-def _encode_spinning(xyz64, codes, laid_out, header, correction_step, range_step, turn,
+def _encode_spinning(xyz, codes, laid_out, header, correction_step, range_step, turn,
                      max_error) -> Optional[PredictiveScan]:
     order, counts = laid_out
     if order is None:
-        order = np.arange(len(xyz64), dtype=np.int64)
+        order = np.arange(len(xyz), dtype=np.int64)
     elif not np.array_equal(order, np.arange(len(order))):
-        xyz64 = xyz64[order]
+        xyz = xyz[order]
         codes = codes[order] if len(codes) else codes
     used, ranks = _intensity_ranks(codes)
-    heights = _laser_heights(xyz64, counts)
-    same_laser, ends = _sampled_azimuths(xyz64, counts)
+    heights = _laser_heights(xyz, counts)
+    same_laser, ends = _sampled_azimuths(xyz, counts)
     azimuth_turn = _azimuth_turn(same_laser, ends, turn)
     azimuth_step = _azimuth_step(same_laser, ends, azimuth_turn)
     ranges, azimuths, elevations, has_correction, corrections, decoded, within = _choose_spherical(
-        xyz64, counts, heights, range_step, azimuth_turn, turn, azimuth_step, correction_step,
+        xyz, counts, heights, range_step, azimuth_turn, turn, azimuth_step, correction_step,
         max_error)
     if not within:
         return None
@@ -900,7 +922,8 @@ def _sampled_azimuths(xyz: np.ndarray, counts: np.ndarray) -> Tuple[np.ndarray, 
     sample = np.arange(0, len(xyz) - 1, 1 + len(xyz) // 4096)
     ends = np.stack((sample, sample + 1))
     laser = np.searchsorted(np.cumsum(counts), ends, side='right')
-    return laser[0] == laser[1], np.arctan2(xyz[ends, 1], xyz[ends, 0])
+    xy = xyz[ends, :2].astype(np.float64)
+    return laser[0] == laser[1], np.arctan2(xy[..., 1], xy[..., 0])
 
 
 def _azimuth_step(same_laser: np.ndarray, ends: np.ndarray, azimuth_turn: int) -> int:
@@ -925,13 +948,13 @@ def _azimuth_turn(same_laser: np.ndarray, ends: np.ndarray, turn: int) -> int:
     return min(1 << 30, 4 * max(2, round(2.0 * math.pi * per_firing / firing / 4.0)))
 
 
-def _laser_heights(xyz64: np.ndarray, counts: np.ndarray) -> np.ndarray:
+def _laser_heights(xyz: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """Each laser's height (int16 millimetres): the z of its apparent origin, z = rho * tan(theta) + h.
 
     A spinning sensor's lasers sit at different heights (HDL-64E: about 0.2 m), so a laser's
     elevation seen from the sensor origin changes with distance; seen from its own origin it is
     nearly constant, and its residuals nearly zero. A least-squares line per laser."""
-    sums = _laser_sums(xyz64, counts)
+    sums = _laser_sums(xyz, counts)
     n, sr, sz, srr, srz = sums.T
     determinant = n * srr - sr * sr
     with np.errstate(invalid='ignore', divide='ignore'):
@@ -946,8 +969,8 @@ def _laser_sums(xyz, counts):
     point = 0
     for laser in range(counts.shape[0]):
         for _ in range(counts[laser]):
-            rho = math.sqrt(xyz[point, 0] * xyz[point, 0] + xyz[point, 1] * xyz[point, 1])
-            z = xyz[point, 2]
+            x, y, z = np.float64(xyz[point, 0]), np.float64(xyz[point, 1]), np.float64(xyz[point, 2])
+            rho = math.sqrt(x * x + y * y)
             sums[laser, 0] += 1.0
             sums[laser, 1] += rho
             sums[laser, 2] += z
@@ -1078,7 +1101,7 @@ def _choose_spherical(xyz, counts, heights, range_step, azimuth_turn, elevation_
             else:
                 sa, ca = _sincos_turn(predicted_azimuth, azimuth_turn)
             # The predicted angles and the range nearest the predicted one within the bound: most points.
-            target = (xyz[i, 0], xyz[i, 1], xyz[i, 2])
+            target = (np.float64(xyz[i, 0]), np.float64(xyz[i, 1]), np.float64(xyz[i, 2]))
             low, high = _range_interval(target, se, ce, sa, ca, range_step, height, slack)
             done = False
             if low <= high:

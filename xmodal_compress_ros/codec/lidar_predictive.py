@@ -105,7 +105,8 @@ class PredictiveScan:
     Attributes:
         payload: the bytes.
         xyz: (M, 3) float32 decoded coordinates, in the coded order.
-        intensity: (M,) int64 intensity codes in the same order, or None.
+        intensity: (M,) intensity codes in the same order (the encoder's: as given; the decoder's:
+            int64), or None.
         order: (M,) indexes into the encoder's valid points: ``xyz[i]`` approximates point ``order[i]``.
         mode: 'spinning' or 'grid'.
         invalid_points: input rows left out (non-finite coordinate or zero range).
@@ -873,7 +874,9 @@ def encode(xyz: np.ndarray, intensity: Optional[np.ndarray], max_error: float,
     xyz = np.ascontiguousarray(xyz)
     correction_step, range_step, turn = _steps(max_error, xyz)
     has_intensity = intensity is not None
-    codes = np.asarray(intensity, np.int64) if has_intensity else np.zeros(0, np.int64)
+    codes = np.asarray(intensity) if has_intensity else np.zeros(0, np.int64)
+    if codes.dtype.kind not in 'iu':
+        codes = codes.astype(np.int64)
     header = _HEADER.pack(FORMAT_VERSION, MODE_SPINNING, FLAG_INTENSITY if has_intensity else 0, 0,
                           max_error, correction_step, invalid_points)
     laid_out = _laser_order(xyz, rings) if len(xyz) else None
@@ -1197,11 +1200,35 @@ def _intensity_ranks(codes: np.ndarray) -> Tuple[bytes, np.ndarray]:
     Sensors often use few of the codes (KITTI reflectance has 101 levels in 256 codes): residuals of
     ranks are smaller than residuals of codes."""
     if len(codes) == 0:
-        return b'', codes
-    values = np.flatnonzero(np.bincount(codes))
-    rank_of = np.zeros(int(values[-1]) + 1, np.int64)
-    rank_of[values] = np.arange(len(values))
-    return _LENGTH.pack(len(values)) + values.astype('<u2').tobytes(), rank_of[codes]
+        return b'', np.zeros(0, np.int64)
+    values, ranks = _rank_codes(np.ascontiguousarray(codes))
+    if len(values) == 0:
+        raise ParameterError('LiDAR intensity codes must be non-negative integers')
+    return _LENGTH.pack(len(values)) + values.astype('<u2').tobytes(), ranks
+
+
+def _rank_codes(codes):
+    """(the codes that occur, ascending; each code's rank among them), int64; no codes if one is
+    negative. Compiled passes, not numpy's bincount and gathers."""
+    top = 0
+    for i in range(codes.shape[0]):
+        if codes[i] < 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        top = max(top, np.int64(codes[i]))
+    rank_of = np.zeros(top + 1, np.int64)
+    for i in range(codes.shape[0]):
+        rank_of[codes[i]] = 1
+    values = np.empty(top + 1, np.int64)
+    used = 0
+    for code in range(top + 1):
+        present = rank_of[code]
+        values[used] = code
+        rank_of[code] = used
+        used += present
+    ranks = np.empty(codes.shape[0], np.int64)
+    for i in range(codes.shape[0]):
+        ranks[i] = rank_of[codes[i]]
+    return values[:used], ranks
 
 
 def _read_ranks(side: bytes, offset: int, has_intensity: bool) -> Tuple[np.ndarray, int]:
@@ -1216,9 +1243,26 @@ def _read_ranks(side: bytes, offset: int, has_intensity: bool) -> Tuple[np.ndarr
 
 
 def _intensity_codes(ranks: np.ndarray, values: np.ndarray) -> np.ndarray:
-    if len(ranks) and (ranks.min() < 0 or ranks.max() >= len(values)):
+    codes, inside = _codes_of_ranks(ranks, values)
+    if not inside:
         raise PacketError('LiDAR payload decodes to intensity ranks outside its list of codes')
-    return values[ranks]
+    return codes
+
+
+def _codes_of_ranks(ranks, values):
+    """(``values[ranks]``, whether every rank indexes ``values``): one compiled pass."""
+    codes = np.empty(ranks.shape[0], np.int64)
+    for i in range(ranks.shape[0]):
+        rank = ranks[i]
+        if rank < 0 or rank >= values.shape[0]:
+            return codes, False
+        codes[i] = values[rank]
+    return codes, True
+
+
+if numba is not None:
+    _rank_codes = numba.njit(nogil=True, cache=True)(_rank_codes)
+    _codes_of_ranks = numba.njit(nogil=True, cache=True)(_codes_of_ranks)
 
 
 def _wrap_array(values: np.ndarray, turn: int) -> np.ndarray:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import struct
+import threading
 import zlib
 from dataclasses import dataclass
 from typing import Optional, Tuple
@@ -724,6 +725,28 @@ def _entropy_code(rows: np.ndarray, values: np.ndarray, count: int, histogram: n
 
 # --- encoder ------------------------------------------------------------------------------------
 
+_workspace = threading.local()
+
+
+def _scratch(name: str, size: int, dtype) -> np.ndarray:
+    """``size`` items of a buffer that this thread keeps from scan to scan, for the encoder's per-point
+    arrays that do not leave it: fresh memory costs a page fault per 4 KiB it touches (the system
+    takes back freed blocks this large), which cost the encoder as much as some of its passes."""
+    buffers = _workspace.__dict__.setdefault('buffers', {})
+    buffer = buffers.get(name)
+    if buffer is None or buffer.shape[0] < size:
+        buffer = buffers[name] = np.empty(size + size // 4 + 1024, dtype)  # room for the next scans
+    return buffer[:size]
+
+
+def _choice_buffers(n: int, scratch: bool = True):
+    """The arrays :func:`_choose_spherical` fills: ranges, azimuths, elevations (int64), whether a
+    point has a correction (bool) and the corrections (int64, a row per corrected point)."""
+    new = _scratch if scratch else (lambda _, size, dtype: np.empty(size, dtype))
+    return (new('ranges', n, np.int64), new('azimuths', n, np.int64), new('elevations', n, np.int64),
+            new('has_correction', n, np.bool_), new('corrections', 3 * n, np.int64).reshape(n, 3))
+
+
 def _steps(max_error: float, xyz: np.ndarray) -> Tuple[float, float, int]:
     """Correction step, range step and angle turn for this bound and these coordinates."""
     largest = max(float(xyz.max()), -float(xyz.min())) if len(xyz) else 0.0  # no (N, 3) temporary
@@ -903,11 +926,11 @@ def _encode_spinning(xyz, codes, laid_out, header, correction_step, range_step, 
     azimuth_step = _azimuth_step(same_laser, ends, azimuth_turn)
     ranges, azimuths, elevations, has_correction, corrections, decoded, within = _choose_spherical(
         xyz, counts, heights, range_step, azimuth_turn, turn, azimuth_step, correction_step,
-        max_error)
+        max_error, _choice_buffers(len(xyz)))
     if not within:
         return None
-    rows = np.empty(len(ranges) * _ENTRIES_PER_POINT, np.int16)
-    values = np.empty(len(ranges) * _ENTRIES_PER_POINT, np.int16)
+    rows = _scratch('rows', len(ranges) * _ENTRIES_PER_POINT, np.int16)
+    values = _scratch('values', len(ranges) * _ENTRIES_PER_POINT, np.int16)
     histogram = _new_histogram(SPINNING_ROWS)
     count = _spinning_symbols(ranges, azimuths, elevations, has_correction, corrections, ranks, counts,
                               azimuth_turn, azimuth_step, range_step, rows, values, histogram)
@@ -1049,11 +1072,11 @@ def _axis_interval(offset, u, slack, low, high):
 
 
 def _choose_spherical(xyz, counts, heights, range_step, azimuth_turn, elevation_turn, azimuth_step,
-                      correction_step, max_error):
+                      correction_step, max_error, buffers):
     """The coded values of every point: (ranges, azimuths, elevations, whether it has a correction,
     the corrections of the points that have one, in their order (the first rows: a row per point would
     touch a page of memory per corrected point), decoded float32 points, whether all are within the
-    bound).
+    bound). The first five are written into ``buffers`` (:func:`_choice_buffers`).
 
     Where the predicted azimuth and elevation and a range near the predicted one already put a point
     within the bound, those are coded (zero or small residuals, no correction) instead of the
@@ -1061,12 +1084,9 @@ def _choose_spherical(xyz, counts, heights, range_step, azimuth_turn, elevation_
     Elsewhere (:func:`_choose_fallback`) the nearest values and, if they need it, a correction.
     """
     n = xyz.shape[0]
-    ranges = np.empty(n, dtype=np.int64)
-    azimuths = np.empty(n, dtype=np.int64)
-    elevations = np.empty(n, dtype=np.int64)
+    ranges, azimuths, elevations, has_correction, corrections = buffers
     # Few points have corrections: a flag per point, and rows written only for those.
-    has_correction = np.zeros(n, dtype=np.bool_)
-    corrections = np.empty((n, 3), dtype=np.int64)
+    has_correction[:] = False
     corrected = 0
     decoded = np.empty((n, 3), dtype=np.float32)
     tabulated = azimuth_turn <= 2 * n

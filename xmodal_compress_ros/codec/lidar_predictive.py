@@ -619,29 +619,40 @@ def _new_histogram(num_rows: int) -> np.ndarray:
 def _build_table(histogram: np.ndarray, num_rows: int) -> Tuple[PmfTable, bytes]:
     """The table of this scan's symbol histograms (each count rounded to a level of COUNT_LEVELS,
     one byte), and its serialization."""
-    width = 2 * SYMBOL_MAX + 1
-    used = histogram > 0
-    row_used = used.any(axis=1)
-    lows = np.where(row_used, used.argmax(axis=1), 0)
-    highs = np.where(row_used, width - 1 - used[:, ::-1].argmax(axis=1), 0)
-    lengths = highs - lows + 1
-    stride = int(lengths.max())
-    columns = np.arange(stride)[None, :]
-    gather = np.minimum(lows[:, None] + columns, width - 1)
-    counts = np.where(columns < lengths[:, None], np.take_along_axis(histogram, gather, axis=1), 0)
-    levels = np.where(counts > 0, 1 + np.searchsorted(_COUNT_SPLITS, counts), 0).astype(np.uint8).tobytes()
-    blob = [struct.pack('<B', num_rows)]
-    # Python integers and bytes: a numpy call per row costs more than the rest of the table.
-    for row, (is_used, first, length) in enumerate(zip(row_used.tolist(), (lows - SYMBOL_MAX).tolist(),
-                                                       lengths.tolist())):
-        if not is_used:
-            blob.append(_ROW.pack(0, 0))
-            continue
-        blob.append(_ROW.pack(first, length))
-        blob.append(levels[row * stride:row * stride + length])
-    blob = b''.join(blob)
+    blob = _table_bytes(histogram, _COUNT_SPLITS).tobytes()
     # Built from the bytes, as the decoder builds it.
     return _parse_table(blob, 0, num_rows)[0], blob
+
+
+def _table_bytes(histogram, splits):
+    """The serialized table (uint8): the row count, then per row ``_ROW`` (first symbol and length of
+    the span from its first to its last nonzero count; 0, 0 for an unused row) and a byte per count
+    of the span, the index of its level (0 for none, else 1 + the first of ``splits`` at or above
+    it). One compiled pass (numpy's take a call per row)."""
+    rows, width = histogram.shape
+    blob = np.empty(1 + rows * (4 + width), np.uint8)
+    blob[0] = rows
+    size = 1
+    for row in range(rows):
+        low, high = 0, -1
+        for column in range(width):
+            if histogram[row, column] > 0:
+                if high < 0:
+                    low = column
+                high = column
+        first, length = (low - SYMBOL_MAX, high - low + 1) if high >= 0 else (0, 0)
+        blob[size], blob[size + 1] = first & 0xFF, (first >> 8) & 0xFF  # little-endian i16
+        blob[size + 2], blob[size + 3] = length & 0xFF, length >> 8  # little-endian u16
+        size += 4
+        for column in range(low, low + length):
+            count = histogram[row, column]
+            blob[size] = 1 + np.searchsorted(splits, np.float64(count)) if count > 0 else 0
+            size += 1
+    return blob[:size]
+
+
+if numba is not None:
+    _table_bytes = numba.njit(nogil=True, cache=True)(_table_bytes)
 
 
 def _parse_table(blob: bytes, offset: int, num_rows: int) -> Tuple[PmfTable, int]:

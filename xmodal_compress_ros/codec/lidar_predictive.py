@@ -860,6 +860,23 @@ def _azimuth_steps_kernel(x, y):
     return steps
 
 
+def _rounding_margin(azimuth_turn):
+    """How near a half step :func:`_rounding_azimuth` takes libm's arctangent: 4 times the fast one's
+    error, in steps, and the rounding of the product (at most half a turn)."""
+    return 4.0 * AZIMUTH_APPROXIMATION_ERROR * azimuth_turn / (2.0 * math.pi) + azimuth_turn * 2.0 ** -50
+
+
+def _rounding_azimuth(x, y, azimuth_per_radian, margin):
+    """An azimuth of (x, y) that rounds to the same step as libm's (numpy's) ``atan2(y, x)``:
+    the fast arctangent, or libm's where the fast one's error could change the rounding (within
+    ``margin`` of a half step, :func:`_rounding_margin`) and at the origin (a sign case)."""
+    azimuth = _approximate_azimuth(x, y)
+    scaled = azimuth * azimuth_per_radian
+    if (abs(scaled - math.floor(scaled) - 0.5) <= margin) | ((x == 0) & (y == 0)):
+        azimuth = math.atan2(y, x)
+    return azimuth
+
+
 def _step_summary(steps):
     """(the steps larger than pi: where the scan's lasers wrap around, int64; of the others, how many
     go forward (>= 0) and how many backward (<= 0)): one pass, not numpy's five."""
@@ -880,6 +897,9 @@ if numba is not None:
         _approximate_azimuth)
     _azimuth_steps_kernel = numba.njit(nogil=True, cache=True, error_model='numpy')(_azimuth_steps_kernel)
     _step_summary = numba.njit(nogil=True, cache=True)(_step_summary)
+    _rounding_azimuth = numba.njit(nogil=True, cache=True, inline='always', error_model='numpy')(
+        _rounding_azimuth)
+    _rounding_margin = numba.njit(nogil=True, cache=True, inline='always')(_rounding_margin)
 
 
 def _monotonic_share(steps: np.ndarray) -> float:
@@ -1105,6 +1125,7 @@ def _choose_spherical(xyz, counts, heights, range_step, azimuth_turn, elevation_
     slack = max_error * 0.999
     azimuth_per_radian = azimuth_turn / (2.0 * math.pi)
     elevation_per_radian = elevation_turn / (2.0 * math.pi)
+    rounding_margin = _rounding_margin(azimuth_turn)
     cached_elevation = 0
     se, ce = _sincos_turn(0, elevation_turn)
     half_sine, half_cosine = math.sin(math.pi / elevation_turn), math.cos(math.pi / elevation_turn)
@@ -1146,8 +1167,7 @@ def _choose_spherical(xyz, counts, heights, range_step, azimuth_turn, elevation_
                     decoded[i, 0], decoded[i, 1], decoded[i, 2] = np.float32(x), np.float32(y), np.float32(z)
                     done = True
             if not done:
-                # The same arctangent as numpy's (both libm's), only for the points that need it.
-                azimuth = math.atan2(target[1], target[0])
+                azimuth = _rounding_azimuth(target[0], target[1], azimuth_per_radian, rounding_margin)
                 near = _nearest(target, azimuth, height, range_step, azimuth_turn, azimuth_per_radian,
                                 elevation_per_radian, predicted_elevation, sine_bracket)
                 if tabulated:

@@ -35,7 +35,7 @@ from xmodal_compress_ros.codec.bitstream import (
     LIDAR_CODEC_DRACO, LIDAR_CODEC_PREDICTIVE, LIDAR_CODECS, MAX_INTENSITY_BITS, MAX_QUANTIZATION_BITS,
     LidarPacket,
 )
-from xmodal_compress_ros.codec.point_checks import decoded_rows, intensity_codes, split_points
+from xmodal_compress_ros.codec.point_checks import intensity_codes, intensity_column, split_points
 from xmodal_compress_ros.errors import CalibrationError, PacketError, ParameterError
 from xmodal_compress_ros.geometry.calibration import Calibration
 from xmodal_compress_ros.geometry.projection import MIN_DEPTH_M, check_points
@@ -219,20 +219,20 @@ def _encode_predictive(xyz, intensity, config, rings, input_points, invalid) -> 
     codes = _quantize_intensity(intensity, config)[:, 0] if config.keep_intensity else None
     if rings is not None and not np.array_equal(rings, np.rint(rings)):
         rings = None  # not laser indexes: let the encoder find the lasers
-    coded = lidar_predictive.encode(xyz, codes, config.max_error, rings, invalid)
-    points = _predictive_points(coded.xyz, coded.intensity, config)
+    points = np.empty((len(xyz), 4), np.float32)  # the encoder writes x, y, z into it
+    coded = lidar_predictive.encode(xyz, codes, config.max_error, rings, invalid, out=points)
+    _add_intensity(points, coded.intensity, config)
     return EncodedScan(coded.payload, points, len(points), input_points, config, invalid)
 
 
-def _predictive_points(xyz: np.ndarray, codes: Optional[np.ndarray], config: LidarCodecConfig) -> np.ndarray:
-    out = np.empty((len(xyz), 4), np.float32)
+def _add_intensity(points: np.ndarray, codes: Optional[np.ndarray], config: LidarCodecConfig) -> None:
+    """Fill the fourth column of the (N, 4) rows with the intensity of each code (0 without codes)."""
     top = (1 << config.intensity_bits) - 1
     # One float per code, looked up: the same values as converting each point's code.
     values = (np.arange(top + 1, dtype=np.float64) * (config.intensity_max / top)).astype(np.float32)
-    if not decoded_rows(xyz, codes if codes is not None else np.zeros(0, np.int64), values, out):
+    if not intensity_column(codes if codes is not None else np.zeros(0, np.int64), values, points):
         raise PacketError(f'LiDAR intensity codes exceed {top}, the largest '
                           f'{config.intensity_bits}-bit code')
-    return out
 
 
 def _encode_draco(xyz, intensity, config, input_points, invalid) -> EncodedScan:
@@ -264,10 +264,12 @@ def decode_scan(payload: bytes, num_points: int, config: LidarCodecConfig) -> np
     corrupted or disagrees with them raises :class:`PacketError`.
     """
     if config.codec == 'predictive':
-        xyz, codes, info = lidar_predictive.decode(payload, num_points)
+        points = np.empty((num_points, 4), np.float32)  # the decoder writes x, y, z into it
+        _, codes, info = lidar_predictive.decode(payload, num_points, out=points)
         if info.has_intensity != config.keep_intensity:
             raise PacketError('LiDAR payload and packet disagree on whether the scan has intensity')
-        return _predictive_points(xyz, codes, config)
+        _add_intensity(points, codes, config)
+        return points
     if num_points == 0:
         if payload:
             raise PacketError(f'LiDAR payload of an empty scan must be empty, got {len(payload)} bytes')

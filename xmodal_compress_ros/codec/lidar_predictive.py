@@ -172,13 +172,15 @@ def _sincos_table(turn):
 
 
 def _spherical_to_cartesian(ranges, azimuths, elevations, corrected, corrections, counts, heights, range_step,
-                            azimuth_turn, elevation_turn, correction_step):
-    """float32 (N, 3) decoded points: ``float32(base + K * correction_step)`` per axis, where ``base``
-    is the point of the integer spherical coordinates around its laser's origin (0, 0, height in
-    mm / 1000; ``counts`` points per laser) in float64: the same bits on every machine. ``K`` is
-    ``corrections[i]`` where ``corrected[i]``, else 0 (rows of uncorrected points are never read)."""
+                            azimuth_turn, elevation_turn, correction_step, out):
+    """Write the decoded points into the first three columns of ``out`` (float32 (N, >= 3)):
+    ``float32(base + K * correction_step)`` per axis, where ``base`` is the point of the integer
+    spherical coordinates around its laser's origin (0, 0, height in mm / 1000; ``counts`` points per
+    laser) in float64: the same bits on every machine. ``K`` is ``corrections[i]`` where
+    ``corrected[i]``, else 0 (rows of uncorrected points are never read). Returns whether every
+    coordinate is finite."""
     n = ranges.shape[0]
-    out = np.empty((n, 3), dtype=np.float32)
+    finite = True
     laser = 0
     left = counts[0] if counts.shape[0] else 0
     # Tabulated when the turn is shorter than the scan (the integer divisions of the reduction cost
@@ -207,10 +209,11 @@ def _spherical_to_cartesian(ranges, azimuths, elevations, corrected, corrections
         k0 = k1 = k2 = 0
         if corrected[i]:
             k0, k1, k2 = corrections[i, 0], corrections[i, 1], corrections[i, 2]
-        out[i, 0] = np.float32(x + k0 * correction_step)
-        out[i, 1] = np.float32(y + k1 * correction_step)
-        out[i, 2] = np.float32(z + k2 * correction_step)
-    return out
+        x32, y32, z32 = (np.float32(x + k0 * correction_step), np.float32(y + k1 * correction_step),
+                         np.float32(z + k2 * correction_step))
+        out[i, 0], out[i, 1], out[i, 2] = x32, y32, z32
+        finite &= math.isfinite(x32) & math.isfinite(y32) & math.isfinite(z32)
+    return finite
 
 
 def _point(range_index, se, ce, sa, ca, range_step, height):
@@ -750,12 +753,14 @@ def _scratch(name: str, size: int, dtype) -> np.ndarray:
     return buffer[:size]
 
 
-def _choice_buffers(n: int, scratch: bool = True):
+def _choice_buffers(n: int, scratch: bool = True, out: Optional[np.ndarray] = None):
     """The arrays :func:`_choose_spherical` fills: ranges, azimuths, elevations (int64), whether a
-    point has a correction (bool) and the corrections (int64, a row per corrected point)."""
+    point has a correction (bool), the corrections (int64, a row per corrected point) and the decoded
+    points (float32 (n, 3): new, or the first three columns of ``out``; they leave the encoder)."""
     new = _scratch if scratch else (lambda _, size, dtype: np.empty(size, dtype))
     return (new('ranges', n, np.int64), new('azimuths', n, np.int64), new('elevations', n, np.int64),
-            new('has_correction', n, np.bool_), new('corrections', 3 * n, np.int64).reshape(n, 3))
+            new('has_correction', n, np.bool_), new('corrections', 3 * n, np.int64).reshape(n, 3),
+            _coordinates_out(out, n))
 
 
 def _steps(max_error: float, xyz: np.ndarray) -> Tuple[float, float, int]:
@@ -911,7 +916,8 @@ def _monotonic_share(steps: np.ndarray) -> float:
 
 
 def encode(xyz: np.ndarray, intensity: Optional[np.ndarray], max_error: float,
-           rings: Optional[np.ndarray] = None, invalid_points: int = 0) -> PredictiveScan:
+           rings: Optional[np.ndarray] = None, invalid_points: int = 0,
+           out: Optional[np.ndarray] = None) -> PredictiveScan:
     """Code valid float32 points (finite, nonzero range) within ``max_error`` metres per coordinate.
 
     Args:
@@ -920,6 +926,8 @@ def encode(xyz: np.ndarray, intensity: Optional[np.ndarray], max_error: float,
         max_error: the bound, metres.
         rings: (N,) laser index of each point (the PointCloud2 ``ring`` field), or None.
         invalid_points: rows the caller left out, recorded in the payload.
+        out: float32 (N, >= 3) or None: the decoded points are written into its first three
+            columns (``PredictiveScan.xyz`` is a view of them), so the caller's rows need no copy.
     """
     max_error = check_max_error(max_error)
     if xyz.dtype != np.float32 and xyz.dtype != np.float64:
@@ -935,15 +943,16 @@ def encode(xyz: np.ndarray, intensity: Optional[np.ndarray], max_error: float,
                           max_error, correction_step, invalid_points)
     laid_out = _laser_order(xyz, rings) if len(xyz) else None
     if laid_out is not None:
-        scan = _encode_spinning(xyz, codes, laid_out, header, correction_step, range_step, turn, max_error)
+        scan = _encode_spinning(xyz, codes, laid_out, header, correction_step, range_step, turn, max_error,
+                                out)
         if scan is not None:
             return scan
     return _encode_grid(xyz.astype(np.float64), codes, header[:1] + bytes([MODE_GRID]) + header[2:],
-                        correction_step, max_error, has_intensity, invalid_points)
+                        correction_step, max_error, has_intensity, invalid_points, out)
 
 
 def _encode_spinning(xyz, codes, laid_out, header, correction_step, range_step, turn,
-                     max_error) -> Optional[PredictiveScan]:
+                     max_error, out) -> Optional[PredictiveScan]:
     order, counts = laid_out
     if order is None:
         order = np.arange(len(xyz), dtype=np.int64)
@@ -957,7 +966,7 @@ def _encode_spinning(xyz, codes, laid_out, header, correction_step, range_step, 
     azimuth_step = _azimuth_step(same_laser, ends, azimuth_turn)
     ranges, azimuths, elevations, has_correction, corrections, decoded, within = _choose_spherical(
         xyz, counts, heights, range_step, azimuth_turn, turn, azimuth_step, correction_step,
-        max_error, _choice_buffers(len(xyz)))
+        max_error, _choice_buffers(len(xyz), out=out))
     if not within:
         return None
     rows = _scratch('rows', len(ranges) * _ENTRIES_PER_POINT, np.int16)
@@ -1107,7 +1116,7 @@ def _choose_spherical(xyz, counts, heights, range_step, azimuth_turn, elevation_
     """The coded values of every point: (ranges, azimuths, elevations, whether it has a correction,
     the corrections of the points that have one, in their order (the first rows: a row per point would
     touch a page of memory per corrected point), decoded float32 points, whether all are within the
-    bound). The first five are written into ``buffers`` (:func:`_choice_buffers`).
+    bound). The arrays are those of ``buffers`` (:func:`_choice_buffers`).
 
     Where the predicted azimuth and elevation and a range near the predicted one already put a point
     within the bound, those are coded (zero or small residuals, no correction) instead of the
@@ -1115,11 +1124,10 @@ def _choose_spherical(xyz, counts, heights, range_step, azimuth_turn, elevation_
     Elsewhere (:func:`_choose_fallback`) the nearest values and, if they need it, a correction.
     """
     n = xyz.shape[0]
-    ranges, azimuths, elevations, has_correction, corrections = buffers
+    ranges, azimuths, elevations, has_correction, corrections, decoded = buffers
     # Few points have corrections: a flag per point, and rows written only for those.
     has_correction[:] = False
     corrected = 0
-    decoded = np.empty((n, 3), dtype=np.float32)
     tabulated = azimuth_turn <= 2 * n
     table = _sincos_table(azimuth_turn) if tabulated else np.empty((0, 2), dtype=np.float64)
     slack = max_error * 0.999
@@ -1321,13 +1329,14 @@ def _wrap_array(values: np.ndarray, turn: int) -> np.ndarray:
 
 
 def _encode_grid(xyz64, codes, header, correction_step, max_error, has_intensity,
-                 invalid_points) -> PredictiveScan:
+                 invalid_points, out) -> PredictiveScan:
     cells = np.rint(xyz64 / correction_step).astype(np.int64)
     order = np.lexsort((cells[:, 2], cells[:, 1], cells[:, 0])).astype(np.int64)
     cells = np.ascontiguousarray(cells[order])
     codes = codes[order] if has_intensity else codes
     used, ranks = _intensity_ranks(codes)
-    decoded = (cells * correction_step).astype(np.float32)
+    decoded = _coordinates_out(out, len(cells))
+    decoded[:] = cells * correction_step
     if not _within(decoded, xyz64[order], max_error):
         raise ParameterError(f'lidar max_error {max_error} m cannot be met in float32 for this cloud')
     rows = np.empty(len(cells) * _ENTRIES_PER_POINT, np.int16)
@@ -1370,8 +1379,11 @@ def read_info(payload: bytes) -> PayloadInfo:
     return PayloadInfo(MODES[mode], max_error, invalid, bool(flags & FLAG_INTENSITY))
 
 
-def decode(payload: bytes, num_points: int) -> Tuple[np.ndarray, Optional[np.ndarray], PayloadInfo]:
-    """(M, 3) float32 coordinates, (M,) intensity codes or None, and the header of a payload."""
+def decode(payload: bytes, num_points: int,
+           out: Optional[np.ndarray] = None) -> Tuple[np.ndarray, Optional[np.ndarray], PayloadInfo]:
+    """(M, 3) float32 coordinates, (M,) intensity codes or None, and the header of a payload. With
+    ``out`` (float32 (num_points, >= 3)) the coordinates are written into its first three columns and
+    returned as a view of them (the caller's rows then need no copy)."""
     info = read_info(payload)
     correction_step = _HEADER.unpack_from(payload)[5]
     offset = _HEADER.size
@@ -1388,13 +1400,13 @@ def decode(payload: bytes, num_points: int) -> Tuple[np.ndarray, Optional[np.nda
         raise PacketError('LiDAR payload rANS stream is not a whole number of 32-bit words')
     words = rans_kernels.sequence_words(np.frombuffer(payload, '<u4', offset=offset))
     if info.mode == 'spinning':
-        xyz, intensity = _decode_spinning_payload(side, words, num_points, info, correction_step)
+        xyz, intensity = _decode_spinning_payload(side, words, num_points, info, correction_step, out)
     else:
-        xyz, intensity = _decode_grid_payload(side, words, num_points, info, correction_step)
+        xyz, intensity = _decode_grid_payload(side, words, num_points, info, correction_step, out)
     return xyz, intensity, info
 
 
-def _decode_spinning_payload(side, words, num_points, info, correction_step):
+def _decode_spinning_payload(side, words, num_points, info, correction_step, out):
     _need(side, 0, _SPINNING.size, 'laser layout')
     range_step, azimuth_turn, elevation_turn, azimuth_step, lasers = _SPINNING.unpack_from(side)
     if not (math.isfinite(range_step) and 0 < range_step <= 2 * MAX_ERROR_LIMIT):
@@ -1422,13 +1434,14 @@ def _decode_spinning_payload(side, words, num_points, info, correction_step):
         lookup)
     if not done:
         raise PacketError('LiDAR payload rANS stream is corrupted (it does not end where it should)')
-    xyz = _spherical_to_cartesian(ranges, azimuths, elevations, corrected, corrections, counts, heights,
-                                  range_step,
-                                  azimuth_turn, elevation_turn, correction_step)
-    return _finite(xyz), _intensity_codes(intensity, intensity_values) if info.has_intensity else None
+    xyz = _coordinates_out(out, num_points)
+    if not _spherical_to_cartesian(ranges, azimuths, elevations, corrected, corrections, counts, heights,
+                                   range_step, azimuth_turn, elevation_turn, correction_step, xyz):
+        raise PacketError('LiDAR payload decodes to non-finite coordinates')
+    return xyz, _intensity_codes(intensity, intensity_values) if info.has_intensity else None
 
 
-def _decode_grid_payload(side, words, num_points, info, correction_step):
+def _decode_grid_payload(side, words, num_points, info, correction_step, out):
     intensity_values, offset = _read_ranks(side, 0, info.has_intensity and num_points > 0)
     table, offset = _parse_table(side, offset, GRID_ROWS)
     _no_trailing(side, offset)
@@ -1437,13 +1450,23 @@ def _decode_grid_payload(side, words, num_points, info, correction_step):
                                           lookup)
     if not done:
         raise PacketError('LiDAR payload rANS stream is corrupted (it does not end where it should)')
-    xyz = _finite((cells * correction_step).astype(np.float32))
+    xyz = _coordinates_out(out, num_points)
+    xyz[:] = _finite((cells * correction_step).astype(np.float32))
     return xyz, _intensity_codes(intensity, intensity_values) if info.has_intensity else None
 
 
 def _no_trailing(side: bytes, offset: int) -> None:
     if offset != len(side):
         raise PacketError(f'LiDAR payload side information has {len(side) - offset} bytes too many')
+
+
+def _coordinates_out(out: Optional[np.ndarray], num_points: int) -> np.ndarray:
+    """The decoded coordinates' array: the first three columns of ``out``, or a new one."""
+    if out is None:
+        return np.empty((num_points, 3), np.float32)
+    if out.dtype != np.float32 or out.ndim != 2 or out.shape[0] != num_points or out.shape[1] < 3:
+        raise ValueError(f'out must be float32 ({num_points}, >= 3), got {out.dtype} {out.shape}')
+    return out[:, :3]
 
 
 def _finite(xyz: np.ndarray) -> np.ndarray:

@@ -1,5 +1,5 @@
 """The per-point passes of :mod:`lidar_codec`, compiled: the checks of an input point cloud, its
-intensity codes and the rows of a decoded scan, one pass each (numpy's passes and temporaries
+intensity codes and the intensity column of a decoded scan, one pass each (numpy's passes and temporaries
 cost several times as much).
 
 Kept apart from :mod:`lidar_codec` so that the packet fuzzer can instrument that module's parsing
@@ -53,17 +53,13 @@ def intensity_codes(intensity, intensity_max, top, codes):
     return codes
 
 
-def decoded_rows(xyz, codes, values, out):
-    """Write the float32 (N, 4) rows x, y, z, ``values[code]`` into ``out`` (intensity 0 without
-    ``codes``); False, with nothing written, if a code is past ``values``."""
-    n = xyz.shape[0]
+def intensity_column(codes, values, out):
+    """Write ``values[code]`` into the fourth column of the float32 (N, 4) rows ``out`` (0 without
+    ``codes``); False if a code is past ``values``."""
     has_intensity = codes.shape[0] > 0
-    if has_intensity:
-        for i in range(n):
-            if codes[i] < 0 or codes[i] >= values.shape[0]:
-                return False
-    for i in range(n):
-        out[i, 0], out[i, 1], out[i, 2] = xyz[i, 0], xyz[i, 1], xyz[i, 2]
+    for i in range(out.shape[0]):
+        if has_intensity and (codes[i] < 0 or codes[i] >= values.shape[0]):
+            return False
         out[i, 3] = values[codes[i]] if has_intensity else np.float32(0)
     return True
 
@@ -71,4 +67,4 @@ def decoded_rows(xyz, codes, values, out):
 if numba is not None:
     split_points = numba.njit(nogil=True, cache=True)(split_points)
     intensity_codes = numba.njit(nogil=True, cache=True)(intensity_codes)
-    decoded_rows = numba.njit(nogil=True, cache=True)(decoded_rows)
+    intensity_column = numba.njit(nogil=True, cache=True)(intensity_column)

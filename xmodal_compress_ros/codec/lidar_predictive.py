@@ -748,7 +748,7 @@ def _scratch(name: str, size: int, dtype) -> np.ndarray:
     takes back freed blocks this large), which cost the encoder as much as some of its passes."""
     buffers = _workspace.__dict__.setdefault('buffers', {})
     buffer = buffers.get(name)
-    if buffer is None or buffer.shape[0] < size:
+    if buffer is None or buffer.shape[0] < size or buffer.dtype != dtype:
         buffer = buffers[name] = np.empty(size + size // 4 + 1024, dtype)  # room for the next scans
     return buffer[:size]
 

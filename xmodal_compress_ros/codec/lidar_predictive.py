@@ -107,7 +107,7 @@ class PredictiveScan:
         payload: the bytes.
         xyz: (M, 3) float32 decoded coordinates, in the coded order.
         intensity: (M,) intensity codes in the same order (the encoder's: as given; the decoder's:
-            int64), or None.
+            uint16, as the payload lists them), or None.
         order: (M,) indexes into the encoder's valid points: ``xyz[i]`` approximates point ``order[i]``.
         mode: 'spinning' or 'grid'.
         invalid_points: input rows left out (non-finite coordinate or zero range).
@@ -1298,7 +1298,7 @@ def _read_ranks(side: bytes, offset: int, has_intensity: bool) -> Tuple[np.ndarr
     (count,) = _LENGTH.unpack_from(side, offset)
     offset += _LENGTH.size
     _need(side, offset, 2 * count, 'intensity codes')
-    return np.frombuffer(side, '<u2', count, offset).astype(np.int64), offset + 2 * count
+    return np.frombuffer(side, '<u2', count, offset).astype(np.uint16), offset + 2 * count
 
 
 def _intensity_codes(ranks: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -1309,8 +1309,9 @@ def _intensity_codes(ranks: np.ndarray, values: np.ndarray) -> np.ndarray:
 
 
 def _codes_of_ranks(ranks, values):
-    """(``values[ranks]``, whether every rank indexes ``values``): one compiled pass."""
-    codes = np.empty(ranks.shape[0], np.int64)
+    """(``values[ranks]``, whether every rank indexes ``values``): one compiled pass, into an array of
+    the type of ``values`` (uint16: a quarter of the memory of int64, each page of it a fault)."""
+    codes = np.empty(ranks.shape[0], values.dtype)
     for i in range(ranks.shape[0]):
         rank = ranks[i]
         if rank < 0 or rank >= values.shape[0]:

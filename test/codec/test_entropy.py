@@ -83,6 +83,28 @@ def test_quantize_pmf_golden_values():
     np.testing.assert_array_equal(counts, [[26, 52, 178, 0], [64, 64, 128, 0], [85, 85, 85, 1]])
 
 
+def test_quantize_pmf_leftover_goes_to_largest_fractions_ties_first():
+    # Small integer counts: many equal fractional parts. The rule as whole-array numpy: floors, then
+    # the leftover by a stable sort of the fractional parts, largest first.
+    rng = np.random.default_rng(5)
+    for precision in (8, 12, 16):
+        pmf = rng.integers(0, 5, (40, 60)).astype(np.float64) * rng.choice([1.0, 1e-300, 3e5], (40, 1))
+        lengths = rng.integers(1, 61, 40)
+        inside = np.arange(60)[None, :] < lengths[:, None]
+        values = np.where(inside, pmf, 0.0)
+        totals = np.cumsum(values, axis=1)[:, -1]
+        values[totals <= 0] = inside[totals <= 0]
+        totals[totals <= 0] = lengths[totals <= 0]
+        target = values * ((1 << precision) - lengths)[:, None].astype(np.float64) / totals[:, None]
+        base = np.floor(np.where(np.isfinite(target), target, 0.0))
+        counts = np.where(inside, base.astype(np.int64) + 1, 0)
+        per_entry, extra = np.divmod((1 << precision) - counts.sum(axis=1), lengths)
+        order = np.argsort(np.where(inside, base - target, 2.0), axis=1, kind='stable')
+        rank = np.argsort(order, axis=1)
+        expected = counts + np.where(inside, per_entry[:, None] + (rank < extra[:, None]), 0)
+        np.testing.assert_array_equal(quantize_pmf(pmf, lengths, precision), expected)
+
+
 @pytest.mark.parametrize('pmf, lengths, precision', [
     (np.ones((2, 3)), np.array([1, 4]), 16),  # length past the row
     (np.ones((1, 3)), np.array([0]), 16),  # empty row

@@ -132,6 +132,26 @@ def test_azimuth_steps_decide_as_exact_arctangents():
             <= lidar_predictive.AZIMUTH_APPROXIMATION_ERROR
 
 
+def test_fast_azimuth_rounds_as_libm():
+    """The encoder's nearest azimuth step comes from the fast arctangent except near half steps: it
+    rounds as libm's does, for points placed within 1e-12 .. 1e-6 rad of a half step, random points
+    and the signed zeros, at the turns of 2 mm, 1 cm and 2 cm bounds and a coarse one."""
+    rng = np.random.default_rng(11)
+    signed = [0.0, -0.0, 1.0, -1.0, 1e-300]
+    corners = np.array(list(itertools.product(signed, signed)))
+    for turn in (8, 5032, 18852, 94248):
+        per_radian = turn / (2.0 * math.pi)
+        margin = lidar_predictive._rounding_margin(turn)
+        halves = (rng.integers(-turn // 2, turn // 2, 3000) + 0.5) / per_radian
+        near = halves + rng.choice([-1, 1], 3000) * 10.0 ** rng.uniform(-12, -6, 3000)
+        radius = rng.uniform(0.5, 120, 3000)
+        points = np.concatenate([np.stack([radius * np.cos(near), radius * np.sin(near)], axis=1),
+                                 rng.normal(size=(3000, 2)) * 40, corners])
+        for x, y in points:
+            fast = lidar_predictive._rounding_azimuth(x, y, per_radian, margin)
+            assert round(fast * per_radian) == round(math.atan2(y, x) * per_radian), (x, y, turn)
+
+
 def test_elevation_bracket_rounds_as_the_arcsine():
     """A sine inside the bracket of an elevation is one whose arcsine rounds to it: checked on sines
     just inside both ends of the bracket and spread across it, for many turns and elevations."""

@@ -171,33 +171,13 @@ def quantize_pmf(pmf: np.ndarray, lengths: np.ndarray, precision: int = DEFAULT_
             f'lengths must be in 1..{min(width, MAX_TABLE_LENGTH, 1 << precision)}, '
             f'got {lengths.min()}..{lengths.max()}')
     inside = np.arange(width)[None, :] < lengths[:, None]
-    values = np.where(inside, pmf, 0.0)
-    if not np.all(np.isfinite(values)) or values.min() < 0:
+    if not np.all(np.isfinite(pmf[inside])) or pmf[inside].min() < 0:
         raise ValueError('pmf must be finite and non-negative within each row length')
-    # np.cumsum accumulates strictly left to right (np.sum may reorder for speed).
-    totals = np.cumsum(values, axis=1)[:, -1]
-    empty = ~(totals > 0)
-    values[empty] = inside[empty]
-    totals[empty] = lengths[empty]
-    total_count = 1 << int(precision)
-    free = (total_count - lengths.astype(np.int64)).astype(np.float64)
-    with np.errstate(over='ignore'):
-        target = values * free[:, None] / totals[:, None]
-    target = np.where(np.isfinite(target), target, 0.0)
-    base = np.floor(target)
-    counts = np.where(inside, base.astype(np.int64) + 1, 0)
-    # The float sum of ``target`` is within a tiny relative error of ``free``, so the floored
-    # counts never exceed 2**precision and the deficit is in 0..length-1 (divmod covers any).
-    deficit = total_count - counts.sum(axis=1)
-    if np.any(deficit < 0):
+    counts, overflowed = rans_kernels.quantize_rows(np.ascontiguousarray(pmf), lengths.astype(np.int64),
+                                                    int(precision))
+    if overflowed:
         raise ValueError('pmf quantization overflowed; the input probabilities are degenerate')
-    per_entry, extra = np.divmod(deficit, lengths.astype(np.int64))
-    fraction = np.where(inside, target - base, -1.0)
-    order = np.argsort(-fraction, axis=1, kind='stable')
-    rank = np.empty_like(order)
-    np.put_along_axis(rank, order, np.arange(width)[None, :].repeat(rows, axis=0), axis=1)
-    counts += np.where(inside, per_entry[:, None] + (rank < extra[:, None]), 0)
-    return counts.astype(np.int32)
+    return counts
 
 
 def table_from_pmfs(

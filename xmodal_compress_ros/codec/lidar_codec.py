@@ -35,7 +35,7 @@ from xmodal_compress_ros.codec.bitstream import (
     LIDAR_CODEC_DRACO, LIDAR_CODEC_PREDICTIVE, LIDAR_CODECS, MAX_INTENSITY_BITS, MAX_QUANTIZATION_BITS,
     LidarPacket,
 )
-from xmodal_compress_ros.codec.point_checks import split_points
+from xmodal_compress_ros.codec.point_checks import intensity_codes, intensity_column, split_points
 from xmodal_compress_ros.errors import CalibrationError, PacketError, ParameterError
 from xmodal_compress_ros.geometry.calibration import Calibration
 from xmodal_compress_ros.geometry.projection import MIN_DEPTH_M, check_points
@@ -177,20 +177,12 @@ def _clean(points: np.ndarray, config: LidarCodecConfig, calib: Optional[Calibra
     return xyz, intensity, keep, int(invalid)
 
 
-def _columns(points: np.ndarray, count: int, out: Optional[np.ndarray] = None) -> np.ndarray:
-    """The first ``count`` columns of ``points`` as float32 (N, count), written into ``out`` when given:
-    one column at a time (a copy of (N, 3) rows out of wider ones costs numpy about five times more)."""
-    if out is None:
-        out = np.empty((len(points), count), np.float32)
-    for column in range(count):
-        out[:, column] = points[:, column]
-    return out
-
-
 def _quantize_intensity(intensity: np.ndarray, config: LidarCodecConfig) -> np.ndarray:
-    top = (1 << config.intensity_bits) - 1
-    codes = np.rint(np.clip(intensity.astype(np.float64) / config.intensity_max, 0.0, 1.0) * top)
-    return codes.astype(np.uint8 if config.intensity_bits <= 8 else np.uint16)[:, None]
+    """(N, 1) unsigned codes, ``rint(clip(intensity / intensity_max, 0, 1) * (2**bits - 1))``."""
+    codes = np.empty((len(intensity), 1), np.uint8 if config.intensity_bits <= 8 else np.uint16)
+    intensity_codes(intensity, float(config.intensity_max), float((1 << config.intensity_bits) - 1),
+                    codes[:, 0])
+    return codes
 
 
 def _grid(xyz: np.ndarray):
@@ -227,25 +219,20 @@ def _encode_predictive(xyz, intensity, config, rings, input_points, invalid) -> 
     codes = _quantize_intensity(intensity, config)[:, 0] if config.keep_intensity else None
     if rings is not None and not np.array_equal(rings, np.rint(rings)):
         rings = None  # not laser indexes: let the encoder find the lasers
-    coded = lidar_predictive.encode(xyz, codes, config.max_error, rings, invalid)
-    points = _predictive_points(coded.xyz, coded.intensity, config)
+    points = np.empty((len(xyz), 4), np.float32)  # the encoder writes x, y, z into it
+    coded = lidar_predictive.encode(xyz, codes, config.max_error, rings, invalid, out=points)
+    _add_intensity(points, coded.intensity, config)
     return EncodedScan(coded.payload, points, len(points), input_points, config, invalid)
 
 
-def _predictive_points(xyz: np.ndarray, codes: Optional[np.ndarray], config: LidarCodecConfig) -> np.ndarray:
-    out = np.empty((len(xyz), 4), np.float32)
-    _columns(xyz, 3, out)
-    if codes is None:
-        out[:, 3] = 0
-        return out
+def _add_intensity(points: np.ndarray, codes: Optional[np.ndarray], config: LidarCodecConfig) -> None:
+    """Fill the fourth column of the (N, 4) rows with the intensity of each code (0 without codes)."""
     top = (1 << config.intensity_bits) - 1
-    if len(codes) and int(codes.max()) > top:
-        raise PacketError(f'LiDAR intensity codes exceed {top}, the largest '
-                          f'{config.intensity_bits}-bit code')
     # One float per code, looked up: the same values as converting each point's code.
     values = (np.arange(top + 1, dtype=np.float64) * (config.intensity_max / top)).astype(np.float32)
-    out[:, 3] = values[codes]
-    return out
+    if not intensity_column(codes if codes is not None else np.zeros(0, np.int64), values, points):
+        raise PacketError(f'LiDAR intensity codes exceed {top}, the largest '
+                          f'{config.intensity_bits}-bit code')
 
 
 def _encode_draco(xyz, intensity, config, input_points, invalid) -> EncodedScan:
@@ -277,10 +264,12 @@ def decode_scan(payload: bytes, num_points: int, config: LidarCodecConfig) -> np
     corrupted or disagrees with them raises :class:`PacketError`.
     """
     if config.codec == 'predictive':
-        xyz, codes, info = lidar_predictive.decode(payload, num_points)
+        points = np.empty((num_points, 4), np.float32)  # the decoder writes x, y, z into it
+        _, codes, info = lidar_predictive.decode(payload, num_points, out=points)
         if info.has_intensity != config.keep_intensity:
             raise PacketError('LiDAR payload and packet disagree on whether the scan has intensity')
-        return _predictive_points(xyz, codes, config)
+        _add_intensity(points, codes, config)
+        return points
     if num_points == 0:
         if payload:
             raise PacketError(f'LiDAR payload of an empty scan must be empty, got {len(payload)} bytes')

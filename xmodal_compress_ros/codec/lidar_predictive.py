@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import struct
+import threading
 import zlib
 from dataclasses import dataclass
 from typing import Optional, Tuple
@@ -105,7 +106,8 @@ class PredictiveScan:
     Attributes:
         payload: the bytes.
         xyz: (M, 3) float32 decoded coordinates, in the coded order.
-        intensity: (M,) int64 intensity codes in the same order, or None.
+        intensity: (M,) intensity codes in the same order (the encoder's: as given; the decoder's:
+            uint16, as the payload lists them), or None.
         order: (M,) indexes into the encoder's valid points: ``xyz[i]`` approximates point ``order[i]``.
         mode: 'spinning' or 'grid'.
         invalid_points: input rows left out (non-finite coordinate or zero range).
@@ -170,13 +172,15 @@ def _sincos_table(turn):
 
 
 def _spherical_to_cartesian(ranges, azimuths, elevations, corrected, corrections, counts, heights, range_step,
-                            azimuth_turn, elevation_turn, correction_step):
-    """float32 (N, 3) decoded points: ``float32(base + K * correction_step)`` per axis, where ``base``
-    is the point of the integer spherical coordinates around its laser's origin (0, 0, height in
-    mm / 1000; ``counts`` points per laser) in float64: the same bits on every machine. ``K`` is
-    ``corrections[i]`` where ``corrected[i]``, else 0 (rows of uncorrected points are never read)."""
+                            azimuth_turn, elevation_turn, correction_step, out):
+    """Write the decoded points into the first three columns of ``out`` (float32 (N, >= 3)):
+    ``float32(base + K * correction_step)`` per axis, where ``base`` is the point of the integer
+    spherical coordinates around its laser's origin (0, 0, height in mm / 1000; ``counts`` points per
+    laser) in float64: the same bits on every machine. ``K`` is ``corrections[i]`` where
+    ``corrected[i]``, else 0 (rows of uncorrected points are never read). Returns whether every
+    coordinate is finite."""
     n = ranges.shape[0]
-    out = np.empty((n, 3), dtype=np.float32)
+    finite = True
     laser = 0
     left = counts[0] if counts.shape[0] else 0
     # Tabulated when the turn is shorter than the scan (the integer divisions of the reduction cost
@@ -205,10 +209,11 @@ def _spherical_to_cartesian(ranges, azimuths, elevations, corrected, corrections
         k0 = k1 = k2 = 0
         if corrected[i]:
             k0, k1, k2 = corrections[i, 0], corrections[i, 1], corrections[i, 2]
-        out[i, 0] = np.float32(x + k0 * correction_step)
-        out[i, 1] = np.float32(y + k1 * correction_step)
-        out[i, 2] = np.float32(z + k2 * correction_step)
-    return out
+        x32, y32, z32 = (np.float32(x + k0 * correction_step), np.float32(y + k1 * correction_step),
+                         np.float32(z + k2 * correction_step))
+        out[i, 0], out[i, 1], out[i, 2] = x32, y32, z32
+        finite &= math.isfinite(x32) & math.isfinite(y32) & math.isfinite(z32)
+    return finite
 
 
 def _point(range_index, se, ce, sa, ca, range_step, height):
@@ -617,29 +622,40 @@ def _new_histogram(num_rows: int) -> np.ndarray:
 def _build_table(histogram: np.ndarray, num_rows: int) -> Tuple[PmfTable, bytes]:
     """The table of this scan's symbol histograms (each count rounded to a level of COUNT_LEVELS,
     one byte), and its serialization."""
-    width = 2 * SYMBOL_MAX + 1
-    used = histogram > 0
-    row_used = used.any(axis=1)
-    lows = np.where(row_used, used.argmax(axis=1), 0)
-    highs = np.where(row_used, width - 1 - used[:, ::-1].argmax(axis=1), 0)
-    lengths = highs - lows + 1
-    stride = int(lengths.max())
-    columns = np.arange(stride)[None, :]
-    gather = np.minimum(lows[:, None] + columns, width - 1)
-    counts = np.where(columns < lengths[:, None], np.take_along_axis(histogram, gather, axis=1), 0)
-    levels = np.where(counts > 0, 1 + np.searchsorted(_COUNT_SPLITS, counts), 0).astype(np.uint8).tobytes()
-    blob = [struct.pack('<B', num_rows)]
-    # Python integers and bytes: a numpy call per row costs more than the rest of the table.
-    for row, (is_used, first, length) in enumerate(zip(row_used.tolist(), (lows - SYMBOL_MAX).tolist(),
-                                                       lengths.tolist())):
-        if not is_used:
-            blob.append(_ROW.pack(0, 0))
-            continue
-        blob.append(_ROW.pack(first, length))
-        blob.append(levels[row * stride:row * stride + length])
-    blob = b''.join(blob)
+    blob = _table_bytes(histogram, _COUNT_SPLITS).tobytes()
     # Built from the bytes, as the decoder builds it.
     return _parse_table(blob, 0, num_rows)[0], blob
+
+
+def _table_bytes(histogram, splits):
+    """The serialized table (uint8): the row count, then per row ``_ROW`` (first symbol and length of
+    the span from its first to its last nonzero count; 0, 0 for an unused row) and a byte per count
+    of the span, the index of its level (0 for none, else 1 + the first of ``splits`` at or above
+    it). One compiled pass (numpy's take a call per row)."""
+    rows, width = histogram.shape
+    blob = np.empty(1 + rows * (4 + width), np.uint8)
+    blob[0] = rows
+    size = 1
+    for row in range(rows):
+        low, high = 0, -1
+        for column in range(width):
+            if histogram[row, column] > 0:
+                if high < 0:
+                    low = column
+                high = column
+        first, length = (low - SYMBOL_MAX, high - low + 1) if high >= 0 else (0, 0)
+        blob[size], blob[size + 1] = first & 0xFF, (first >> 8) & 0xFF  # little-endian i16
+        blob[size + 2], blob[size + 3] = length & 0xFF, length >> 8  # little-endian u16
+        size += 4
+        for column in range(low, low + length):
+            count = histogram[row, column]
+            blob[size] = 1 + np.searchsorted(splits, np.float64(count)) if count > 0 else 0
+            size += 1
+    return blob[:size]
+
+
+if numba is not None:
+    _table_bytes = numba.njit(nogil=True, cache=True)(_table_bytes)
 
 
 def _parse_table(blob: bytes, offset: int, num_rows: int) -> Tuple[PmfTable, int]:
@@ -723,6 +739,30 @@ def _entropy_code(rows: np.ndarray, values: np.ndarray, count: int, histogram: n
 
 # --- encoder ------------------------------------------------------------------------------------
 
+_workspace = threading.local()
+
+
+def _scratch(name: str, size: int, dtype) -> np.ndarray:
+    """``size`` items of a buffer that this thread keeps from scan to scan, for the encoder's per-point
+    arrays that do not leave it: fresh memory costs a page fault per 4 KiB it touches (the system
+    takes back freed blocks this large), which cost the encoder as much as some of its passes."""
+    buffers = _workspace.__dict__.setdefault('buffers', {})
+    buffer = buffers.get(name)
+    if buffer is None or buffer.shape[0] < size or buffer.dtype != dtype:
+        buffer = buffers[name] = np.empty(size + size // 4 + 1024, dtype)  # room for the next scans
+    return buffer[:size]
+
+
+def _choice_buffers(n: int, scratch: bool = True, out: Optional[np.ndarray] = None):
+    """The arrays :func:`_choose_spherical` fills: ranges, azimuths, elevations (int64), whether a
+    point has a correction (bool), the corrections (int64, a row per corrected point) and the decoded
+    points (float32 (n, 3): new, or the first three columns of ``out``; they leave the encoder)."""
+    new = _scratch if scratch else (lambda _, size, dtype: np.empty(size, dtype))
+    return (new('ranges', n, np.int64), new('azimuths', n, np.int64), new('elevations', n, np.int64),
+            new('has_correction', n, np.bool_), new('corrections', 3 * n, np.int64).reshape(n, 3),
+            _coordinates_out(out, n))
+
+
 def _steps(max_error: float, xyz: np.ndarray) -> Tuple[float, float, int]:
     """Correction step, range step and angle turn for this bound and these coordinates."""
     largest = max(float(xyz.max()), -float(xyz.min())) if len(xyz) else 0.0  # no (N, 3) temporary
@@ -754,11 +794,13 @@ def _laser_order(xyz: np.ndarray, rings: Optional[np.ndarray]) -> Optional[Tuple
         steps = _azimuth_steps(xyz[order, 0], xyz[order, 1])
         same = np.diff(rings[order]) == 0
         if _monotonic_share(steps[same]) < 0.8:
-            order = np.lexsort((np.arctan2(xyz[:, 1], xyz[:, 0]), rings))
+            xy = xyz[:, :2].astype(np.float64)
+            order = np.lexsort((np.arctan2(xy[:, 1], xy[:, 0]), rings))
         return order.astype(np.int64), counts.astype(np.int64)
-    steps = _azimuth_steps(xyz[:, 0], xyz[:, 1])
-    wraps = np.flatnonzero(np.abs(steps) > math.pi)
-    if len(wraps) + 1 > MAX_LASERS or n < 16 * (len(wraps) + 1) or _monotonic_share(steps) < 0.9:
+    wraps, forward, backward = _step_summary(_azimuth_steps(xyz[:, 0], xyz[:, 1]))
+    steps = n - 1 - len(wraps)  # those within a laser
+    share = max(forward, backward) / steps if steps else 1.0  # as _monotonic_share
+    if len(wraps) + 1 > MAX_LASERS or n < 16 * (len(wraps) + 1) or share < 0.9:
         return None
     counts = np.diff(np.concatenate(([0], wraps + 1, [n])))
     return None, counts.astype(np.int64)
@@ -770,7 +812,7 @@ def _azimuth_steps(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     differences of numpy's ``arctan2`` give. Computed from :func:`_approximate_azimuth` (a tenth of
     libm's time), and from ``math.atan2`` (the same as numpy's) where the approximation is within
     four times its error of a decision, or a point lies on the axis (its azimuth is a sign case)."""
-    return _azimuth_steps_kernel(np.ascontiguousarray(x), np.ascontiguousarray(y))
+    return _azimuth_steps_kernel(x, y)
 
 
 #: Largest error of :func:`_approximate_azimuth`, radians (about 20 times its truncation error).
@@ -801,8 +843,8 @@ def _approximate_azimuth(x, y):
 def _azimuth_steps_kernel(x, y):
     n = x.shape[0]
     approximate = np.empty(n, dtype=np.float64)
-    for i in range(n):
-        approximate[i] = _approximate_azimuth(x[i], y[i])
+    for i in range(n):  # float64 of float32 coordinates too (exact)
+        approximate[i] = _approximate_azimuth(np.float64(x[i]), np.float64(y[i]))
     steps = np.empty(max(n - 1, 0), dtype=np.float64)
     # The steps to recompute listed first and recomputed in a loop of their own: behind a branch in
     # this loop, LLVM computes the (side-effect free) arctangents of every step.
@@ -818,14 +860,51 @@ def _azimuth_steps_kernel(x, y):
             (x[i + 1] == 0) & (y[i + 1] == 0))
     for k in range(count):
         i = exact[k]
-        steps[i] = math.atan2(y[i + 1], x[i + 1]) - math.atan2(y[i], x[i])
+        steps[i] = (math.atan2(np.float64(y[i + 1]), np.float64(x[i + 1]))
+                    - math.atan2(np.float64(y[i]), np.float64(x[i])))
     return steps
+
+
+def _rounding_margin(azimuth_turn):
+    """How near a half step :func:`_rounding_azimuth` takes libm's arctangent: 4 times the fast one's
+    error, in steps, and the rounding of the product (at most half a turn)."""
+    return 4.0 * AZIMUTH_APPROXIMATION_ERROR * azimuth_turn / (2.0 * math.pi) + azimuth_turn * 2.0 ** -50
+
+
+def _rounding_azimuth(x, y, azimuth_per_radian, margin):
+    """An azimuth of (x, y) that rounds to the same step as libm's (numpy's) ``atan2(y, x)``:
+    the fast arctangent, or libm's where the fast one's error could change the rounding (within
+    ``margin`` of a half step, :func:`_rounding_margin`) and at the origin (a sign case)."""
+    azimuth = _approximate_azimuth(x, y)
+    scaled = azimuth * azimuth_per_radian
+    if (abs(scaled - math.floor(scaled) - 0.5) <= margin) | ((x == 0) & (y == 0)):
+        azimuth = math.atan2(y, x)
+    return azimuth
+
+
+def _step_summary(steps):
+    """(the steps larger than pi: where the scan's lasers wrap around, int64; of the others, how many
+    go forward (>= 0) and how many backward (<= 0)): one pass, not numpy's five."""
+    wraps = np.empty(steps.shape[0], dtype=np.int64)
+    count = forward = backward = 0
+    for i in range(steps.shape[0]):
+        step = steps[i]
+        wrap = abs(step) > math.pi
+        wraps[count] = i
+        count += wrap
+        forward += (not wrap) & (step >= 0)
+        backward += (not wrap) & (step <= 0)
+    return wraps[:count], forward, backward
 
 
 if numba is not None:
     _approximate_azimuth = numba.njit(nogil=True, cache=True, inline='always', error_model='numpy')(
         _approximate_azimuth)
     _azimuth_steps_kernel = numba.njit(nogil=True, cache=True, error_model='numpy')(_azimuth_steps_kernel)
+    _step_summary = numba.njit(nogil=True, cache=True)(_step_summary)
+    _rounding_azimuth = numba.njit(nogil=True, cache=True, inline='always', error_model='numpy')(
+        _rounding_azimuth)
+    _rounding_margin = numba.njit(nogil=True, cache=True, inline='always')(_rounding_margin)
 
 
 def _monotonic_share(steps: np.ndarray) -> float:
@@ -837,7 +916,8 @@ def _monotonic_share(steps: np.ndarray) -> float:
 
 
 def encode(xyz: np.ndarray, intensity: Optional[np.ndarray], max_error: float,
-           rings: Optional[np.ndarray] = None, invalid_points: int = 0) -> PredictiveScan:
+           rings: Optional[np.ndarray] = None, invalid_points: int = 0,
+           out: Optional[np.ndarray] = None) -> PredictiveScan:
     """Code valid float32 points (finite, nonzero range) within ``max_error`` metres per coordinate.
 
     Args:
@@ -846,43 +926,51 @@ def encode(xyz: np.ndarray, intensity: Optional[np.ndarray], max_error: float,
         max_error: the bound, metres.
         rings: (N,) laser index of each point (the PointCloud2 ``ring`` field), or None.
         invalid_points: rows the caller left out, recorded in the payload.
+        out: float32 (N, >= 3) or None: the decoded points are written into its first three
+            columns (``PredictiveScan.xyz`` is a view of them), so the caller's rows need no copy.
     """
     max_error = check_max_error(max_error)
-    xyz64 = xyz.astype(np.float64)
-    correction_step, range_step, turn = _steps(max_error, xyz64)
+    if xyz.dtype != np.float32 and xyz.dtype != np.float64:
+        xyz = xyz.astype(np.float64)
+    # Not converted to float64 here: the compiled passes read the coordinates as float64 (exact).
+    xyz = np.ascontiguousarray(xyz)
+    correction_step, range_step, turn = _steps(max_error, xyz)
     has_intensity = intensity is not None
-    codes = np.asarray(intensity, np.int64) if has_intensity else np.zeros(0, np.int64)
+    codes = np.asarray(intensity) if has_intensity else np.zeros(0, np.int64)
+    if codes.dtype.kind not in 'iu':
+        codes = codes.astype(np.int64)
     header = _HEADER.pack(FORMAT_VERSION, MODE_SPINNING, FLAG_INTENSITY if has_intensity else 0, 0,
                           max_error, correction_step, invalid_points)
-    laid_out = _laser_order(xyz64, rings) if len(xyz) else None
+    laid_out = _laser_order(xyz, rings) if len(xyz) else None
     if laid_out is not None:
-        scan = _encode_spinning(xyz64, codes, laid_out, header, correction_step, range_step, turn, max_error)
+        scan = _encode_spinning(xyz, codes, laid_out, header, correction_step, range_step, turn, max_error,
+                                out)
         if scan is not None:
             return scan
-    return _encode_grid(xyz64, codes, header[:1] + bytes([MODE_GRID]) + header[2:], correction_step,
-                        max_error, has_intensity, invalid_points)
+    return _encode_grid(xyz.astype(np.float64), codes, header[:1] + bytes([MODE_GRID]) + header[2:],
+                        correction_step, max_error, has_intensity, invalid_points, out)
 
 
-def _encode_spinning(xyz64, codes, laid_out, header, correction_step, range_step, turn,
-                     max_error) -> Optional[PredictiveScan]:
+def _encode_spinning(xyz, codes, laid_out, header, correction_step, range_step, turn,
+                     max_error, out) -> Optional[PredictiveScan]:
     order, counts = laid_out
     if order is None:
-        order = np.arange(len(xyz64), dtype=np.int64)
+        order = np.arange(len(xyz), dtype=np.int64)
     elif not np.array_equal(order, np.arange(len(order))):
-        xyz64 = xyz64[order]
+        xyz = xyz[order]
         codes = codes[order] if len(codes) else codes
     used, ranks = _intensity_ranks(codes)
-    heights = _laser_heights(xyz64, counts)
-    same_laser, ends = _sampled_azimuths(xyz64, counts)
+    heights = _laser_heights(xyz, counts)
+    same_laser, ends = _sampled_azimuths(xyz, counts)
     azimuth_turn = _azimuth_turn(same_laser, ends, turn)
     azimuth_step = _azimuth_step(same_laser, ends, azimuth_turn)
     ranges, azimuths, elevations, has_correction, corrections, decoded, within = _choose_spherical(
-        xyz64, counts, heights, range_step, azimuth_turn, turn, azimuth_step, correction_step,
-        max_error)
+        xyz, counts, heights, range_step, azimuth_turn, turn, azimuth_step, correction_step,
+        max_error, _choice_buffers(len(xyz), out=out))
     if not within:
         return None
-    rows = np.empty(len(ranges) * _ENTRIES_PER_POINT, np.int16)
-    values = np.empty(len(ranges) * _ENTRIES_PER_POINT, np.int16)
+    rows = _scratch('rows', len(ranges) * _ENTRIES_PER_POINT, np.int16)
+    values = _scratch('values', len(ranges) * _ENTRIES_PER_POINT, np.int16)
     histogram = _new_histogram(SPINNING_ROWS)
     count = _spinning_symbols(ranges, azimuths, elevations, has_correction, corrections, ranks, counts,
                               azimuth_turn, azimuth_step, range_step, rows, values, histogram)
@@ -900,7 +988,8 @@ def _sampled_azimuths(xyz: np.ndarray, counts: np.ndarray) -> Tuple[np.ndarray, 
     sample = np.arange(0, len(xyz) - 1, 1 + len(xyz) // 4096)
     ends = np.stack((sample, sample + 1))
     laser = np.searchsorted(np.cumsum(counts), ends, side='right')
-    return laser[0] == laser[1], np.arctan2(xyz[ends, 1], xyz[ends, 0])
+    xy = xyz[ends, :2].astype(np.float64)
+    return laser[0] == laser[1], np.arctan2(xy[..., 1], xy[..., 0])
 
 
 def _azimuth_step(same_laser: np.ndarray, ends: np.ndarray, azimuth_turn: int) -> int:
@@ -925,13 +1014,13 @@ def _azimuth_turn(same_laser: np.ndarray, ends: np.ndarray, turn: int) -> int:
     return min(1 << 30, 4 * max(2, round(2.0 * math.pi * per_firing / firing / 4.0)))
 
 
-def _laser_heights(xyz64: np.ndarray, counts: np.ndarray) -> np.ndarray:
+def _laser_heights(xyz: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """Each laser's height (int16 millimetres): the z of its apparent origin, z = rho * tan(theta) + h.
 
     A spinning sensor's lasers sit at different heights (HDL-64E: about 0.2 m), so a laser's
     elevation seen from the sensor origin changes with distance; seen from its own origin it is
     nearly constant, and its residuals nearly zero. A least-squares line per laser."""
-    sums = _laser_sums(xyz64, counts)
+    sums = _laser_sums(xyz, counts)
     n, sr, sz, srr, srz = sums.T
     determinant = n * srr - sr * sr
     with np.errstate(invalid='ignore', divide='ignore'):
@@ -946,8 +1035,8 @@ def _laser_sums(xyz, counts):
     point = 0
     for laser in range(counts.shape[0]):
         for _ in range(counts[laser]):
-            rho = math.sqrt(xyz[point, 0] * xyz[point, 0] + xyz[point, 1] * xyz[point, 1])
-            z = xyz[point, 2]
+            x, y, z = np.float64(xyz[point, 0]), np.float64(xyz[point, 1]), np.float64(xyz[point, 2])
+            rho = math.sqrt(x * x + y * y)
             sums[laser, 0] += 1.0
             sums[laser, 1] += rho
             sums[laser, 2] += z
@@ -1023,11 +1112,11 @@ def _axis_interval(offset, u, slack, low, high):
 
 
 def _choose_spherical(xyz, counts, heights, range_step, azimuth_turn, elevation_turn, azimuth_step,
-                      correction_step, max_error):
+                      correction_step, max_error, buffers):
     """The coded values of every point: (ranges, azimuths, elevations, whether it has a correction,
     the corrections of the points that have one, in their order (the first rows: a row per point would
     touch a page of memory per corrected point), decoded float32 points, whether all are within the
-    bound).
+    bound). The arrays are those of ``buffers`` (:func:`_choice_buffers`).
 
     Where the predicted azimuth and elevation and a range near the predicted one already put a point
     within the bound, those are coded (zero or small residuals, no correction) instead of the
@@ -1035,19 +1124,16 @@ def _choose_spherical(xyz, counts, heights, range_step, azimuth_turn, elevation_
     Elsewhere (:func:`_choose_fallback`) the nearest values and, if they need it, a correction.
     """
     n = xyz.shape[0]
-    ranges = np.empty(n, dtype=np.int64)
-    azimuths = np.empty(n, dtype=np.int64)
-    elevations = np.empty(n, dtype=np.int64)
+    ranges, azimuths, elevations, has_correction, corrections, decoded = buffers
     # Few points have corrections: a flag per point, and rows written only for those.
-    has_correction = np.zeros(n, dtype=np.bool_)
-    corrections = np.empty((n, 3), dtype=np.int64)
+    has_correction[:] = False
     corrected = 0
-    decoded = np.empty((n, 3), dtype=np.float32)
     tabulated = azimuth_turn <= 2 * n
     table = _sincos_table(azimuth_turn) if tabulated else np.empty((0, 2), dtype=np.float64)
     slack = max_error * 0.999
     azimuth_per_radian = azimuth_turn / (2.0 * math.pi)
     elevation_per_radian = elevation_turn / (2.0 * math.pi)
+    rounding_margin = _rounding_margin(azimuth_turn)
     cached_elevation = 0
     se, ce = _sincos_turn(0, elevation_turn)
     half_sine, half_cosine = math.sin(math.pi / elevation_turn), math.cos(math.pi / elevation_turn)
@@ -1078,7 +1164,7 @@ def _choose_spherical(xyz, counts, heights, range_step, azimuth_turn, elevation_
             else:
                 sa, ca = _sincos_turn(predicted_azimuth, azimuth_turn)
             # The predicted angles and the range nearest the predicted one within the bound: most points.
-            target = (xyz[i, 0], xyz[i, 1], xyz[i, 2])
+            target = (np.float64(xyz[i, 0]), np.float64(xyz[i, 1]), np.float64(xyz[i, 2]))
             low, high = _range_interval(target, se, ce, sa, ca, range_step, height, slack)
             done = False
             if low <= high:
@@ -1089,8 +1175,7 @@ def _choose_spherical(xyz, counts, heights, range_step, azimuth_turn, elevation_
                     decoded[i, 0], decoded[i, 1], decoded[i, 2] = np.float32(x), np.float32(y), np.float32(z)
                     done = True
             if not done:
-                # The same arctangent as numpy's (both libm's), only for the points that need it.
-                azimuth = math.atan2(target[1], target[0])
+                azimuth = _rounding_azimuth(target[0], target[1], azimuth_per_radian, rounding_margin)
                 near = _nearest(target, azimuth, height, range_step, azimuth_turn, azimuth_per_radian,
                                 elevation_per_radian, predicted_elevation, sine_bracket)
                 if tabulated:
@@ -1174,11 +1259,35 @@ def _intensity_ranks(codes: np.ndarray) -> Tuple[bytes, np.ndarray]:
     Sensors often use few of the codes (KITTI reflectance has 101 levels in 256 codes): residuals of
     ranks are smaller than residuals of codes."""
     if len(codes) == 0:
-        return b'', codes
-    values = np.flatnonzero(np.bincount(codes))
-    rank_of = np.zeros(int(values[-1]) + 1, np.int64)
-    rank_of[values] = np.arange(len(values))
-    return _LENGTH.pack(len(values)) + values.astype('<u2').tobytes(), rank_of[codes]
+        return b'', np.zeros(0, np.int64)
+    values, ranks = _rank_codes(np.ascontiguousarray(codes))
+    if len(values) == 0:
+        raise ParameterError('LiDAR intensity codes must be non-negative integers')
+    return _LENGTH.pack(len(values)) + values.astype('<u2').tobytes(), ranks
+
+
+def _rank_codes(codes):
+    """(the codes that occur, ascending; each code's rank among them), int64; no codes if one is
+    negative. Compiled passes, not numpy's bincount and gathers."""
+    top = 0
+    for i in range(codes.shape[0]):
+        if codes[i] < 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        top = max(top, np.int64(codes[i]))
+    rank_of = np.zeros(top + 1, np.int64)
+    for i in range(codes.shape[0]):
+        rank_of[codes[i]] = 1
+    values = np.empty(top + 1, np.int64)
+    used = 0
+    for code in range(top + 1):
+        present = rank_of[code]
+        values[used] = code
+        rank_of[code] = used
+        used += present
+    ranks = np.empty(codes.shape[0], np.int64)
+    for i in range(codes.shape[0]):
+        ranks[i] = rank_of[codes[i]]
+    return values[:used], ranks
 
 
 def _read_ranks(side: bytes, offset: int, has_intensity: bool) -> Tuple[np.ndarray, int]:
@@ -1189,13 +1298,31 @@ def _read_ranks(side: bytes, offset: int, has_intensity: bool) -> Tuple[np.ndarr
     (count,) = _LENGTH.unpack_from(side, offset)
     offset += _LENGTH.size
     _need(side, offset, 2 * count, 'intensity codes')
-    return np.frombuffer(side, '<u2', count, offset).astype(np.int64), offset + 2 * count
+    return np.frombuffer(side, '<u2', count, offset).astype(np.uint16), offset + 2 * count
 
 
 def _intensity_codes(ranks: np.ndarray, values: np.ndarray) -> np.ndarray:
-    if len(ranks) and (ranks.min() < 0 or ranks.max() >= len(values)):
+    codes, inside = _codes_of_ranks(ranks, values)
+    if not inside:
         raise PacketError('LiDAR payload decodes to intensity ranks outside its list of codes')
-    return values[ranks]
+    return codes
+
+
+def _codes_of_ranks(ranks, values):
+    """(``values[ranks]``, whether every rank indexes ``values``): one compiled pass, into an array of
+    the type of ``values`` (uint16: a quarter of the memory of int64, each page of it a fault)."""
+    codes = np.empty(ranks.shape[0], values.dtype)
+    for i in range(ranks.shape[0]):
+        rank = ranks[i]
+        if rank < 0 or rank >= values.shape[0]:
+            return codes, False
+        codes[i] = values[rank]
+    return codes, True
+
+
+if numba is not None:
+    _rank_codes = numba.njit(nogil=True, cache=True)(_rank_codes)
+    _codes_of_ranks = numba.njit(nogil=True, cache=True)(_codes_of_ranks)
 
 
 def _wrap_array(values: np.ndarray, turn: int) -> np.ndarray:
@@ -1203,13 +1330,14 @@ def _wrap_array(values: np.ndarray, turn: int) -> np.ndarray:
 
 
 def _encode_grid(xyz64, codes, header, correction_step, max_error, has_intensity,
-                 invalid_points) -> PredictiveScan:
+                 invalid_points, out) -> PredictiveScan:
     cells = np.rint(xyz64 / correction_step).astype(np.int64)
     order = np.lexsort((cells[:, 2], cells[:, 1], cells[:, 0])).astype(np.int64)
     cells = np.ascontiguousarray(cells[order])
     codes = codes[order] if has_intensity else codes
     used, ranks = _intensity_ranks(codes)
-    decoded = (cells * correction_step).astype(np.float32)
+    decoded = _coordinates_out(out, len(cells))
+    decoded[:] = cells * correction_step
     if not _within(decoded, xyz64[order], max_error):
         raise ParameterError(f'lidar max_error {max_error} m cannot be met in float32 for this cloud')
     rows = np.empty(len(cells) * _ENTRIES_PER_POINT, np.int16)
@@ -1252,8 +1380,11 @@ def read_info(payload: bytes) -> PayloadInfo:
     return PayloadInfo(MODES[mode], max_error, invalid, bool(flags & FLAG_INTENSITY))
 
 
-def decode(payload: bytes, num_points: int) -> Tuple[np.ndarray, Optional[np.ndarray], PayloadInfo]:
-    """(M, 3) float32 coordinates, (M,) intensity codes or None, and the header of a payload."""
+def decode(payload: bytes, num_points: int,
+           out: Optional[np.ndarray] = None) -> Tuple[np.ndarray, Optional[np.ndarray], PayloadInfo]:
+    """(M, 3) float32 coordinates, (M,) intensity codes or None, and the header of a payload. With
+    ``out`` (float32 (num_points, >= 3)) the coordinates are written into its first three columns and
+    returned as a view of them (the caller's rows then need no copy)."""
     info = read_info(payload)
     correction_step = _HEADER.unpack_from(payload)[5]
     offset = _HEADER.size
@@ -1270,13 +1401,13 @@ def decode(payload: bytes, num_points: int) -> Tuple[np.ndarray, Optional[np.nda
         raise PacketError('LiDAR payload rANS stream is not a whole number of 32-bit words')
     words = rans_kernels.sequence_words(np.frombuffer(payload, '<u4', offset=offset))
     if info.mode == 'spinning':
-        xyz, intensity = _decode_spinning_payload(side, words, num_points, info, correction_step)
+        xyz, intensity = _decode_spinning_payload(side, words, num_points, info, correction_step, out)
     else:
-        xyz, intensity = _decode_grid_payload(side, words, num_points, info, correction_step)
+        xyz, intensity = _decode_grid_payload(side, words, num_points, info, correction_step, out)
     return xyz, intensity, info
 
 
-def _decode_spinning_payload(side, words, num_points, info, correction_step):
+def _decode_spinning_payload(side, words, num_points, info, correction_step, out):
     _need(side, 0, _SPINNING.size, 'laser layout')
     range_step, azimuth_turn, elevation_turn, azimuth_step, lasers = _SPINNING.unpack_from(side)
     if not (math.isfinite(range_step) and 0 < range_step <= 2 * MAX_ERROR_LIMIT):
@@ -1304,13 +1435,14 @@ def _decode_spinning_payload(side, words, num_points, info, correction_step):
         lookup)
     if not done:
         raise PacketError('LiDAR payload rANS stream is corrupted (it does not end where it should)')
-    xyz = _spherical_to_cartesian(ranges, azimuths, elevations, corrected, corrections, counts, heights,
-                                  range_step,
-                                  azimuth_turn, elevation_turn, correction_step)
-    return _finite(xyz), _intensity_codes(intensity, intensity_values) if info.has_intensity else None
+    xyz = _coordinates_out(out, num_points)
+    if not _spherical_to_cartesian(ranges, azimuths, elevations, corrected, corrections, counts, heights,
+                                   range_step, azimuth_turn, elevation_turn, correction_step, xyz):
+        raise PacketError('LiDAR payload decodes to non-finite coordinates')
+    return xyz, _intensity_codes(intensity, intensity_values) if info.has_intensity else None
 
 
-def _decode_grid_payload(side, words, num_points, info, correction_step):
+def _decode_grid_payload(side, words, num_points, info, correction_step, out):
     intensity_values, offset = _read_ranks(side, 0, info.has_intensity and num_points > 0)
     table, offset = _parse_table(side, offset, GRID_ROWS)
     _no_trailing(side, offset)
@@ -1319,13 +1451,23 @@ def _decode_grid_payload(side, words, num_points, info, correction_step):
                                           lookup)
     if not done:
         raise PacketError('LiDAR payload rANS stream is corrupted (it does not end where it should)')
-    xyz = _finite((cells * correction_step).astype(np.float32))
+    xyz = _coordinates_out(out, num_points)
+    xyz[:] = _finite((cells * correction_step).astype(np.float32))
     return xyz, _intensity_codes(intensity, intensity_values) if info.has_intensity else None
 
 
 def _no_trailing(side: bytes, offset: int) -> None:
     if offset != len(side):
         raise PacketError(f'LiDAR payload side information has {len(side) - offset} bytes too many')
+
+
+def _coordinates_out(out: Optional[np.ndarray], num_points: int) -> np.ndarray:
+    """The decoded coordinates' array: the first three columns of ``out``, or a new one."""
+    if out is None:
+        return np.empty((num_points, 3), np.float32)
+    if out.dtype != np.float32 or out.ndim != 2 or out.shape[0] != num_points or out.shape[1] < 3:
+        raise ValueError(f'out must be float32 ({num_points}, >= 3), got {out.dtype} {out.shape}')
+    return out[:, :3]
 
 
 def _finite(xyz: np.ndarray) -> np.ndarray:

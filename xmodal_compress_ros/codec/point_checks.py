@@ -1,4 +1,6 @@
-"""The encoder's checks of an input point cloud, compiled: one pass over the points.
+"""The per-point passes of :mod:`lidar_codec`, compiled: the checks of an input point cloud, its
+intensity codes and the intensity column of a decoded scan, one pass each (numpy's passes and temporaries
+cost several times as much).
 
 Kept apart from :mod:`lidar_codec` so that the packet fuzzer can instrument that module's parsing
 (instrumentation rewrites bytecode, which numba compiles from).
@@ -42,5 +44,27 @@ def split_points(points, drop_origin):
     return xyz, intensity, keep, n - valid
 
 
+def intensity_codes(intensity, intensity_max, top, codes):
+    """Write ``rint(clip(intensity / intensity_max, 0, 1) * top)`` into ``codes`` (unsigned integers):
+    numpy's float64 operations, one value at a time."""
+    for i in range(intensity.shape[0]):
+        value = min(max(np.float64(intensity[i]) / intensity_max, 0.0), 1.0)
+        codes[i] = np.rint(value * top)
+    return codes
+
+
+def intensity_column(codes, values, out):
+    """Write ``values[code]`` into the fourth column of the float32 (N, 4) rows ``out`` (0 without
+    ``codes``); False if a code is past ``values``."""
+    has_intensity = codes.shape[0] > 0
+    for i in range(out.shape[0]):
+        if has_intensity and (codes[i] < 0 or codes[i] >= values.shape[0]):
+            return False
+        out[i, 3] = values[codes[i]] if has_intensity else np.float32(0)
+    return True
+
+
 if numba is not None:
     split_points = numba.njit(nogil=True, cache=True)(split_points)
+    intensity_codes = numba.njit(nogil=True, cache=True)(intensity_codes)
+    intensity_column = numba.njit(nogil=True, cache=True)(intensity_column)

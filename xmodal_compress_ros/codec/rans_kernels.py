@@ -13,6 +13,7 @@ bisects the row.
 """
 from __future__ import annotations
 
+import math
 import threading
 import weakref
 from typing import List, Tuple
@@ -74,6 +75,54 @@ def _symbol_lookup(bounds, lengths, bits):
                 column += 1
             lookup[row, probe] = column
     return lookup
+
+
+def quantize_rows(pmf, lengths, precision):
+    """The counts of :func:`entropy.quantize_pmf` (int32 (L, S)) and whether a row overflowed, one row at a
+    time: compiled, a tenth of the time of the same arithmetic in whole-array numpy passes."""
+    rows, width = pmf.shape
+    total_count = 1 << precision
+    counts = np.zeros((rows, width), dtype=np.int32)
+    for row in range(rows):
+        n = lengths[row]
+        total = 0.0
+        for column in range(n):  # strictly left to right
+            total += pmf[row, column]
+        uniform = not total > 0  # a row of zeros becomes uniform
+        if uniform:
+            total = float(n)
+        free = float(total_count - n)
+        fraction = np.empty(n, dtype=np.float64)
+        deficit = total_count
+        for column in range(n):
+            share = (1.0 if uniform else pmf[row, column]) * free / total
+            if not math.isfinite(share):
+                share = 0.0
+            base = math.floor(share)
+            fraction[column] = -(share - base)  # sorted ascending: largest fraction first
+            counts[row, column] = base + 1
+            deficit -= base + 1
+        # The float sum of the shares is within a tiny relative error of ``free``, so the floored
+        # counts never exceed 2**precision and the deficit is in 0..n-1 (the division covers any).
+        if deficit < 0:
+            return counts, True
+        per_entry, extra = deficit // n, deficit % n
+        for column in range(n):
+            counts[row, column] += per_entry
+        if extra == 0:
+            continue
+        # The ``extra`` largest fractions, ties to the lower column (a stable sort's first ``extra``):
+        # those above the extra-th largest, then the columns that equal it, left to right.
+        threshold = np.partition(fraction, extra - 1)[extra - 1]
+        for column in range(n):
+            if fraction[column] < threshold:
+                counts[row, column] += 1
+                extra -= 1
+        for column in range(n):
+            if extra > 0 and fraction[column] == threshold:
+                counts[row, column] += 1
+                extra -= 1
+    return counts, False
 
 
 def _kernel_tables(table) -> Tuple[np.ndarray, np.ndarray]:
@@ -301,6 +350,7 @@ if numba is not None:
     _compile = numba.njit(nogil=True, cache=True)
     _group_order = _compile(_group_order)
     _symbol_lookup = _compile(_symbol_lookup)
+    quantize_rows = _compile(quantize_rows)
     _first_out_of_range = _compile(_first_out_of_range)
     _encode_substream = _compile(_encode_substream)
     _decode_substream = _compile(_decode_substream)

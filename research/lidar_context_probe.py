@@ -65,7 +65,8 @@ def layout(points, max_error):
     azimuth_turn = lp._azimuth_turn(same_laser, ends, turn)
     azimuth_step = lp._azimuth_step(same_laser, ends, azimuth_turn)
     ranges, azimuths, elevations, corrected, corrections, _, within = lp._choose_spherical(
-        xyz64, counts, heights, range_step, azimuth_turn, turn, azimuth_step, correction_step, max_error)
+        xyz64, counts, heights, range_step, azimuth_turn, turn, azimuth_step, correction_step, max_error,
+        lp._choice_buffers(len(xyz64), scratch=False))
     assert within
     return dict(xyz=xyz64, counts=counts, heights=heights, range_step=range_step, azimuth_turn=azimuth_turn,
                 elevation_turn=turn, azimuth_step=azimuth_step, ranges=ranges, azimuths=azimuths,

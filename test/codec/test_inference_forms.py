@@ -5,10 +5,11 @@ import pytest
 import torch
 import torch.nn as nn
 
-from xmodal_compress_ros.codec.inference_forms import (DiagonalGDN, is_diagonal, phase_conv_transpose,
-                                                       phase_taps, prepare_for_cpu)
+from xmodal_compress_ros.codec.inference_forms import (DiagonalGDN, SplitInputConv, is_diagonal,
+                                                       phase_conv_transpose, phase_taps, prepare_for_cpu)
 from xmodal_compress_ros.codec.layers import GDN, deconv
 from xmodal_compress_ros.codec.models import HyperpriorCodec, LidarConditionedCodec
+from xmodal_compress_ros.codec.predictive import PredictiveCodec
 from xmodal_compress_ros.runtime.graphs import example_inputs, graph_modules, graph_specs
 
 TINY = dict(N=16, M=24, Nz=8, hyper_hidden=8)
@@ -71,16 +72,23 @@ def test_training_keeps_gdn_diagonal():
     assert not is_diagonal(gdn)
 
 
-@pytest.mark.parametrize('cls', [HyperpriorCodec, LidarConditionedCodec])
+@pytest.mark.parametrize('cls', [HyperpriorCodec, LidarConditionedCodec, PredictiveCodec])
 def test_prepared_graphs_agree_with_the_model(cls):
     torch.manual_seed(3)
     model = cls(**TINY).eval()
     with torch.no_grad():  # a GDN that is not diagonal stays as it is
         model.g_s.igdn2.gamma_sqrt[0, 1] = 0.2
+        for parameter in model.parameters():  # the context's paths start at zero: give them weight
+            if not parameter.any():
+                parameter.normal_(0.0, 0.1)
     prepared = prepare_for_cpu(copy.deepcopy(model))
     assert type(prepared.g_s.igdn1) is DiagonalGDN and type(prepared.g_a.gdn3) is DiagonalGDN
     assert type(prepared.g_s.igdn2) is GDN
-    assert isinstance(prepared.g_s.deconv4, nn.Sequential)
+    deconv4 = prepared.g_s.deconv4
+    assert isinstance(deconv4.layer if cls is not HyperpriorCodec else deconv4, nn.Sequential)
+    split = [type(m) for m in (prepared.g_a.conv2, prepared.g_a.conv3, prepared.g_s.deconv3, deconv4)]
+    assert split == [SplitInputConv if cls is not HyperpriorCodec else t for t in (
+        nn.Conv2d, nn.Conv2d, nn.ConvTranspose2d, nn.Sequential)]
     reference, rewritten = graph_modules(model), graph_modules(prepared.to(memory_format=torch.channels_last))
     for name, spec in graph_specs(model).items():
         inputs = example_inputs(spec, 64, 128, seed=4).values()

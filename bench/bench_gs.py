@@ -2,11 +2,13 @@
 
 "as trained" is the model as its file defines it; "inference forms" is the same model after
 :func:`codec.inference_forms.prepare_for_cpu` (GDN elementwise, g_s's last transposed convolution as a
-convolution and a pixel shuffle), which the torch backend applies on a CPU. Both run as the torch backend
+convolution and a pixel shuffle, layers reading concatenated context split by their inputs), which the
+torch backend applies on a CPU. Both run as the torch backend
 runs them (``torch.inference_mode``, activations and weights in :data:`torch_backend.MEMORY_FORMAT`).
 Timed, for ``models/xmodal-hyperprior`` and the fast tier (``models/xmodal-hyperprior-fast``, or when it
 is absent the same structure: the twin with an untrained 16-channel, 2-block post filter, which costs the
-same): the whole g_s, the decoder graph and the encoder graph; and alone, g_s's half-resolution IGDN and
+same), and the fast tier's P-frame model (``models/xmodal-pframe-fast``, when present): the whole g_s,
+the decoder graph and the encoder graph; and alone, g_s's half-resolution IGDN and
 its last layer, in NHWC and NCHW. Every variant runs once per round, in turn, at each thread count, so
 all meet the same machine load; the medians over the rounds are reported, with the largest difference of
 the outputs. Writes bench/results/gs_<tag>.json.
@@ -44,6 +46,8 @@ def parse_args(argv=None):
     parser.add_argument('--size', default='1280x384', help='padded WxH (1242x375 pads to 1280x384)')
     parser.add_argument('--twin', default=str(REPO / 'models' / 'xmodal-hyperprior'))
     parser.add_argument('--fast', default=str(REPO / 'models' / 'xmodal-hyperprior-fast'))
+    parser.add_argument('--pframe', default=str(REPO / 'models' / 'xmodal-pframe-fast'),
+                        help='a P-frame model whose graphs read concatenated context (skipped when absent)')
     parser.add_argument('--note', default='', help='free text stored in the JSON (e.g. the machine load)')
     parser.add_argument('--out', type=Path, help='result JSON (default bench/results/gs_<tag>.json)')
     return parser.parse_args(argv)
@@ -63,7 +67,15 @@ def models(args) -> dict:
     twin = load_model(args.twin).eval()
     fast = load_model(args.fast).eval() if model_available(args.fast) else fast_structure(twin)
     fast_name = 'fast' if model_available(args.fast) else f'fast structure (post filter {FAST_POST_FILTER})'
-    return {'xmodal-hyperprior': twin, fast_name: fast}
+    found = {'xmodal-hyperprior': twin, fast_name: fast}
+    if model_available(args.pframe):
+        found[Path(args.pframe).name] = load_model(args.pframe).eval()
+    return found
+
+
+def fast_name_of(loaded: dict) -> str:
+    """The key of the fast tier's model in :func:`models`' result."""
+    return next(name for name in loaded if name.startswith('fast'))
 
 
 def as_run(module, memory_format, forms: bool):
@@ -92,9 +104,9 @@ def cases(args, loaded: dict) -> dict:
             run = as_run(model, MEMORY_FORMAT, forms)
             graphs = graph_modules(run)
             found.setdefault(f'{model_name}: g_s', {})[variant] = (run.g_s, laid_out((y_hat,), MEMORY_FORMAT))
-            # The fast tier encodes with the twin's g_a: one encoder graph is enough.
-            for graph in ('decoder', 'encoder') if not found.get('xmodal-hyperprior: encoder graph', {}).get(
-                    variant) else ('decoder',):
+            # The fast tier encodes with the twin's g_a: its encoder graph is the twin's.
+            fast = model is loaded[fast_name_of(loaded)]
+            for graph in ('decoder',) if fast else ('decoder', 'encoder'):
                 inputs = laid_out(example_inputs(specs[graph], height, width).values(), MEMORY_FORMAT)
                 found.setdefault(f'{model_name}: {graph} graph', {})[variant] = (graphs[graph], inputs)
     g_s = loaded['xmodal-hyperprior'].g_s

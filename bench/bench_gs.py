@@ -103,7 +103,9 @@ def cases(args, loaded: dict) -> dict:
         for variant, forms in (('as trained', False), ('inference forms', True)):
             run = as_run(model, MEMORY_FORMAT, forms)
             graphs = graph_modules(run)
-            found.setdefault(f'{model_name}: g_s', {})[variant] = (run.g_s, laid_out((y_hat,), MEMORY_FORMAT))
+            if all(isinstance(f, torch.nn.Identity) for f in model.g_s.fusions):  # runs without context
+                inputs = laid_out((y_hat,), MEMORY_FORMAT)
+                found.setdefault(f'{model_name}: g_s', {})[variant] = (run.g_s, inputs)
             # The fast tier encodes with the twin's g_a: its encoder graph is the twin's.
             fast = model is loaded[fast_name_of(loaded)]
             for graph in ('decoder',) if fast else ('decoder', 'encoder'):

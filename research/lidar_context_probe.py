@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lidar_interscan_probe import range_intervals
+from lidar_interscan_probe import codec_layout, range_intervals
 from xmodal_compress_ros.codec import lidar_predictive as lp
 
 try:
@@ -53,25 +53,11 @@ def scan_paths(root: Path, count: int):
 
 def layout(points, max_error):
     """The codec's spherical integers and intensity ranks of a scan (as ``_encode_spinning`` computes)."""
-    xyz64 = points[:, :3].astype(np.float64)
-    correction_step, range_step, turn = lp._steps(max_error, xyz64)
-    order, counts = lp._laser_order(xyz64, None)
+    scan = codec_layout(points[:, :3], max_error)
+    assert scan['within']
     codes = np.rint(np.clip(points[:, 3].astype(np.float64), 0, 1) * 255).astype(np.int64)
-    if order is not None:
-        xyz64, codes = xyz64[order], codes[order]
-    _, ranks = lp._intensity_ranks(codes)
-    heights = lp._laser_heights(xyz64, counts)
-    same_laser, ends = lp._sampled_azimuths(xyz64, counts)
-    azimuth_turn = lp._azimuth_turn(same_laser, ends, turn)
-    azimuth_step = lp._azimuth_step(same_laser, ends, azimuth_turn)
-    ranges, azimuths, elevations, corrected, corrections, _, within = lp._choose_spherical(
-        xyz64, counts, heights, range_step, azimuth_turn, turn, azimuth_step, correction_step, max_error,
-        lp._choice_buffers(len(xyz64), scratch=False))
-    assert within
-    return dict(xyz=xyz64, counts=counts, heights=heights, range_step=range_step, azimuth_turn=azimuth_turn,
-                elevation_turn=turn, azimuth_step=azimuth_step, ranges=ranges, azimuths=azimuths,
-                elevations=elevations, corrected=corrected, corrections=corrections, ranks=ranks,
-                correction_step=correction_step, max_error=max_error)
+    _, ranks = lp._intensity_ranks(codes if scan['order'] is None else codes[scan['order']])
+    return dict(scan, ranks=ranks)
 
 
 # --- costs ------------------------------------------------------------------------------------
@@ -106,22 +92,20 @@ def table_cost(rows, symbols):
     return bits, len(zlib.compress(b''.join(blobs), 6))
 
 
+def _seen_before(keys):
+    """For each entry, how many earlier entries have the same key."""
+    order = np.argsort(keys, kind='stable')
+    start = np.r_[0, np.flatnonzero(np.diff(keys[order])) + 1]
+    seen = np.empty(len(keys), np.int64)
+    seen[order] = np.arange(len(keys)) - np.repeat(start, np.diff(np.r_[start, len(keys)]))
+    return seen
+
+
 def adaptive_bits(rows, symbols, increment=24, alphabet=32):
     """Bits under adaptive counts per row (each row starts uniform over ``alphabet`` symbols near 0
     plus the escapes; a coded symbol's count grows by ``increment``): no table is sent."""
-    key = rows.astype(np.int64) * SYMBOLS + symbols + lp.SYMBOL_MAX
-    order = np.argsort(key, kind='stable')
-    sorted_key = key[order]
-    start = np.r_[0, np.flatnonzero(np.diff(sorted_key)) + 1]
-    before_same = np.arange(len(key)) - np.repeat(start, np.diff(np.r_[start, len(key)]))
-    seen_symbol = np.empty(len(key), np.int64)
-    seen_symbol[order] = before_same
-    row_order = np.argsort(rows, kind='stable')
-    sorted_rows = rows[row_order]
-    row_start = np.r_[0, np.flatnonzero(np.diff(sorted_rows)) + 1]
-    before_row = np.arange(len(rows)) - np.repeat(row_start, np.diff(np.r_[row_start, len(rows)]))
-    seen_row = np.empty(len(rows), np.int64)
-    seen_row[row_order] = before_row
+    seen_symbol = _seen_before(rows.astype(np.int64) * SYMBOLS + symbols + lp.SYMBOL_MAX)
+    seen_row = _seen_before(rows)
     p = (1.0 + increment * seen_symbol) / (alphabet + increment * seen_row)
     return float(-np.log2(p).sum())
 

@@ -63,13 +63,14 @@ def codec_layout(xyz, max_error):
     same_laser, ends = lp._sampled_azimuths(xyz64, counts)
     azimuth_turn = lp._azimuth_turn(same_laser, ends, turn)
     azimuth_step = lp._azimuth_step(same_laser, ends, azimuth_turn)
-    ranges, azimuths, elevations, corrected, _, _, within = lp._choose_spherical(
+    ranges, azimuths, elevations, corrected, corrections, _, within = lp._choose_spherical(
         xyz64, counts, heights, range_step, azimuth_turn, turn, azimuth_step, correction_step, max_error,
         lp._choice_buffers(len(xyz64), scratch=False))
     laser = np.repeat(np.arange(len(counts)), counts)
-    return dict(xyz=xyz64, counts=counts, laser=laser, heights=heights, range_step=range_step,
+    return dict(xyz=xyz64, order=order, counts=counts, laser=laser, heights=heights, range_step=range_step,
                 azimuth_turn=azimuth_turn, elevation_turn=turn, azimuth_step=azimuth_step, ranges=ranges,
-                azimuths=azimuths, elevations=elevations, corrected=corrected, within=within)
+                azimuths=azimuths, elevations=elevations, corrected=corrected, corrections=corrections,
+                correction_step=correction_step, max_error=max_error, within=within)
 
 
 def range_intervals(lay, max_error):

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from xmodal_compress_ros.codec.inference_forms import (DiagonalGDN, SplitInputConv, is_diagonal,
+from xmodal_compress_ros.codec.inference_forms import (DiagonalGDN, Parts, SplitInputConv, is_diagonal,
                                                        phase_conv_transpose, phase_taps, prepare_for_cpu)
 from xmodal_compress_ros.codec.layers import GDN, deconv
 from xmodal_compress_ros.codec.models import HyperpriorCodec, LidarConditionedCodec
@@ -34,6 +34,19 @@ def test_phase_form_equals_the_transposed_convolution(in_ch, out_ch, kernel, str
         expected, got = layer(x), phased(x)
     assert got.shape == expected.shape == (2, out_ch, 11 * stride, 14 * stride)
     assert (got - expected).abs().max() <= 1e-5 * max(1.0, expected.abs().max())
+
+
+@pytest.mark.parametrize('layer', [nn.Conv2d(7, 4, 3, 2, 1), deconv(7, 4, 3),
+                                   phase_conv_transpose(deconv(7, 3, 5))])
+def test_split_input_form_equals_the_layer_on_the_concatenation(layer):
+    torch.manual_seed(5)
+    a, b = torch.randn(1, 4, 9, 10), torch.randn(1, 3, 9, 10)
+    split = SplitInputConv(layer, 4)
+    with torch.no_grad():
+        expected = layer(torch.cat([a, b], dim=1))
+        for got in (split(Parts((a, b))), split(torch.cat([a, b], dim=1))):
+            assert got.shape == expected.shape
+            assert (got - expected).abs().max() <= 1e-5 * max(1.0, expected.abs().max())
 
 
 def test_layers_without_a_phase_form_are_refused():
@@ -85,7 +98,7 @@ def test_prepared_graphs_agree_with_the_model(cls):
     assert type(prepared.g_s.igdn1) is DiagonalGDN and type(prepared.g_a.gdn3) is DiagonalGDN
     assert type(prepared.g_s.igdn2) is GDN
     deconv4 = prepared.g_s.deconv4
-    assert isinstance(deconv4.layer if cls is not HyperpriorCodec else deconv4, nn.Sequential)
+    assert deconv4.shuffle is not None if cls is not HyperpriorCodec else isinstance(deconv4, nn.Sequential)
     split = [type(m) for m in (prepared.g_a.conv2, prepared.g_a.conv3, prepared.g_s.deconv3, deconv4)]
     assert split == [SplitInputConv if cls is not HyperpriorCodec else t for t in (
         nn.Conv2d, nn.Conv2d, nn.ConvTranspose2d, nn.Sequential)]

@@ -111,12 +111,12 @@ class DeferredConcat(nn.Module):
 
 class SplitInputConv(nn.Module):
     """``layer`` (Conv2d, ConvTranspose2d, or a phase form: Conv2d then PixelShuffle) applied to
-    ``cat(a, b)`` as the sum of its two input slices applied to ``a`` and to ``b``; a plain tensor
-    input (no context) goes through ``layer`` unchanged."""
+    ``cat(a, b)`` as the sum of its two input slices applied to ``a`` and to ``b``; a tensor already
+    concatenated is split at ``first_channels`` first."""
 
     def __init__(self, layer: nn.Module, first_channels: int):
         super().__init__()
-        self.layer = layer
+        self.first_channels = first_channels
         conv, self.shuffle = (layer[0], layer[1]) if isinstance(layer, nn.Sequential) else (layer, None)
         axis = 0 if isinstance(conv, nn.ConvTranspose2d) else 1  # the weight's input-channel axis
         self.first, self.second = copy.deepcopy(conv), copy.deepcopy(conv)
@@ -129,8 +129,9 @@ class SplitInputConv(nn.Module):
 
     def forward(self, x):
         if not isinstance(x, Parts):
-            return self.layer(x)
-        out = self.first(x[0]).add_(self.second(x[1]))
+            x = x.split([self.first_channels, x.shape[1] - self.first_channels], dim=1)
+        a, b = x
+        out = self.first(a).add_(self.second(b))
         return out if self.shuffle is None else self.shuffle(out)
 
 

@@ -797,10 +797,9 @@ def _laser_order(xyz: np.ndarray, rings: Optional[np.ndarray]) -> Optional[Tuple
             xy = xyz[:, :2].astype(np.float64)
             order = np.lexsort((np.arctan2(xy[:, 1], xy[:, 0]), rings))
         return order.astype(np.int64), counts.astype(np.int64)
-    wraps, forward, backward = _step_summary(_azimuth_steps(xyz[:, 0], xyz[:, 1]))
-    steps = n - 1 - len(wraps)  # those within a laser
-    share = max(forward, backward) / steps if steps else 1.0  # as _monotonic_share
-    if len(wraps) + 1 > MAX_LASERS or n < 16 * (len(wraps) + 1) or share < 0.9:
+    summary = _step_summary(_azimuth_steps(xyz[:, 0], xyz[:, 1]))
+    wraps = summary[0]
+    if len(wraps) + 1 > MAX_LASERS or n < 16 * (len(wraps) + 1) or _share_of(n - 1, *summary) < 0.9:
         return None
     counts = np.diff(np.concatenate(([0], wraps + 1, [n])))
     return None, counts.astype(np.int64)
@@ -909,10 +908,13 @@ if numba is not None:
 
 def _monotonic_share(steps: np.ndarray) -> float:
     """Share of azimuth steps (wraps left out) that go the scan's way."""
-    steps = steps[np.abs(steps) <= math.pi]
-    if len(steps) == 0:
-        return 1.0
-    return max(np.count_nonzero(steps >= 0), np.count_nonzero(steps <= 0)) / len(steps)
+    return _share_of(len(steps), *_step_summary(steps))
+
+
+def _share_of(count: int, wraps: np.ndarray, forward: int, backward: int) -> float:
+    """:func:`_monotonic_share` of ``count`` steps from their :func:`_step_summary`."""
+    within = count - len(wraps)
+    return max(forward, backward) / within if within else 1.0
 
 
 def encode(xyz: np.ndarray, intensity: Optional[np.ndarray], max_error: float,

@@ -106,30 +106,47 @@ def test_solid_state_cloud_takes_the_grid_path_within_the_bound():
         assert within_bound(encoded, points, max_error)
 
 
-def test_azimuth_steps_decide_as_exact_arctangents():
-    """The laser layout asks of each azimuth step its sign and whether it exceeds pi: the fast
-    approximation's steps answer as the differences of libm's arctangents do, on random points, on
-    and near the axes (signed zeros), and on diametrically opposite pairs (steps of about pi)."""
+def test_step_kinds_decide_as_exact_arctangents():
+    """The laser layout asks of each azimuth step its sign and whether it exceeds pi: the cross
+    products answer as the differences of libm's arctangents do, on random points, on and near the
+    axes (signed zeros), on diametrically opposite pairs (steps of about pi), on pairs turned by
+    1e-12 .. 1e-6 rad or a coordinate's ulp (steps of about 0), and on float32 coordinates as scans give them."""
     rng = np.random.default_rng(7)
     signed = [0.0, -0.0, 1.0, -1.0, 1e-300, -1e-300, 2.5, -3.0]
     corners = np.array(list(itertools.product(signed, signed)))
     angles = rng.uniform(-np.pi, np.pi, 2000)
     opposite = np.stack([np.cos(angles), np.sin(angles)], axis=1).repeat(2, axis=0)
     opposite[1::2] *= -1
-    clouds = [rng.normal(size=(20000, 2)) * 30, corners[rng.permutation(len(corners))], opposite,
-              rng.normal(size=(2000, 2)) * 1e-20]
+    turned = angles.repeat(2)
+    turned[1::2] += rng.choice([-1, 1], 2000) * 10.0 ** rng.uniform(-12, -6, 2000)
+    near = np.stack([np.cos(turned), np.sin(turned)], axis=1) * rng.uniform(0.5, 80, (4000, 1))
+    nudged = near.copy()  # turned by an ulp of a coordinate: the arctangents may not tell them apart
+    nudged[1::2, 1] = np.nextafter(nudged[::2, 1], rng.choice([-np.inf, np.inf], 2000))
+    nudged[1::2, 0] = nudged[::2, 0]
+    clouds = [rng.normal(size=(20000, 2)) * 30, corners[rng.permutation(len(corners))], opposite, near, nudged,
+              rng.normal(size=(2000, 2)) * 1e-20, (rng.normal(size=(20000, 2)) * 30).astype(np.float32)]
     for cloud in clouds:
         x, y = np.ascontiguousarray(cloud[:, 0]), np.ascontiguousarray(cloud[:, 1])
-        steps = lidar_predictive._azimuth_steps(x, y)
-        exact = np.diff([math.atan2(b, a) for a, b in zip(x, y)])
-        np.testing.assert_array_equal(steps >= 0, exact >= 0)
-        np.testing.assert_array_equal(steps <= 0, exact <= 0)
-        np.testing.assert_array_equal(np.abs(steps) > np.pi, np.abs(exact) > np.pi)
-        finite = (x != 0) | (y != 0)
-        approximate = np.array([lidar_predictive._approximate_azimuth(a, b) for a, b in zip(x, y)])
-        exact_azimuths = np.array([math.atan2(b, a) for a, b in zip(x, y)])
-        assert np.abs(approximate - exact_azimuths)[finite].max(initial=0.0) \
-            <= lidar_predictive.AZIMUTH_APPROXIMATION_ERROR
+        kinds = lidar_predictive._step_kinds(x, y)
+        exact = np.diff([math.atan2(b, a) for a, b in zip(x.astype(np.float64), y.astype(np.float64))])
+        wrap = np.abs(exact) > np.pi
+        np.testing.assert_array_equal(kinds == lidar_predictive.STEP_WRAP, wrap)
+        np.testing.assert_array_equal(kinds == lidar_predictive.STEP_FORWARD, ~wrap & (exact > 0))
+        np.testing.assert_array_equal(kinds == lidar_predictive.STEP_BACKWARD, ~wrap & (exact < 0))
+        np.testing.assert_array_equal(kinds == lidar_predictive.STEP_ZERO, exact == 0)
+
+
+def test_fast_azimuth_is_within_its_error():
+    """The fast arctangent (the nearest azimuth of a point the prediction misses) stays within
+    AZIMUTH_APPROXIMATION_ERROR of libm's, on random points and near the axes."""
+    rng = np.random.default_rng(8)
+    signed = [0.0, -0.0, 1.0, -1.0, 1e-300, -1e-300, 2.5, -3.0]
+    points = np.concatenate([rng.normal(size=(20000, 2)) * 30, rng.normal(size=(2000, 2)) * 1e-20,
+                             np.array(list(itertools.product(signed, signed)))])
+    finite = (points[:, 0] != 0) | (points[:, 1] != 0)
+    approximate = np.array([lidar_predictive._approximate_azimuth(a, b) for a, b in points])
+    exact = np.array([math.atan2(b, a) for a, b in points])
+    assert np.abs(approximate - exact)[finite].max() <= lidar_predictive.AZIMUTH_APPROXIMATION_ERROR
 
 
 def test_fast_azimuth_rounds_as_libm():

@@ -791,13 +791,13 @@ def _laser_order(xyz: np.ndarray, rings: Optional[np.ndarray]) -> Optional[Tuple
         if rings.min() < 0 or rings.max() >= MAX_LASERS:
             return None
         order, counts = rans_kernels.group_order(rings.astype(np.int32), int(rings.max()) + 1)
-        steps = _azimuth_steps(xyz[order, 0], xyz[order, 1])
+        kinds = _step_kinds(xyz[order, 0], xyz[order, 1])
         same = np.diff(rings[order]) == 0
-        if _monotonic_share(steps[same]) < 0.8:
+        if _monotonic_share(kinds[same]) < 0.8:
             xy = xyz[:, :2].astype(np.float64)
             order = np.lexsort((np.arctan2(xy[:, 1], xy[:, 0]), rings))
         return order.astype(np.int64), counts.astype(np.int64)
-    summary = _step_summary(_azimuth_steps(xyz[:, 0], xyz[:, 1]))
+    summary = _step_summary(_step_kinds(xyz[:, 0], xyz[:, 1]))
     wraps = summary[0]
     if len(wraps) + 1 > MAX_LASERS or n < 16 * (len(wraps) + 1) or _share_of(n - 1, *summary) < 0.9:
         return None
@@ -805,13 +805,52 @@ def _laser_order(xyz: np.ndarray, rings: Optional[np.ndarray]) -> Optional[Tuple
     return None, counts.astype(np.int64)
 
 
-def _azimuth_steps(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """The azimuth steps from each point to the next (radians, N - 1), exact where it matters: what
-    :func:`_laser_order` asks of a step (its sign, whether its size exceeds pi) is what the
-    differences of numpy's ``arctan2`` give. Computed from :func:`_approximate_azimuth` (a tenth of
-    libm's time), and from ``math.atan2`` (the same as numpy's) where the approximation is within
-    four times its error of a decision, or a point lies on the axis (its azimuth is a sign case)."""
-    return _azimuth_steps_kernel(x, y)
+def _step_kinds(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """What :func:`_laser_order` asks of the azimuth step from each point to the next (int8, N - 1),
+    answered as the differences of numpy's ``arctan2`` answer it: STEP_WRAP where the step's size
+    exceeds pi (the azimuths lie across atan2's cut at -pi, pi), else STEP_FORWARD (> 0),
+    STEP_BACKWARD (< 0), STEP_ZERO, or STEP_UNDEFINED (a NaN coordinate)."""
+    return _step_kinds_kernel(x, y)
+
+
+STEP_BACKWARD, STEP_ZERO, STEP_FORWARD, STEP_WRAP, STEP_UNDEFINED = -1, 0, 1, 2, 3
+#: Steps whose sine is within this of 0 (turns of nearly 0 or pi, and the origin) take libm's
+#: arctangents: elsewhere the cross product's sign, exact up to a relative 1e-15, decides as they do.
+STEP_SINE_MARGIN = 4e-8
+
+
+def _step_kinds_kernel(x, y):
+    n = x.shape[0]
+    kinds = np.empty(max(n - 1, 0), dtype=np.int8)
+    # The steps to decide with libm, listed in this loop and decided in one of their own (behind a
+    # branch here, LLVM would compute the side-effect free arctangents of every step).
+    exact = np.empty(max(n - 1, 0), dtype=np.int64)
+    count = 0
+    margin = STEP_SINE_MARGIN * STEP_SINE_MARGIN
+    x0 = np.float64(x[0]) if n else 0.0
+    y0 = np.float64(y[0]) if n else 0.0
+    norm0 = x0 * x0 + y0 * y0
+    for i in range(n - 1):  # float64 of float32 coordinates: the products below are exact
+        x1, y1 = np.float64(x[i + 1]), np.float64(y[i + 1])
+        norm1 = x1 * x1 + y1 * y1
+        cross = x0 * y1 - y0 * x1
+        # atan2 takes the sign of y, signed zeros included: a step between the halves wraps where
+        # the shorter turn crosses the cut, which the turn's direction tells.
+        upper0, upper1 = math.copysign(1.0, y0) > 0, math.copysign(1.0, y1) > 0
+        positive = cross > 0
+        wrap = (upper0 != upper1) & (positive == upper0)
+        kinds[i] = STEP_WRAP if wrap else STEP_FORWARD if positive else STEP_BACKWARD
+        exact[count] = i
+        product = norm0 * norm1
+        count += (not cross * cross > margin * product) | (not product > 1e-250)  # NaN too
+        x0, y0, norm0 = x1, y1, norm1
+    for k in range(count):
+        i = exact[k]
+        step = (math.atan2(np.float64(y[i + 1]), np.float64(x[i + 1]))
+                - math.atan2(np.float64(y[i]), np.float64(x[i])))
+        kinds[i] = (STEP_WRAP if abs(step) > math.pi else STEP_FORWARD if step > 0
+                    else STEP_BACKWARD if step < 0 else STEP_ZERO if step == 0 else STEP_UNDEFINED)
+    return kinds
 
 
 #: Largest error of :func:`_approximate_azimuth`, radians (about 20 times its truncation error).
@@ -839,31 +878,6 @@ def _approximate_azimuth(x, y):
     return -angle if math.copysign(1.0, y) < 0 else angle  # -0.0 too: atan2(-0.0, -1) = -pi
 
 
-def _azimuth_steps_kernel(x, y):
-    n = x.shape[0]
-    approximate = np.empty(n, dtype=np.float64)
-    for i in range(n):  # float64 of float32 coordinates too (exact)
-        approximate[i] = _approximate_azimuth(np.float64(x[i]), np.float64(y[i]))
-    steps = np.empty(max(n - 1, 0), dtype=np.float64)
-    # The steps to recompute listed first and recomputed in a loop of their own: behind a branch in
-    # this loop, LLVM computes the (side-effect free) arctangents of every step.
-    exact = np.empty(max(n - 1, 0), dtype=np.int64)
-    count = 0
-    margin = 4.0 * AZIMUTH_APPROXIMATION_ERROR
-    for i in range(n - 1):
-        step = approximate[i + 1] - approximate[i]
-        steps[i] = step
-        size = abs(step)
-        exact[count] = i
-        count += (size <= margin) | (abs(size - math.pi) <= margin) | ((x[i] == 0) & (y[i] == 0)) | (
-            (x[i + 1] == 0) & (y[i + 1] == 0))
-    for k in range(count):
-        i = exact[k]
-        steps[i] = (math.atan2(np.float64(y[i + 1]), np.float64(x[i + 1]))
-                    - math.atan2(np.float64(y[i]), np.float64(x[i])))
-    return steps
-
-
 def _rounding_margin(azimuth_turn):
     """How near a half step :func:`_rounding_azimuth` takes libm's arctangent: 4 times the fast one's
     error, in steps, and the rounding of the product (at most half a turn)."""
@@ -881,34 +895,33 @@ def _rounding_azimuth(x, y, azimuth_per_radian, margin):
     return azimuth
 
 
-def _step_summary(steps):
+def _step_summary(kinds):
     """(the steps larger than pi: where the scan's lasers wrap around, int64; of the others, how many
-    go forward (>= 0) and how many backward (<= 0)): one pass, not numpy's five."""
-    wraps = np.empty(steps.shape[0], dtype=np.int64)
+    go forward (>= 0) and how many backward (<= 0)) of :func:`_step_kinds`: one pass, not numpy's five."""
+    wraps = np.empty(kinds.shape[0], dtype=np.int64)
     count = forward = backward = 0
-    for i in range(steps.shape[0]):
-        step = steps[i]
-        wrap = abs(step) > math.pi
+    for i in range(kinds.shape[0]):
+        kind = kinds[i]
         wraps[count] = i
-        count += wrap
-        forward += (not wrap) & (step >= 0)
-        backward += (not wrap) & (step <= 0)
+        count += kind == STEP_WRAP
+        forward += (kind == STEP_FORWARD) | (kind == STEP_ZERO)
+        backward += (kind == STEP_BACKWARD) | (kind == STEP_ZERO)
     return wraps[:count], forward, backward
 
 
 if numba is not None:
     _approximate_azimuth = numba.njit(nogil=True, cache=True, inline='always', error_model='numpy')(
         _approximate_azimuth)
-    _azimuth_steps_kernel = numba.njit(nogil=True, cache=True, error_model='numpy')(_azimuth_steps_kernel)
+    _step_kinds_kernel = numba.njit(nogil=True, cache=True, error_model='numpy')(_step_kinds_kernel)
     _step_summary = numba.njit(nogil=True, cache=True)(_step_summary)
     _rounding_azimuth = numba.njit(nogil=True, cache=True, inline='always', error_model='numpy')(
         _rounding_azimuth)
     _rounding_margin = numba.njit(nogil=True, cache=True, inline='always')(_rounding_margin)
 
 
-def _monotonic_share(steps: np.ndarray) -> float:
-    """Share of azimuth steps (wraps left out) that go the scan's way."""
-    return _share_of(len(steps), *_step_summary(steps))
+def _monotonic_share(kinds: np.ndarray) -> float:
+    """Share of azimuth steps (:func:`_step_kinds`; wraps left out) that go the scan's way."""
+    return _share_of(len(kinds), *_step_summary(kinds))
 
 
 def _share_of(count: int, wraps: np.ndarray, forward: int, backward: int) -> float:

@@ -110,7 +110,8 @@ def test_step_kinds_decide_as_exact_arctangents():
     """The laser layout asks of each azimuth step its sign and whether it exceeds pi: the cross
     products answer as the differences of libm's arctangents do, on random points, on and near the
     axes (signed zeros), on diametrically opposite pairs (steps of about pi), on pairs turned by
-    1e-12 .. 1e-6 rad or a coordinate's ulp (steps of about 0), and on float32 coordinates as scans give them."""
+    1e-12 .. 1e-6 rad or a coordinate's ulp (steps of about 0), and on float32 coordinates as scans
+    give them."""
     rng = np.random.default_rng(7)
     signed = [0.0, -0.0, 1.0, -1.0, 1e-300, -1e-300, 2.5, -3.0]
     corners = np.array(list(itertools.product(signed, signed)))
@@ -123,8 +124,9 @@ def test_step_kinds_decide_as_exact_arctangents():
     nudged = near.copy()  # turned by an ulp of a coordinate: the arctangents may not tell them apart
     nudged[1::2, 1] = np.nextafter(nudged[::2, 1], rng.choice([-np.inf, np.inf], 2000))
     nudged[1::2, 0] = nudged[::2, 0]
-    clouds = [rng.normal(size=(20000, 2)) * 30, corners[rng.permutation(len(corners))], opposite, near, nudged,
-              rng.normal(size=(2000, 2)) * 1e-20, (rng.normal(size=(20000, 2)) * 30).astype(np.float32)]
+    clouds = [rng.normal(size=(20000, 2)) * 30, corners[rng.permutation(len(corners))], opposite, near,
+              nudged, rng.normal(size=(2000, 2)) * 1e-20,
+              (rng.normal(size=(20000, 2)) * 30).astype(np.float32)]
     for cloud in clouds:
         x, y = np.ascontiguousarray(cloud[:, 0]), np.ascontiguousarray(cloud[:, 1])
         kinds = lidar_predictive._step_kinds(x, y)

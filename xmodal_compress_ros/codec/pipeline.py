@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from xmodal_compress_ros.codec import entropy
+from xmodal_compress_ros.codec import entropy, lidar_codec
 from xmodal_compress_ros.codec.bitstream import (
     FRAME_KEY, FRAME_KINDS, FRAME_PREDICTED, MODEL_ID_BYTES, PAD_MULTIPLE, CameraProjection, ImagePacket,
     pack_image_packet, pack_lidar_packet, parse_image_packet, parse_lidar_packet)
@@ -519,7 +519,8 @@ class Encoder:
                             frame_kind='key', frame_number=number)
 
     def _warm_up(self) -> None:
-        """One image with an (empty) scan and one without, at the calibration size."""
+        """The LiDAR codec, then one image with an (empty) scan and one without, at the calibration size."""
+        lidar_codec.warm_up(self.config.lidar)
         gray = np.full((self.calib.height, self.calib.width, 3), 128, np.uint8)
         empty = DecodedScan(0, 0, 'warmup', np.zeros((0, 4), np.float32), self.calib, 0)
         # One refinement step readies its backward pass; all of them would delay start-up by seconds.
@@ -850,8 +851,9 @@ class Decoder:
 
     def _warm_up(self, resolutions) -> None:
         """Run each model's decoder graph once per configured resolution, the entropy decoder and the
-        integer hyper-synthesis (both compile on first use)."""
+        integer hyper-synthesis and the LiDAR codec (these compile on first use)."""
         entropy.warm_up()
+        lidar_codec.warm_up()
         for codec in self._codecs.values():
             z_table, _, hyper = codec.tables
             hyper(np.zeros((1, z_table.num_rows, 1, 1), np.int32))

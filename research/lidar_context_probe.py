@@ -10,10 +10,11 @@ row from values already decoded. Its cost is measured as the codec would pay it:
 per-scan table built like the codec's (counts on the 2**(1/8) byte scale, ``quantize_pmf``), raw
 bits of escapes, and the table's zlib bytes. Also given for most: the same symbols under an adaptive
 model (counts updated as symbols are coded, no table sent), to see where tables cost more than they
-save. Candidates: intensity contexts and predictors (``intensity_candidates``), range contexts and
-escapes re-coded against the laser above (``range_candidates``), the azimuth part of the shape symbol
-under finer contexts (``shape_candidates``), and smoothing range predictors with the ranges re-chosen
-within the bound against each, as the encoder's slack spending would (``range_predictors``).
+save. Candidates: intensity contexts and predictors (``intensity_candidates``), range contexts,
+predictors from the laser above and escapes re-coded against it (``range_candidates``), the azimuth
+part of the shape symbol under finer contexts (``shape_candidates``), and smoothing range predictors
+with the ranges re-chosen within the bound against each, as the encoder's slack spending would
+(``range_predictors``).
 
     PYTHONPATH=$PWD python research/lidar_context_probe.py --data ../shared/data [--scans 16]
 
@@ -384,6 +385,22 @@ def range_candidates(lay, pp):
     add('prev_residual13_x_size2', clip + 13 * size_class(rr2) + 65 * askip, rr)
     # Linear prediction 2r1 - r2 (without re-choosing the values: an upper bound on the loss).
     add('linear_pred_ctx_size', size_class(rr1) + 5 * askip, rr - rr1)
+    # Predicted from the laser above too (without re-choosing the values: the codec's ranges favour
+    # the previous range): the previous range plus the laser above's change between the previous
+    # point's azimuth and this one's (a plane through both lasers), half that change, and LOCO-I's
+    # median edge detector of the previous range, the laser above here and there. Where the laser
+    # above has no point within a firing step, the previous range.
+    above_here, found_here = above_at(R, lay, pp, az)
+    above_there, found_there = above_at(R, lay, pp, back(az, 1))
+    both = inner & found_here & found_there
+    change = np.where(both, above_here - above_there, 0)
+    add('planar_laser_above', size_class(rr1) + 5 * askip, rr - change)
+    add('half_planar_laser_above', size_class(rr1) + 5 * askip, rr - change // 2)
+    r1 = back(R, 1)
+    median = np.where(above_there >= np.maximum(r1, above_here), np.minimum(r1, above_here),
+                      np.where(above_there <= np.minimum(r1, above_here), np.maximum(r1, above_here),
+                               r1 + above_here - above_there))
+    add('median_edge_laser_above', size_class(rr1) + 5 * askip, np.where(both, R - median, rr))
     # Escapes re-coded against the laser above at the same azimuth when that is cheaper: a marker symbol
     # (the unused widest escape class) in the range row, then the residual to the laser above's range
     # under a row of its own.

@@ -45,8 +45,7 @@ ENCODE_STAGES = (
 DECODE_STAGES = (
     ('tables', lidar_predictive, '_parse_table'),
     ('lookups', lidar_predictive, '_decoder_tables'),
-    ('rANS and symbols', lidar_predictive, '_decode_spinning'),
-    ('points', lidar_predictive, '_spherical_to_cartesian'),
+    ('rANS, symbols and points', lidar_predictive, '_decode_spinning'),
     ('intensity codes', lidar_predictive, '_intensity_codes'),
     ('intensity column', lidar_codec, '_add_intensity'),
 )

@@ -171,51 +171,6 @@ def _sincos_table(turn):
     return table
 
 
-def _spherical_to_cartesian(ranges, azimuths, elevations, corrected, corrections, counts, heights, range_step,
-                            azimuth_turn, elevation_turn, correction_step, out):
-    """Write the decoded points into the first three columns of ``out`` (float32 (N, >= 3)):
-    ``float32(base + K * correction_step)`` per axis, where ``base`` is the point of the integer
-    spherical coordinates around its laser's origin (0, 0, height in mm / 1000; ``counts`` points per
-    laser) in float64: the same bits on every machine. ``K`` is ``corrections[i]`` where
-    ``corrected[i]``, else 0 (rows of uncorrected points are never read). Returns whether every
-    coordinate is finite."""
-    n = ranges.shape[0]
-    finite = True
-    laser = 0
-    left = counts[0] if counts.shape[0] else 0
-    # Tabulated when the turn is shorter than the scan (the integer divisions of the reduction cost
-    # more than the polynomials); a laser's elevation rarely changes from one point to the next.
-    tabulated = azimuth_turn <= 2 * n
-    table = _sincos_table(azimuth_turn) if tabulated else np.empty((0, 2), dtype=np.float64)
-    last_elevation = elevations[0] if n else 0
-    se, ce = _sincos_turn(last_elevation, elevation_turn)
-    for i in range(n):
-        while left == 0:
-            laser += 1
-            left = counts[laser]
-        left -= 1
-        height = heights[laser] / 1000.0
-        if elevations[i] != last_elevation:
-            last_elevation = elevations[i]
-            se, ce = _sincos_turn(last_elevation, elevation_turn)
-        if tabulated:
-            a = azimuths[i]
-            if a < 0 or a >= azimuth_turn:  # the decoder's are within the turn: no division
-                a %= azimuth_turn
-            sa, ca = table[a, 0], table[a, 1]
-        else:
-            sa, ca = _sincos_turn(azimuths[i], azimuth_turn)
-        x, y, z = _point(ranges[i], se, ce, sa, ca, range_step, height)
-        k0 = k1 = k2 = 0
-        if corrected[i]:
-            k0, k1, k2 = corrections[i, 0], corrections[i, 1], corrections[i, 2]
-        x32, y32, z32 = (np.float32(x + k0 * correction_step), np.float32(y + k1 * correction_step),
-                         np.float32(z + k2 * correction_step))
-        out[i, 0], out[i, 1], out[i, 2] = x32, y32, z32
-        finite &= math.isfinite(x32) & math.isfinite(y32) & math.isfinite(z32)
-    return finite
-
-
 def _point(range_index, se, ce, sa, ca, range_step, height):
     """One point from its integer range and its angles' sines and cosines (the one formula both
     ends use)."""
@@ -453,24 +408,33 @@ def _spinning_symbols(ranges, azimuths, elevations, has_correction, corrections,
     return n
 
 
-def _decode_spinning(words, counts, azimuth_turn, azimuth_step, range_step, has_intensity, offsets, bounds,
-                     lookup):
+def _decode_spinning(words, counts, heights, azimuth_turn, elevation_turn, azimuth_step, range_step,
+                     correction_step, has_intensity, offsets, bounds, lookup, out):
+    """Decode the symbols of a spinning scan and write each point into the first three columns of
+    ``out`` (float32 (N, >= 3)) as soon as its values are known: ``float32(base + K * correction_step)``
+    per axis, where ``base`` is the point of its integer spherical values around its laser's origin
+    (0, 0, height in mm / 1000) in float64 (:func:`_point`: the same bits on every machine) and ``K``
+    its correction (0 without one). The rANS loop waits on each symbol's table row, chosen by the
+    symbol before it; a point's arithmetic runs in that wait (with a pass of its own over the values,
+    the decode took up to a fifth longer). Returns (intensity ranks, whether the stream ended where it
+    should and held only symbols an encoder writes, whether every coordinate is finite)."""
     total = 0
     for laser in range(counts.shape[0]):
         total += counts[laser]
-    ranges = np.empty(total, dtype=np.int64)
-    azimuths = np.empty(total, dtype=np.int64)
-    elevations = np.empty(total, dtype=np.int64)
-    # Few points have corrections: a flag per point, and rows written only for those.
-    has_correction = np.zeros(total, dtype=np.bool_)
-    corrections = np.empty((total, 3), dtype=np.int64)
     intensity = np.zeros(total if has_intensity else 0, dtype=np.int64)
+    # Tabulated when the turn is shorter than the scan (the integer divisions of the reduction cost
+    # more than the polynomials); a laser's elevation rarely changes from one point to the next.
+    tabulated = azimuth_turn <= 2 * total
+    table = _sincos_table(azimuth_turn) if tabulated else np.empty((0, 2), dtype=np.float64)
+    last_elevation = 0
+    se, ce = _sincos_turn(0, elevation_turn)
     state, remaining = rans_kernels.decoder_start(words)
-    valid = True
+    valid = finite = True
     point = 0
     previous = laser_first = (np.int64(0), np.int64(0), np.int64(0), np.int64(0))
     for laser in range(counts.shape[0]):
         last_range_residual = last_azimuth_residual = 0
+        height = heights[laser] / 1000.0
         for j in range(counts[laser]):
             i = point
             point += 1
@@ -499,35 +463,48 @@ def _decode_spinning(words, counts, azimuth_turn, azimuth_step, range_step, has_
             azimuth = predicted[1] + step + azimuth_residual
             if azimuth < 0 or azimuth >= azimuth_turn:
                 azimuth %= azimuth_turn
-            azimuths[i] = azimuth
             residual = 0
             if kind != 0:
                 residual, state, remaining = _pop(state, remaining, words, row, offsets, bounds, lookup)
-            elevations[i] = predicted[2] + residual
+            elevation = predicted[2] + residual
             row = _range_row(first, last_range_residual, azimuth_residual)
             range_residual, state, remaining = _pop(state, remaining, words, row, offsets, bounds, lookup)
             last_range_residual = range_residual
-            ranges[i] = predicted[0] + range_residual
+            range_index = predicted[0] + range_residual
             corrected = kind == 2
             if first:
-                row = _corrected_row(ranges[i], range_step)
+                row = _corrected_row(range_index, range_step)
                 flag, state, remaining = _pop(state, remaining, words, row, offsets, bounds, lookup)
                 corrected = flag != 0
+            k0 = k1 = k2 = 0
             if corrected:
-                has_correction[i] = True
-                for axis in range(3):
-                    corrections[i, axis], state, remaining = _pop(state, remaining, words, ROW_CORRECTION,
-                                                                  offsets, bounds, lookup)
+                k0, state, remaining = _pop(state, remaining, words, ROW_CORRECTION, offsets, bounds, lookup)
+                k1, state, remaining = _pop(state, remaining, words, ROW_CORRECTION, offsets, bounds, lookup)
+                k2, state, remaining = _pop(state, remaining, words, ROW_CORRECTION, offsets, bounds, lookup)
+            if elevation != last_elevation:
+                last_elevation = elevation
+                se, ce = _sincos_turn(elevation, elevation_turn)
+            if tabulated:
+                sa, ca = table[azimuth, 0], table[azimuth, 1]
+            else:
+                sa, ca = _sincos_turn(azimuth, azimuth_turn)
+            x, y, z = _point(range_index, se, ce, sa, ca, range_step, height)
+            x32, y32, z32 = (np.float32(x + k0 * correction_step), np.float32(y + k1 * correction_step),
+                             np.float32(z + k2 * correction_step))
+            out[i, 0], out[i, 1], out[i, 2] = x32, y32, z32
+            finite &= math.isfinite(x32) & math.isfinite(y32) & math.isfinite(z32)
+            level = np.int64(0)
             if has_intensity:
                 before = intensity[i - 2] if j >= 2 else predicted[3]
                 row = _intensity_row(first, range_residual, predicted[3], before)
                 residual, state, remaining = _pop(state, remaining, words, row, offsets, bounds, lookup)
-                intensity[i] = predicted[3] + residual
-            previous = (ranges[i], azimuths[i], elevations[i], intensity[i] if has_intensity else np.int64(0))
+                level = predicted[3] + residual
+                intensity[i] = level
+            previous = (range_index, azimuth, elevation, level)
             if first:
                 laser_first = previous
     done = valid and rans_kernels.decoder_done(state, remaining)
-    return ranges, azimuths, elevations, has_correction, corrections, intensity, done
+    return intensity, done, finite
 
 
 # --- grid mode: symbols of a sorted grid -------------------------------------------------------
@@ -579,7 +556,6 @@ if numba is not None:
     _sincos_turn = _inline(_sincos_turn)
     _sincos_table = _compile(_sincos_table)
     _point = _inline(_point)
-    _spherical_to_cartesian = _compile(_spherical_to_cartesian)
     _push = _inline(_push)
     _symbol = _inline(_symbol)
     _bit_length = _inline(_bit_length)
@@ -1399,7 +1375,8 @@ def decode(payload: bytes, num_points: int,
            out: Optional[np.ndarray] = None) -> Tuple[np.ndarray, Optional[np.ndarray], PayloadInfo]:
     """(M, 3) float32 coordinates, (M,) intensity codes or None, and the header of a payload. With
     ``out`` (float32 (num_points, >= 3)) the coordinates are written into its first three columns and
-    returned as a view of them (the caller's rows then need no copy)."""
+    returned as a view of them (the caller's rows then need no copy); a payload that raises
+    PacketError may have written some of them."""
     info = read_info(payload)
     correction_step = _HEADER.unpack_from(payload)[5]
     offset = _HEADER.size
@@ -1445,14 +1422,13 @@ def _decode_spinning_payload(side, words, num_points, info, correction_step, out
     table, offset = _parse_table(side, offset, SPINNING_ROWS)
     _no_trailing(side, offset)
     bounds, lookup = _decoder_tables(table)
-    ranges, azimuths, elevations, corrected, corrections, intensity, done = _decode_spinning(
-        words, counts, azimuth_turn, azimuth_step, range_step, info.has_intensity, table.offsets, bounds,
-        lookup)
+    xyz = _coordinates_out(out, num_points)
+    intensity, done, finite = _decode_spinning(
+        words, counts, heights, azimuth_turn, elevation_turn, azimuth_step, range_step, correction_step,
+        info.has_intensity, table.offsets, bounds, lookup, xyz)
     if not done:
         raise PacketError('LiDAR payload rANS stream is corrupted (it does not end where it should)')
-    xyz = _coordinates_out(out, num_points)
-    if not _spherical_to_cartesian(ranges, azimuths, elevations, corrected, corrections, counts, heights,
-                                   range_step, azimuth_turn, elevation_turn, correction_step, xyz):
+    if not finite:
         raise PacketError('LiDAR payload decodes to non-finite coordinates')
     return xyz, _intensity_codes(intensity, intensity_values) if info.has_intensity else None
 

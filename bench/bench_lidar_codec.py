@@ -21,9 +21,9 @@ time (the better estimate of an idle core on a loaded machine). Prints a table a
 
 With ``--baseline REV`` it instead times the predictive codec of this checkout against the one of
 git revision REV, side by side in one process (REV's package is extracted with ``git archive`` and
-imported under another name), in alternating rounds on one core: encode and decode thread CPU time
-per scan (the median over the rounds), and whether the two write the same payload bytes and decode
-the same points. Writes
+imported under another name), on one core, both on each scan in turn (which goes first alternates):
+encode and decode thread CPU time per scan (the median over the rounds), and whether the two write
+the same payload bytes and decode the same points. Writes
 ``bench/results/lidar_codec_speed_<tag>.json``.
 
     python bench/bench_lidar_codec.py [--data ../shared/data] [--bounds 0.002 0.01 0.02] [--limit N]
@@ -248,12 +248,14 @@ def compare_with_baseline(args, scans) -> None:
                 encoded = module.encode_scan(scans[0][1], config)
                 module.decode_scan(encoded.payload, encoded.num_points, config)
             for round_ in range(args.rounds):
-                names = list(codecs) if round_ % 2 == 0 else list(codecs)[::-1]
                 payloads = {}
-                for name in names:
-                    module = codecs[name]
-                    config = module.LidarCodecConfig(max_error=bound)
-                    for k, (_, points) in enumerate(scans):
+                for k, (_, points) in enumerate(scans):
+                    # Both codecs on each scan in turn, the first one alternating: a machine whose speed
+                    # drifts during a round then slows both alike.
+                    names = list(codecs) if (round_ + k) % 2 == 0 else list(codecs)[::-1]
+                    for name in names:
+                        module = codecs[name]
+                        config = module.LidarCodecConfig(max_error=bound)
                         cpu = time.thread_time()
                         encoded = module.encode_scan(points, config)
                         times[name][round_, k, 0] = (time.thread_time() - cpu) * 1e3
@@ -306,7 +308,7 @@ def main() -> None:
     parser.add_argument('--limit', type=int, default=0, help='first N scans only (0: all)')
     parser.add_argument('--tag', default=socket.gethostname())
     parser.add_argument('--baseline', help='git revision: time the predictive codec against it instead')
-    parser.add_argument('--rounds', type=int, default=5, help='with --baseline: alternating rounds')
+    parser.add_argument('--rounds', type=int, default=5, help='with --baseline: rounds over the scans')
     args = parser.parse_args()
     os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one core
     scans = list(full_scans(args.data))

@@ -138,6 +138,26 @@ def test_step_kinds_decide_as_exact_arctangents():
         np.testing.assert_array_equal(kinds == lidar_predictive.STEP_ZERO, exact == 0)
 
 
+def test_firing_step_sample_is_numpys():
+    """The firing step's sample (compiled) gives numpy's searchsorted results and libm's arctangents
+    (Python's math.atan2; numpy's arctan2 may take another implementation on some CPUs), with lasers
+    of no points among the counts (rings a driver did not use) and scans of a few points."""
+    rng = np.random.default_rng(9)
+    for n, lasers in ((2, 1), (3, 2), (17, 4), (5000, 9), (20000, 64)):
+        xyz = (rng.normal(size=(n, 3)) * 20).astype(np.float32)
+        counts = rng.multinomial(n, np.full(lasers, 1 / lasers)).astype(np.int64)
+        counts[rng.random(lasers) < 0.2] = 0
+        counts[-1] += n - counts.sum()
+        same, azimuths = lidar_predictive._sampled_azimuths(xyz, counts)
+        sample = np.arange(0, n - 1, 1 + n // 4096)
+        ends = np.stack((sample, sample + 1))
+        laser = np.searchsorted(np.cumsum(counts), ends, side='right')
+        np.testing.assert_array_equal(same, laser[0] == laser[1])
+        xy = xyz[ends, :2].astype(np.float64)
+        libm = np.vectorize(math.atan2)(xy[..., 1], xy[..., 0]).reshape(2, len(sample))
+        np.testing.assert_array_equal(azimuths, libm)
+
+
 def test_fast_azimuth_is_within_its_error():
     """The fast arctangent (the nearest azimuth of a point the prediction misses) stays within
     AZIMUTH_APPROXIMATION_ERROR of libm's, on random points and near the axes."""

@@ -976,11 +976,26 @@ def _sampled_azimuths(xyz: np.ndarray, counts: np.ndarray) -> Tuple[np.ndarray, 
     """(same_laser, azimuths): for about 4096 points of the scan (evenly spaced, the last left out),
     whether the point after each is on the same laser, and the azimuths (radians) of each and of the
     point after it, (2, S): the firing step's sample."""
-    sample = np.arange(0, len(xyz) - 1, 1 + len(xyz) // 4096)
-    ends = np.stack((sample, sample + 1))
-    laser = np.searchsorted(np.cumsum(counts), ends, side='right')
-    xy = xyz[ends, :2].astype(np.float64)
-    return laser[0] == laser[1], np.arctan2(xy[..., 1], xy[..., 0])
+    return _sample_kernel(xyz, counts, 1 + len(xyz) // 4096)
+
+
+def _sample_kernel(xyz, counts, stride):
+    # One compiled pass: numpy's searchsorted, gather and arctan2 over these few thousand points cost
+    # twice as much. libm's atan2 (numpy's arctan2 gave the same on all 63 KITTI scans on an AVX2 CPU).
+    samples = max(0, (xyz.shape[0] - 1 + stride - 1) // stride)
+    same_laser = np.empty(samples, dtype=np.bool_)
+    azimuths = np.empty((2, samples), dtype=np.float64)
+    laser = 0
+    end = counts[0] if counts.shape[0] else 0  # past the current laser's points
+    for k in range(samples):
+        i = k * stride
+        while i >= end and laser + 1 < counts.shape[0]:
+            laser += 1
+            end += counts[laser]
+        same_laser[k] = i + 1 < end
+        for side in range(2):
+            azimuths[side, k] = math.atan2(np.float64(xyz[i + side, 1]), np.float64(xyz[i + side, 0]))
+    return same_laser, azimuths
 
 
 def _azimuth_step(same_laser: np.ndarray, ends: np.ndarray, azimuth_turn: int) -> int:
@@ -1235,6 +1250,7 @@ def _choose_fallback(target, near, predicted_range, predicted_azimuth, predicted
 
 if numba is not None:
     _laser_sums = numba.njit(nogil=True, cache=True)(_laser_sums)
+    _sample_kernel = numba.njit(nogil=True, cache=True)(_sample_kernel)
     _nearest = numba.njit(nogil=True, cache=True, inline='always')(_nearest)
     _sine_bracket = numba.njit(nogil=True, cache=True, inline='always')(_sine_bracket)
     _fits = numba.njit(nogil=True, cache=True, inline='always')(_fits)

@@ -33,7 +33,7 @@ from typing import Optional, Tuple
 import numpy as np
 
 from xmodal_compress_ros.codec import rans_kernels
-from xmodal_compress_ros.codec.entropy import PmfTable, quantize_pmf
+from xmodal_compress_ros.codec.entropy import PmfTable
 from xmodal_compress_ros.errors import ModelFileError, PacketError, ParameterError
 
 try:
@@ -639,27 +639,40 @@ def _parse_table(blob: bytes, offset: int, num_rows: int) -> Tuple[PmfTable, int
     _need(blob, offset, 1, 'table')
     if blob[offset] != num_rows:
         raise PacketError(f'LiDAR payload table has {blob[offset]} rows; this mode uses {num_rows}')
-    # The row headers in one compiled pass; the count bytes in one gather (a numpy call per row
-    # would cost more than the rest of the decoder's set-up).
-    firsts, lengths, starts, offset, first, length = _row_headers(np.frombuffer(blob, np.uint8), offset + 1,
-                                                                  num_rows)
+    # The row headers and the counts in a compiled pass each (numpy's calls per row, or its whole-array
+    # gathers, cost more than the rest of the decoder's set-up).
+    data = np.frombuffer(blob, np.uint8)
+    firsts, lengths, starts, offset, first, length = _row_headers(data, offset + 1, num_rows)
     if offset < 0:
         raise PacketError(f'LiDAR payload is truncated inside its table ({len(blob)} bytes)')
     if length:
         raise PacketError(f'LiDAR payload table row covers {first}..{first + length - 1}, '
                           f'outside -{SYMBOL_MAX}..{SYMBOL_MAX}')
-    columns = np.arange(int(lengths.max()))[None, :]
-    inside = (columns < lengths[:, None]) & (starts[:, None] >= 0)
-    levels = np.frombuffer(blob, np.uint8)[np.where(inside, starts[:, None] + columns, 0)]
-    counts = np.where(inside, COUNT_LEVELS[levels], 0).astype(np.float64)
-    counts[starts < 0, 0] = 1  # an unused row: one symbol, never coded
-    # quantize_pmf is exact integer-valued arithmetic on these integers: the same table everywhere.
-    pmfs = quantize_pmf(counts, lengths, TABLE_PRECISION)
+    counts = _table_counts(data, starts, lengths, COUNT_LEVELS)
+    # quantize_pmf's arithmetic (exact on these integers: the same table everywhere) through its
+    # kernel: what quantize_pmf checks first holds by construction (counts that are COUNT_LEVELS,
+    # lengths 1..2 * SYMBOL_MAX + 1).
+    pmfs, overflowed = rans_kernels.quantize_rows(counts, lengths, TABLE_PRECISION)
+    if overflowed:
+        raise PacketError('LiDAR payload table is invalid: its counts overflow the table precision')
     try:
         table = PmfTable(pmfs, lengths, firsts, TABLE_PRECISION)
     except ModelFileError as exc:
         raise PacketError(f'LiDAR payload table is invalid: {exc}') from None
     return table, offset
+
+
+def _table_counts(data, starts, lengths, levels):
+    """float64 (rows, longest row): the counts the bytes of each used row stand for (``levels``), and
+    an unused row (start -1) as one symbol of count 1, never coded."""
+    counts = np.zeros((starts.shape[0], lengths.max()), dtype=np.float64)
+    for row in range(starts.shape[0]):
+        if starts[row] < 0:
+            counts[row, 0] = 1.0
+            continue
+        for column in range(lengths[row]):
+            counts[row, column] = levels[data[starts[row] + column]]
+    return counts
 
 
 def _row_headers(blob, offset, num_rows):
@@ -690,6 +703,7 @@ def _row_headers(blob, offset, num_rows):
 
 if numba is not None:
     _row_headers = numba.njit(nogil=True, cache=True)(_row_headers)
+    _table_counts = numba.njit(nogil=True, cache=True)(_table_counts)
 
 
 def _decoder_tables(table: PmfTable) -> Tuple[np.ndarray, np.ndarray]:

@@ -171,6 +171,15 @@ def _sincos_table(turn):
     return table
 
 
+def _azimuth_table(azimuth_turn, points):
+    """:func:`_sincos_table` of the azimuth turn where the turn is shorter than twice the scan (the
+    integer divisions of :func:`_sincos_turn`'s reduction cost more than the polynomials), else an
+    empty table: the points' angles are then reduced one by one."""
+    if azimuth_turn <= 2 * points:
+        return _sincos_table(azimuth_turn)
+    return np.empty((0, 2), dtype=np.float64)
+
+
 def _point(range_index, se, ce, sa, ca, range_step, height):
     """One point from its integer range and its angles' sines and cosines (the one formula both
     ends use)."""
@@ -422,11 +431,9 @@ def _decode_spinning(words, counts, heights, azimuth_turn, elevation_turn, azimu
     for laser in range(counts.shape[0]):
         total += counts[laser]
     intensity = np.zeros(total if has_intensity else 0, dtype=np.int64)
-    # Tabulated when the turn is shorter than the scan (the integer divisions of the reduction cost
-    # more than the polynomials); a laser's elevation rarely changes from one point to the next.
-    tabulated = azimuth_turn <= 2 * total
-    table = _sincos_table(azimuth_turn) if tabulated else np.empty((0, 2), dtype=np.float64)
-    last_elevation = 0
+    table = _azimuth_table(azimuth_turn, total)
+    tabulated = table.shape[0] > 0
+    last_elevation = 0  # a laser's elevation rarely changes from one point to the next
     se, ce = _sincos_turn(0, elevation_turn)
     state, remaining = rans_kernels.decoder_start(words)
     valid = finite = True
@@ -555,6 +562,7 @@ if numba is not None:
     _inline = numba.njit(nogil=True, cache=True, inline='always')
     _sincos_turn = _inline(_sincos_turn)
     _sincos_table = _compile(_sincos_table)
+    _azimuth_table = _compile(_azimuth_table)
     _point = _inline(_point)
     _push = _inline(_push)
     _symbol = _inline(_symbol)
@@ -1148,8 +1156,8 @@ def _choose_spherical(xyz, counts, heights, range_step, azimuth_turn, elevation_
     # Few points have corrections: a flag per point, and rows written only for those.
     has_correction[:] = False
     corrected = 0
-    tabulated = azimuth_turn <= 2 * n
-    table = _sincos_table(azimuth_turn) if tabulated else np.empty((0, 2), dtype=np.float64)
+    table = _azimuth_table(azimuth_turn, n)
+    tabulated = table.shape[0] > 0
     slack = max_error * 0.999
     azimuth_per_radian = azimuth_turn / (2.0 * math.pi)
     elevation_per_radian = elevation_turn / (2.0 * math.pi)

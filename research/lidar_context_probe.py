@@ -404,9 +404,8 @@ def range_candidates(lay, pp):
     # Escapes re-coded against the laser above at the same azimuth when that is cheaper: a marker symbol
     # (the unused widest escape class) in the range row, then the residual to the laser above's range
     # under a row of its own.
-    above, found = above_at(R, lay, pp, lay['azimuths'])
-    alternative = R - above
-    switch = inner & found & (np.abs(rr) > lp.DIRECT) & (np.abs(alternative) * 4 < np.abs(rr))
+    alternative = R - above_here
+    switch = inner & found_here & (np.abs(rr) > lp.DIRECT) & (np.abs(alternative) * 4 < np.abs(rr))
     rows = (size_class(rr1) + 5 * askip)[inner]
     symbols, raw = symbols_and_raw(rr[inner])
     symbols = np.where(switch[inner], lp.SYMBOL_MAX, symbols)

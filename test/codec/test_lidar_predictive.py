@@ -325,3 +325,13 @@ def test_wide_intensity_and_unusable_rings():
         assert within_bound(encoded, points, 0.003, rings=None if bad.dtype.kind == 'f' else bad)
     with pytest.raises(ParameterError, match='rings'):
         encode_scan(points, LidarCodecConfig(), rings=rings[:-1])
+
+
+@pytest.mark.parametrize('turn', [4, 8, 12, 20, 4 * 1259, 20060, 94288])
+def test_sincos_table_is_sincos_turn_bit_for_bit(turn):
+    """The table fills three quarters and half of the first by symmetry: every entry must still be
+    the bits :func:`_sincos_turn` gives (the decoder of a payload computes either)."""
+    table = lidar_predictive._sincos_table(turn)
+    expected = np.array([lidar_predictive._sincos_turn(i, turn) for i in range(turn)])
+    assert table.shape == (turn, 2)
+    assert np.array_equal(table.view(np.uint64), expected.view(np.uint64))

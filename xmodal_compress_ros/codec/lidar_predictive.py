@@ -164,10 +164,21 @@ def _sincos_turn(index, turn):
 
 
 def _sincos_table(turn):
-    """sin and cos of every index of a turn (each exactly as :func:`_sincos_turn` gives it)."""
+    """sin and cos of every index of a turn, each exactly as :func:`_sincos_turn` gives it: the
+    polynomials for the first eighth of the turn, the rest by the symmetries its reduction uses (the
+    same bits, an eighth of the work)."""
     table = np.empty((turn, 2), dtype=np.float64)
-    for i in range(turn):
-        table[i, 0], table[i, 1] = _sincos_turn(i, turn)
+    quarter = turn // 4
+    for i in range(quarter):
+        if 2 * i > quarter:  # _sincos_turn's swap
+            table[i, 0], table[i, 1] = table[quarter - i, 1], table[quarter - i, 0]
+        else:
+            table[i, 0], table[i, 1] = _sincos_turn(i, turn)
+    for i in range(quarter):
+        s, c = table[i, 0], table[i, 1]
+        table[quarter + i, 0], table[quarter + i, 1] = c, -s
+        table[2 * quarter + i, 0], table[2 * quarter + i, 1] = -s, -c
+        table[3 * quarter + i, 0], table[3 * quarter + i, 1] = -c, s
     return table
 
 

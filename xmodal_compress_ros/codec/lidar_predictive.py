@@ -70,6 +70,9 @@ _ENTRIES_PER_POINT = 8 * (1 + -(-(MAX_ESCAPE_BITS - 1) // rans_kernels.RAW_BITS)
 RANGE_FRACTION = 1.0
 ANGLE_FRACTION = 1.0
 REFERENCE_RANGE_M = 60.0
+#: Points per laser its height is fitted to (evenly spaced): all of a KITTI laser's 1800 cost 0.5 ms
+#: more for 0.01 % fewer bytes.
+HEIGHT_SAMPLE = 256
 
 # Table rows (contexts). Spinning: range by the previous range residual's size (5) times whether
 # the azimuth skipped (2), and the first point of a laser; the shape symbol (below) by the sign of
@@ -1054,7 +1057,8 @@ def _laser_heights(xyz: np.ndarray, counts: np.ndarray) -> np.ndarray:
 
     A spinning sensor's lasers sit at different heights (HDL-64E: about 0.2 m), so a laser's
     elevation seen from the sensor origin changes with distance; seen from its own origin it is
-    nearly constant, and its residuals nearly zero. A least-squares line per laser."""
+    nearly constant, and its residuals nearly zero. A least-squares line per laser, fitted to a
+    sample of its points (:func:`_laser_sums`)."""
     sums = _laser_sums(xyz, counts)
     n, sr, sz, srr, srz = sums.T
     determinant = n * srr - sr * sr
@@ -1065,11 +1069,13 @@ def _laser_heights(xyz: np.ndarray, counts: np.ndarray) -> np.ndarray:
 
 
 def _laser_sums(xyz, counts):
-    """Per laser: points, sum of rho, z, rho**2 and rho * z."""
+    """Per laser: points, sum of rho, z, rho**2 and rho * z, over every k-th of its points, k its
+    points // HEIGHT_SAMPLE (at least 1): fewer than 2 * HEIGHT_SAMPLE."""
     sums = np.zeros((counts.shape[0], 5), dtype=np.float64)
-    point = 0
+    start = 0
     for laser in range(counts.shape[0]):
-        for _ in range(counts[laser]):
+        stride = max(1, counts[laser] // HEIGHT_SAMPLE)
+        for point in range(start, start + counts[laser], stride):
             x, y, z = np.float64(xyz[point, 0]), np.float64(xyz[point, 1]), np.float64(xyz[point, 2])
             rho = math.sqrt(x * x + y * y)
             sums[laser, 0] += 1.0
@@ -1077,7 +1083,7 @@ def _laser_sums(xyz, counts):
             sums[laser, 2] += z
             sums[laser, 3] += rho * rho
             sums[laser, 4] += rho * z
-            point += 1
+        start += counts[laser]
     return sums
 
 

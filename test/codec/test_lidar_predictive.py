@@ -335,3 +335,26 @@ def test_sincos_table_is_sincos_turn_bit_for_bit(turn):
     expected = np.array([lidar_predictive._sincos_turn(i, turn) for i in range(turn)])
     assert table.shape == (turn, 2)
     assert np.array_equal(table.view(np.uint64), expected.view(np.uint64))
+
+
+def test_context_rows_are_the_documented_classes():
+    """The contexts are written as sums of comparisons (no branches): each must still pick the row
+    its class says (docs/lidar_stream.md, "Prediction and contexts")."""
+    lp = lidar_predictive
+    sizes = {0: 0, 1: 1, 2: 2, 3: 2, 4: 3, 15: 3, 16: 4, 1000: 4}
+    for magnitude, size in sizes.items():
+        assert lp._size_class(magnitude) == size and lp._size_class(-magnitude) == size
+        assert lp._range_row(False, -magnitude, 0) == lp.ROW_RANGE + size
+        assert lp._range_row(False, magnitude, -3) == lp.ROW_RANGE + size + 5
+    assert lp._range_row(True, 7, 7) == lp.ROW_RANGE + 10
+    near, far = 10.0 / 0.02, 70.0 / 0.02  # ranges in steps of 2 cm
+    assert [lp._shape_row(residual, near, 0.02) for residual in (0, -2, 5)] == [
+        lp.ROW_SHAPE, lp.ROW_SHAPE + 1, lp.ROW_SHAPE + 2]
+    assert lp._shape_row(-1, far, 0.02) == lp.ROW_SHAPE + 4
+    previous = 9  # level 8 (ranks 0-6 alone, then 7, 8-9, ...)
+    level = lp._intensity_level(previous)
+    for before, direction in ((6, 0), (7, 1), (11, 1), (12, 2)):
+        for range_residual, jump in ((0, 0), (1, 0), (-1, 0), (2, 1), (-5, 1)):
+            assert lp._intensity_row(False, range_residual, previous, before) == (
+                lp.ROW_INTENSITY + level + 18 * direction + 54 * jump)
+    assert lp._intensity_row(True, 0, previous, previous) == lp.ROW_INTENSITY + 108

@@ -358,3 +358,36 @@ def test_context_rows_are_the_documented_classes():
             assert lp._intensity_row(False, range_residual, previous, before) == (
                 lp.ROW_INTENSITY + level + 18 * direction + 54 * jump)
     assert lp._intensity_row(True, 0, previous, previous) == lp.ROW_INTENSITY + 108
+
+
+_PAYLOADS_OF_A_NOISY_SCAN = '''
+import hashlib, sys
+import numpy as np
+from xmodal_compress_ros.codec import lidar_codec
+points, rings = lidar_codec._synthetic_scan(8, 128)
+rng = np.random.default_rng(0)
+points[:, :3] += rng.normal(0.0, 0.03, points[:, :3].shape).astype(np.float32)
+points[:, 3] = rng.integers(0, 100, len(points)) / 100.0
+config = lidar_codec.LidarCodecConfig(max_error=0.01)
+for given in (None, rings):
+    encoded = lidar_codec.encode_scan(points, config, rings=given)
+    decoded = lidar_codec.decode_scan(encoded.payload, encoded.num_points, config)
+    print(hashlib.sha256(encoded.payload + decoded.tobytes()).hexdigest())
+'''
+
+
+def test_the_codec_without_numba_writes_and_decodes_the_same_bits():
+    """Without numba (plain Python: the kernels' fallback) a noisy scan, with and without rings,
+    codes to the same payloads and decodes to the same points: the kernels must mean the same in
+    both (numpy's bools, for one, add as 'or' where numba's add as integers)."""
+    import subprocess
+    import sys
+
+    def run(**env):
+        result = subprocess.run([sys.executable, '-c', _PAYLOADS_OF_A_NOISY_SCAN], capture_output=True,
+                                text=True, env={**os.environ, **env}, timeout=600)
+        assert result.returncode == 0, result.stderr
+        return result.stdout.split()
+
+    compiled = run()
+    assert len(compiled) == 2 and run(NUMBA_DISABLE_JIT='1') == compiled

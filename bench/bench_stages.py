@@ -29,6 +29,7 @@ import argparse
 import hashlib
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -122,9 +123,11 @@ def measure(args) -> dict:
 
     samples: Dict[str, List[float]] = {stage: [] for stage in ENCODE_STAGES + DECODE_STAGES + P_STAGES}
     packets, latents = hashlib.sha256(), hashlib.sha256()
+    minor_faults = []  # the process's, per timed frame (encode and decode)
     for index in range(args.warmup + args.frames):
         frame = frames[index % len(frames)]
         timer.current = {}
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         start = time.perf_counter()
         lidar_packet, scan = encoder.encode_scan(frame.points, index)
         lidar_encode = (time.perf_counter() - start) * 1e3
@@ -142,6 +145,7 @@ def measure(args) -> dict:
         dec, dec_split = dict(decoder.last_timings), timer.current
         if index < args.warmup:
             continue
+        minor_faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults)
         packets.update(lidar_packet + encoded.packet)
         for array in (decoded.latents.z_hat, decoded.latents.symbols, decoded.latents.indexes):
             latents.update(array.astype('<i4').tobytes())
@@ -168,7 +172,7 @@ def measure(args) -> dict:
         for stage, value in row.items():
             samples[stage].append(value)
     return {'samples': samples, 'packets_sha256': packets.hexdigest(), 'latents_sha256': latents.hexdigest(),
-            'source': frames[0].name}
+            'source': frames[0].name, 'minor_faults': minor_faults}
 
 
 def run_tree(root: Path, args, round_index: int, tier: str) -> dict:

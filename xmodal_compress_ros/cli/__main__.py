@@ -6,6 +6,7 @@ from typing import List, Optional
 
 from xmodal_compress_ros import __version__
 from xmodal_compress_ros.errors import XmodalError
+from xmodal_compress_ros.runtime.allocator import keep_freed_memory
 
 # Subcommand name -> module under xmodal_compress_ros.cli. Order is the order of --help.
 SUBCOMMANDS = {
@@ -39,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    keep_freed_memory()  # as the nodes do: each frame's arrays on pages the last frame used
     try:
         return int(args._main(args) or 0)
     except XmodalError as exc:

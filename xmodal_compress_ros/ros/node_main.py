@@ -7,6 +7,7 @@ import time
 from typing import Any, Callable, Dict, List, Optional
 
 from xmodal_compress_ros.errors import XmodalError
+from xmodal_compress_ros.runtime.allocator import keep_freed_memory
 
 # Packets, decoded images and scans: reliable, keep last 10 (rclpy's default profile).
 OUTPUT_DEPTH = 10
@@ -140,6 +141,7 @@ def run_node(make_node: Callable[[], Any], args: Optional[List[str]] = None) -> 
     import rclpy
     from rclpy.executors import ExternalShutdownException
 
+    keep_freed_memory()  # each frame's tensors and scans on pages the last frame used (runtime/allocator.py)
     rclpy.init(args=args)
     node = None
     try:

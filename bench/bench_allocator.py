@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 import bench_stages
+from xmodal_compress_ros.runtime import allocator
 
 REPO = Path(__file__).resolve().parents[1]
 STAGES = ('lidar_encode', 'encode_image', 'lidar_decode', 'decode_image')
@@ -47,9 +48,7 @@ def parse_args(argv=None):
 
 def child(args) -> None:
     """Code the frames under ``args.setting`` and write the samples, faults and peak memory."""
-    from xmodal_compress_ros.runtime.allocator import keep_freed_memory
-
-    if args.setting == 'keep' and not keep_freed_memory():
+    if args.setting == 'keep' and not allocator.keep_freed_memory():
         raise SystemExit('keep_freed_memory() did not take effect here (not glibc, or GLIBC_TUNABLES set)')
     stage_args = bench_stages.parse_args(['--frames', str(args.frames), '--warmup', str(args.warmup),
                                           '--threads', str(args.threads)])
@@ -69,7 +68,8 @@ def run_child(args, setting: str, round_index: int) -> dict:
                    '--tier', args.tier, '--frames', str(args.frames), '--warmup', str(args.warmup),
                    '--threads', str(args.threads)]
         env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
-        env.pop('GLIBC_TUNABLES', None)  # glibc's defaults on the default side
+        for name in ('GLIBC_TUNABLES', *allocator.environment()):  # glibc's defaults on the default side
+            env.pop(name, None)
         print(f'round {round_index + 1}: {setting}', flush=True)
         subprocess.run(command, env=env, check=True)
         return json.loads(out.read_text())

@@ -60,3 +60,9 @@ def test_the_cli_keeps_freed_memory(monkeypatch, tmp_path, capsys):
 def test_thresholds_are_within_what_mallopt_accepts():
     # glibc refuses an mmap threshold above HEAP_MAX_SIZE / 2 (32 MB on 64-bit) and mallopt takes a C int.
     assert allocator.MMAP_THRESHOLD <= 32 * 1024 * 1024 and allocator.TRIM_THRESHOLD < 2 ** 31
+
+
+def test_values_in_the_environment_stand_and_are_the_same_settings():
+    applied, kept = _faults('keep', **allocator.environment())
+    assert applied == 'False'  # glibc read them at start: the call leaves them
+    assert max(kept[1:]) == 0 or max(kept[1:]) * 10 <= kept[0], kept  # and they keep the memory alike

@@ -13,9 +13,9 @@ from launch.conditions import LaunchConfigurationNotEquals
 from launch.substitutions import LaunchConfiguration
 from launch_ros.parameter_descriptions import ParameterValue
 
+from xmodal_compress_ros.runtime import allocator
+
 PACKAGE = 'xmodal_compress_ros'
-# glibc keeps image-sized buffers in the heap instead of mapping and unmapping them per message.
-MALLOC_THRESHOLD = str(64 * 1024 * 1024)
 
 
 def share_folder(name: str) -> str:
@@ -52,12 +52,13 @@ def node_arguments(params_file: str) -> List[DeclareLaunchArgument]:
 
 def transport_environment() -> List[GroupAction]:
     """Opt-in Fast DDS settings: with ``fastdds_profile`` set, Fast DDS with that profile and heap-kept
-    image buffers; empty (the default), the user's middleware and its settings are left alone."""
+    image buffers in every process of the launch (:mod:`runtime.allocator`); empty (the default), the
+    user's middleware and its settings are left alone."""
     settings = [
         SetEnvironmentVariable('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp'),
         SetEnvironmentVariable('FASTDDS_DEFAULT_PROFILES_FILE', LaunchConfiguration('fastdds_profile')),
-        SetEnvironmentVariable('MALLOC_MMAP_THRESHOLD_', MALLOC_THRESHOLD),
-        SetEnvironmentVariable('MALLOC_TRIM_THRESHOLD_', MALLOC_THRESHOLD),
+        SetEnvironmentVariable('MALLOC_MMAP_THRESHOLD_', str(allocator.MMAP_THRESHOLD)),
+        SetEnvironmentVariable('MALLOC_TRIM_THRESHOLD_', str(allocator.TRIM_THRESHOLD)),
     ]
     opted_in = LaunchConfigurationNotEquals('fastdds_profile', '')
     return [GroupAction(settings, condition=opted_in, scoped=False)]

@@ -19,10 +19,9 @@ from pathlib import Path
 from typing import Dict, Mapping, Optional
 
 from xmodal_compress_ros.errors import ParameterError
+from xmodal_compress_ros.runtime import allocator
 
 PROFILE_NAME = 'fastdds_large_data.xml'
-# 64 MiB: image and scan buffers stay in the heap instead of being mmapped and unmapped per message.
-MALLOC_THRESHOLD = str(64 * 1024 * 1024)
 
 
 def profile_path() -> Path:
@@ -37,12 +36,13 @@ def profile_path() -> Path:
 
 
 def transport_environment() -> Dict[str, str]:
-    """The environment variables that select the shipped transport configuration."""
+    """The environment variables that select the shipped transport configuration, and glibc's malloc
+    thresholds that keep image and scan buffers in the heap instead of mapping and unmapping them per
+    message (:mod:`runtime.allocator`)."""
     return {
         'RMW_IMPLEMENTATION': 'rmw_fastrtps_cpp',
         'FASTDDS_DEFAULT_PROFILES_FILE': str(profile_path()),
-        'MALLOC_MMAP_THRESHOLD_': MALLOC_THRESHOLD,
-        'MALLOC_TRIM_THRESHOLD_': MALLOC_THRESHOLD,
+        **allocator.environment(),
     }
 
 

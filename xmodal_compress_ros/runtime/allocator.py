@@ -8,14 +8,17 @@ buffers), so each frame's arrays would land on fresh pages: a page fault and a p
 time with glibc's defaults, side by side, with the same peak memory (``bench/bench_allocator.py``,
 docs/runtime.md); the process holds the largest heap it has needed, as the next frame needs it again.
 
-The nodes and the ``xmodal`` CLI call :func:`keep_freed_memory` when they start. Where ``GLIBC_TUNABLES``
-already sets ``glibc.malloc`` values, the user's choice stands (it is glibc's own way to set these).
+The nodes and the ``xmodal`` CLI call :func:`keep_freed_memory` when they start; the processes the
+package starts with its Fast DDS transport settings (``xmodal demo``, the launch files' opt-in) get the
+same values through glibc's environment variables (:func:`environment`). Where the environment already
+sets them (those variables, or ``glibc.malloc`` values in ``GLIBC_TUNABLES``), they stand.
 """
 from __future__ import annotations
 
 import ctypes
 import os
 import platform
+from typing import Dict
 
 #: ``mallopt`` parameters (``<malloc.h>``).
 M_TRIM_THRESHOLD = -1
@@ -26,13 +29,21 @@ MMAP_THRESHOLD = 32 * 1024 * 1024
 TRIM_THRESHOLD = 1 << 30
 
 
+def environment() -> Dict[str, str]:
+    """The same settings as the environment variables glibc reads when any program starts."""
+    return {'MALLOC_MMAP_THRESHOLD_': str(MMAP_THRESHOLD), 'MALLOC_TRIM_THRESHOLD_': str(TRIM_THRESHOLD)}
+
+
 def keep_freed_memory() -> bool:
     """Have glibc's malloc serve blocks below ``MMAP_THRESHOLD`` from its heap and keep what is freed.
 
-    Returns whether the settings took effect: False where the C library is not glibc (musl, macOS)
-    and where ``GLIBC_TUNABLES`` already sets malloc values, which are then left as they are.
+    Returns whether this call set them: False where the C library is not glibc (musl, macOS) and where
+    the environment already sets malloc thresholds (:func:`environment`'s variables, or ``glibc.malloc``
+    values in ``GLIBC_TUNABLES``): glibc took those when the process started, and they stand.
     """
-    if 'glibc.malloc.' in os.environ.get('GLIBC_TUNABLES', '') or platform.libc_ver()[0] != 'glibc':
+    set_already = any(name in os.environ for name in environment())
+    tunables = os.environ.get('GLIBC_TUNABLES', '')
+    if set_already or 'glibc.malloc.' in tunables or platform.libc_ver()[0] != 'glibc':
         return False
     mallopt = ctypes.CDLL(None).mallopt
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int

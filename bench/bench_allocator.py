@@ -8,7 +8,7 @@ so both settings meet the same machine. Per stage (the LiDAR scan's encode and d
 p50 over every frame of every round, and the median over rounds of keep / default; the process's
 minor page faults per timed frame (median) and each child's peak resident memory; and whether both
 settings wrote the same packets (the setting must change time, never bits). Writes
-``bench/results/allocator_<tier>_<tag>.json``.
+``bench/results/allocator_<tier>_<thread>_<tag>.json``.
 
     python bench/bench_allocator.py [--tier fast] [--frames 10] [--rounds 3] [--threads 2]
 """
@@ -22,6 +22,8 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -40,6 +42,9 @@ def parse_args(argv=None):
     parser.add_argument('--warmup', type=int, default=3, help='untimed frames per child first')
     parser.add_argument('--rounds', type=int, default=3, help='children per setting, alternating')
     parser.add_argument('--threads', type=int, default=2, help='CPU threads of the networks')
+    parser.add_argument('--thread', default='worker', choices=('worker', 'main'),
+                        help="code in a worker thread, as the nodes do (default), or in the main thread, as "
+                             "the CLI does (glibc's malloc keeps a thread's memory in an arena of its own)")
     parser.add_argument('--tag', default='', help='result file suffix (default: cpu-<cores>core)')
     parser.add_argument('--child', type=Path, help=argparse.SUPPRESS)  # one child's samples, to this file
     parser.add_argument('--setting', choices=SETTINGS, help=argparse.SUPPRESS)  # the child's setting
@@ -53,7 +58,11 @@ def child(args) -> None:
     stage_args = bench_stages.parse_args(['--frames', str(args.frames), '--warmup', str(args.warmup),
                                           '--threads', str(args.threads)])
     stage_args.tier = args.tier
-    measured = bench_stages.measure(stage_args)
+    if args.thread == 'main':
+        measured = bench_stages.measure(stage_args)
+    else:
+        with ThreadPoolExecutor(1) as worker:
+            measured = worker.submit(bench_stages.measure, stage_args).result()
     result = {stage: measured['samples'][stage] for stage in STAGES}
     result.update(faults_per_frame=float(np.median(measured['minor_faults'])),
                   peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -66,7 +75,7 @@ def run_child(args, setting: str, round_index: int) -> dict:
         out = Path(folder) / 'samples.json'
         command = [sys.executable, str(Path(__file__).resolve()), '--child', str(out), '--setting', setting,
                    '--tier', args.tier, '--frames', str(args.frames), '--warmup', str(args.warmup),
-                   '--threads', str(args.threads)]
+                   '--threads', str(args.threads), '--thread', args.thread]
         env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
         for name in ('GLIBC_TUNABLES', *allocator.environment()):  # glibc's defaults on the default side
             env.pop(name, None)
@@ -104,11 +113,12 @@ def main(argv=None) -> dict:
               f'peak RSS MB {[round(v) for v in summary[setting]["peak_rss_mb"]]}')
     same = len({run['packets_sha256'] for setting in SETTINGS for run in runs[setting]}) == 1
     print('same packets under both settings:', same)
-    result = {'cpu': cpu_name(), 'cpu_count': os.cpu_count(), 'tier': args.tier, 'threads': args.threads,
+    result = {'cpu': cpu_name(), 'cpu_count': os.cpu_count(), 'tier': args.tier, 'thread': args.thread,
+              'threads': args.threads,
               'frames': args.frames, 'warmup': args.warmup, 'rounds': args.rounds,
               'source': runs['default'][0]['source'], 'same_packets': same, 'stages': summary}
     tag = args.tag or f'cpu-{os.cpu_count()}core'
-    path = REPO / 'bench' / 'results' / f'allocator_{args.tier}_{tag}.json'
+    path = REPO / 'bench' / 'results' / f'allocator_{args.tier}_{args.thread}_{tag}.json'
     path.write_text(json.dumps(result, indent=2) + '\n')
     print(f'wrote {path}')
     return result

@@ -59,6 +59,7 @@ def transport_environment() -> List[GroupAction]:
         SetEnvironmentVariable('FASTDDS_DEFAULT_PROFILES_FILE', LaunchConfiguration('fastdds_profile')),
         SetEnvironmentVariable('MALLOC_MMAP_THRESHOLD_', str(allocator.MMAP_THRESHOLD)),
         SetEnvironmentVariable('MALLOC_TRIM_THRESHOLD_', str(allocator.TRIM_THRESHOLD)),
+        SetEnvironmentVariable('MALLOC_ARENA_MAX', str(allocator.ARENAS)),
     ]
     opted_in = LaunchConfigurationNotEquals('fastdds_profile', '')
     return [GroupAction(settings, condition=opted_in, scoped=False)]

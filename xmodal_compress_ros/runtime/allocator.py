@@ -7,9 +7,9 @@ buffers), so each frame's arrays would land on fresh pages: a page fault and a p
 4 KB. A thread's own arena is worse off: glibc unmaps a heap of it whole as soon as all of it is free,
 whatever the trim threshold, and the nodes code in a worker thread; so every thread allocates from the
 main arena here (glibc's per-thread caches still serve small blocks without its lock). Coding in a
-worker thread as the nodes do, the fast tier's image encode and decode on the CPU took 0.87x of their
-time with glibc's defaults, the quality tier's 0.84x and 0.82x, side by side, with no page fault per
-frame and no more peak memory (``bench/bench_allocator.py``, docs/runtime.md).
+worker thread as the nodes do, the fast tier's image encode and decode on the CPU took 0.87x and 0.88x
+of their time with glibc's defaults, the quality tier's 0.84x and 0.82x, side by side, with no page
+fault per frame and no more peak memory (``bench/bench_allocator.py``, docs/runtime.md).
 
 The nodes and the ``xmodal`` CLI call :func:`keep_freed_memory` when they start; the processes the
 package starts with its Fast DDS transport settings (``xmodal demo``, the launch files' opt-in) get the

@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from xmodal_compress_ros.ros.params import DecoderNodeConfig, EncoderNodeConfig, config_from_values
+from xmodal_compress_ros.runtime import allocator
 
 REPO = Path(__file__).resolve().parents[2]
 LAUNCH_FILES = sorted((REPO / 'launch').glob('*.launch.py'))
@@ -80,6 +81,8 @@ def test_node_launch_files_leave_the_middleware_to_the_user(name):
     assert {kw.arg for kw in group.keywords} >= {'condition'}
     variables = {ast.literal_eval(c.args[0]) for c in calls(support, 'SetEnvironmentVariable')}
     assert variables >= {'FASTDDS_DEFAULT_PROFILES_FILE', 'RMW_IMPLEMENTATION'}
+    # The malloc settings are spelled out for this static check: they must be allocator's, all of them.
+    assert variables >= set(allocator.environment())
     assert all(c in ast.walk(function) for c in calls(support, 'SetEnvironmentVariable'))
     (profile,) = [c for c in calls(support, 'DeclareLaunchArgument')
                   if ast.literal_eval(c.args[0]) == 'fastdds_profile']

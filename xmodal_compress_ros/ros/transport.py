@@ -37,7 +37,7 @@ def profile_path() -> Path:
 
 def transport_environment() -> Dict[str, str]:
     """The environment variables that select the shipped transport configuration, and glibc's malloc
-    thresholds that keep image and scan buffers in the heap instead of mapping and unmapping them per
+    settings that keep image and scan buffers in the heap instead of mapping and unmapping them per
     message (:mod:`runtime.allocator`)."""
     return {
         'RMW_IMPLEMENTATION': 'rmw_fastrtps_cpp',

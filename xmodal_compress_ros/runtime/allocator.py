@@ -46,7 +46,7 @@ def keep_freed_memory() -> bool:
     and keep what is freed.
 
     Returns whether this call set them: False where the C library is not glibc (musl, macOS) and where
-    the environment already sets malloc thresholds (:func:`environment`'s variables, or ``glibc.malloc``
+    the environment already sets malloc settings (:func:`environment`'s variables, or ``glibc.malloc``
     values in ``GLIBC_TUNABLES``): glibc took those when the process started, and they stand.
     """
     set_already = any(name in os.environ for name in environment())

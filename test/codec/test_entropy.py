@@ -310,6 +310,22 @@ def test_numba_model_bounds_equal_constrictions_quantizer(precision):
             assert (int(words[0]) if words.size else 0) == bounds[row, column]
 
 
+
+@needs_numba
+@pytest.mark.parametrize('bits', [1, 8, 12])
+def test_symbol_lookup_is_the_last_symbol_starting_at_or_below_each_probe(bits):
+    """The decoder's lookup, filled column by column, against its definition probe by probe: rows with
+    many symbols narrower than a probe's step (most of a 24-bit model) and rows of one symbol."""
+    rng = np.random.default_rng(bits)
+    table = random_table(rng, rows=8, max_length=300, precision=16)
+    bounds = rans_kernels.model_bounds(table.pmfs, table.lengths, table.precision)
+    lookup = rans_kernels.symbol_lookup(bounds, table.lengths, bits)
+    probes = np.arange(1 << bits, dtype=np.int64) << (24 - bits)
+    for row in range(table.num_rows):
+        n = int(table.lengths[row])
+        expected = np.searchsorted(bounds[row, :n].astype(np.int64), probes, side='right') - 1
+        assert np.array_equal(lookup[row], expected)
+
 def test_engine_is_checked_and_falls_back_without_numba(monkeypatch):
     assert ConstrictionAnsCoder().engine == RUNNABLE_ENGINES[-1]
     assert ConstrictionAnsCoder(engine='constriction').engine == 'constriction'

@@ -47,14 +47,22 @@ def available() -> bool:
 def model_bounds(pmfs: np.ndarray, lengths: np.ndarray, precision: int) -> np.ndarray:
     """Every row's 24-bit cumulative bounds: uint32 (L, S_max + 1), ``left[l, 0..n]`` with
     ``left[l, n] = 2**24``; entries past ``n`` are ``2**24`` too."""
+    return _model_bounds(np.ascontiguousarray(pmfs), np.ascontiguousarray(lengths, dtype=np.int64),
+                         int(precision))
+
+
+def _model_bounds(pmfs, lengths, precision):
+    # One compiled pass: the LiDAR codec builds its tables for every scan, on both ends.
     rows, width = pmfs.shape
-    cumulative = np.zeros((rows, width + 1), dtype=np.int64)
-    np.cumsum(pmfs, axis=1, out=cumulative[:, 1:])
-    n = lengths.astype(np.int64)[:, None]
-    column = np.arange(width + 1, dtype=np.int64)[None, :]
-    left = ((cumulative * ((1 << MODEL_BITS) - n)) >> int(precision)) + column
-    left[column >= n] = 1 << MODEL_BITS
-    return left.astype(np.uint32)
+    left = np.full((rows, width + 1), 1 << MODEL_BITS, dtype=np.uint32)
+    for row in range(rows):
+        n = lengths[row]
+        scale = (1 << MODEL_BITS) - n
+        cumulative = 0
+        for column in range(n):
+            left[row, column] = ((cumulative * scale) >> precision) + column
+            cumulative += np.int64(pmfs[row, column])
+    return left
 
 
 def symbol_lookup(bounds: np.ndarray, lengths: np.ndarray, bits: int = LOOKUP_BITS) -> np.ndarray:
@@ -66,14 +74,16 @@ def symbol_lookup(bounds: np.ndarray, lengths: np.ndarray, bits: int = LOOKUP_BI
 
 def _symbol_lookup(bounds, lengths, bits):
     lookup = np.empty((bounds.shape[0], 1 << bits), dtype=np.uint16)
-    shift = MODEL_BITS - bits
+    step = 1 << (MODEL_BITS - bits)
     for row in range(bounds.shape[0]):
-        column = 0
-        for probe in range(1 << bits):
-            # The last column whose bound is at or below the probe (bounds rise to 2**24 at n).
-            while column < lengths[row] and np.int64(bounds[row, column + 1]) <= (probe << shift):
-                column += 1
-            lookup[row, probe] = column
+        # Column c is the last at or below the probes from the first multiple of ``step`` at or above
+        # its bound to the one below the next column's bound (bounds rise, 0 first, 2**24 at n).
+        start = 0
+        for column in range(lengths[row]):
+            end = min((np.int64(bounds[row, column + 1]) + step - 1) // step, 1 << bits)
+            for probe in range(start, end):
+                lookup[row, probe] = column
+            start = max(start, end)
     return lookup
 
 
@@ -83,6 +93,7 @@ def quantize_rows(pmf, lengths, precision):
     rows, width = pmf.shape
     total_count = 1 << precision
     counts = np.zeros((rows, width), dtype=np.int32)
+    fractions = np.empty(width, dtype=np.float64)  # one buffer: an allocation per row cost more than a row
     for row in range(rows):
         n = lengths[row]
         total = 0.0
@@ -92,7 +103,7 @@ def quantize_rows(pmf, lengths, precision):
         if uniform:
             total = float(n)
         free = float(total_count - n)
-        fraction = np.empty(n, dtype=np.float64)
+        fraction = fractions[:n]
         deficit = total_count
         for column in range(n):
             share = (1.0 if uniform else pmf[row, column]) * free / total
@@ -350,6 +361,7 @@ if numba is not None:
     _compile = numba.njit(nogil=True, cache=True)
     _group_order = _compile(_group_order)
     _symbol_lookup = _compile(_symbol_lookup)
+    _model_bounds = _compile(_model_bounds)
     quantize_rows = _compile(quantize_rows)
     _first_out_of_range = _compile(_first_out_of_range)
     _encode_substream = _compile(_encode_substream)

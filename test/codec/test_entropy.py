@@ -310,7 +310,6 @@ def test_numba_model_bounds_equal_constrictions_quantizer(precision):
             assert (int(words[0]) if words.size else 0) == bounds[row, column]
 
 
-
 @needs_numba
 @pytest.mark.parametrize('bits', [1, 8, 12])
 def test_symbol_lookup_is_the_last_symbol_starting_at_or_below_each_probe(bits):
@@ -325,6 +324,7 @@ def test_symbol_lookup_is_the_last_symbol_starting_at_or_below_each_probe(bits):
         n = int(table.lengths[row])
         expected = np.searchsorted(bounds[row, :n].astype(np.int64), probes, side='right') - 1
         assert np.array_equal(lookup[row], expected)
+
 
 def test_engine_is_checked_and_falls_back_without_numba(monkeypatch):
     assert ConstrictionAnsCoder().engine == RUNNABLE_ENGINES[-1]

@@ -90,10 +90,86 @@ def test_ring_field_orders_a_driver_scan():
     coded = lidar_predictive.encode(points[:, :3], None, 0.01, rings=rings)
     decoded = coded.xyz.astype(np.float64)
     assert np.abs(decoded - points[coded.order, :3]).max() <= 0.01
-    # Laser by laser, azimuth-sorted: far cheaper than the grid path on the same points.
-    shuffled = lidar_predictive.encode(points[:, :3], None, 0.01)
-    assert shuffled.mode == 'grid'
-    assert len(coded.payload) < 0.8 * len(shuffled.payload)
+    # Without the ring field the column-by-column order hides the lasers: the encoder finds them from
+    # the elevation, for about the same bits.
+    unringed = lidar_predictive.encode(points[:, :3], None, 0.01)
+    assert unringed.mode == 'spinning'
+    assert len(unringed.payload) < 1.02 * len(coded.payload)
+
+
+def test_lasers_hidden_by_the_order_are_found_from_the_elevation(monkeypatch):
+    """A driver scan without its ring field, column by column or shuffled (as a voxel filter leaves
+    it), is coded laser by laser, from elevation bands, within the bound and in far fewer bits than
+    the grid path the order alone would leave it to."""
+    points, rings = spinning_scan()
+    shuffled = points[np.random.default_rng(5).permutation(len(points))]
+    config = LidarCodecConfig(max_error=0.01)
+    with_rings = lidar_predictive.encode(points[:, :3], None, 0.01, rings=rings)
+    for cloud in (points, shuffled):
+        encoded = round_trip(cloud, config)
+        assert lidar_predictive.read_info(encoded.payload).mode == 'spinning'
+        assert within_bound(encoded, cloud, 0.01)
+        assert len(encoded.payload) < 1.05 * len(encode_scan(points, config, rings=rings).payload)
+    banded = lidar_predictive.encode(shuffled[:, :3], None, 0.01)
+    monkeypatch.setattr(lidar_predictive, '_elevation_rings', lambda xyz: None)
+    grid = lidar_predictive.encode(shuffled[:, :3], None, 0.01)
+    assert grid.mode == 'grid'
+    assert len(banded.payload) < 0.8 * len(grid.payload)
+    assert len(banded.payload) < 1.02 * len(with_rings.payload)
+
+
+def test_bands_that_code_worse_than_the_grid_leave_the_cloud_to_the_grid(monkeypatch):
+    """The encoder keeps the smaller of the two: elevation bands that are no lasers at all (here
+    random ones) lose to the grid, whose decoded points then fill the caller's rows."""
+    points, _ = spinning_scan()
+    rng = np.random.default_rng(6)
+    shuffled = points[rng.permutation(len(points))]
+    monkeypatch.setattr(lidar_predictive, '_elevation_rings',
+                        lambda xyz: rng.integers(0, 32, len(xyz)))
+    config = LidarCodecConfig(max_error=0.01)
+    encoded = round_trip(shuffled, config)
+    assert lidar_predictive.read_info(encoded.payload).mode == 'grid'
+    assert within_bound(encoded, shuffled, 0.01)
+
+
+@pytest.mark.parametrize('path', KITTI_SCANS, ids=lambda p: p.parent.parent.name)
+def test_a_shuffled_kitti_scan_codes_nearly_as_in_laser_order(path, monkeypatch):
+    if not path.exists():
+        pytest.skip('KITTI data absent (../shared/data)')
+    points = np.fromfile(path, '<f4').reshape(-1, 4)
+    shuffled = points[np.random.default_rng(2).permutation(len(points))]
+    config = LidarCodecConfig(max_error=0.01)
+    encoded = round_trip(shuffled, config)
+    assert lidar_predictive.read_info(encoded.payload).mode == 'spinning'
+    assert within_bound(encoded, shuffled, 0.01)
+    in_order = len(encode_scan(points, config).payload)
+    assert len(encoded.payload) < 1.1 * in_order
+    monkeypatch.setattr(lidar_predictive, '_elevation_rings', lambda xyz: None)
+    assert len(encoded.payload) < 0.75 * len(encode_scan(shuffled, config).payload)
+
+
+def test_grid_order_is_numpys_lexsort_of_the_cells():
+    """The grid path's radix order of packed cells, ties in input order, and numpy's lexsort where the
+    cells' spans do not pack into 63 bits."""
+    rng = np.random.default_rng(3)
+    cases = [rng.integers(-50, 50, (4000, 3)), rng.integers(-(1 << 20), 1 << 20, (3000, 3)),
+             np.repeat(rng.integers(0, 4, (50, 3)), 7, axis=0)[rng.permutation(350)],
+             rng.integers(-(1 << 40), 1 << 40, (500, 3)), np.zeros((1, 3), np.int64)]
+    for cells in cases:
+        cells = cells.astype(np.int64)
+        np.testing.assert_array_equal(lidar_predictive._grid_order(cells),
+                                      np.lexsort((cells[:, 2], cells[:, 1], cells[:, 0])))
+
+
+def test_rings_out_of_azimuth_order_are_sorted_as_numpys_lexsort():
+    rng = np.random.default_rng(4)
+    xyz = rng.normal(size=(5000, 3)).astype(np.float32)
+    xyz[100:200] = xyz[0]  # equal azimuths keep their order
+    rings = rng.integers(0, 40, len(xyz))
+    order, counts = lidar_predictive._laser_order(xyz, rings)
+    azimuth = np.arctan2(xyz[:, 1].astype(np.float64), xyz[:, 0].astype(np.float64))
+    np.testing.assert_array_equal(order, np.lexsort((azimuth, rings)))
+    np.testing.assert_array_equal(counts, np.bincount(rings, minlength=40))
 
 
 def test_solid_state_cloud_takes_the_grid_path_within_the_bound():
@@ -368,18 +444,20 @@ points, rings = lidar_codec._synthetic_scan(8, 128)
 rng = np.random.default_rng(0)
 points[:, :3] += rng.normal(0.0, 0.03, points[:, :3].shape).astype(np.float32)
 points[:, 3] = rng.integers(0, 100, len(points)) / 100.0
+clean, _ = lidar_codec._synthetic_scan(8, 128)
+shuffled = clean[rng.permutation(len(clean))]  # its lasers found from the elevation, then sorted
 config = lidar_codec.LidarCodecConfig(max_error=0.01)
-for given in (None, rings):
-    encoded = lidar_codec.encode_scan(points, config, rings=given)
+for scan, given in ((points, None), (points, rings), (shuffled, None)):
+    encoded = lidar_codec.encode_scan(scan, config, rings=given)
     decoded = lidar_codec.decode_scan(encoded.payload, encoded.num_points, config)
-    print(hashlib.sha256(encoded.payload + decoded.tobytes()).hexdigest())
+    print(encoded.payload[1], hashlib.sha256(encoded.payload + decoded.tobytes()).hexdigest())
 '''
 
 
 def test_the_codec_without_numba_writes_and_decodes_the_same_bits():
-    """Without numba (plain Python: the kernels' fallback) a noisy scan, with and without rings,
-    codes to the same payloads and decodes to the same points: the kernels must mean the same in
-    both (numpy's bools, for one, add as 'or' where numba's add as integers)."""
+    """Without numba (plain Python: the kernels' fallback) a noisy scan, with and without rings, and a
+    shuffled one code to the same payloads and decode to the same points: the kernels must mean the
+    same in both (numpy's bools, for one, add as 'or' where numba's add as integers)."""
     import subprocess
     import sys
 
@@ -390,4 +468,5 @@ def test_the_codec_without_numba_writes_and_decodes_the_same_bits():
         return result.stdout.split()
 
     compiled = run()
-    assert len(compiled) == 2 and run(NUMBA_DISABLE_JIT='1') == compiled
+    assert len(compiled) == 6 and compiled[4] == str(lidar_predictive.MODE_SPINNING)
+    assert run(NUMBA_DISABLE_JIT='1') == compiled

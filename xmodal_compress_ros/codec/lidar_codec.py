@@ -402,14 +402,17 @@ def draco_reference_size(points: np.ndarray, force_quantization: bool = False) -
 def warm_up(config: LidarCodecConfig = LidarCodecConfig()) -> None:
     """Compile the predictive codec's kernels (or load them from numba's cache) before the first scan,
     by coding small synthetic scans under ``config``: a spinning scan without and with its ``ring``
-    field, and a cloud without that structure (the grid path). The first full scan otherwise takes
-    about 0.5 s to encode with a warm cache, and over 10 s on a machine that has never compiled them."""
+    field, the same scan shuffled (its lasers inferred from the elevation) and a cloud without that
+    structure (the grid path). The first full scan otherwise takes about 0.5 s to encode with a warm
+    cache, and over 10 s on a machine that has never compiled them."""
     if config.codec != 'predictive' or lidar_predictive.numba is None:
         return  # Draco compiles nothing; without numba the kernels are plain Python
     points, rings = _synthetic_scan()
-    cloud = np.random.default_rng(0).uniform(-20.0, 20.0, (256, 4)).astype(np.float32)
+    rng = np.random.default_rng(0)
+    cloud = rng.uniform(-20.0, 20.0, (256, 4)).astype(np.float32)
     cloud[:, 3] = np.abs(cloud[:, 3]) / 20.0
-    for scan, scan_rings in ((points, None), (points, rings), (cloud, None)):
+    shuffled = points[rng.permutation(len(points))]
+    for scan, scan_rings in ((points, None), (points, rings), (shuffled, None), (cloud, None)):
         encoded = encode_scan(scan, config, rings=scan_rings)
         decode_scan(encoded.payload, encoded.num_points, config)
 

@@ -15,7 +15,7 @@ from xmodal_compress_ros.codec.bitstream import (
     LIDAR_CODEC_DRACO, LIDAR_CODEC_PREDICTIVE, pack_lidar_packet, parse_lidar_packet,
 )
 from xmodal_compress_ros.codec.lidar_codec import (
-    LidarCodecConfig, config_from_packet, decode_packet, decode_scan, encode_scan,
+    LidarCodecConfig, _quantize_intensity, config_from_packet, decode_packet, decode_scan, encode_scan,
 )
 from xmodal_compress_ros.errors import PacketError, ParameterError
 
@@ -34,8 +34,13 @@ def within_bound(encoded, original, max_error, rings=None):
     kept = original[valid]
     assert encoded.num_points == len(kept)
     decoded = encoded.points[:, :3].astype(np.float64)
-    # The codec reports its coding order only through lidar_predictive; recover it by re-encoding.
-    coded = lidar_predictive.encode(kept[:, :3].astype(np.float32), None, encoded.config.max_error,
+    # The codec reports its coding order only through lidar_predictive; recover it by re-encoding the
+    # same inputs (the intensity too: it weighs in the choice of path for a cloud out of laser order).
+    codes = None
+    if encoded.config.keep_intensity:
+        intensity = np.where(np.isfinite(kept[:, 3]), kept[:, 3], 0).astype(np.float32)
+        codes = _quantize_intensity(intensity, encoded.config)[:, 0]
+    coded = lidar_predictive.encode(kept[:, :3].astype(np.float32), codes, encoded.config.max_error,
                                     None if rings is None else rings[valid])
     np.testing.assert_array_equal(coded.xyz, encoded.points[:, :3])
     matched = kept[:, :3].astype(np.float64)[coded.order]

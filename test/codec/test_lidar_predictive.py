@@ -137,6 +137,22 @@ def test_bands_that_code_worse_than_the_grid_leave_the_cloud_to_the_grid(monkeyp
     assert within_bound(encoded, shuffled, 0.01)
 
 
+def test_bands_stand_where_the_grid_cannot_code_the_cloud(monkeypatch):
+    """The grid is tried beside the bands only to keep the smaller: where it refuses the cloud, the
+    bands are sent; where there are no bands either, the grid's error is the answer."""
+    points, _ = spinning_scan()
+    shuffled = points[np.random.default_rng(7).permutation(len(points)), :3]
+
+    def refuse(*args, **kwargs):
+        raise ParameterError('no grid')
+
+    monkeypatch.setattr(lidar_predictive, '_encode_grid', refuse)
+    assert lidar_predictive.encode(shuffled, None, 0.01).mode == 'spinning'
+    monkeypatch.setattr(lidar_predictive, '_elevation_rings', lambda xyz: None)
+    with pytest.raises(ParameterError, match='no grid'):
+        lidar_predictive.encode(shuffled, None, 0.01)
+
+
 @pytest.mark.parametrize('path', KITTI_SCANS, ids=lambda p: p.parent.parent.name)
 def test_a_shuffled_kitti_scan_codes_nearly_as_in_laser_order(path, monkeypatch):
     if not path.exists():

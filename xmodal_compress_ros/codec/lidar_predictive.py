@@ -820,7 +820,7 @@ def _laser_order(xyz: np.ndarray, rings: Optional[np.ndarray]) -> Optional[Tuple
 
 def _sort_rings(order, counts, azimuths):
     """Sort each ring's run of ``order`` (grouped by ring: ``counts`` per ring) by azimuth, stably, in
-    place: a third of the time of numpy's lexsort over rings and azimuths, the same order."""
+    place: numpy's lexsort over rings and azimuths gives the same order, sorting the whole cloud."""
     start = 0
     for count in counts:
         run = order[start:start + count]
@@ -875,9 +875,9 @@ def _elevation_rings(xyz: np.ndarray) -> Optional[np.ndarray]:
 def _bunching(z: np.ndarray, distance: np.ndarray) -> float:
     """How many times more often two elevations within a degree of each other (in one of the sample's
     degree-wide bins) share its bin of BUNCH_DEGREES than if they spread evenly over the degree: 1 for
-    smooth spreads, up to 20 for lines; lasers a few tenths of a degree apart score 4-10. Pairs, so
-    unbiased for the sample's size. Elevations within _LEVEL_DEGREES of level are left out: a plane
-    seen from its own height bunches there."""
+    smooth spreads, up to 20 for lines (spinning sensors' scans score 3.3-15 in
+    research/lidar_unordered_probe.py). Pairs, so unbiased for the sample's size. Elevations within
+    _LEVEL_DEGREES of level are left out: a plane seen from its own height bunches there."""
     elevation = np.degrees(np.arctan2(z, distance))
     elevation = elevation[np.abs(elevation) >= _LEVEL_DEGREES]
     n = len(elevation)
@@ -1052,11 +1052,16 @@ def encode(xyz: np.ndarray, intensity: Optional[np.ndarray], max_error: float,
         return _encode_grid(xyz, codes, grid_header, correction_step, max_error, has_intensity,
                             invalid_points, out)
     # A spinning sensor's cloud out of laser order: its elevation bands code it in about half the grid's
-    # bits, but a cloud that only looks like one (seen from another frame) in more: keep the smaller.
+    # bits, but nothing promises that of every cloud whose elevations bunch: keep the smaller.
     banded = _encode_spinning(xyz, codes, _laser_order(xyz, bands), header, correction_step, range_step,
                               turn, max_error, out)
-    grid = _encode_grid(xyz, codes, grid_header, correction_step, max_error, has_intensity,
-                        invalid_points, None)
+    try:
+        grid = _encode_grid(xyz, codes, grid_header, correction_step, max_error, has_intensity,
+                            invalid_points, None)
+    except ParameterError:
+        if banded is None:
+            raise
+        return banded
     if banded is not None and len(banded.payload) <= len(grid.payload):
         return banded
     return _keep(grid, out)
@@ -1492,7 +1497,7 @@ def _grid_cells(xyz, step, cells):
 
 def _grid_order(cells: np.ndarray) -> np.ndarray:
     """The points' order by x, then y, then z cell, ties in input order: numpy's lexsort of the three,
-    as a radix sort of one key that packs them (a fifth of lexsort's time), where it fits 63 bits."""
+    as a compiled radix sort of one key that packs them, where it fits 63 bits."""
     if len(cells) == 0:
         return np.zeros(0, np.int64)
     low, high = cells.min(axis=0), cells.max(axis=0)

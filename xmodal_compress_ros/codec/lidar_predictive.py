@@ -678,8 +678,8 @@ def _parse_table(blob: bytes, offset: int, num_rows: int) -> Tuple[_Table, int]:
     counts = _table_counts(data, starts, lengths, COUNT_LEVELS)
     # quantize_pmf's arithmetic (exact on these integers: the same table everywhere) through its
     # kernel: what quantize_pmf checks first holds by construction (counts that are COUNT_LEVELS,
-    # lengths 1..2 * SYMBOL_MAX + 1), and so does what a PmfTable checks of the result (every count
-    # at least 1, each row summing to 2**TABLE_PRECISION), which would cost a fifth of the table's time.
+    # lengths 1..2 * SYMBOL_MAX + 1), and so does what a PmfTable would check of the result in numpy
+    # passes (every count at least 1, each row summing to 2**TABLE_PRECISION).
     pmfs, overflowed = rans_kernels.quantize_rows(counts, lengths, TABLE_PRECISION)
     if overflowed:
         raise PacketError('LiDAR payload table is invalid: its counts overflow the table precision')

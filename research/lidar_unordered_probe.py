@@ -16,8 +16,10 @@ the smaller of that and the grid path. This probe measures, at one bound, the ge
   a rotating rosette, cast into the same synthetic street.
 
 Per cloud: the bunching score and height found, the grid path, the elevation bands forced (whatever
-the score), the codec's own choice, the scan in its own order (where it has one), and Draco kd-tree at
-the fewest quantization bits meeting the bound.
+the score), bands cut at the valleys of the elevation histogram instead (0.025-degree bins, a valley's
+deepest bin between peaks that are the highest within 0.12 degrees: one band per laser however dense),
+the codec's own choice, the scan in its own order (where it has one), and Draco kd-tree at the fewest
+quantization bits meeting the bound.
 
     .venv/bin/python research/lidar_unordered_probe.py [--data ../shared/data] [--max-error 0.01]
         [--band-degrees 0.2] [--out research/results/lidar_unordered_probe.json]
@@ -72,6 +74,22 @@ def synthetic_scan(beams: int, top: float, bottom: float) -> np.ndarray:
     return SyntheticDrive(config).render(0).frame.points[:, :3]
 
 
+def valley_rings(xyz: np.ndarray, height: float, bin_degrees=0.025, peak_degrees=0.12) -> np.ndarray:
+    """A band per peak of the elevation histogram (seen from ``height``), cut at the deepest bin
+    between neighbouring peaks."""
+    full = xyz.astype(np.float64)
+    elevation = np.degrees(np.arctan2(full[:, 2] - height, np.hypot(full[:, 0], full[:, 1])))
+    bins = ((elevation - elevation.min()) / bin_degrees).astype(np.int64)
+    smooth = np.convolve(np.bincount(bins).astype(float), np.ones(3) / 3, mode='same')
+    reach = int(round(peak_degrees / bin_degrees))
+    highest = np.lib.stride_tricks.sliding_window_view(
+        np.pad(smooth, reach, constant_values=-1.0), 2 * reach + 1).max(axis=1)
+    peaks = np.flatnonzero((smooth == highest) & (smooth > 0))
+    peaks = peaks[np.concatenate(([True], np.diff(peaks) > 1))]  # one per plateau
+    edges = [low + int(np.argmin(smooth[low:high + 1])) for low, high in zip(peaks[:-1], peaks[1:])]
+    return np.searchsorted(np.array(edges, np.int64), bins, side='right')
+
+
 def geometry_bpp(xyz: np.ndarray, max_error: float) -> float:
     return 8.0 * len(lp.encode(np.ascontiguousarray(xyz), None, max_error).payload) / len(xyz)
 
@@ -86,13 +104,15 @@ def measure(xyz: np.ndarray, in_order, max_error: float) -> dict:
     try:
         lp.BUNCH_RATIO = 0.0  # bands whatever the bunching: what they would cost
         bands = lp.encode(xyz, None, max_error, rings=found(xyz))
+        valleys = lp.encode(xyz, None, max_error, rings=valley_rings(xyz, height))
         lp._elevation_rings = lambda cloud: None  # the grid alone, as the order leaves it
         grid = geometry_bpp(xyz, max_error)
     finally:
         lp._elevation_rings, lp.BUNCH_RATIO = found, ratio
     points = np.concatenate([xyz, np.zeros((len(xyz), 1), np.float32)], axis=1)
     return dict(points=len(xyz), bunching=round(score, 2), height_m=round(float(height), 2),
-                grid_bpp=grid, bands_bpp=8.0 * len(bands.payload) / len(xyz), chosen=chosen.mode,
+                grid_bpp=grid, bands_bpp=8.0 * len(bands.payload) / len(xyz),
+                valley_bands_bpp=8.0 * len(valleys.payload) / len(xyz), chosen=chosen.mode,
                 chosen_bpp=8.0 * len(chosen.payload) / len(xyz),
                 in_order_bpp=None if in_order is None else geometry_bpp(in_order, max_error),
                 draco_kdtree_bpp=8.0 * run_draco(points, max_error, 7)['geometry_bytes'] / len(xyz))
@@ -128,9 +148,9 @@ def main() -> None:
         results[name] = row = measure(xyz, in_order, args.max_error)
         in_order = row['in_order_bpp'] or float('nan')
         print(f'{name:<42} bunching {row["bunching"]:5.2f} at {row["height_m"]:5.2f} m | grid '
-              f'{row["grid_bpp"]:5.2f} | bands {row["bands_bpp"]:5.2f} | chosen {row["chosen"]:<8} '
-              f'{row["chosen_bpp"]:5.2f} | in order {in_order:5.2f} | Draco kd-tree '
-              f'{row["draco_kdtree_bpp"]:5.2f}', flush=True)
+              f'{row["grid_bpp"]:5.2f} | bands {row["bands_bpp"]:5.2f} | valley bands '
+              f'{row["valley_bands_bpp"]:5.2f} | chosen {row["chosen"]:<8} {row["chosen_bpp"]:5.2f} | '
+              f'in order {in_order:5.2f} | Draco kd-tree {row["draco_kdtree_bpp"]:5.2f}', flush=True)
     out = args.out
     out.write_text(json.dumps(dict(max_error=args.max_error, band_degrees=lp.BAND_DEGREES,
                                    bunch_ratio=lp.BUNCH_RATIO, clouds=results), indent=1))

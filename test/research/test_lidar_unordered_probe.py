@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path[:0] = [str(Path(__file__).resolve().parents[2] / 'research')]
-from lidar_unordered_probe import measure  # noqa: E402
+from lidar_unordered_probe import measure, valley_rings  # noqa: E402
 
 from xmodal_compress_ros.codec import lidar_codec, lidar_predictive  # noqa: E402
 
@@ -20,6 +20,8 @@ def test_a_shuffled_spinning_scan_measures_cheaper_in_bands_than_on_the_grid():
     assert row['chosen'] == 'spinning' and row['chosen_bpp'] == row['bands_bpp']
     assert row['bands_bpp'] < 0.6 * row['grid_bpp']
     assert row['bands_bpp'] < 1.1 * row['in_order_bpp']
+    assert row['valley_bands_bpp'] < 1.1 * row['in_order_bpp']
+    assert valley_rings(shuffled, 0.0).max() + 1 == 32  # a band per laser
     assert row['draco_kdtree_bpp'] > 0
 
 

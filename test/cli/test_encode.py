@@ -109,6 +109,15 @@ def test_lidar_only_file(capsys, files, tmp_path):
         assert 'warm_up_ms' in decoded_summary
         decoded = np.fromfile(tmp_path / f'{codec}.bin', '<f4').reshape(-1, 4)
         assert decoded.shape == (summary['points'], 4)
+        code, out, _ = run(capsys, 'info', tmp_path / f'{codec}.xmc')
+        scan = json.loads(out)['scans'][0]
+        assert code == 0 and scan['lidar_codec'] == codec
+        if codec == 'predictive':  # its bound, layout and the points the sender left out
+            # (the sample scan is points drawn on planes, no lasers: the grid codes it)
+            assert scan['max_error'] == 0.005 and scan['layout'] == 'grid'
+            assert scan['invalid_points'] == summary['invalid_points']
+        else:
+            assert 'layout' not in scan
     # The predictive scan keeps every point's coordinates within 5 mm (in the codec's point order).
     decoded = np.fromfile(tmp_path / 'predictive.bin', '<f4').reshape(-1, 4)
     kept = points[np.isfinite(points[:, :3]).all(1) & np.any(points[:, :3] != 0, axis=1), :3]

@@ -14,8 +14,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from xmodal_compress_ros.codec.bitstream import (FRAME_KINDS, LIDAR_CODECS, packet_kind, parse_container,
-                                                     parse_image_packet, parse_lidar_packet)
+    from xmodal_compress_ros.codec import lidar_predictive
+    from xmodal_compress_ros.codec.bitstream import (FRAME_KINDS, LIDAR_CODEC_PREDICTIVE, LIDAR_CODECS,
+                                                     packet_kind, parse_container, parse_image_packet,
+                                                     parse_lidar_packet)
     from xmodal_compress_ros.errors import PacketError
 
     if not args.input.is_file():
@@ -46,6 +48,12 @@ def main(args: argparse.Namespace) -> int:
                 'quantization_bits': p.quantization_bits, 'intensity_bits': p.intensity_bits,
                 'frustum_only': p.frustum_only, 'has_projection': p.projection is not None,
                 'lidar_bytes': len(packet)})
+            if p.codec_id == LIDAR_CODEC_PREDICTIVE:
+                # The bound, and whether the scan went laser by laser ('spinning': from its ring field,
+                # its order or its elevation angles) or on the grid.
+                header = lidar_predictive.read_info(p.payload)
+                scans[-1].update(max_error=header.max_error, layout=header.mode,
+                                 invalid_points=header.invalid_points)
     image_bytes = sum(i['image_bytes'] for i in images)
     lidar_bytes = sum(s['lidar_bytes'] for s in scans)
     first = images[0] if images else {}

@@ -27,7 +27,10 @@ the same payload bytes and decode the same points. Writes
 ``bench/results/lidar_codec_speed_<tag>.json``.
 
 With ``--shuffle`` every scan's points are shuffled first (the same permutation for every codec): a
-cloud whose order no longer shows its lasers, as a voxel filter or a merge leaves it.
+cloud whose order no longer shows its lasers, as a voxel filter or a merge leaves it. With
+``--frustum`` every scan is cut to its camera's view first (``frustum_only``'s cut, the scan's
+calibration from the data): the stream that conditioning alone needs. With ``--baseline`` the
+JSON also gives both codecs' bits per point and the ratio of their bytes.
 
     python bench/bench_lidar_codec.py [--data ../shared/data] [--bounds 0.002 0.01 0.02] [--limit N]
     python bench/bench_lidar_codec.py --baseline HEAD~3 --bounds 0.01 [--rounds 5]
@@ -52,7 +55,7 @@ from pathlib import Path
 import numpy as np
 
 from xmodal_compress_ros.codec import lidar_predictive
-from xmodal_compress_ros.codec.lidar_codec import LidarCodecConfig, decode_scan, encode_scan
+from xmodal_compress_ros.codec.lidar_codec import LidarCodecConfig, decode_scan, encode_scan, frustum_mask
 from xmodal_compress_ros.data.pointfiles import read_points
 
 ZSTD_LEVEL = 3
@@ -247,7 +250,7 @@ def compare_with_baseline(args, scans) -> None:
         for bound in args.bounds:
             times = {name: np.zeros((args.rounds, len(scans), 2)) for name in codecs}
             same = same_points = 0
-            points_out = {}
+            points_out, sizes = {}, {name: np.zeros(len(scans)) for name in codecs}
             for name, module in codecs.items():  # compile / warm up outside the timings
                 config = module.LidarCodecConfig(max_error=bound)
                 encoded = module.encode_scan(scans[0][1], config)
@@ -268,6 +271,7 @@ def compare_with_baseline(args, scans) -> None:
                         decoded = module.decode_scan(encoded.payload, encoded.num_points, config)
                         times[name][round_, k, 1] = (time.thread_time() - cpu) * 1e3
                         payloads[name, k] = encoded.payload
+                        sizes[name][k] = len(encoded.payload)
                         points_out[name, k] = hashlib.sha256(decoded.tobytes()).digest()
                 same += sum(payloads['baseline', k] == payloads['current', k] for k in range(len(scans)))
                 same_points += sum(points_out['baseline', k] == points_out['current', k]
@@ -284,8 +288,12 @@ def compare_with_baseline(args, scans) -> None:
                                                    / np.median(times['baseline'][:, :, stage], 0)))
                                    for stage in (0, 1))
             runs = args.rounds * len(scans)
+            points = sum(len(p) for _, p in scans)
+            for name in codecs:
+                summary[name]['bits_per_point'] = float(8 * sizes[name].sum() / points)
             results[f'{bound:g}'] = dict(summary, encode_time_ratio_p50=ratio,
                                          decode_time_ratio_p50=decode_ratio,
+                                         bytes_ratio=float(sizes['current'].sum() / sizes['baseline'].sum()),
                                          identical_payloads=f'{same} of {runs}',
                                          identical_decoded_points=f'{same_points} of {runs}')
             for name in codecs:
@@ -295,8 +303,9 @@ def compare_with_baseline(args, scans) -> None:
                       f'{row["encode_cpu_ms_best"]:6.2f}  decode p50 {row["decode_cpu_ms_p50"]:6.2f} ms',
                       flush=True)
             print(f'{bound:7.3f} current / baseline time (median over scans): encode {ratio:.3f}, decode '
-                  f'{decode_ratio:.3f}; identical payloads {same}, decoded points {same_points} of {runs}',
-                  flush=True)
+                  f'{decode_ratio:.3f}; bits per point {summary["current"]["bits_per_point"]:.3f} / '
+                  f'{summary["baseline"]["bits_per_point"]:.3f}; identical payloads {same}, decoded points '
+                  f'{same_points} of {runs}', flush=True)
         load.append(os.getloadavg())
     out = Path(__file__).resolve().parent / 'results' / f'lidar_codec_speed_{args.tag}.json'
     out.write_text(json.dumps(dict(host=socket.gethostname(), cpu_count=os.cpu_count(), one_core=True,
@@ -316,9 +325,16 @@ def main() -> None:
     parser.add_argument('--rounds', type=int, default=5, help='with --baseline: rounds over the scans')
     parser.add_argument('--shuffle', action='store_true',
                         help="shuffle each scan's points (seeded): a cloud whose order hides its lasers")
+    parser.add_argument('--frustum', action='store_true',
+                        help="keep each scan's points inside its camera's view (frustum_only's cut)")
     args = parser.parse_args()
     os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one core
     scans = list(full_scans(args.data))
+    if args.frustum:
+        from bench_lidar import kitti_scans  # the same scans, with their calibrations
+
+        scans = [(name, points[frustum_mask(points, calib)])
+                 for name, points, calib in kitti_scans(args.data, raw_step=1)]
     if args.limit:
         scans = scans[:args.limit]
     if args.shuffle:
@@ -350,7 +366,7 @@ def main() -> None:
     out = Path(__file__).resolve().parent / 'results' / f'lidar_codec_{args.tag}.json'
     out.write_text(json.dumps(dict(host=socket.gethostname(), cpu_count=os.cpu_count(), one_core=True,
                                    zstd_level=ZSTD_LEVEL, bounds=args.bounds, shuffled=args.shuffle,
-                                   results=results), indent=1))
+                                   frustum=args.frustum, results=results), indent=1))
     print(f'wrote {out}')
 
 

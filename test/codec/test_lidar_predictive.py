@@ -102,6 +102,23 @@ def test_ring_field_orders_a_driver_scan():
     assert len(unringed.payload) < 1.02 * len(coded.payload)
 
 
+def test_a_scan_cut_to_a_cameras_view_keeps_its_lasers(monkeypatch):
+    """Cut to a sector (frustum_only's cut), a laser-major scan's sweeps never reach the azimuth's
+    wrap: each one starts where the azimuth steps back, and the lasers are coded apart."""
+    from xmodal_compress_ros.codec.lidar_codec import _synthetic_scan
+
+    points, _ = _synthetic_scan(lasers=16, firings=720)
+    points = points[np.abs(np.arctan2(points[:, 1], points[:, 0])) < np.pi / 4]
+    xyz = np.ascontiguousarray(points[:, :3])
+    order, counts = lidar_predictive._laser_order(xyz, None)
+    assert order is None and len(counts) == 16 and counts.sum() == len(xyz)
+    encoded = round_trip(points, LidarCodecConfig(max_error=0.01))
+    assert within_bound(encoded, points, 0.01)
+    monkeypatch.setattr(lidar_predictive, 'SWEEP_BREAK_RADIANS', np.inf)  # one laser, as before
+    assert len(lidar_predictive._laser_order(xyz, None)[1]) == 1
+    assert len(encoded.payload) < 0.9 * len(encode_scan(points, LidarCodecConfig(max_error=0.01)).payload)
+
+
 def test_lasers_hidden_by_the_order_are_found_from_the_elevation(monkeypatch):
     """A driver scan without its ring field, column by column or shuffled (as a voxel filter leaves
     it), is coded laser by laser, from elevation bands, within the bound and in far fewer bits than

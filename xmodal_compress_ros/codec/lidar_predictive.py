@@ -795,7 +795,8 @@ def _laser_order(xyz: np.ndarray, rings: Optional[np.ndarray]) -> Optional[Tuple
     With ``rings``, points are grouped by ring (stably: drivers give each ring in azimuth order;
     a ring out of order is sorted by azimuth). Without, lasers are read from the scan order as
     KITTI and unorganised driver output keep it: one laser's sweep after another, a new laser
-    where the azimuth wraps around.
+    where the azimuth wraps around or steps back by more than SWEEP_BREAK_RADIANS (a scan cut to a
+    camera's view, whose sweeps never reach the wrap).
     """
     n = len(xyz)
     if rings is not None:
@@ -810,12 +811,30 @@ def _laser_order(xyz: np.ndarray, rings: Optional[np.ndarray]) -> Optional[Tuple
             xy = xyz[:, :2].astype(np.float64)
             _sort_rings(order, counts, np.arctan2(xy[:, 1], xy[:, 0]))
         return order, counts.astype(np.int64)
-    summary = _step_summary(_step_kinds(xyz[:, 0], xyz[:, 1]))
-    wraps = summary[0]
-    if len(wraps) + 1 > MAX_LASERS or n < 16 * (len(wraps) + 1) or _share_of(n - 1, *summary) < 0.9:
+    kinds = _step_kinds(xyz[:, 0], xyz[:, 1])
+    wraps, forward, backward = _step_summary(kinds)
+    if _share_of(n - 1, wraps, forward, backward) < 0.9:
         return None
-    counts = np.diff(np.concatenate(([0], wraps + 1, [n])))
+    back = STEP_BACKWARD if forward >= backward else STEP_FORWARD
+    starts = np.union1d(wraps, _steps_back(xyz, kinds, back))
+    if len(starts) + 1 > MAX_LASERS or n < 16 * (len(starts) + 1):
+        return None
+    counts = np.diff(np.concatenate(([0], starts + 1, [n])))
     return None, counts.astype(np.int64)
+
+
+#: A step against the scan's direction this large starts a new laser's sweep (radians): far beyond
+#: the azimuth noise within a sweep, far below the sweep a camera's view leaves (KITTI's: 90 degrees).
+SWEEP_BREAK_RADIANS = math.radians(5.0)
+
+
+def _steps_back(xyz: np.ndarray, kinds: np.ndarray, back: int) -> np.ndarray:
+    """The steps of kind ``back`` (against the scan's direction) larger than SWEEP_BREAK_RADIANS. An
+    encoder choice of layout: the payload lists the points per laser."""
+    steps = np.flatnonzero(kinds == back)
+    a, b = xyz[steps, :2].astype(np.float64), xyz[steps + 1, :2].astype(np.float64)
+    turn = np.abs(np.arctan2(a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0], a[:, 0] * b[:, 0] + a[:, 1] * b[:, 1]))
+    return steps[turn > SWEEP_BREAK_RADIANS]
 
 
 def _sort_rings(order, counts, azimuths):
